@@ -1,0 +1,34 @@
+"""fastroute: Numba kernels for top-k selection, entropies and token routing.
+
+Public API
+----------
+top_k                 the k largest/smallest entries along an axis (deterministic ties)
+entropy               Shannon entropy of probability or count slices
+entropy_from_logits   entropy of softmax(logits), stable for any finite logits
+kernels               the plain ``@njit`` kernels, for use inside your own Numba code
+
+Nothing is compiled at import: each kernel compiles on first use and is
+cached on disk for later processes.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .entropy import entropy, entropy_from_logits
+from .topk import TopK, top_k
+
+try:
+    __version__ = version("fastroute")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = ["TopK", "top_k", "entropy", "entropy_from_logits", "kernels", "__version__"]
+
+
+def __getattr__(name):
+    if name == "kernels":
+        import importlib
+
+        return importlib.import_module(".kernels", __name__)
+    raise AttributeError(f"module 'fastroute' has no attribute {name!r}")

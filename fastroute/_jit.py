@@ -1,0 +1,81 @@
+"""One place for Numba options and the thread-safety guard.
+
+Every kernel in fastroute is compiled with the same options:
+
+* ``error_model="numpy"``: division by zero gives inf/NaN instead of raising,
+  so kernels never need a Python exception path.
+* **no fastmath.** Results must be bit-identical whether a row is processed by
+  the serial or the parallel driver and for any thread count. Reassociation or
+  FMA contraction would let LLVM round differently in different call sites, so
+  reductions are written with explicit lanes instead (see ``kernels/_math.py``).
+* ``cache=True``: compiled machine code is written next to the sources (or to
+  ``NUMBA_CACHE_DIR``) so a second process starts warm. Parallel kernels are
+  cached too; numba's known multi-process cache races (numba#4807, #7518) are
+  about concurrent *writes*, which only happen on the very first cold run.
+* ``nogil=True``: serial kernels release the GIL, so Python threads really run
+  in parallel.
+
+Parallel drivers are launched only while holding a process-wide lock taken with
+``blocking=False``. Numba's default ``workqueue`` threading layer aborts the
+process if two threads launch parallel regions at once; a caller that finds
+the lock busy simply runs the serial twin instead, which gives the same bits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numba
+
+__all__ = ["jit", "pjit", "parallel_guard", "PARALLEL_MIN_WORK"]
+
+_CACHE = os.environ.get("FASTROUTE_NO_CACHE", "") == ""
+
+_OPTIONS = dict(cache=_CACHE, error_model="numpy", nogil=True, fastmath=False)
+
+
+def jit(fn=None, **overrides):
+    """``numba.njit`` with fastroute's options (serial, GIL released)."""
+    opts = {**_OPTIONS, **overrides}
+    if fn is None:
+        return lambda f: numba.njit(**opts)(f)
+    return numba.njit(**opts)(fn)
+
+
+def pjit(fn):
+    """``numba.njit(parallel=True)`` with fastroute's options."""
+    return numba.njit(parallel=True, **_OPTIONS)(fn)
+
+
+#: Below this many input elements a call takes the serial driver: launching
+#: the thread pool costs a few microseconds, more than the work itself.
+PARALLEL_MIN_WORK = 1 << 15
+
+_launch_lock = threading.Lock()
+
+
+class parallel_guard:
+    """Context manager: ``with parallel_guard(work) as par:`` gives ``par`` True
+    when the parallel driver may be used for this call.
+
+    It is False for small work, when only one Numba thread is configured, or
+    when another thread of this process is inside a parallel launch.
+    """
+
+    __slots__ = ("_held", "_work")
+
+    def __init__(self, work: int) -> None:
+        self._work = work
+        self._held = False
+
+    def __enter__(self) -> bool:
+        if self._work < PARALLEL_MIN_WORK or numba.get_num_threads() < 2:
+            return False
+        self._held = _launch_lock.acquire(blocking=False)
+        return self._held
+
+    def __exit__(self, *exc) -> None:
+        if self._held:
+            _launch_lock.release()
+            self._held = False

@@ -1,0 +1,112 @@
+"""Argument checks and layout normalisation shared by the public wrappers.
+
+Every error message says what was wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
+
+_REAL_KINDS = "biuf"
+_SUPPORTED = frozenset(
+    np.dtype(t)
+    for t in (
+        np.bool_, np.int8, np.int16, np.int32, np.int64,
+        np.uint8, np.uint16, np.uint32, np.uint64,
+        np.float16, np.float32, np.float64,
+    )
+)  # fmt: skip
+
+#: float16 inputs are widened to float32 in row blocks of this many elements
+HALF_BLOCK_ELEMENTS = 1 << 20
+
+
+def as_real_array(x: Any, func: str) -> np.ndarray:
+    """``np.asarray(x)`` checked to be a real numeric array of ndim >= 1.
+
+    Non-native byte order is converted (a copy); everything else is a view.
+    """
+    if hasattr(x, "__array_namespace__") and type(x).__module__.startswith("torch"):
+        x = x.detach()  # torch: zero-copy view of a CPU tensor, no autograd
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # pragma: no cover - depends on the foreign object
+        raise TypeError(
+            f"{func}: cannot convert {type(x).__name__} to a NumPy array ({exc}); "
+            "pass a NumPy array or a CPU tensor"
+        ) from None
+    if a.dtype.kind not in _REAL_KINDS or a.dtype.newbyteorder("=") not in _SUPPORTED:
+        raise TypeError(
+            f"{func}: unsupported dtype {a.dtype}; pass a real array of bool, "
+            "int8..int64, uint8..uint64, float16, float32 or float64 "
+            "(for example x.astype(np.float64))"
+        )
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.ndim == 0:
+        raise ValueError(f"{func}: input must have at least one dimension, got a scalar")
+    return a
+
+
+def check_k(k: Any, n: int, func: str) -> int:
+    if isinstance(k, (bool, np.bool_)):
+        raise TypeError(f"{func}: k must be an integer, got a bool")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise TypeError(
+            f"{func}: k must be an integer, got {type(k).__name__} {k!r}"
+        ) from None
+    if not 0 <= k <= n:
+        raise ValueError(f"{func}: k={k} is out of range; need 0 <= k <= {n} (the length along axis)")
+    return k
+
+
+def check_axis(axis: Any, ndim: int) -> int:
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError("axis must be an integer, got a bool")
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
+    return normalize_axis_index(axis, ndim)
+
+
+def check_base(base: Any, func: str) -> float | None:
+    if base is None:
+        return None
+    if isinstance(base, (bool, np.bool_)) or not isinstance(base, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{func}: base must be a real number or None, got {type(base).__name__}")
+    b = float(base)
+    if not (b > 0.0 and b != 1.0 and np.isfinite(b)):
+        raise ValueError(f"{func}: base must be positive, finite and not 1, got {base!r}")
+    return b
+
+
+def rows_view(a: np.ndarray, axis: int) -> list[np.ndarray]:
+    """2-D views (rows along ``axis``) covering ``a`` in C order of the other axes.
+
+    Usually one view; several only when the leading axes cannot be merged
+    without a copy (exotic strides), never a copy of the data.
+    """
+    a = np.moveaxis(a, axis, -1)
+    n = a.shape[-1]
+    if a.ndim == 1:
+        return [a[np.newaxis, :]]
+    if a.ndim == 2:
+        return [a]
+    try:
+        return [a.reshape(-1, n, copy=False)]
+    except ValueError:
+        return [v for sub in a for v in rows_view(sub, sub.ndim - 1)]
+
+
+def unravel_row(row: int, lead_shape: tuple[int, ...]) -> tuple[int, ...] | int:
+    """Index of a flattened row in the leading (non-reduced) shape."""
+    if len(lead_shape) <= 1:
+        return row
+    return tuple(int(i) for i in np.unravel_index(row, lead_shape))

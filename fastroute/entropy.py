@@ -1,0 +1,158 @@
+"""``fastroute.entropy`` and ``fastroute.entropy_from_logits``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _drivers as drv
+from ._jit import parallel_guard
+from ._validate import (
+    HALF_BLOCK_ELEMENTS,
+    as_real_array,
+    check_axis,
+    check_base,
+    rows_view,
+    unravel_row,
+)
+from .kernels.entropy import NEGATIVE
+
+__all__ = ["entropy", "entropy_from_logits"]
+
+
+def entropy(
+    p: Any, /, *, axis: int = -1, base: float | None = None, normalize: bool = True
+) -> np.ndarray:
+    """Shannon entropy of every slice of ``p`` along ``axis``.
+
+    Parameters
+    ----------
+    p : array_like
+        Probabilities or non-negative counts (bool, integers, float16/32/64),
+        ``ndim >= 1``, any layout.
+    axis : int, default -1
+        Axis holding each distribution.
+    base : float, optional
+        Logarithm base of the result; ``None`` gives nats, ``2`` bits.
+    normalize : bool, default True
+        True: entropy of ``p / p.sum(axis)`` (as ``scipy.stats.entropy``),
+        computed without a normalized copy. False: ``-sum(p * log p)`` of the
+        entries as given.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of ``p`` without ``axis``. float32 for float16/float32 input,
+        float64 otherwise; the sums are always accumulated in float64.
+
+    Notes
+    -----
+    Zeros contribute exactly 0 (``0 log 0 = 0``). A slice containing NaN or
+    ``+inf`` gives NaN. With ``normalize=True`` an all-zero or empty slice
+    gives NaN (there is no distribution); with ``normalize=False`` it gives 0.
+    For float64 input the error is at most ``1e-12 * H + 2e-15`` also for
+    near-deterministic slices such as ``[1e6, 1]``: the largest entry is
+    handled through ``log1p`` and every summed term is non-negative.
+
+    Raises
+    ------
+    ValueError
+        A slice holds a negative entry (the message names the first one).
+    TypeError
+        Unsupported dtype, or ``base`` not a number.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.entropy(np.array([[1, 1, 0, 0], [3, 1, 0, 0]]), base=2)
+    array([1.        , 0.81127812])
+    """
+    a = as_real_array(p, "entropy")
+    ax = check_axis(axis, a.ndim)
+    b = check_base(base, "entropy")
+    lead = a.shape[:ax] + a.shape[ax + 1 :]
+    out64 = np.empty(lead, np.float64)
+    status = np.zeros(lead, np.uint8)
+    _run(a, ax, out64.reshape(-1), status.reshape(-1), bool(normalize), False)
+    if status.any():
+        row = int(np.flatnonzero(status.reshape(-1) == NEGATIVE)[0])
+        where = unravel_row(row, lead)
+        raise ValueError(
+            f"entropy: slice {where} (along axis {ax}) has a negative entry; "
+            "probabilities and counts must be >= 0"
+        )
+    return _finish(out64, a.dtype, b)
+
+
+def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None) -> np.ndarray:
+    """Shannon entropy of ``softmax(z)`` along ``axis``, in one stable pass.
+
+    Parameters
+    ----------
+    z : array_like
+        Logits (float16/32/64, integers, bool), ``ndim >= 1``, any layout.
+    axis : int, default -1
+    base : float, optional
+        Logarithm base; ``None`` gives nats.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of ``z`` without ``axis``; float32 for float16/float32 input,
+        float64 otherwise.
+
+    Notes
+    -----
+    No overflow for any finite logits (``[1e30, 0, -1e30]`` gives 0). ``-inf``
+    is probability 0. A slice that is empty, all ``-inf``, or contains NaN or
+    ``+inf`` gives NaN. Same accuracy as :func:`entropy`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.entropy_from_logits(np.array([[0.0, 0.0], [1e30, -1e30]]))
+    array([0.69314718, 0.        ])
+    """
+    a = as_real_array(z, "entropy_from_logits")
+    ax = check_axis(axis, a.ndim)
+    b = check_base(base, "entropy_from_logits")
+    lead = a.shape[:ax] + a.shape[ax + 1 :]
+    out64 = np.empty(lead, np.float64)
+    _run(a, ax, out64.reshape(-1), None, False, True)
+    return _finish(out64, a.dtype, b)
+
+
+def _run(a, ax, out, status, normalize, logits):
+    r0 = 0
+    for block in rows_view(a.view(np.uint8) if a.dtype == np.bool_ else a, ax):
+        r1 = r0 + block.shape[0]
+        _rows(block, out[r0:r1], None if status is None else status[r0:r1], normalize, logits)
+        r0 = r1
+
+
+def _rows(x2, out, status, normalize, logits):
+    if x2.shape[0] == 0:
+        return
+    if x2.dtype == np.float16:  # Numba has no float16: widen row blocks (exact)
+        step = max(1, HALF_BLOCK_ELEMENTS // max(1, x2.shape[1]))
+        for r in range(0, x2.shape[0], step):
+            st = None if status is None else status[r : r + step]
+            _rows(x2[r : r + step].astype(np.float32), out[r : r + step], st, normalize, logits)
+        return
+    with parallel_guard(x2.size) as par:
+        if logits:
+            (drv.logits_parallel if par else drv.logits_serial)(x2, out)
+        else:
+            (drv.entropy_parallel if par else drv.entropy_serial)(x2, normalize, out, status)
+
+
+def _finish(out64, dtype, base):
+    if base is not None:
+        out64 /= math.log(base)
+    if dtype in (np.float16, np.float32):
+        return out64.astype(np.float32)
+    return out64

@@ -1,0 +1,248 @@
+"""Shannon entropy of one 1-D slice: of probabilities/counts and of logits.
+
+Both kernels read the slice twice. Pass 1 finds the largest entry and checks
+for NaN, infinity and negative entries with integer reductions on the IEEE bit
+patterns. Pass 2 works on blocks of ``BLOCK`` float64 values with the
+vectorized ``log``/``exp`` of ``_math`` and pairwise block sums.
+
+The formulas are chosen so that every summed term is non-negative (no
+cancellation) and the largest entry, which dominates near-deterministic rows,
+is handled through ``log1p``:
+
+* probabilities/counts ``p`` with maximum ``m``, ``R = sum(p) - m`` (summed
+  without ``m``, never by subtraction), ``S = m + R``::
+
+      H = log1p(R / m) + sum_i p_i * (log m - log p_i) / S
+
+* logits ``z`` with maximum ``M``, ``u = z - M <= 0``,
+  ``W = sum_{i != argmax} exp(u_i)``::
+
+      H = log1p(W) + sum_i exp(u_i) * (-u_i) / (1 + W)
+
+Results are in nats and float64. Conventions (also those of the public
+functions): zeros contribute exactly 0; a NaN or ``+inf`` in the slice gives
+NaN; with ``normalize=True`` an all-zero or empty slice gives NaN, with
+``normalize=False`` it gives 0.0; logits: ``-inf`` is probability 0, an
+all-``-inf`` or empty slice gives NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._jit import jit
+from ._math import BLOCK, EXP_ZERO_BELOW, exp_block, log_block_normal
+from ._reduce import tree_sum
+
+#: Length of the float64 scratch array the kernels need (``work`` argument).
+WORK_SIZE = 4 * BLOCK
+
+#: Status codes returned by ``entropy_status_1d``.
+OK = 0
+NEGATIVE = 1
+
+_POS_INF_BITS = 0x7FF0000000000000
+_HUGE = 2.0**1000
+_TINY = 2.0**-900
+
+
+@jit(inline="always")
+def _load(p, start, n, dst):
+    # float64 copy of p[start:start + n]; "+ 0.0" turns -0.0 into +0.0
+    for i in range(n):
+        dst[i] = np.float64(p[start + i]) + 0.0
+
+
+@jit
+def _scan_nonneg(p, work):
+    """Pass 1 for probabilities: (max, has_nan, has_inf, has_negative)."""
+    n = p.shape[0]
+    buf = work[:BLOCK]
+    bits = buf.view(np.int64)
+    hi = np.int64(0)
+    lo = np.int64(0)
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        _load(p, start, m, buf)
+        for i in range(m):
+            b = bits[i]
+            hi = max(hi, b)
+            lo = min(lo, b)
+    neg = False
+    if lo < 0:
+        # a sign bit is set: a negative number, or merely a NaN with its sign
+        # bit set (e.g. -np.nan). Tell them apart on the slow path.
+        for i in range(n):
+            v = np.float64(p[i])
+            if v < 0.0:
+                neg = True
+            elif v != v:
+                hi = np.int64(_POS_INF_BITS + 1)
+    buf[0] = 0.0
+    bits[0] = min(hi, np.int64(_POS_INF_BITS))
+    return buf[0], hi > _POS_INF_BITS, hi == _POS_INF_BITS, neg
+
+
+@jit
+def entropy_status_1d(p, normalize, work):
+    """Entropy (nats, float64) of the 1-D slice ``p`` and a status code.
+
+    Returns ``(h, status)`` with ``status == NEGATIVE`` (and ``h`` NaN) when
+    the slice holds a negative number, else ``OK``. ``work`` is a float64
+    scratch array of at least ``WORK_SIZE`` elements. See the module doc for
+    the conventions.
+    """
+    n = p.shape[0]
+    mx, has_nan, has_inf, neg = _scan_nonneg(p, work)
+    if neg:
+        return np.nan, NEGATIVE
+    if has_nan or has_inf:
+        return np.nan, OK
+    if normalize and mx == 0.0:
+        return np.nan, OK  # all-zero or empty: no distribution
+    # Rescale by an exact power of two so that the maximum is far from
+    # overflow and from the subnormal range: then every entry that is still
+    # subnormal weighs less than 2**-900 of the maximum and log_block_normal
+    # may treat it approximately. The normalized entropy does not change;
+    # for normalize=False the scale is undone below.
+    scale = 1.0
+    if mx > _HUGE:
+        scale = 2.0**-600
+    elif mx < _TINY:
+        scale = 2.0**600
+    mx = mx * scale
+    logm = math.log(mx) if normalize else 0.0
+    buf = work[:BLOCK]
+    lg = work[BLOCK : 2 * BLOCK]
+    rest = work[2 * BLOCK : 3 * BLOCK]
+    ties = work[3 * BLOCK : 4 * BLOCK]
+    t_sum = 0.0
+    r_sum = 0.0
+    n_max = 0.0
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):
+            v = np.float64(p[start + i]) * scale
+            buf[i] = v
+            ties[i] = v
+        log_block_normal(ties, lg, m)
+        for i in range(m):
+            v = buf[i]
+            buf[i] = v * (logm - lg[i])  # 0 * finite = 0 for zeros
+            rest[i] = v if v < mx else 0.0
+            ties[i] = 1.0 if v == mx else 0.0
+        t_sum += tree_sum(buf, m)
+        if normalize:
+            r_sum += tree_sum(rest, m)
+            n_max += tree_sum(ties, m)
+    if not normalize:
+        if scale != 1.0:  # -sum p log p at scale c: (H_c + log(c) * sum p_c) / c
+            lc = math.log(scale)
+            s_sum = 0.0
+            for i in range(n):
+                s_sum += np.float64(p[i]) * scale
+            return (t_sum + lc * s_sum) / scale, OK
+        return t_sum, OK
+    r_sum += (n_max - 1.0) * mx  # tied maxima other than the first
+    return math.log1p(r_sum / mx) + t_sum / (mx + r_sum), OK
+
+
+@jit
+def entropy_1d(p, normalize, work):
+    """Shannon entropy in nats (float64) of the 1-D slice ``p``.
+
+    ``normalize=True``: entropy of ``p / p.sum()``; ``False``: ``-sum p log p``
+    of the entries as given. Zeros contribute 0. NaN or ``+inf`` anywhere, a
+    negative entry, or (normalize) an all-zero/empty slice give NaN: this
+    kernel never raises, validate first if you need errors.
+    ``work``: float64 scratch, at least ``WORK_SIZE`` elements.
+
+    Examples
+    --------
+    >>> import numpy as np, numba
+    >>> from fastroute.kernels import entropy_1d, WORK_SIZE
+    >>> @numba.njit
+    ... def row_entropies(P):
+    ...     work = np.empty(WORK_SIZE)
+    ...     out = np.empty(P.shape[0])
+    ...     for i in range(P.shape[0]):
+    ...         out[i] = entropy_1d(P[i], True, work)
+    ...     return out
+    >>> row_entropies(np.array([[1.0, 1.0], [1.0, 0.0]]))
+    array([0.69314718, 0.        ])
+    """
+    return entropy_status_1d(p, normalize, work)[0]
+
+
+@jit
+def _scan_logits(z, work):
+    """Pass 1 for logits: (max, has_nan)."""
+    n = z.shape[0]
+    buf = work[:BLOCK]
+    bits = buf.view(np.int64)
+    best = np.int64(-9223372036854775807)
+    nan = np.int64(0)
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        _load(z, start, m, buf)
+        for i in range(m):
+            b = bits[i]
+            mag = b & 0x7FFFFFFFFFFFFFFF
+            nan += 1 if mag > _POS_INF_BITS else 0
+            key = b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)  # order-preserving
+            best = max(best, key)
+    bits[0] = best ^ ((best >> 63) & 0x7FFFFFFFFFFFFFFF)
+    return buf[0], nan > 0
+
+
+@jit
+def entropy_logits_1d(z, work):
+    """Shannon entropy in nats (float64) of ``softmax(z)`` for the 1-D slice ``z``.
+
+    Stable for any finite logits; ``-inf`` is probability 0; NaN, ``+inf``,
+    an all-``-inf`` or an empty slice give NaN. ``work``: float64 scratch of at
+    least ``WORK_SIZE`` elements.
+
+    Examples
+    --------
+    >>> import numpy as np, numba
+    >>> from fastroute.kernels import entropy_logits_1d, WORK_SIZE
+    >>> @numba.njit
+    ... def h(z):
+    ...     return entropy_logits_1d(z, np.empty(WORK_SIZE))
+    >>> float(h(np.array([1e30, 0.0, -1e30])))
+    0.0
+    """
+    n = z.shape[0]
+    if n == 0:
+        return np.nan
+    top, has_nan = _scan_logits(z, work)
+    if has_nan or top == np.inf or top == -np.inf:
+        return np.nan
+    buf = work[:BLOCK]
+    ex = work[BLOCK : 2 * BLOCK]
+    tmp = work[2 * BLOCK : 3 * BLOCK]
+    acc = work[3 * BLOCK : 4 * BLOCK]
+    t_sum = 0.0
+    w_sum = 0.0
+    n_top = 0.0
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):
+            buf[i] = np.float64(z[start + i]) - top  # <= 0, -inf allowed
+        exp_block(buf, ex, tmp, m)
+        for i in range(m):
+            u = buf[i]
+            u = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW  # exp is exactly 0 there
+            acc[i] = ex[i] * (-u)
+        t_sum += tree_sum(acc, m)
+        for i in range(m):
+            u = buf[i]
+            acc[i] = ex[i] if u < 0.0 else 0.0
+            tmp[i] = 1.0 if u == 0.0 else 0.0
+        w_sum += tree_sum(acc, m)
+        n_top += tree_sum(tmp, m)
+    w_sum += n_top - 1.0  # tied maxima other than the first
+    return math.log1p(w_sum) + t_sum / (1.0 + w_sum)

@@ -1,0 +1,132 @@
+"""``fastroute.top_k``: the k largest or smallest entries along an axis."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from . import _drivers as drv
+from ._jit import parallel_guard
+from ._validate import HALF_BLOCK_ELEMENTS, as_real_array, check_axis, check_k, rows_view
+
+__all__ = ["TopK", "top_k"]
+
+
+class TopK(NamedTuple):
+    """Result of :func:`top_k`: ``values`` (input dtype) and ``indices`` (``np.intp``)."""
+
+    values: np.ndarray
+    indices: np.ndarray
+
+
+def top_k(
+    x: Any,
+    k: int,
+    /,
+    *,
+    axis: int = -1,
+    mode: Literal["largest", "smallest"] = "largest",
+    sorted: bool = True,
+) -> TopK:
+    """The ``k`` largest (or smallest) entries of ``x`` along ``axis``.
+
+    Same signature and meaning as ``numpy.top_k`` (array API), with a fully
+    specified, deterministic order.
+
+    Parameters
+    ----------
+    x : array_like
+        Anything ``np.asarray`` accepts (NumPy arrays of any layout, CPU
+        tensors without a copy), ``ndim >= 1``. Dtypes: bool, signed and
+        unsigned integers, float16, float32, float64.
+    k : int
+        Number of entries to keep, ``0 <= k <= x.shape[axis]``.
+    axis : int, default -1
+        Axis to select along.
+    mode : {"largest", "smallest"}
+        Keep the largest or the smallest entries.
+    sorted : bool, default True
+        True: results in rank order. False: the same (value, index) pairs in
+        an unspecified order (may be faster for large ``k``).
+
+    Returns
+    -------
+    TopK(values, indices)
+        Both shaped like ``x`` with ``axis`` replaced by ``k``, C-contiguous.
+        ``values`` keep the input dtype, ``indices`` are ``np.intp``.
+
+    Notes
+    -----
+    Order for ``mode="largest"``: values descending; equal values keep the
+    lower index first; ``-0.0`` and ``+0.0`` are equal; ``±inf`` are ordinary
+    values; NaN ranks after every number, so it appears only when needed to
+    fill ``k``, NaNs in index order. ``mode="smallest"``: values ascending,
+    the tie and NaN rules unchanged. The input is never modified and the
+    result is the same bits for any thread count.
+
+    Raises
+    ------
+    TypeError
+        ``x`` of an unsupported dtype, ``k`` or ``axis`` not an integer.
+    ValueError
+        ``k`` out of range, ``mode`` unknown, ``x`` a scalar.
+    numpy.exceptions.AxisError
+        ``axis`` out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.top_k(np.array([[3.0, 1.0, 3.0, np.nan], [0.5, 2.0, -1.0, 2.0]]), 2)
+    TopK(values=array([[3., 3.],
+           [2., 2.]]), indices=array([[0, 2],
+           [1, 3]]))
+    """
+    a = as_real_array(x, "top_k")
+    ax = check_axis(axis, a.ndim)
+    if mode not in ("largest", "smallest"):
+        raise ValueError(f"top_k: mode must be 'largest' or 'smallest', got {mode!r}")
+    n = a.shape[ax]
+    k = check_k(k, n, "top_k")
+    largest = mode == "largest"
+    sort = bool(sorted)
+
+    lead = a.shape[:ax] + a.shape[ax + 1 :]
+    values = np.empty(lead + (k,), a.dtype)
+    indices = np.empty(lead + (k,), np.intp)
+    if values.size:
+        src = a.view(np.uint8) if a.dtype == np.bool_ else a
+        vflat = values.view(np.uint8) if a.dtype == np.bool_ else values
+        vrows = vflat.reshape(-1, k)
+        irows = indices.reshape(-1, k)
+        r0 = 0
+        for block in rows_view(src, ax):
+            r1 = r0 + block.shape[0]
+            _select(block, k, largest, sort, vrows[r0:r1], irows[r0:r1])
+            r0 = r1
+    if ax != a.ndim - 1:
+        values = np.ascontiguousarray(np.moveaxis(values, -1, ax))
+        indices = np.ascontiguousarray(np.moveaxis(indices, -1, ax))
+    return TopK(values, indices)
+
+
+def _select(x2, k, largest, sort, vals, idxs):
+    """Fill ``vals``/``idxs`` (C-contiguous 2-D) with the top-k of each row of ``x2``."""
+    if x2.dtype == np.float16:
+        # Numba has no float16: widen blocks of rows to float32 (exact) and
+        # narrow the chosen values back (exact, they came from float16).
+        step = max(1, HALF_BLOCK_ELEMENTS // max(1, x2.shape[1]))
+        v32 = np.empty((min(step, x2.shape[0]), k), np.float32)
+        for r in range(0, x2.shape[0], step):
+            rows = x2[r : r + step].astype(np.float32)
+            _select(rows, k, largest, sort, v32[: rows.shape[0]], idxs[r : r + step])
+            vals[r : r + step] = v32[: rows.shape[0]]
+        return
+    n = x2.shape[1]
+    keys = x2.dtype == np.float32 and n <= drv.KEYS_MAX_N and k <= drv.KEYS_MAX_K
+    with parallel_guard(x2.size) as par:
+        if keys:
+            (drv.topk_keys_parallel if par else drv.topk_keys_serial)(x2, k, largest, vals, idxs)
+        else:
+            (drv.topk_parallel if par else drv.topk_serial)(x2, k, largest, sort, vals, idxs)
