@@ -12,14 +12,15 @@ import numba
 import numpy as np
 
 from ._jit import jit, pjit
-from .kernels._fast import top_k_keys_f32
-from .kernels.entropy import WORK_SIZE, entropy_logits_1d, entropy_status_1d
+from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N, topk_keys_rows
+from .kernels._math import BLOCK
+from .kernels.entropy import entropy_logits_row, entropy_row
 from .kernels.select import top_k_1d
 
-#: float32 rows of at most this length, with k at most KEYS_MAX_K, use the
-#: vectorized key kernel; everything else the bounded insertion buffer/heap.
-KEYS_MAX_N = 1024
-KEYS_MAX_K = 16
+__all__ = ["KEYS_MAX_K", "KEYS_MAX_N"]  # plus the *_serial / *_parallel twins
+
+# Every parallel twin takes `nchunks` from the caller (see `n_chunks`):
+# reading the thread count inside a cached kernel would freeze it.
 
 
 @jit(inline="always")
@@ -27,9 +28,9 @@ def _chunk(c, nchunks, nrows):
     return (c * nrows) // nchunks, ((c + 1) * nrows) // nchunks
 
 
-@jit(inline="always")
-def _n_chunks(nrows):
-    return min(nrows, 16 * numba.get_num_threads())
+def n_chunks(nrows: int) -> int:
+    """Chunks for a parallel launch: enough for load balance on a noisy machine."""
+    return max(1, min(nrows, 16 * numba.get_num_threads()))
 
 
 # --- top-k: generic (any dtype, any k) ---------------------------------------
@@ -47,8 +48,7 @@ def topk_serial(x, k, largest, sort, vals, idxs):
 
 
 @pjit
-def topk_parallel(x, k, largest, sort, vals, idxs):
-    nchunks = _n_chunks(x.shape[0])
+def topk_parallel(x, k, largest, sort, vals, idxs, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, x.shape[0])
         _topk_rows(x, k, largest, sort, vals, idxs, lo, hi)
@@ -58,24 +58,15 @@ def topk_parallel(x, k, largest, sort, vals, idxs):
 
 
 @jit
-def _topk_rows_keys(x, k, largest, vals, idxs, lo, hi):
-    fbuf = np.empty(x.shape[1], np.float32)
-    keys = np.empty(x.shape[1], np.int64)
-    for r in range(lo, hi):
-        top_k_keys_f32(x[r], k, largest, fbuf, keys, vals[r], idxs[r])
-
-
-@jit
 def topk_keys_serial(x, k, largest, vals, idxs):
-    _topk_rows_keys(x, k, largest, vals, idxs, 0, x.shape[0])
+    topk_keys_rows(x, k, largest, vals, idxs, 0, x.shape[0])
 
 
 @pjit
-def topk_keys_parallel(x, k, largest, vals, idxs):
-    nchunks = _n_chunks(x.shape[0])
+def topk_keys_parallel(x, k, largest, vals, idxs, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, x.shape[0])
-        _topk_rows_keys(x, k, largest, vals, idxs, lo, hi)
+        topk_keys_rows(x, k, largest, vals, idxs, lo, hi)
 
 
 # --- entropy of probabilities / counts --------------------------------------
@@ -83,9 +74,9 @@ def topk_keys_parallel(x, k, largest, vals, idxs):
 
 @jit
 def _entropy_rows(p, normalize, out, status, lo, hi):
-    work = np.empty(WORK_SIZE)
+    b = np.empty((4, BLOCK))
     for r in range(lo, hi):
-        out[r], status[r] = entropy_status_1d(p[r], normalize, work)
+        out[r], status[r] = entropy_row(p, r, normalize, b[0], b[1], b[2], b[3])
 
 
 @jit
@@ -94,8 +85,7 @@ def entropy_serial(p, normalize, out, status):
 
 
 @pjit
-def entropy_parallel(p, normalize, out, status):
-    nchunks = _n_chunks(p.shape[0])
+def entropy_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
         _entropy_rows(p, normalize, out, status, lo, hi)
@@ -106,9 +96,9 @@ def entropy_parallel(p, normalize, out, status):
 
 @jit
 def _logits_rows(z, out, lo, hi):
-    work = np.empty(WORK_SIZE)
+    b = np.empty((4, BLOCK))
     for r in range(lo, hi):
-        out[r] = entropy_logits_1d(z[r], work)
+        out[r] = entropy_logits_row(z, r, b[0], b[1], b[2], b[3])
 
 
 @jit
@@ -117,8 +107,7 @@ def logits_serial(z, out):
 
 
 @pjit
-def logits_parallel(z, out):
-    nchunks = _n_chunks(z.shape[0])
+def logits_parallel(z, out, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, z.shape[0])
         _logits_rows(z, out, lo, hi)

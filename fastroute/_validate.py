@@ -30,7 +30,9 @@ def as_real_array(x: Any, func: str) -> np.ndarray:
 
     Non-native byte order is converted (a copy); everything else is a view.
     """
-    if hasattr(x, "__array_namespace__") and type(x).__module__.startswith("torch"):
+    if type(x) is np.ndarray and x.dtype in _SUPPORTED and x.ndim:
+        return x  # fast path: the common case costs two checks
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
         x = x.detach()  # torch: zero-copy view of a CPU tensor, no autograd
     try:
         a = np.asarray(x)
@@ -93,12 +95,13 @@ def rows_view(a: np.ndarray, axis: int) -> list[np.ndarray]:
     Usually one view; several only when the leading axes cannot be merged
     without a copy (exotic strides), never a copy of the data.
     """
-    a = np.moveaxis(a, axis, -1)
-    n = a.shape[-1]
     if a.ndim == 1:
         return [a[np.newaxis, :]]
+    if axis != a.ndim - 1:
+        a = np.moveaxis(a, axis, -1)
     if a.ndim == 2:
         return [a]
+    n = a.shape[-1]
     try:
         return [a.reshape(-1, n, copy=False)]
     except ValueError:

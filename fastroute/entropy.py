@@ -144,10 +144,14 @@ def _rows(x2, out, status, normalize, logits):
             _rows(x2[r : r + step].astype(np.float32), out[r : r + step], st, normalize, logits)
         return
     with parallel_guard(x2.size) as par:
-        if logits:
-            (drv.logits_parallel if par else drv.logits_serial)(x2, out)
+        if logits and par:
+            drv.logits_parallel(x2, out, drv.n_chunks(x2.shape[0]))
+        elif logits:
+            drv.logits_serial(x2, out)
+        elif par:
+            drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(x2.shape[0]))
         else:
-            (drv.entropy_parallel if par else drv.entropy_serial)(x2, normalize, out, status)
+            drv.entropy_serial(x2, normalize, out, status)
 
 
 def _finish(out64, dtype, base):

@@ -126,7 +126,11 @@ def _select(x2, k, largest, sort, vals, idxs):
     n = x2.shape[1]
     keys = x2.dtype == np.float32 and n <= drv.KEYS_MAX_N and k <= drv.KEYS_MAX_K
     with parallel_guard(x2.size) as par:
-        if keys:
-            (drv.topk_keys_parallel if par else drv.topk_keys_serial)(x2, k, largest, vals, idxs)
+        if keys and par:
+            drv.topk_keys_parallel(x2, k, largest, vals, idxs, drv.n_chunks(x2.shape[0]))
+        elif keys:
+            drv.topk_keys_serial(x2, k, largest, vals, idxs)
+        elif par:
+            drv.topk_parallel(x2, k, largest, sort, vals, idxs, drv.n_chunks(x2.shape[0]))
         else:
-            (drv.topk_parallel if par else drv.topk_serial)(x2, k, largest, sort, vals, idxs)
+            drv.topk_serial(x2, k, largest, sort, vals, idxs)

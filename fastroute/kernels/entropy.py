@@ -24,6 +24,10 @@ functions): zeros contribute exactly 0; a NaN or ``+inf`` in the slice gives
 NaN; with ``normalize=True`` an all-zero or empty slice gives NaN, with
 ``normalize=False`` it gives 0.0; logits: ``-inf`` is probability 0, an
 all-``-inf`` or empty slice gives NaN.
+
+The ``*_row`` functions take a 2-D array and a row number: the drivers call
+them without creating a view per row (a view costs an atomic reference-count
+update on the parent array, which threads would fight over).
 """
 
 from __future__ import annotations
@@ -49,23 +53,16 @@ _TINY = 2.0**-900
 
 
 @jit(inline="always")
-def _load(p, start, n, dst):
-    # float64 copy of p[start:start + n]; "+ 0.0" turns -0.0 into +0.0
-    for i in range(n):
-        dst[i] = np.float64(p[start + i]) + 0.0
-
-
-@jit
-def _scan_nonneg(p, work):
-    """Pass 1 for probabilities: (max, has_nan, has_inf, has_negative)."""
-    n = p.shape[0]
-    buf = work[:BLOCK]
+def _scan_nonneg(p, r, buf):
+    """Pass 1 over row ``r`` of probabilities: (max, has_nan, has_inf, has_negative)."""
+    n = p.shape[1]
     bits = buf.view(np.int64)
     hi = np.int64(0)
     lo = np.int64(0)
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
-        _load(p, start, m, buf)
+        for i in range(m):
+            buf[i] = np.float64(p[r, start + i]) + 0.0  # -0.0 -> +0.0
         for i in range(m):
             b = bits[i]
             hi = max(hi, b)
@@ -75,14 +72,120 @@ def _scan_nonneg(p, work):
         # a sign bit is set: a negative number, or merely a NaN with its sign
         # bit set (e.g. -np.nan). Tell them apart on the slow path.
         for i in range(n):
-            v = np.float64(p[i])
+            v = np.float64(p[r, i])
             if v < 0.0:
                 neg = True
             elif v != v:
                 hi = np.int64(_POS_INF_BITS + 1)
-    buf[0] = 0.0
     bits[0] = min(hi, np.int64(_POS_INF_BITS))
     return buf[0], hi > _POS_INF_BITS, hi == _POS_INF_BITS, neg
+
+
+@jit(inline="always")
+def entropy_row(p, r, normalize, buf, lg, rest, ties):
+    """Entropy (nats) and status of row ``r`` of the 2-D array ``p``.
+
+    ``buf``, ``lg``, ``rest``, ``ties``: distinct float64 scratch arrays of
+    ``BLOCK`` elements.
+    """
+    n = p.shape[1]
+    mx, has_nan, has_inf, neg = _scan_nonneg(p, r, buf)
+    if neg:
+        return np.nan, NEGATIVE
+    if has_nan or has_inf:
+        return np.nan, OK
+    if mx == 0.0:
+        return (np.nan if normalize else 0.0), OK  # all-zero or empty
+    # Rescale by an exact power of two so that the maximum is far from
+    # overflow and from the subnormal range: then every entry that is still
+    # subnormal weighs less than 2**-900 of the maximum and log_block_normal
+    # may treat it approximately. The normalized entropy does not change;
+    # for normalize=False the scale is undone at the end.
+    scale = 1.0
+    if mx > _HUGE:
+        scale = 2.0**-600
+    elif mx < _TINY:
+        scale = 2.0**600
+    mx = mx * scale
+    logm = math.log(mx) if normalize else 0.0
+    t_sum = 0.0
+    r_sum = 0.0
+    n_max = 0
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):
+            v = np.float64(p[r, start + i]) * scale
+            buf[i] = v
+            ties[i] = v
+        log_block_normal(ties, lg, m)
+        for i in range(m):
+            v = buf[i]
+            buf[i] = v * (logm - lg[i])  # 0 * finite = 0 for zeros
+            rest[i] = v if v < mx else 0.0
+            n_max += 1 if v == mx else 0
+        t_sum += tree_sum(buf, m)
+        r_sum += tree_sum(rest, m)
+    if not normalize:
+        if scale != 1.0:  # -sum p log p = (H_c + log(c) * sum(p_c)) / c at scale c
+            return (t_sum + math.log(scale) * (r_sum + n_max * mx)) / scale, OK
+        return t_sum, OK
+    r_sum += (n_max - 1) * mx  # tied maxima other than the first
+    return math.log1p(r_sum / mx) + t_sum / (mx + r_sum), OK
+
+
+@jit(inline="always")
+def _scan_logits(z, r, buf):
+    """Pass 1 over row ``r`` of logits: (max, has_nan)."""
+    n = z.shape[1]
+    bits = buf.view(np.int64)
+    best = np.int64(-9223372036854775807)
+    nan = np.int64(0)
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):
+            buf[i] = np.float64(z[r, start + i])
+        for i in range(m):
+            b = bits[i]
+            mag = b & 0x7FFFFFFFFFFFFFFF
+            nan += 1 if mag > _POS_INF_BITS else 0
+            key = b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)  # order-preserving
+            best = max(best, key)
+    bits[0] = best ^ ((best >> 63) & 0x7FFFFFFFFFFFFFFF)
+    return buf[0], nan > 0
+
+
+@jit(inline="always")
+def entropy_logits_row(z, r, buf, ex, tmp, acc):
+    """Entropy (nats) of ``softmax`` of row ``r`` of the 2-D array ``z``.
+
+    ``buf``, ``ex``, ``tmp``, ``acc``: distinct float64 scratch arrays of
+    ``BLOCK`` elements.
+    """
+    n = z.shape[1]
+    if n == 0:
+        return np.nan
+    top, has_nan = _scan_logits(z, r, buf)
+    if has_nan or top == np.inf or top == -np.inf:
+        return np.nan
+    t_sum = 0.0
+    w_sum = 0.0
+    n_top = 0
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):
+            buf[i] = np.float64(z[r, start + i]) - top  # <= 0, -inf allowed
+        exp_block(buf, ex, tmp, m)
+        for i in range(m):
+            u = buf[i]
+            e = ex[i]
+            uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW  # exp is exactly 0 there
+            acc[i] = e * (-uc)
+            tmp[i] = e if u < 0.0 else 0.0
+            n_top += 1 if u == 0.0 else 0
+        t_sum += tree_sum(acc, m)
+        w_sum += tree_sum(tmp, m)
+    w_sum += n_top - 1.0  # tied maxima other than the first
+    return math.log1p(w_sum) + t_sum / (1.0 + w_sum)
 
 
 @jit
@@ -91,62 +194,12 @@ def entropy_status_1d(p, normalize, work):
 
     Returns ``(h, status)`` with ``status == NEGATIVE`` (and ``h`` NaN) when
     the slice holds a negative number, else ``OK``. ``work`` is a float64
-    scratch array of at least ``WORK_SIZE`` elements. See the module doc for
-    the conventions.
+    scratch array of at least ``WORK_SIZE`` elements.
     """
-    n = p.shape[0]
-    mx, has_nan, has_inf, neg = _scan_nonneg(p, work)
-    if neg:
-        return np.nan, NEGATIVE
-    if has_nan or has_inf:
-        return np.nan, OK
-    if normalize and mx == 0.0:
-        return np.nan, OK  # all-zero or empty: no distribution
-    # Rescale by an exact power of two so that the maximum is far from
-    # overflow and from the subnormal range: then every entry that is still
-    # subnormal weighs less than 2**-900 of the maximum and log_block_normal
-    # may treat it approximately. The normalized entropy does not change;
-    # for normalize=False the scale is undone below.
-    scale = 1.0
-    if mx > _HUGE:
-        scale = 2.0**-600
-    elif mx < _TINY:
-        scale = 2.0**600
-    mx = mx * scale
-    logm = math.log(mx) if normalize else 0.0
-    buf = work[:BLOCK]
-    lg = work[BLOCK : 2 * BLOCK]
-    rest = work[2 * BLOCK : 3 * BLOCK]
-    ties = work[3 * BLOCK : 4 * BLOCK]
-    t_sum = 0.0
-    r_sum = 0.0
-    n_max = 0.0
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
-        for i in range(m):
-            v = np.float64(p[start + i]) * scale
-            buf[i] = v
-            ties[i] = v
-        log_block_normal(ties, lg, m)
-        for i in range(m):
-            v = buf[i]
-            buf[i] = v * (logm - lg[i])  # 0 * finite = 0 for zeros
-            rest[i] = v if v < mx else 0.0
-            ties[i] = 1.0 if v == mx else 0.0
-        t_sum += tree_sum(buf, m)
-        if normalize:
-            r_sum += tree_sum(rest, m)
-            n_max += tree_sum(ties, m)
-    if not normalize:
-        if scale != 1.0:  # -sum p log p at scale c: (H_c + log(c) * sum p_c) / c
-            lc = math.log(scale)
-            s_sum = 0.0
-            for i in range(n):
-                s_sum += np.float64(p[i]) * scale
-            return (t_sum + lc * s_sum) / scale, OK
-        return t_sum, OK
-    r_sum += (n_max - 1.0) * mx  # tied maxima other than the first
-    return math.log1p(r_sum / mx) + t_sum / (mx + r_sum), OK
+    return entropy_row(
+        np.expand_dims(p, 0), 0, normalize,
+        work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK : 3 * BLOCK], work[3 * BLOCK :],
+    )  # fmt: skip
 
 
 @jit
@@ -177,27 +230,6 @@ def entropy_1d(p, normalize, work):
 
 
 @jit
-def _scan_logits(z, work):
-    """Pass 1 for logits: (max, has_nan)."""
-    n = z.shape[0]
-    buf = work[:BLOCK]
-    bits = buf.view(np.int64)
-    best = np.int64(-9223372036854775807)
-    nan = np.int64(0)
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
-        _load(z, start, m, buf)
-        for i in range(m):
-            b = bits[i]
-            mag = b & 0x7FFFFFFFFFFFFFFF
-            nan += 1 if mag > _POS_INF_BITS else 0
-            key = b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)  # order-preserving
-            best = max(best, key)
-    bits[0] = best ^ ((best >> 63) & 0x7FFFFFFFFFFFFFFF)
-    return buf[0], nan > 0
-
-
-@jit
 def entropy_logits_1d(z, work):
     """Shannon entropy in nats (float64) of ``softmax(z)`` for the 1-D slice ``z``.
 
@@ -215,34 +247,7 @@ def entropy_logits_1d(z, work):
     >>> float(h(np.array([1e30, 0.0, -1e30])))
     0.0
     """
-    n = z.shape[0]
-    if n == 0:
-        return np.nan
-    top, has_nan = _scan_logits(z, work)
-    if has_nan or top == np.inf or top == -np.inf:
-        return np.nan
-    buf = work[:BLOCK]
-    ex = work[BLOCK : 2 * BLOCK]
-    tmp = work[2 * BLOCK : 3 * BLOCK]
-    acc = work[3 * BLOCK : 4 * BLOCK]
-    t_sum = 0.0
-    w_sum = 0.0
-    n_top = 0.0
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
-        for i in range(m):
-            buf[i] = np.float64(z[start + i]) - top  # <= 0, -inf allowed
-        exp_block(buf, ex, tmp, m)
-        for i in range(m):
-            u = buf[i]
-            u = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW  # exp is exactly 0 there
-            acc[i] = ex[i] * (-u)
-        t_sum += tree_sum(acc, m)
-        for i in range(m):
-            u = buf[i]
-            acc[i] = ex[i] if u < 0.0 else 0.0
-            tmp[i] = 1.0 if u == 0.0 else 0.0
-        w_sum += tree_sum(acc, m)
-        n_top += tree_sum(tmp, m)
-    w_sum += n_top - 1.0  # tied maxima other than the first
-    return math.log1p(w_sum) + t_sum / (1.0 + w_sum)
+    return entropy_logits_row(
+        np.expand_dims(z, 0), 0,
+        work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK : 3 * BLOCK], work[3 * BLOCK :],
+    )  # fmt: skip
