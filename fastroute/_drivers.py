@@ -15,7 +15,7 @@ from ._jit import jit, pjit
 from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N, topk_keys_rows
 from .kernels._math import BLOCK
 from .kernels.entropy import entropy_logits_row, entropy_row
-from .kernels.select import top_k_1d
+from .kernels.select import top_k_row
 
 __all__ = ["KEYS_MAX_K", "KEYS_MAX_N"]  # plus the *_serial / *_parallel twins
 
@@ -39,7 +39,7 @@ def n_chunks(nrows: int) -> int:
 @jit
 def _topk_rows(x, k, largest, sort, vals, idxs, lo, hi):
     for r in range(lo, hi):
-        top_k_1d(x[r], k, largest, sort, vals[r], idxs[r])
+        top_k_row(x, r, k, largest, sort, vals, idxs)
 
 
 @jit
@@ -74,9 +74,9 @@ def topk_keys_parallel(x, k, largest, vals, idxs, nchunks):
 
 @jit
 def _entropy_rows(p, normalize, out, status, lo, hi):
-    b = np.empty((4, BLOCK))
+    b0, b1, b2, b3 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
-        out[r], status[r] = entropy_row(p, r, normalize, b[0], b[1], b[2], b[3])
+        out[r], status[r] = entropy_row(p, r, normalize, b0, b1, b2, b3)
 
 
 @jit
@@ -96,9 +96,9 @@ def entropy_parallel(p, normalize, out, status, nchunks):
 
 @jit
 def _logits_rows(z, out, lo, hi):
-    b = np.empty((4, BLOCK))
+    b0, b1, b2, b3 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
-        out[r] = entropy_logits_row(z, r, b[0], b[1], b[2], b[3])
+        out[r] = entropy_logits_row(z, r, b0, b1, b2, b3)
 
 
 @jit

@@ -60,11 +60,11 @@ def check_k(k: Any, n: int, func: str) -> int:
     try:
         k = operator.index(k)
     except TypeError:
-        raise TypeError(
-            f"{func}: k must be an integer, got {type(k).__name__} {k!r}"
-        ) from None
+        raise TypeError(f"{func}: k must be an integer, got {type(k).__name__} {k!r}") from None
     if not 0 <= k <= n:
-        raise ValueError(f"{func}: k={k} is out of range; need 0 <= k <= {n} (the length along axis)")
+        raise ValueError(
+            f"{func}: k={k} is out of range; need 0 <= k <= {n} (the length along axis)"
+        )
     return k
 
 
@@ -81,7 +81,9 @@ def check_axis(axis: Any, ndim: int) -> int:
 def check_base(base: Any, func: str) -> float | None:
     if base is None:
         return None
-    if isinstance(base, (bool, np.bool_)) or not isinstance(base, (int, float, np.integer, np.floating)):
+    if isinstance(base, (bool, np.bool_)) or not isinstance(
+        base, (int, float, np.integer, np.floating)
+    ):
         raise TypeError(f"{func}: base must be a real number or None, got {type(base).__name__}")
     b = float(base)
     if not (b > 0.0 and b != 1.0 and np.isfinite(b)):

@@ -27,7 +27,7 @@ _NAN_KEY = np.int64(-2147483647)  # below the key of every float32 number
 _LOW32 = np.int64(0xFFFFFFFF)
 
 #: float32 rows up to this length with k up to KEYS_MAX_K use these kernels
-KEYS_MAX_N = 512
+KEYS_MAX_N = 64
 KEYS_MAX_K = 16
 
 

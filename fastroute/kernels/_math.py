@@ -54,7 +54,7 @@ def log_block(x, out, tmp, n):
         sub = v < _TINY
         tmp[i] = v * _TWO52 if sub else v
         out[i] = -52.0 if sub else 0.0
-    _log_normal(tmp, out, n)
+    _log_normal(tmp, out, n, True)
 
 
 @jit(inline="always")
@@ -65,14 +65,12 @@ def log_block_normal(x, out, n):
     value (between about -745 and -708): use it only where such entries are
     multiplied by a negligible weight.
     """
-    for i in range(n):
-        out[i] = 0.0
-    _log_normal(x, out, n)
+    _log_normal(x, out, n, False)
 
 
 @jit(inline="always")
-def _log_normal(tmp, out, n):
-    # out[i] += log(tmp[i]); tmp is clobbered.
+def _log_normal(tmp, out, n, shifted):
+    # out[i] = log(tmp[i]) (+ out[i] if shifted); tmp is clobbered.
     # 1. split into 2**e * z with z in [sqrt(1/2), sqrt(2))
     bits = tmp.view(np.int64)
     for i in range(n):
@@ -80,7 +78,7 @@ def _log_normal(tmp, out, n):
         t = ix - _SQRT_HALF_BITS
         e = t >> 52
         bits[i] = ix - (t & _EXP_MASK)
-        out[i] += np.float64(e)
+        out[i] = np.float64(e) + out[i] if shifted else np.float64(e)
     # 2. log z = 2 atanh(s), s = (z - 1) / (z + 1), |s| <= 0.1716
     for i in range(n):
         z = tmp[i]

@@ -107,7 +107,13 @@ def entropy_row(p, r, normalize, buf, lg, rest, ties):
     elif mx < _TINY:
         scale = 2.0**600
     mx = mx * scale
-    logm = math.log(mx) if normalize else 0.0
+    logm = 0.0
+    if normalize:
+        # the same vectorized log as the entries: the maximum's own term
+        # m * (log m - log m) is then exactly 0
+        ties[0] = mx
+        log_block_normal(ties, lg, 1)
+        logm = lg[0]
     t_sum = 0.0
     r_sum = 0.0
     n_max = 0

@@ -23,6 +23,10 @@ from .._jit import jit
 #: Up to this k the insertion buffer is used, above it the heap.
 INSERTION_MAX_K = 24
 
+#: The scan tests this many elements against the threshold at once (a
+#: vectorized compare); only a group with a candidate is walked one by one.
+GROUP = 16
+
 
 @jit(inline="always")
 def _beats(a, b, largest):
@@ -39,130 +43,163 @@ def _worse(av, ai, bv, bi, largest):
     return av < bv if largest else av > bv
 
 
+# The helpers below work on row ``r`` of 2-D arrays (``x``, ``vals``,
+# ``idxs``): the drivers call them without creating a view per row, which
+# would cost an atomic reference-count update on the shared parent array.
+
+
 @jit(inline="always")
-def _insert(vals, idxs, pos, v, i, largest):
-    # place (v, i) into the sorted prefix vals[:pos + 1], shifting worse ones
+def _group_hits(x, r, i, thr, largest):
+    # number of x[r, i:i + GROUP] strictly better than thr (NaN never is)
+    hits = 0
+    for j in range(GROUP):
+        hits += 1 if _beats(x[r, i + j], thr, largest) else 0
+    return hits
+
+
+@jit(inline="always")
+def _insert(vals, idxs, r, pos, v, i, largest):
+    # place (v, i) into the sorted prefix vals[r, :pos + 1], shifting worse ones
     j = pos
-    while j > 0 and _beats(v, vals[j - 1], largest):
-        vals[j] = vals[j - 1]
-        idxs[j] = idxs[j - 1]
+    while j > 0 and _beats(v, vals[r, j - 1], largest):
+        vals[r, j] = vals[r, j - 1]
+        idxs[r, j] = idxs[r, j - 1]
         j -= 1
-    vals[j] = v
-    idxs[j] = i
+    vals[r, j] = v
+    idxs[r, j] = i
 
 
 @jit(inline="always")
-def _sift_down(vals, idxs, start, size, largest):
-    # restore the heap below `start`; root = worst element
+def _sift_down(vals, idxs, r, start, size, largest):
+    # restore the heap below `start`; the root is the worst element
     j = start
-    v = vals[j]
-    ix = idxs[j]
+    v = vals[r, j]
+    ix = idxs[r, j]
     while True:
         c = 2 * j + 1
         if c >= size:
             break
-        if c + 1 < size and _worse(vals[c + 1], idxs[c + 1], vals[c], idxs[c], largest):
+        if c + 1 < size and _worse(vals[r, c + 1], idxs[r, c + 1], vals[r, c], idxs[r, c], largest):
             c += 1
-        if not _worse(vals[c], idxs[c], v, ix, largest):
+        if not _worse(vals[r, c], idxs[r, c], v, ix, largest):
             break
-        vals[j] = vals[c]
-        idxs[j] = idxs[c]
+        vals[r, j] = vals[r, c]
+        idxs[r, j] = idxs[r, c]
         j = c
-    vals[j] = v
-    idxs[j] = ix
+    vals[r, j] = v
+    idxs[r, j] = ix
 
 
 @jit(inline="always")
-def _sift_up(vals, idxs, pos, largest):
-    v = vals[pos]
-    ix = idxs[pos]
+def _sift_up(vals, idxs, r, pos, largest):
+    v = vals[r, pos]
+    ix = idxs[r, pos]
     j = pos
     while j > 0:
         p = (j - 1) >> 1
-        if not _worse(v, ix, vals[p], idxs[p], largest):
+        if not _worse(v, ix, vals[r, p], idxs[r, p], largest):
             break
-        vals[j] = vals[p]
-        idxs[j] = idxs[p]
+        vals[r, j] = vals[r, p]
+        idxs[r, j] = idxs[r, p]
         j = p
-    vals[j] = v
-    idxs[j] = ix
+    vals[r, j] = v
+    idxs[r, j] = ix
 
 
-@jit
-def _fill_nans(x, cnt, k, vals, idxs):
+@jit(inline="always")
+def _fill_nans(x, r, cnt, k, vals, idxs):
     # the scan skipped NaNs; append them in index order until k are chosen
-    n = x.shape[0]
-    for i in range(n):
+    for i in range(x.shape[1]):
         if cnt >= k:
             break
-        v = x[i]
+        v = x[r, i]
         if v != v:
-            vals[cnt] = v
-            idxs[cnt] = i
+            vals[r, cnt] = v
+            idxs[r, cnt] = i
             cnt += 1
-    return cnt
 
 
-@jit
-def _select_insertion(x, k, largest, vals, idxs):
-    n = x.shape[0]
+@jit(inline="always")
+def _select_insertion(x, r, k, largest, vals, idxs):
+    n = x.shape[1]
     cnt = 0
     i = 0
     while i < n and cnt < k:  # fill phase
-        v = x[i]
+        v = x[r, i]
         if v == v:
-            _insert(vals, idxs, cnt, v, i, largest)
+            _insert(vals, idxs, r, cnt, v, i, largest)
             cnt += 1
         i += 1
     if cnt == k:
-        thr = vals[k - 1]
-        while i < n:  # hot loop: one compare per element
-            v = x[i]
-            if _beats(v, thr, largest):
-                _insert(vals, idxs, k - 1, v, i, largest)
-                thr = vals[k - 1]
-            i += 1
+        thr = vals[r, k - 1]
+        while i < n:  # hot loop: one compare per element, GROUP at a time
+            if i + GROUP <= n and _group_hits(x, r, i, thr, largest) == 0:
+                i += GROUP
+                continue
+            end = min(i + GROUP, n)
+            while i < end:
+                v = x[r, i]
+                if _beats(v, thr, largest):
+                    _insert(vals, idxs, r, k - 1, v, i, largest)
+                    thr = vals[r, k - 1]
+                i += 1
     else:
-        _fill_nans(x, cnt, k, vals, idxs)
+        _fill_nans(x, r, cnt, k, vals, idxs)
 
 
-@jit
-def _select_heap(x, k, largest, sort, vals, idxs):
-    n = x.shape[0]
+@jit(inline="always")
+def _select_heap(x, r, k, largest, sort, vals, idxs):
+    n = x.shape[1]
     cnt = 0
     i = 0
     while i < n and cnt < k:
-        v = x[i]
+        v = x[r, i]
         if v == v:
-            vals[cnt] = v
-            idxs[cnt] = i
-            _sift_up(vals, idxs, cnt, largest)
+            vals[r, cnt] = v
+            idxs[r, cnt] = i
+            _sift_up(vals, idxs, r, cnt, largest)
             cnt += 1
         i += 1
     if cnt == k:
-        thr = vals[0]
+        thr = vals[r, 0]
         while i < n:
-            v = x[i]
-            if _beats(v, thr, largest):
-                vals[0] = v
-                idxs[0] = i
-                _sift_down(vals, idxs, 0, k, largest)
-                thr = vals[0]
-            i += 1
+            if i + GROUP <= n and _group_hits(x, r, i, thr, largest) == 0:
+                i += GROUP
+                continue
+            end = min(i + GROUP, n)
+            while i < end:
+                v = x[r, i]
+                if _beats(v, thr, largest):
+                    vals[r, 0] = v
+                    idxs[r, 0] = i
+                    _sift_down(vals, idxs, r, 0, k, largest)
+                    thr = vals[r, 0]
+                i += 1
     if sort or cnt < k:
         # heapsort: move the worst to the end repeatedly -> best first
         end = cnt - 1
         while end > 0:
-            tv = vals[0]
-            ti = idxs[0]
-            vals[0] = vals[end]
-            idxs[0] = idxs[end]
-            vals[end] = tv
-            idxs[end] = ti
-            _sift_down(vals, idxs, 0, end, largest)
+            tv = vals[r, 0]
+            ti = idxs[r, 0]
+            vals[r, 0] = vals[r, end]
+            idxs[r, 0] = idxs[r, end]
+            vals[r, end] = tv
+            idxs[r, end] = ti
+            _sift_down(vals, idxs, r, 0, end, largest)
             end -= 1
     if cnt < k:
-        _fill_nans(x, cnt, k, vals, idxs)
+        _fill_nans(x, r, cnt, k, vals, idxs)
+
+
+@jit
+def top_k_row(x, r, k, largest, sort, vals, idxs):
+    """Row ``r`` of the 2-D ``x`` into row ``r`` of ``vals``/``idxs`` (see ``top_k_1d``)."""
+    if k <= 0:
+        return
+    if k <= INSERTION_MAX_K:
+        _select_insertion(x, r, k, largest, vals, idxs)
+    else:
+        _select_heap(x, r, k, largest, sort, vals, idxs)
 
 
 @jit
@@ -193,9 +230,7 @@ def top_k_1d(x, k, largest, sort, values, indices):
     >>> best2(np.array([0.1, 0.7, 0.2, 0.7]))
     array([1, 3])
     """
-    if k <= 0:
-        return
-    if k <= INSERTION_MAX_K:
-        _select_insertion(x, k, largest, values, indices)
-    else:
-        _select_heap(x, k, largest, sort, values, indices)
+    top_k_row(
+        np.expand_dims(x, 0), 0, k, largest, sort,
+        np.expand_dims(values, 0), np.expand_dims(indices, 0),
+    )  # fmt: skip

@@ -1,0 +1,20 @@
+"""Benchmarks: fastroute.entropy_from_logits against a SciPy log_softmax recipe, torch Categorical and the read floor.
+
+Cases and callables: ``fastroute/_bench.py``; parametrization and timing:
+``bench/conftest.py``. One pytest-benchmark group per case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastroute._bench import Case, Impl
+
+OP = "entropy_from_logits"
+
+
+def test_entropy_from_logits(
+    run_case: Callable[[Case, Impl], None], case: Case, impl: Impl
+) -> None:
+    """Time one implementation on one case (after a checked warm-up call)."""
+    run_case(case, impl)

@@ -1,0 +1,369 @@
+"""Command line: ``python -m fastroute {info,bench}`` (also installed as ``fastroute``).
+
+``info``
+    Versions, CPU, Numba threads and threading layer, SVML status.
+``bench``
+    Time fastroute against NumPy/SciPy/PyTorch (those installed) and the
+    memory-read floor on this machine, using the same cases and callables as
+    the pytest-benchmark suite in ``bench/`` (see ``fastroute/_bench.py``).
+
+Importing this module is light: the benchmark registry, SciPy and PyTorch are
+imported only when ``bench`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+__all__ = ["main"]
+
+_PROG = "fastroute"
+_LAYERS = ("default", "safe", "threadsafe", "forksafe", "workqueue", "omp", "tbb")
+
+
+class CLIError(Exception):
+    """A user error: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog=_PROG,
+        description="fastroute: Numba kernels for top-k selection, entropies and token routing.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    info = sub.add_parser(
+        "info",
+        help="print versions, CPU, threads and threading layer",
+        description="Print versions, CPU, Numba thread count and threading layer, and SVML status.",
+    )
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    bench = sub.add_parser(
+        "bench",
+        help="compare fastroute with NumPy/SciPy/PyTorch on this machine",
+        description=(
+            "Time fastroute against NumPy/SciPy recipes, PyTorch (if installed) and the "
+            "memory-read floor, on the same cases as the pytest-benchmark suite. Each "
+            "call is warmed up once (compile time excluded); the reported time is the "
+            "median over repeats filling about --budget seconds per measurement. "
+            "Progress goes to stderr, the table to stdout."
+        ),
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="a subset of the cases (65536x64, 64x128000, 1x8) with a 0.05 s budget",
+    )
+    bench.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    bench.add_argument(
+        "--cases",
+        metavar="PATTERN",
+        help=(
+            "only cases whose name contains PATTERN (case-insensitive) or matches it as a "
+            "glob; comma-separated for several, e.g. 'top_k', '65536x64', 'entropy *'"
+        ),
+    )
+    bench.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="statistic shown in the table (default median; min is steadier on a busy machine)",
+    )
+    bench.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    bench.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="timing budget per measurement (default 0.2, or 0.05 with --quick)",
+    )
+    bench.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="Numba (and PyTorch) threads; default: numba.get_num_threads()",
+    )
+    bench.add_argument(
+        "--threading-layer",
+        choices=_LAYERS,
+        help="Numba threading layer for this run (default: NUMBA_THREADING_LAYER or 'default')",
+    )
+    bench.add_argument(
+        "--compile",
+        action="store_true",
+        help=(
+            "also measure first-call time per function in fresh processes: cold compile "
+            "(FASTROUTE_NO_CACHE=1) and with Numba's cache warm (adds about a minute)"
+        ),
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    try:
+        parser = _build_parser()
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "info":
+            return _cmd_info(args)
+        return _cmd_bench(args)
+    except CLIError as exc:
+        print(f"{_PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{_PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `python -m fastroute bench | head`
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the exit flush
+        except OSError:
+            pass
+        return 1
+    except Exception as exc:  # one clear line instead of a traceback
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{_PROG} {args.command}: error: {type(exc).__name__}: {msg}", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import numba
+
+    from . import _bench as B
+
+    env = B.environment()
+    env["threading_layer"] = B.threading_layer(probe=True)
+    env["parallel_launch"] = B.parallel_launch_latency()
+    env["threading_layer_config"] = numba.config.THREADING_LAYER
+    env["numba_max_threads"] = numba.config.NUMBA_NUM_THREADS
+    env["cache"] = os.environ.get("FASTROUTE_NO_CACHE", "") == ""
+    env["numba_cache_dir"] = os.environ.get("NUMBA_CACHE_DIR") or None
+    env["python_executable"] = sys.executable
+    if args.json:
+        print(json.dumps(env, indent=2))
+        return 0
+
+    svml = (
+        ("in use" if env["svml"] else "not in use")
+        + f" (numba.config.USING_SVML={env['svml']}); fastroute does not need it: its "
+        + ("entropy kernels use their own vectorized log/exp (fastroute/kernels/_math.py)")
+    )
+    cache = "enabled" if env["cache"] else "disabled (FASTROUTE_NO_CACHE is set)"
+    if env["numba_cache_dir"]:
+        cache += f", NUMBA_CACHE_DIR={env['numba_cache_dir']}"
+    rows = [
+        ("fastroute", env["fastroute"]),
+        ("python", f"{env['python']} ({sys.executable})"),
+        ("numpy", env["numpy"]),
+        ("numba", env["numba"]),
+        ("llvmlite", env["llvmlite"] or "?"),
+        ("scipy", env["scipy"] or "not installed"),
+        ("torch", env["torch"] or "not installed"),
+        ("cpu", f"{env['cpu']} ({env['cores']} logical cores, {env['usable_cores']} usable)"),
+        (
+            "numba threads",
+            f"{env['numba_threads']} (of NUMBA_NUM_THREADS={env['numba_max_threads']})",
+        ),
+        ("threading layer", f"{env['threading_layer']} (config: {env['threading_layer_config']})"),
+        ("SVML", svml),
+        ("disk cache", cache),
+    ]
+    launch = env["parallel_launch"]
+    if launch:
+        rows.insert(
+            -2,
+            (
+                "parallel launch",
+                f"{B.fmt_time(launch['parallel_s'])} for a parallel sum of "
+                f"{int(launch['elements'])} floats (serial: {B.fmt_time(launch['serial_s'])})",
+            ),
+        )
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    for warning in B.environment_warnings(env):
+        print(f"warning: {warning}.")
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def _progress(stream: TextIO, text: str) -> None:
+    stream.write(text)
+    stream.flush()
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import numba
+
+    from . import _bench as B
+
+    if args.threads is not None:
+        limit = numba.config.NUMBA_NUM_THREADS
+        if not 1 <= args.threads <= limit:
+            raise CLIError(
+                f"--threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {args.threads}"
+            )
+        numba.set_num_threads(args.threads)
+    if args.threading_layer is not None:
+        if numba.config.THREADING_LAYER != args.threading_layer:
+            try:
+                numba.threading_layer()
+            except ValueError:  # not chosen yet: it can still be changed
+                numba.config.THREADING_LAYER = args.threading_layer
+            else:
+                raise CLIError("the threading layer was already chosen in this process")
+        layer = B.threading_layer(probe=True)
+        if layer.startswith("unavailable"):
+            raise CLIError(f"threading layer {args.threading_layer!r} is {layer}")
+    if args.budget is not None and not args.budget > 0:
+        raise CLIError(f"--budget must be a positive number of seconds, got {args.budget}")
+
+    cases = B.select_cases(args.cases, quick=args.quick)
+    if not cases:
+        scope = "the --quick subset" if args.quick else "the cases"
+        raise CLIError(f"no case in {scope} matches {args.cases!r} (use --list to see them)")
+    if args.list:
+        for c in cases:
+            print(c.name + ("  [quick]" if c.quick else ""))
+        return 0
+
+    budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.2)
+    launch_start = B.parallel_launch_latency()
+    err = sys.stderr
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    missing: dict[str, list[str]] = {}
+    fastroute_failed = False
+    t_start = time.perf_counter()
+
+    for i, case in enumerate(cases, 1):
+        _progress(err, f"[{i}/{len(cases)}] {case.name} ...")
+        t_case = time.perf_counter()
+        x = B.make_input(case)
+        reference: Any = None
+        for impl in B.impls(case.op):
+            lacking = B.missing_requirements(impl)
+            if lacking:
+                missing.setdefault(", ".join(lacking), [])
+                if impl.label not in missing[", ".join(lacking)]:
+                    missing[", ".join(lacking)].append(impl.label)
+                continue
+            rec: dict[str, Any] = {
+                "op": case.op,
+                "case": case.label,
+                "shape": list(case.shape),
+                "k": case.k,
+                "dtype": case.dtype,
+                "impl": impl.key,
+                "label": impl.label,
+                "role": impl.role,
+                "call": impl.call,
+            }
+            try:
+                m = B.time_callable(B.make_callable(case, impl, x), budget=budget)
+            except Exception as exc:
+                rec["error"] = f"{type(exc).__name__}: {exc}"
+                notes.append(f"{case.name}: {impl.label} failed: {rec['error']}")
+                fastroute_failed |= impl.role == "fastroute"
+            else:
+                result = m.pop("result")
+                if impl.role == "fastroute":
+                    reference = result
+                elif reference is not None:
+                    diff = B.check_agreement(case, impl, reference, result)
+                    if diff:
+                        rec["mismatch"] = diff
+                        notes.append(f"{case.name}: {diff}")
+                rec.update(m)
+            results.append(rec)
+        del x, reference
+        _progress(err, f" {time.perf_counter() - t_case:.1f} s\n")
+
+    _add_ratios(results)
+    compile_results: list[dict[str, Any]] = []
+    if args.compile:
+        ops = [op for op in B.OPS if any(c.op == op for c in cases)]
+        for j, op in enumerate(ops, 1):
+            _progress(err, f"[compile {j}/{len(ops)}] {op}: 3 fresh processes ...")
+            t0 = time.perf_counter()
+            try:
+                compile_results.append(B.measure_compile(op))
+            except Exception as exc:
+                notes.append(f"first-call time of {op}: {exc}")
+            _progress(err, f" {time.perf_counter() - t0:.1f} s\n")
+
+    env = B.environment(launch=True)
+    env["parallel_launch_start"] = launch_start
+    for lacking, labels in missing.items():
+        notes.append(f"{lacking} not installed: skipped {', '.join(labels)}")
+    settings = {
+        "quick": bool(args.quick),
+        "cases": args.cases,
+        "budget_s": budget,
+        "timer": "time.perf_counter; median and min of repeats after one warm-up call",
+        "elapsed_s": time.perf_counter() - t_start,
+    }
+    if args.json:
+        out = {
+            "environment": env,
+            "settings": settings,
+            "results": results,
+            "compile": compile_results,
+            "notes": notes,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(B.render_header(env, markdown=False))
+        print()
+        print(B.render_tables(results, markdown=False, peer_times=True, stat=args.stat))
+        if compile_results:
+            print()
+            print(B.render_compile_table(compile_results, markdown=False))
+        print()
+        print(
+            f"Timing: {args.stat} per call over repeats of about {budget:g} s per measurement, "
+            f"after a warm-up call; total {settings['elapsed_s']:.0f} s."
+        )
+        for note in notes:
+            print(f"note: {note}")
+    return 1 if fastroute_failed else 0
+
+
+def _add_ratios(results: list[dict[str, Any]]) -> None:
+    """Add ``speedup`` (peer / fastroute) and ``floor_ratio`` (fastroute / floor)."""
+    fr = {(r["op"], r["case"]): r for r in results if r["role"] == "fastroute" and "median_s" in r}
+    floors = {(r["op"], r["case"]): r for r in results if r["role"] == "floor" and "median_s" in r}
+    for r in results:
+        key = (r["op"], r["case"])
+        if "median_s" not in r or key not in fr:
+            continue
+        if r["role"] == "peer":
+            r["speedup"] = r["median_s"] / fr[key]["median_s"]
+        elif r["role"] == "fastroute" and key in floors:
+            r["floor_ratio"] = r["median_s"] / floors[key]["median_s"]
