@@ -157,6 +157,7 @@ def _rows(x2, out, status, normalize, logits):
 def _finish(out64, dtype, base):
     if base is not None:
         out64 /= math.log(base)
-    if dtype in (np.float16, np.float32):
-        return out64.astype(np.float32)
+    if dtype.char in "ef":
+        with np.errstate(over="ignore"):  # |H| beyond float32 range is +-inf, by design
+            return out64.astype(np.float32)
     return out64

@@ -7,7 +7,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from . import _drivers as drv
-from ._jit import parallel_guard
+from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N
+from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._validate import HALF_BLOCK_ELEMENTS, as_real_array, check_axis, check_k, rows_view
 
 __all__ = ["TopK", "top_k"]
@@ -96,15 +97,21 @@ def top_k(
     values = np.empty(lead + (k,), a.dtype)
     indices = np.empty(lead + (k,), np.intp)
     if values.size:
-        src = a.view(np.uint8) if a.dtype == np.bool_ else a
-        vflat = values.view(np.uint8) if a.dtype == np.bool_ else values
-        vrows = vflat.reshape(-1, k)
+        if a.dtype.char == "?":  # Numba sees bool as uint8: same order
+            a, vout = a.view(np.uint8), values.view(np.uint8)
+        else:
+            vout = values
+        blocks = rows_view(a, ax)
+        vrows = vout.reshape(-1, k)
         irows = indices.reshape(-1, k)
-        r0 = 0
-        for block in rows_view(src, ax):
-            r1 = r0 + block.shape[0]
-            _select(block, k, largest, sort, vrows[r0:r1], irows[r0:r1])
-            r0 = r1
+        if len(blocks) == 1:
+            _select(blocks[0], k, largest, sort, vrows, irows)
+        else:
+            r0 = 0
+            for block in blocks:
+                r1 = r0 + block.shape[0]
+                _select(block, k, largest, sort, vrows[r0:r1], irows[r0:r1])
+                r0 = r1
     if ax != a.ndim - 1:
         values = np.ascontiguousarray(np.moveaxis(values, -1, ax))
         indices = np.ascontiguousarray(np.moveaxis(indices, -1, ax))
@@ -113,7 +120,8 @@ def top_k(
 
 def _select(x2, k, largest, sort, vals, idxs):
     """Fill ``vals``/``idxs`` (C-contiguous 2-D) with the top-k of each row of ``x2``."""
-    if x2.dtype == np.float16:
+    char = x2.dtype.char
+    if char == "e":
         # Numba has no float16: widen blocks of rows to float32 (exact) and
         # narrow the chosen values back (exact, they came from float16).
         step = max(1, HALF_BLOCK_ELEMENTS // max(1, x2.shape[1]))
@@ -123,8 +131,13 @@ def _select(x2, k, largest, sort, vals, idxs):
             _select(rows, k, largest, sort, v32[: rows.shape[0]], idxs[r : r + step])
             vals[r : r + step] = v32[: rows.shape[0]]
         return
-    n = x2.shape[1]
-    keys = x2.dtype == np.float32 and n <= drv.KEYS_MAX_N and k <= drv.KEYS_MAX_K
+    keys = char == "f" and x2.shape[1] <= KEYS_MAX_N and k <= KEYS_MAX_K
+    if x2.size < PARALLEL_MIN_WORK:  # small: serial, no guard needed
+        if keys:
+            drv.topk_keys_serial(x2, k, largest, vals, idxs)
+        else:
+            drv.topk_serial(x2, k, largest, sort, vals, idxs)
+        return
     with parallel_guard(x2.size) as par:
         if keys and par:
             drv.topk_keys_parallel(x2, k, largest, vals, idxs, drv.n_chunks(x2.shape[0]))

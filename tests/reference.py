@@ -1,0 +1,257 @@
+"""Slow, obviously-correct reference implementations for the test suite.
+
+Nothing here is clever: every slice is handled by plain Python (a sort with an
+explicit key, or an mpmath sum at 200 bits). Speed does not matter; the
+functions are only ever called on small test arrays.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+import mpmath
+import numpy as np
+
+__all__ = [
+    "REF_PREC",
+    "top_k_ref",
+    "entropy_ref",
+    "entropy_from_logits_ref",
+    "entropy_row_exact",
+    "logits_row_exact",
+    "as_exact_numbers",
+    "same_values",
+    "assert_close",
+]
+
+#: Working precision (bits) of every mpmath computation here.
+REF_PREC = 200
+
+
+def as_exact_numbers(row: np.ndarray) -> list:
+    """The entries of a 1-D array as exact Python numbers.
+
+    Integers and bools become ``int`` (no rounding even for int64/uint64),
+    floats become ``float`` (float16/float32 widen exactly).
+    """
+    if row.dtype.kind in "biu":
+        return [int(v) for v in row]
+    return [float(v) for v in row]
+
+
+def _move_last(x: np.ndarray, axis: int) -> np.ndarray:
+    return np.moveaxis(x, axis, -1)
+
+
+# --------------------------------------------------------------------------- top-k
+
+
+def top_k_ref(x, k: int, axis: int = -1, mode: str = "largest", sorted: bool = True):
+    """Reference ``top_k``: returns ``(values, indices)``.
+
+    Each slice along ``axis`` is sorted with the key ``(isnan, ±value, index)``:
+
+    * ``mode="largest"``: numbers by value descending, ``mode="smallest"``:
+      ascending. ``-0.0`` and ``+0.0`` compare equal (Python ``-0.0 == 0.0``);
+      ``±inf`` are ordinary values. Integers are compared exactly.
+    * equal values: the lower index first.
+    * NaN (whatever its sign bit) ranks after every number in both modes, so
+      it only appears when needed to fill ``k``; NaNs among themselves by index.
+
+    ``values[..., j] = x[..., indices[..., j]]`` keeps the input dtype and bits;
+    ``indices`` are ``np.intp``; both are shaped like ``x`` with ``axis``
+    replaced by ``k`` and C-contiguous. ``sorted`` is accepted for symmetry and
+    ignored: the reference result is always in rank order (an unsorted result
+    must hold the same set of pairs).
+    """
+    del sorted
+    a = np.asarray(x)
+    if mode not in ("largest", "smallest"):
+        raise ValueError(mode)
+    sign = -1 if mode == "largest" else 1
+    moved = _move_last(a, axis)
+    lead = moved.shape[:-1]
+    values = np.empty(lead + (k,), a.dtype)
+    indices = np.empty(lead + (k,), np.intp)
+    for pos in np.ndindex(*lead):
+        row = moved[pos]
+        nums = as_exact_numbers(row)
+
+        def key(i, nums=nums):
+            v = nums[i]
+            if v != v:  # NaN: after every number, by index
+                return (1, 0, i)
+            return (0, sign * v, i)
+
+        order = builtins.sorted(range(len(nums)), key=key)[:k]
+        indices[pos] = order
+        values[pos] = row[np.asarray(order, np.intp)]
+    values = np.ascontiguousarray(np.moveaxis(values, -1, axis))
+    indices = np.ascontiguousarray(np.moveaxis(indices, -1, axis))
+    return values, indices
+
+
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` have equal dtype and shape and hold the same
+    values: floats are equal as numbers with the same sign bit (so ``-0.0`` and
+    ``+0.0`` differ), or both NaN (any payload, any sign)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind != "f":
+        return bool(np.array_equal(a, b))
+    na, nb = np.isnan(a), np.isnan(b)
+    if not np.array_equal(na, nb):
+        return False
+    ok = ~na
+    return bool(
+        np.array_equal(a[ok], b[ok]) and np.array_equal(np.signbit(a[ok]), np.signbit(b[ok]))
+    )
+
+
+# --------------------------------------------------------------------------- entropy
+
+
+def entropy_row_exact(row: np.ndarray, normalize: bool = True, base=None):
+    """Exact entropy (an ``mpmath.mpf`` at ``REF_PREC`` bits, or ``nan``/``inf``)
+    of one 1-D slice, taking every entry as the exact number it stores.
+
+    Rules:
+
+    * a negative entry (``-inf`` included; ``-0.0`` and ``-nan`` are *not*
+      negative) raises ``ValueError``;
+    * otherwise a NaN or ``+inf`` anywhere gives NaN;
+    * zeros contribute exactly 0 (``0 log 0 = 0``);
+    * ``normalize=True``: ``H = sum_i (p_i/S) log(S/p_i)`` with ``S = sum p``,
+      i.e. the entropy of ``p/S`` (``scipy.stats.entropy``); an all-zero or
+      empty slice gives NaN;
+    * ``normalize=False``: ``H = -sum_i p_i log p_i`` of the entries as given;
+      an all-zero or empty slice gives 0;
+    * ``base``: the result is divided by ``log(base)``.
+    """
+    nums = as_exact_numbers(np.asarray(row))
+    if any(v < 0 for v in nums):  # NaN < 0 is False, -0.0 < 0 is False
+        raise ValueError("negative entry")
+    if any(v != v or v == math.inf for v in nums):
+        return math.nan
+    with mpmath.workprec(REF_PREC):
+        ps = [mpmath.mpf(v) for v in nums if v != 0]
+        if normalize:
+            if not ps:
+                return math.nan
+            s = mpmath.fsum(ps)
+            h = mpmath.fsum((p / s) * mpmath.log(s / p) for p in ps)
+        else:
+            h = mpmath.fsum(-p * mpmath.log(p) for p in ps) if ps else mpmath.mpf(0)
+        if base is not None:
+            h = h / mpmath.log(mpmath.mpf(float(base)))
+        return h
+
+
+def logits_row_exact(row: np.ndarray, base=None):
+    """Exact entropy of ``softmax(row)`` (``mpmath.mpf`` at ``REF_PREC`` bits,
+    or ``nan``), taking every entry as the exact number it stores.
+
+    Rules: ``-inf`` is probability 0; an empty slice, an all-``-inf`` slice or
+    any NaN or ``+inf`` gives NaN. With ``M`` the largest logit,
+    ``q_i = exp(z_i - M)`` and ``W = sum q``:
+    ``H = sum_i (q_i/W) * (log W + (M - z_i))`` (every term >= 0, no overflow
+    for any finite logits since mpmath has an unbounded exponent).
+    """
+    nums = as_exact_numbers(np.asarray(row))
+    if not nums or any(v != v or v == math.inf for v in nums):
+        return math.nan
+    finite = [v for v in nums if v != -math.inf]
+    if not finite:
+        return math.nan
+    with mpmath.workprec(REF_PREC):
+        zs = [mpmath.mpf(v) for v in finite]
+        m = max(zs)
+        qs = [mpmath.exp(z - m) for z in zs]
+        w = mpmath.fsum(qs)
+        logw = mpmath.log(w)
+        h = mpmath.fsum((q / w) * (logw + (m - z)) for q, z in zip(qs, zs, strict=True))
+        if base is not None:
+            h = h / mpmath.log(mpmath.mpf(float(base)))
+        return h
+
+
+def _apply_rows(x, axis, fn):
+    a = np.asarray(x)
+    moved = _move_last(a, axis)
+    lead = moved.shape[:-1]
+    out = np.empty(lead, np.float64)
+    for pos in np.ndindex(*lead):
+        out[pos] = float(fn(moved[pos]))
+    return out
+
+
+def _as_float64_if_int(a: np.ndarray) -> np.ndarray:
+    # The kernels accumulate in float64: integers are first converted to
+    # float64 (rounding beyond 2**53), so the reference does the same.
+    return a.astype(np.float64) if a.dtype.kind in "biu" else a
+
+
+def entropy_ref(p, axis: int = -1, base=None, normalize: bool = True) -> np.ndarray:
+    """Reference ``entropy``: float64 array shaped like ``p`` without ``axis``.
+
+    Every slice is ``entropy_row_exact`` rounded to float64 (see there for the
+    zero / NaN / inf / empty rules). Integer input is first converted to
+    float64, as the kernels do. A negative entry anywhere raises
+    ``ValueError`` naming the first offending slice (C order of the other
+    axes), like the public function. The result dtype is always float64: the
+    caller checks the float32 rule separately.
+    """
+    a = _as_float64_if_int(np.asarray(p))
+    moved = _move_last(a, axis)
+    for pos in np.ndindex(*moved.shape[:-1]):
+        if any(v < 0 for v in as_exact_numbers(moved[pos])):
+            raise ValueError(f"slice {pos} has a negative entry")
+    return _apply_rows(a, axis, lambda r: entropy_row_exact(r, normalize, base))
+
+
+def entropy_from_logits_ref(z, axis: int = -1, base=None) -> np.ndarray:
+    """Reference ``entropy_from_logits``: float64 array shaped like ``z``
+    without ``axis``; every slice is ``logits_row_exact`` rounded to float64.
+    Integer input is first converted to float64, as the kernels do."""
+    a = _as_float64_if_int(np.asarray(z))
+    return _apply_rows(a, axis, lambda r: logits_row_exact(r, base))
+
+
+# --------------------------------------------------------------------------- accuracy rule
+
+
+def assert_close(got, ref, scale=None) -> None:
+    """Accuracy rule of the contract, ``ref`` being the exact results rounded
+    to float64 (``entropy_ref`` / ``entropy_from_logits_ref``).
+
+    float64 results: ``|got - ref| <= 1e-12 * scale + 2e-15`` with ``scale``
+    defaulting to ``|ref|``; float32 results: within 4 float32 ulp of ``ref``
+    (or, when ``scale`` is given for sums with cancellation, 1e-12 * scale).
+    NaN exactly where the reference is NaN; infinities equal.
+    """
+    got = np.asarray(got)
+    ref = np.asarray(ref, np.float64)
+    assert got.shape == ref.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    g = got[ok].astype(np.float64)
+    r = ref[ok]
+    s = np.abs(r) if scale is None else np.asarray(scale, np.float64)[ok]
+    if got.dtype == np.float32:
+        with np.errstate(over="ignore"):
+            r32 = r.astype(np.float32)  # beyond the float32 range: rounds to inf
+        inf = np.isinf(r32)
+        np.testing.assert_array_equal(g[inf], r32[inf])
+    else:
+        inf = np.isinf(r)
+        np.testing.assert_array_equal(g[inf], r[inf])
+    g, r, s = g[~inf], r[~inf], s[~inf]
+    if got.dtype == np.float32:
+        ulp = np.spacing(np.abs(r).astype(np.float32)).astype(np.float64)
+        tol = np.maximum(4 * ulp, 1e-12 * s) if scale is not None else 4 * ulp
+    else:
+        tol = 1e-12 * s + 2e-15
+    err = np.abs(g - r)
+    bad = err > tol
+    assert not bad.any(), f"got {g[bad]!r}, exact {r[bad]!r}, err {err[bad]!r} > tol {tol[bad]!r}"

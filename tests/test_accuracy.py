@@ -1,0 +1,381 @@
+"""Accuracy against mpmath (200 bits): entropies and the block log/exp routines.
+
+Contract: float64 input ``|H - H_exact| <= 1e-12 * H_exact + 2e-15`` on every
+row; float32 (and float16) input within 4 float32 ulp of the exact entropy of
+the values as stored. ``reference.assert_close`` implements the rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from reference import REF_PREC, assert_close, entropy_from_logits_ref, entropy_ref
+from strategies import elements
+
+import fastroute as fr
+from fastroute.kernels import _math
+
+F64_MAX = float(np.finfo(np.float64).max)
+F64_TINY = float(np.finfo(np.float64).tiny)
+SUB = 5e-324
+
+
+def _rows_f64():
+    rng = np.random.default_rng(2024)
+    rows = [
+        [1e6, 1.0],
+        [1.0, 1e-6],
+        [1.0, 1e-12],
+        [1.0, 1e-300],
+        [1.0, SUB],
+        [1.0, 1.0 - 2**-52],
+        [1e300, 1e294],
+        [1e300, 1.0],
+        [1e308, 1e302],
+        [1e308, 1e308],
+        [F64_MAX, F64_MAX, F64_MAX, 1.0],
+        [F64_MAX, 1e-300, SUB],
+        [SUB, SUB],
+        [SUB, 2 * SUB, F64_TINY],
+        [F64_TINY, SUB],
+        [1e-300, 1e-310, SUB],
+        [1e-300, 1e-300, 1e-310],
+        [2.0**-900, 2.0**-1000],
+        [2.0**1000, 2.0**999, 1.0],
+        [1e6, 1e6, 1.0],
+        [float(2**53), 1.0],
+        [3.0, 1.0],
+        [7.0] * 300 + [1e-3],
+        [1.0] * 1000 + [1e-9],
+        [1.0] + [1e-20] * 512,
+        [1.0] * 1000,
+        list(0.5 ** np.arange(1100.0)),
+        list(rng.dirichlet(np.ones(257))),
+        list(rng.dirichlet(np.full(1000, 0.01))),
+        list(rng.random(300) ** 20),
+        list(np.exp(rng.normal(0, 30, 513))),
+    ]
+    return rows
+
+
+def _rows_f32():
+    rng = np.random.default_rng(32)
+    f32max = float(np.finfo(np.float32).max)
+    s32 = float(np.finfo(np.float32).smallest_subnormal)
+    return [
+        [1e6, 1.0],
+        [1.0, 1e-6],
+        [1.0, s32],
+        [f32max, f32max],
+        [f32max, 1.0],
+        [s32, s32],
+        [s32, 1e-38],
+        [1e-30, 1e-38, s32],
+        [3.0, 1.0],
+        [1e6, 1e6, 1.0],
+        [1.0] * 1000 + [1e-9],
+        list(0.5 ** np.arange(160.0)),
+        list(rng.dirichlet(np.ones(300))),
+        list(rng.dirichlet(np.full(600, 0.01))),
+    ]
+
+
+def _rows_logits():
+    rng = np.random.default_rng(7)
+    return [
+        [0.0, -40.0],
+        [0.0, -36.04],
+        [0.0, -700.0],
+        [0.0, -745.0],
+        [0.0, -746.0],
+        [0.0, -800.0],
+        [0.0, -1e4],
+        [1e30, 0.0, -1e30],
+        [F64_MAX, -F64_MAX],
+        [0.0, -1e-10],
+        [0.0, -1e-300],
+        [0.0, -SUB],
+        [0.0, 0.0, 0.0, -np.inf],
+        [50.0, 0.0] * 100,
+        [0.0] * 1000,
+        list(np.arange(0.0, -1000.0, -1.0)),
+        list(rng.normal(0, 30, 300)),
+        list(rng.normal(0, 1, 257)),
+        list(rng.normal(0, 1e-8, 100)),
+    ]
+
+
+def _check_rows(rows, dtype, func, **kw):
+    for row in rows:
+        a = np.asarray(row, np.float64).astype(dtype)
+        got = func(a, **kw)
+        if func is fr.entropy:
+            ref = entropy_ref(a, **kw)
+            scale = None
+            if kw.get("normalize") is False:
+                with np.errstate(all="ignore"):
+                    t = np.abs(a.astype(np.float64) * np.log(a.astype(np.float64)))
+                scale = np.maximum(np.nansum(t), np.abs(ref))
+            assert_close(got, ref, scale)
+        else:
+            assert_close(got, entropy_from_logits_ref(a, **kw))
+
+
+# --------------------------------------------------------------------------- fixed rows
+
+
+@pytest.mark.parametrize("base", [None, 2])
+def test_entropy_float64_nasty_rows(base):
+    _check_rows(_rows_f64(), np.float64, fr.entropy, base=base)
+
+
+def test_entropy_float64_nasty_rows_unnormalized():
+    rows = [r for r in _rows_f64() if max(r) <= 1e300]
+    rows += [[1.0 - 1e-12, 1e-12], [0.5, 0.5], [1.0], [1e-300] * 3, [SUB] * 4, [1e300, 1.0]]
+    _check_rows(rows, np.float64, fr.entropy, normalize=False)
+
+
+def test_entropy_float32_nasty_rows():
+    _check_rows(_rows_f32(), np.float32, fr.entropy)
+    _check_rows(_rows_f32(), np.float32, fr.entropy, base=10)
+
+
+def test_entropy_float16_rows():
+    s16 = float(np.finfo(np.float16).smallest_subnormal)
+    rows = [[65504.0, 1.0], [s16, s16], [1.0, s16], [1000.0, 1.0, 0.5], [1.0] * 300 + [s16]]
+    _check_rows(rows, np.float16, fr.entropy)
+
+
+def test_logits_float64_nasty_rows():
+    _check_rows(_rows_logits(), np.float64, fr.entropy_from_logits)
+    _check_rows(_rows_logits(), np.float64, fr.entropy_from_logits, base=2)
+
+
+def test_logits_float32_rows():
+    f32max = float(np.finfo(np.float32).max)
+    rows = [r for r in _rows_logits() if max(abs(v) for v in r if np.isfinite(v)) < 1e38]
+    rows += [[f32max, -f32max], [0.0, -104.0], [0.0, -110.0], [0.0, -16.6]]
+    _check_rows(rows, np.float32, fr.entropy_from_logits)
+
+
+def test_logits_float16_rows():
+    rows = [[0.0, -10.0], [65504.0, -65504.0], [0.0, -17.0], [1.0, 2.0, 3.0, -np.inf]]
+    _check_rows(rows, np.float16, fr.entropy_from_logits)
+
+
+def test_batch_of_nasty_rows_float64():
+    """The same rows in one 2-D batch (padded with zeros, which contribute 0)."""
+    rows = _rows_f64()
+    width = max(map(len, rows))
+    p = np.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        p[i, : len(r)] = r
+    assert_close(fr.entropy(p), entropy_ref(p))
+    z = np.full((len(rows), width), -np.inf)
+    for i, r in enumerate(_rows_logits()):
+        z[i, : len(r)] = r
+    z = z[: len(_rows_logits())]
+    assert_close(fr.entropy_from_logits(z), entropy_from_logits_ref(z))
+
+
+# --------------------------------------------------------------------------- generated rows
+
+
+def _rows(dtype, **kw):
+    return hnp.arrays(dtype, st.integers(1, 300), elements=elements(dtype, **kw))
+
+
+@given(
+    p=_rows(np.float64, negative=False, nan=False, posinf=False), base=st.sampled_from([None, 2])
+)
+def test_entropy_float64_generated(p, base):
+    assert_close(fr.entropy(p, base=base), entropy_ref(p, base=base))
+
+
+@given(p=_rows(np.float64, negative=False, nan=False, posinf=False, max_magnitude=1e300))
+def test_entropy_float64_generated_unnormalized(p):
+    got = fr.entropy(p, normalize=False)
+    ref = entropy_ref(p, normalize=False)
+    with np.errstate(all="ignore"):
+        t = np.abs(p * np.log(p))
+    assert_close(got, ref, np.maximum(np.nansum(t), np.abs(ref)))
+
+
+@given(p=_rows(np.float32, negative=False, nan=False, posinf=False))
+def test_entropy_float32_generated(p):
+    assert_close(fr.entropy(p), entropy_ref(p))
+
+
+@given(z=_rows(np.float64, nan=False, posinf=False, neginf=True), base=st.sampled_from([None, 2]))
+def test_logits_float64_generated(z, base):
+    assert_close(fr.entropy_from_logits(z, base=base), entropy_from_logits_ref(z, base=base))
+
+
+@given(z=_rows(np.float32, nan=False, posinf=False, neginf=True))
+def test_logits_float32_generated(z):
+    assert_close(fr.entropy_from_logits(z), entropy_from_logits_ref(z))
+
+
+@given(
+    m=st.floats(1e-300, 1e300),
+    ratio=st.floats(1e-300, 1e-3),
+    n=st.integers(1, 300),
+)
+def test_entropy_near_deterministic_generated(m, ratio, n):
+    """One dominant entry and n small ones: H is tiny, only log1p-style
+    formulas keep the relative error small."""
+    p = np.full(n + 1, m * ratio)
+    p[n // 2] = m
+    assert_close(fr.entropy(p), entropy_ref(p))
+    z = np.zeros(n + 1)
+    z[:] = math.log(ratio)
+    z[n // 2] = 0.0
+    assert_close(fr.entropy_from_logits(z), entropy_from_logits_ref(z))
+
+
+# --------------------------------------------------------------------------- _math blocks
+
+BLOCK = _math.BLOCK
+
+
+@numba.njit
+def _log_blocks(x):
+    n = x.shape[0]
+    out = np.empty(n)
+    xb = np.empty(BLOCK)
+    ob = np.empty(BLOCK)
+    tb = np.empty(BLOCK)
+    for s in range(0, n, BLOCK):
+        m = min(BLOCK, n - s)
+        for i in range(m):
+            xb[i] = x[s + i]
+        _math.log_block(xb, ob, tb, m)
+        for i in range(m):
+            out[s + i] = ob[i]
+    return out
+
+
+@numba.njit
+def _exp_blocks(x):
+    n = x.shape[0]
+    out = np.empty(n)
+    xb = np.empty(BLOCK)
+    ob = np.empty(BLOCK)
+    tb = np.empty(BLOCK)
+    for s in range(0, n, BLOCK):
+        m = min(BLOCK, n - s)
+        for i in range(m):
+            xb[i] = x[s + i]
+        _math.exp_block(xb, ob, tb, m)
+        for i in range(m):
+            out[s + i] = ob[i]
+    return out
+
+
+def _ulp_errors(got, exact_fn, x):
+    """Error of each ``got[i]`` in ulp of the exact ``exact_fn(x[i])``."""
+    errs = np.empty(len(x))
+    with mpmath.workprec(REF_PREC):
+        for i, (g, v) in enumerate(zip(got.tolist(), x.tolist(), strict=True)):
+            e = exact_fn(mpmath.mpf(v))
+            ef = float(e)
+            if e == 0:
+                errs[i] = 0.0 if g == 0.0 else math.inf
+                continue
+            ulp = np.spacing(abs(ef)) if ef != 0 else SUB
+            errs[i] = float(abs(mpmath.mpf(g) - e) / mpmath.mpf(float(ulp)))
+    return errs
+
+
+def _positive_finite_sample():
+    rng = np.random.default_rng(11)
+    bits = rng.integers(1, 0x7FEFFFFFFFFFFFFF, 12000, dtype=np.int64, endpoint=True)
+    sub = rng.integers(1, 1 << 52, 3000, dtype=np.int64)
+    special = [
+        1.0,
+        SUB,
+        2 * SUB,
+        F64_TINY,
+        np.nextafter(F64_TINY, 0),
+        F64_MAX,
+        0.5,
+        2.0,
+        1e-300,
+        1e300,
+    ]
+    near1 = 1.0 + np.arange(-200, 201) * 2.0**-52
+    pow2 = 2.0 ** np.arange(-1074, 1024, dtype=np.float64)
+    sq = []
+    for c in (math.sqrt(0.5), math.sqrt(2.0), F64_TINY):
+        for d in range(-3, 4):
+            sq.append(c + d * np.spacing(c))
+    return np.concatenate(
+        [bits.view(np.float64), sub.view(np.float64), special, near1, pow2, sq, rng.random(2000)]
+    )
+
+
+def test_log_block_within_2_ulp():
+    x = _positive_finite_sample()
+    assert np.all(np.isfinite(x)) and np.all(x > 0)
+    got = _log_blocks(x)
+    errs = _ulp_errors(got, mpmath.log, x)
+    worst = int(np.argmax(errs))
+    print(f"log_block: max error {errs[worst]:.3f} ulp at x={x[worst]!r}")
+    assert errs[worst] <= 2.0, f"log_block({x[worst]!r}) = {got[worst]!r}: {errs[worst]:.2f} ulp"
+    assert got[np.flatnonzero(x == 1.0)[0]] == 0.0
+
+
+def test_log_block_of_zero_is_finite_and_very_negative():
+    got = _log_blocks(np.array([0.0, 1.0, 0.0]))
+    assert np.isfinite(got[0]) and got[0] == got[2]
+    assert abs(got[0] - (-1075 * math.log(2))) < 1.0  # "about -1075 * log 2"
+    assert got[0] * 0.0 == 0.0
+    assert not np.isnan(got).any()
+
+
+def test_exp_block_within_2_ulp():
+    rng = np.random.default_rng(12)
+    x = np.concatenate(
+        [
+            -rng.random(12000) * 800.0,
+            -rng.random(2000) * 1e-3,
+            -(2.0 ** -rng.integers(20, 1075, 1000).astype(np.float64)),
+            rng.uniform(-746.0, -700.0, 3000),  # subnormal results and underflow
+            -rng.random(1000) * 40.0,
+            [0.0, -0.0, -SUB, -1e-300, -1.0, -708.4, -709.78, -745.13, -745.14, -799.999],
+        ]
+    )
+    got = _exp_blocks(x)
+    errs = _ulp_errors(got, mpmath.exp, x)
+    worst = int(np.argmax(errs))
+    print(f"exp_block: max error {errs[worst]:.3f} ulp at x={x[worst]!r}")
+    assert errs[worst] <= 2.0, f"exp_block({x[worst]!r}) = {got[worst]!r}: {errs[worst]:.2f} ulp"
+    assert got[-10] == 1.0 and got[-9] == 1.0  # exp(±0) is exactly 1
+
+
+def test_exp_block_is_exactly_zero_below_threshold():
+    lim = _math.EXP_ZERO_BELOW
+    x = np.array(
+        [np.nextafter(lim, -np.inf), lim - 1.0, -1e4, -1e300, -F64_MAX, -np.inf] + [lim - 0.5] * 300
+    )
+    got = _exp_blocks(x)
+    assert np.all(got == 0.0)
+
+
+@given(x=st.floats(min_value=-800.0, max_value=0.0))
+def test_exp_block_generated(x):
+    got = _exp_blocks(np.array([x]))
+    assert _ulp_errors(got, mpmath.exp, np.array([x]))[0] <= 2.0
+
+
+@given(x=st.floats(min_value=0.0, exclude_min=True, max_value=F64_MAX, allow_subnormal=True))
+def test_log_block_generated(x):
+    got = _log_blocks(np.array([x]))
+    assert _ulp_errors(got, mpmath.log, np.array([x]))[0] <= 2.0

@@ -1,0 +1,241 @@
+"""Determinism: the same bits for any Numba thread count, any batch size, any
+Python thread; serial and parallel drivers on both sides of PARALLEL_MIN_WORK."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+
+import fastroute as fr
+from fastroute import _jit
+
+THRESHOLD = _jit.PARALLEL_MIN_WORK
+N = 64  # row length; THRESHOLD // N rows is exactly the threshold
+
+
+@pytest.fixture
+def parallel_calls(monkeypatch):
+    """Records every driver launch of the public functions: True for a
+    parallel driver, False for a serial one.
+
+    The drivers are the ``*_serial`` / ``*_parallel`` dispatchers of
+    ``fastroute._drivers``, which the wrappers look up on the module.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    from fastroute import _drivers
+
+    seen: list[bool] = []
+
+    def spy(disp, par):
+        def call(*args):
+            seen.append(par)
+            return disp(*args)
+
+        return call
+
+    for name, obj in list(vars(_drivers).items()):
+        if isinstance(obj, Dispatcher) and name.endswith(("_serial", "_parallel")):
+            par = bool(obj.targetoptions.get("parallel"))
+            monkeypatch.setattr(_drivers, name, spy(obj, par))
+    return seen
+
+
+def _probs(rows, n=N, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    p = (rng.random((rows, n)) ** 6).astype(dtype)
+    p[rng.random((rows, n)) < 0.1] = 0.0
+    p[:, 7] = p[:, 9]  # ties
+    p[::5, 11] = np.nan
+    return p
+
+
+def _logits(rows, n=N, dtype=np.float64, seed=1):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 8, (rows, n)).astype(dtype)
+    z[rng.random((rows, n)) < 0.1] = -np.inf
+    return z
+
+
+# name -> (function of the batch returning a tuple of arrays, batch maker, dtype)
+CASES = {
+    "top_k f64 k=5": (lambda x: fr.top_k(x, 5), _probs, np.float64),
+    "top_k f64 k=40 unsorted": (
+        lambda x: fr.top_k(x, 40, sorted=False, mode="smallest"),
+        _probs,
+        np.float64,
+    ),
+    "top_k f32 k=5 (key kernel)": (lambda x: fr.top_k(x, 5), _probs, np.float32),
+    "entropy f64": (lambda x: (fr.entropy(np.nan_to_num(x)),), _probs, np.float64),
+    "entropy f64 unnormalized": (
+        lambda x: (fr.entropy(np.nan_to_num(x), normalize=False),),
+        _probs,
+        np.float64,
+    ),
+    "logits f64": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float64),
+}
+
+
+def _call(case, x):
+    fn = CASES[case][0]
+    return [np.asarray(a) for a in fn(x)]
+
+
+def _make(case, rows):
+    _, maker, dtype = CASES[case]
+    return maker(rows, dtype=dtype)
+
+
+def _same_bits(a_list, b_list):
+    return all(
+        a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        for a, b in zip(a_list, b_list, strict=True)
+    )
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bits_independent_of_thread_count_and_batch(case, restore_numba_threads, parallel_calls):
+    if restore_numba_threads < 2:
+        pytest.fail("needs NUMBA_NUM_THREADS >= 2 to exercise the parallel driver")
+    big = _make(case, THRESHOLD // N + 37)  # above the threshold: parallel driver
+    small = big[: THRESHOLD // N - 1]  # below: serial driver
+
+    numba.set_num_threads(1)
+    parallel_calls.clear()
+    one = _call(case, big)
+    assert parallel_calls and not any(parallel_calls), "one thread must take the serial driver"
+
+    numba.set_num_threads(2)
+    parallel_calls.clear()
+    two = _call(case, big)
+    assert parallel_calls and all(parallel_calls), "large input with 2 threads must go parallel"
+    assert _same_bits(one, two), "result depends on the thread count"
+
+    parallel_calls.clear()
+    part = _call(case, small)
+    assert parallel_calls and not any(parallel_calls), "below PARALLEL_MIN_WORK must go serial"
+    assert _same_bits(part, [a[: len(small)] for a in two]), "result depends on the batch size"
+
+    # every row alone gives the bits it had inside the batches
+    for r in (0, 1, 5, len(small) - 1, len(big) - 1):
+        alone = _call(case, big[r : r + 1])
+        assert _same_bits(alone, [a[r : r + 1] for a in two]), f"row {r} differs alone"
+
+
+@pytest.mark.parametrize("dtype", [np.float64])
+def test_single_long_row_parallel_vs_serial(dtype, restore_numba_threads, parallel_calls):
+    """One row longer than the threshold: the parallel path with a single row."""
+    p = _probs(2, n=THRESHOLD + 3, dtype=dtype)[:1]
+    z = _logits(1, n=THRESHOLD + 3, dtype=dtype)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        results.append(
+            [
+                *fr.top_k(p, 50),
+                *fr.top_k(p, 3),
+                fr.entropy(np.nan_to_num(p)),
+                fr.entropy_from_logits(z),
+            ]
+        )
+    assert any(parallel_calls)
+    assert _same_bits(results[0], results[1])
+
+
+def test_around_threshold_exactly(restore_numba_threads, parallel_calls):
+    numba.set_num_threads(2)
+    x = _probs(THRESHOLD // N, dtype=np.float64)
+    parallel_calls.clear()
+    at = fr.top_k(x, 4)
+    below = fr.top_k(x[:-1], 4)
+    assert parallel_calls == [True, False]
+    np.testing.assert_array_equal(at.indices[:-1], below.indices)
+    assert at.values[:-1].tobytes() == below.values.tobytes()
+
+
+def test_float16_row_blocks_match_float32():
+    """float16 is widened in row blocks of HALF_BLOCK_ELEMENTS: results must not
+    depend on where the blocks split (and equal the float32 results exactly)."""
+    from fastroute._validate import HALF_BLOCK_ELEMENTS
+
+    n = 96
+    rows = HALF_BLOCK_ELEMENTS // n + 5
+    x16 = _probs(rows, n=n, dtype=np.float16, seed=3)
+    x32 = x16.astype(np.float32)
+    v16, i16 = fr.top_k(x16, 6)
+    v32, i32 = fr.top_k(x32, 6)
+    np.testing.assert_array_equal(i16, i32)
+    assert v16.dtype == np.float16 and v16.astype(np.float32).tobytes() == v32.tobytes()
+    c16 = np.nan_to_num(x16)
+    assert fr.entropy(c16).tobytes() == fr.entropy(c16.astype(np.float32)).tobytes()
+    assert fr.entropy_from_logits(x16).tobytes() == fr.entropy_from_logits(x32).tobytes()
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+    import numpy as np
+
+    import fastroute as fr
+    from fastroute._jit import PARALLEL_MIN_WORK
+
+    rng = np.random.default_rng(0)
+    big = rng.random((PARALLEL_MIN_WORK // 64 + 100, 64))
+    big[:, 3] = big[:, 5]
+    big32 = big.astype(np.float32)
+    small = big[:50]
+    z = rng.normal(0, 5, big.shape)
+
+    def work(i):
+        x = (big, big32, small)[i % 3]
+        out = [*fr.top_k(x, 1 + i % 7), *fr.top_k(x, 30, mode="smallest")]
+        out.append(fr.entropy(x))
+        out.append(fr.entropy_from_logits(z if i % 2 else z[:40]))
+        return i, out
+
+    # round 1: first calls (compiling) from 8 threads at once
+    with ThreadPoolExecutor(8) as ex:
+        first = list(ex.map(work, range(16)))
+    # round 2: many concurrent calls on warm kernels
+    with ThreadPoolExecutor(8) as ex:
+        second = list(ex.map(work, range(200)))
+
+    numba.set_num_threads(1)
+    expected = {}
+    for i, out in first + second:
+        if i not in expected:
+            expected[i] = work(i)[1]
+        for a, b in zip(out, expected[i], strict=True):
+            if a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+                print("MISMATCH in call", i, file=sys.stderr)
+                sys.exit(3)
+    # spot-check against NumPy
+    v, idx = fr.top_k(big, 3)
+    ref = np.argsort(-big, axis=1, kind="stable")[:, :3]
+    assert np.array_equal(idx, ref)
+    print("THREADS-OK", numba.threading_layer())
+    """
+)
+
+
+def test_eight_python_threads_in_subprocess():
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NUMBA_NUM_THREADS": "2"},
+    )
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
+    )
+    assert "THREADS-OK" in proc.stdout
