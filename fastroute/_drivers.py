@@ -74,9 +74,9 @@ def topk_keys_parallel(x, k, largest, vals, idxs, nchunks):
 
 @jit
 def _entropy_rows(p, normalize, out, status, lo, hi):
-    b0, b1, b2, b3 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
-        out[r], status[r] = entropy_row(p, r, normalize, b0, b1, b2, b3)
+        out[r], status[r] = entropy_row(p, r, normalize, b0, b1)
 
 
 @jit
@@ -96,9 +96,9 @@ def entropy_parallel(p, normalize, out, status, nchunks):
 
 @jit
 def _logits_rows(z, out, lo, hi):
-    b0, b1, b2, b3 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
-        out[r] = entropy_logits_row(z, r, b0, b1, b2, b3)
+        out[r] = entropy_logits_row(z, r, b0, b1)
 
 
 @jit

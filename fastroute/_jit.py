@@ -27,8 +27,9 @@ import os
 import threading
 
 import numba
+import numpy as np
 
-__all__ = ["jit", "pjit", "parallel_guard", "PARALLEL_MIN_WORK"]
+__all__ = ["jit", "pjit", "parallel_guard", "PARALLEL_MIN_WORK", "_u"]
 
 _CACHE = os.environ.get("FASTROUTE_NO_CACHE", "") == ""
 
@@ -46,6 +47,15 @@ def jit(fn=None, **overrides):
 def pjit(fn):
     """``numba.njit(parallel=True)`` with fastroute's options."""
     return numba.njit(parallel=True, **_OPTIONS)(fn)
+
+
+@numba.njit(inline="always")
+def _u(i):
+    """``i`` as an unsigned index. Numba adds negative-index wraparound code to
+    every signed index that is not a plain ``range`` variable (``a[start + i]``),
+    and that code stops LLVM from vectorizing the loop; callers guarantee
+    ``i >= 0``."""
+    return np.uint64(i)
 
 
 #: Below this many input elements a call takes the serial driver: launching

@@ -2,8 +2,9 @@
 
 Both kernels read the slice twice. Pass 1 finds the largest entry and checks
 for NaN, infinity and negative entries with integer reductions on the IEEE bit
-patterns. Pass 2 works on blocks of ``BLOCK`` float64 values with the
-vectorized ``log``/``exp`` of ``_math`` and pairwise block sums.
+patterns. Pass 2 computes the terms with the vectorized ``log``/``exp`` of ``_math``
+into a block buffer of ``BLOCK`` float64 values and adds each block as a
+pairwise tree.
 
 The formulas are chosen so that every summed term is non-negative (no
 cancellation) and the largest entry, which dominates near-deterministic rows,
@@ -36,12 +37,12 @@ import math
 
 import numpy as np
 
-from .._jit import jit
-from ._math import BLOCK, EXP_ZERO_BELOW, exp_block, log_block_normal
+from .._jit import _u, jit
+from ._math import BLOCK, EXP_ZERO_BELOW, exp_neg, log_normal
 from ._reduce import tree_sum
 
 #: Length of the float64 scratch array the kernels need (``work`` argument).
-WORK_SIZE = 4 * BLOCK
+WORK_SIZE = 2 * BLOCK
 
 #: Status codes returned by ``entropy_status_1d``.
 OK = 0
@@ -62,11 +63,11 @@ def _scan_nonneg(p, r, buf):
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):
-            buf[i] = np.float64(p[r, start + i]) + 0.0  # -0.0 -> +0.0
+            buf[i] = np.float64(p[r, _u(start + i)]) + 0.0  # -0.0 -> +0.0
         for i in range(m):
             b = bits[i]
-            hi = max(hi, b)
-            lo = min(lo, b)
+            hi = b if b > hi else hi
+            lo = b if b < lo else lo
     neg = False
     if lo < 0:
         # a sign bit is set: a negative number, or merely a NaN with its sign
@@ -82,11 +83,10 @@ def _scan_nonneg(p, r, buf):
 
 
 @jit(inline="always")
-def entropy_row(p, r, normalize, buf, lg, rest, ties):
+def entropy_row(p, r, normalize, buf, rest):
     """Entropy (nats) and status of row ``r`` of the 2-D array ``p``.
 
-    ``buf``, ``lg``, ``rest``, ``ties``: distinct float64 scratch arrays of
-    ``BLOCK`` elements.
+    ``buf``, ``rest``: distinct float64 scratch arrays of ``BLOCK`` elements.
     """
     n = p.shape[1]
     mx, has_nan, has_inf, neg = _scan_nonneg(p, r, buf)
@@ -98,8 +98,8 @@ def entropy_row(p, r, normalize, buf, lg, rest, ties):
         return (np.nan if normalize else 0.0), OK  # all-zero or empty
     # Rescale by an exact power of two so that the maximum is far from
     # overflow and from the subnormal range: then every entry that is still
-    # subnormal weighs less than 2**-900 of the maximum and log_block_normal
-    # may treat it approximately. The normalized entropy does not change;
+    # subnormal weighs less than 2**-900 of the maximum and log_normal may
+    # treat it approximately. The normalized entropy does not change;
     # for normalize=False the scale is undone at the end.
     scale = 1.0
     if mx > _HUGE:
@@ -107,26 +107,17 @@ def entropy_row(p, r, normalize, buf, lg, rest, ties):
     elif mx < _TINY:
         scale = 2.0**600
     mx = mx * scale
-    logm = 0.0
-    if normalize:
-        # the same vectorized log as the entries: the maximum's own term
-        # m * (log m - log m) is then exactly 0
-        ties[0] = mx
-        log_block_normal(ties, lg, 1)
-        logm = lg[0]
+    # the same vectorized log as the entries: the maximum's own term
+    # m * (log m - log m) is then exactly 0
+    logm = log_normal(mx) if normalize else 0.0
     t_sum = 0.0
     r_sum = 0.0
     n_max = 0
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):
-            v = np.float64(p[r, start + i]) * scale
-            buf[i] = v
-            ties[i] = v
-        log_block_normal(ties, lg, m)
-        for i in range(m):
-            v = buf[i]
-            buf[i] = v * (logm - lg[i])  # 0 * finite = 0 for zeros
+            v = np.float64(p[r, _u(start + i)]) * scale + 0.0  # -0.0 -> +0.0
+            buf[i] = v * (logm - log_normal(v))  # 0 * finite = 0 for zeros
             rest[i] = v if v < mx else 0.0
             n_max += 1 if v == mx else 0
         t_sum += tree_sum(buf, m)
@@ -149,28 +140,27 @@ def _scan_logits(z, r, buf):
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):
-            buf[i] = np.float64(z[r, start + i])
+            buf[i] = np.float64(z[r, _u(start + i)])
         for i in range(m):
             b = bits[i]
             mag = b & 0x7FFFFFFFFFFFFFFF
             nan += 1 if mag > _POS_INF_BITS else 0
             key = b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)  # order-preserving
-            best = max(best, key)
+            best = key if key > best else best
     bits[0] = best ^ ((best >> 63) & 0x7FFFFFFFFFFFFFFF)
     return buf[0], nan > 0
 
 
 @jit(inline="always")
-def entropy_logits_row(z, r, buf, ex, tmp, acc):
+def entropy_logits_row(z, r, acc, tmp):
     """Entropy (nats) of ``softmax`` of row ``r`` of the 2-D array ``z``.
 
-    ``buf``, ``ex``, ``tmp``, ``acc``: distinct float64 scratch arrays of
-    ``BLOCK`` elements.
+    ``acc``, ``tmp``: distinct float64 scratch arrays of ``BLOCK`` elements.
     """
     n = z.shape[1]
     if n == 0:
         return np.nan
-    top, has_nan = _scan_logits(z, r, buf)
+    top, has_nan = _scan_logits(z, r, acc)
     if has_nan or top == np.inf or top == -np.inf:
         return np.nan
     t_sum = 0.0
@@ -179,11 +169,8 @@ def entropy_logits_row(z, r, buf, ex, tmp, acc):
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):
-            buf[i] = np.float64(z[r, start + i]) - top  # <= 0, -inf allowed
-        exp_block(buf, ex, tmp, m)
-        for i in range(m):
-            u = buf[i]
-            e = ex[i]
+            u = np.float64(z[r, _u(start + i)]) - top  # <= 0, -inf allowed
+            e = exp_neg(u)
             uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW  # exp is exactly 0 there
             acc[i] = e * (-uc)
             tmp[i] = e if u < 0.0 else 0.0
@@ -202,10 +189,7 @@ def entropy_status_1d(p, normalize, work):
     the slice holds a negative number, else ``OK``. ``work`` is a float64
     scratch array of at least ``WORK_SIZE`` elements.
     """
-    return entropy_row(
-        np.expand_dims(p, 0), 0, normalize,
-        work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK : 3 * BLOCK], work[3 * BLOCK :],
-    )  # fmt: skip
+    return entropy_row(np.expand_dims(p, 0), 0, normalize, work[:BLOCK], work[BLOCK:])
 
 
 @jit
@@ -253,7 +237,4 @@ def entropy_logits_1d(z, work):
     >>> float(h(np.array([1e30, 0.0, -1e30])))
     0.0
     """
-    return entropy_logits_row(
-        np.expand_dims(z, 0), 0,
-        work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK : 3 * BLOCK], work[3 * BLOCK :],
-    )  # fmt: skip
+    return entropy_logits_row(np.expand_dims(z, 0), 0, work[:BLOCK], work[BLOCK:])
