@@ -7,9 +7,9 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from . import _drivers as drv
-from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._validate import HALF_BLOCK_ELEMENTS, as_real_array, check_axis, check_k, rows_view
+from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N
 
 __all__ = ["TopK", "top_k"]
 

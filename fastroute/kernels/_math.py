@@ -103,7 +103,9 @@ def _log_split(ix, shift):
     f = z - 1.0
     s = f / (z + 1.0)
     s2 = s * s
-    r = s2 * (_LG1 + s2 * (_LG2 + s2 * (_LG3 + s2 * (_LG4 + s2 * (_LG5 + s2 * (_LG6 + s2 * _LG7))))))
+    r = s2 * (
+        _LG1 + s2 * (_LG2 + s2 * (_LG3 + s2 * (_LG4 + s2 * (_LG5 + s2 * (_LG6 + s2 * _LG7)))))
+    )
     logz = (f - s * f) + s * r
     return e * _LN2_HI + (logz + e * _LN2_LO)
 
