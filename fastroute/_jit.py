@@ -16,9 +16,11 @@ Every kernel in fastroute is compiled with the same options:
   in parallel.
 
 Parallel drivers are launched only while holding a process-wide lock taken with
-``blocking=False``. Numba's default ``workqueue`` threading layer aborts the
-process if two threads launch parallel regions at once; a caller that finds
-the lock busy simply runs the serial twin instead, which gives the same bits.
+``blocking=False``. Numba's ``workqueue`` threading layer (the one Numba falls
+back to when neither TBB nor OpenMP is usable) aborts the process if two
+threads launch parallel regions at once; a caller that finds the lock busy
+simply runs the serial twin instead, which gives the same bits. fastroute
+never changes the process-wide threading layer.
 """
 
 from __future__ import annotations

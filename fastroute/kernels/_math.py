@@ -27,6 +27,7 @@ over the whole finite positive range, subnormals included.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import types
 from numba.extending import intrinsic
@@ -92,6 +93,18 @@ def bits_f64(typingctx, b):
         return builder.bitcast(args[0], context.get_value_type(types.float64))
 
     return types.float64(types.int64), codegen
+
+
+if numba.config.DISABLE_JIT:  # plain-Python stand-ins (NUMBA_DISABLE_JIT=1 runs)
+
+    def f64_bits(x):  # noqa: F811
+        return np.float64(x).view(np.int64)
+
+    def f32_bits(x):  # noqa: F811
+        return np.float32(x).view(np.int32)
+
+    def bits_f64(b):  # noqa: F811
+        return np.int64(b).view(np.float64)
 
 
 @jit(inline="always")
