@@ -74,9 +74,9 @@ def topk_keys_parallel(x, k, largest, vals, idxs, nchunks):
 
 @jit
 def _entropy_rows(p, normalize, out, status, lo, hi):
-    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
-        out[r], status[r] = entropy_row(p, r, normalize, b0, b1)
+        out[r], status[r] = entropy_row(p, r, normalize, b0, b1, b2)
 
 
 @jit

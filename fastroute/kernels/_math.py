@@ -146,6 +146,20 @@ def log_pos(x):
 
 
 @jit(inline="always")
+def log1p_pos(y):
+    """``log(1 + y)`` for finite ``y >= 0``, accurate also for tiny ``y``.
+
+    ``u = 1 + y`` is rounded; ``(u - 1) - y`` is that rounding error exactly,
+    and dividing it by ``u`` corrects ``log(u)`` to first order (the classic
+    log1p identity). No libm call.
+    """
+    u = 1.0 + y
+    if u == 1.0:
+        return y
+    return log_normal(u) - ((u - 1.0) - y) / u
+
+
+@jit(inline="always")
 def exp_neg(x):
     """``exp(x)`` for ``x <= 0`` (not NaN); exactly 0.0 below ``EXP_ZERO_BELOW``,
     ``-inf`` included. Branch-free."""
