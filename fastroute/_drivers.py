@@ -14,7 +14,7 @@ import numpy as np
 from ._jit import jit, pjit
 from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N, topk_keys_rows
 from .kernels._math import BLOCK
-from .kernels.entropy import entropy_logits_row, entropy_row
+from .kernels.entropy import entropy_flat_rows, entropy_logits_row, entropy_row
 from .kernels.select import top_k_row
 
 __all__ = ["KEYS_MAX_K", "KEYS_MAX_N"]  # plus the *_serial / *_parallel twins
@@ -89,6 +89,18 @@ def entropy_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
         _entropy_rows(p, normalize, out, status, lo, hi)
+
+
+@jit
+def entropy_flat_serial(p, flat, normalize, out, status):
+    entropy_flat_rows(p, flat, normalize, out, status, 0, p.shape[0])
+
+
+@pjit
+def entropy_flat_parallel(p, flat, normalize, out, status, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, p.shape[0])
+        entropy_flat_rows(p, flat, normalize, out, status, lo, hi)
 
 
 # --- entropy of logits -------------------------------------------------------

@@ -17,7 +17,7 @@ from ._validate import (
     rows_view,
     unravel_row,
 )
-from .kernels.entropy import NEGATIVE
+from .kernels.entropy import FLAT_MAX_N, NEGATIVE
 
 __all__ = ["entropy", "entropy_from_logits"]
 
@@ -143,11 +143,19 @@ def _rows(x2, out, status, normalize, logits):
             st = None if status is None else status[r : r + step]
             _rows(x2[r : r + step].astype(np.float32), out[r : r + step], st, normalize, logits)
         return
+    # short C-contiguous rows: many rows per vectorized loop (same bits)
+    flat = not logits and x2.shape[1] <= FLAT_MAX_N and x2.flags.c_contiguous
     with parallel_guard(x2.size) as par:
         if logits and par:
             drv.logits_parallel(x2, out, drv.n_chunks(x2.shape[0]))
         elif logits:
             drv.logits_serial(x2, out)
+        elif flat and par:
+            drv.entropy_flat_parallel(
+                x2, x2.reshape(-1), normalize, out, status, drv.n_chunks(x2.shape[0])
+            )
+        elif flat:
+            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status)
         elif par:
             drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(x2.shape[0]))
         else:

@@ -124,6 +124,12 @@ def _entropy_one_pass(p, r, normalize, b0, b1, b2):
         s_sum += tree_sum(b0, m)
         a_sum += tree_sum(b1, m)
         b_sum += tree_sum(b2, m)
+    return _one_pass_finish(n, s_sum, a_sum, b_sum, neg, bad, normalize)
+
+
+@jit(inline="always")
+def _one_pass_finish(n, s_sum, a_sum, b_sum, neg, bad, normalize):
+    # (h, status, accepted) from the one-pass sums; see _entropy_one_pass
     if neg:
         return np.nan, NEGATIVE, True
     if bad:
@@ -138,6 +144,61 @@ def _entropy_one_pass(p, r, normalize, b0, b1, b2):
     h = log_s - a_sum / s_sum
     err = (math.log2(n) + 8.0) * _EPS * (abs(log_s) + 1.0 + b_sum / s_sum)
     return h, OK, err <= 1e-13 * h
+
+
+#: C-contiguous rows up to this length are processed many at a time (measured:
+#: 1.4x faster at n=8, no gain at 32, slower at 64)
+FLAT_MAX_N = 16
+_FLAT = 4096
+
+
+@jit
+def entropy_flat_rows(p, flat, normalize, out, status, lo, hi):
+    """Rows ``lo:hi`` of the C-contiguous 2-D ``p`` (``flat`` is its 1-D view),
+    ``p.shape[1] <= FLAT_MAX_N``.
+
+    Short rows leave the per-row loop too short to vectorize, so the
+    element-wise terms of many rows are computed in one flat loop. Every row
+    then gets exactly the operations of ``entropy_row`` (same terms, same
+    pairwise sums of its own ``n`` terms, same fallback), so its bits do not
+    depend on this path.
+    """
+    n = p.shape[1]
+    g_rows = max(1, _FLAT // max(n, 1))
+    ts = np.empty(g_rows * n)
+    ta = np.empty(g_rows * n)
+    tb = np.empty(g_rows * n)
+    fl = np.empty(g_rows * n, np.int64)
+    b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    for r0 in range(lo, hi, g_rows):
+        g = min(g_rows, hi - r0)
+        base = r0 * n
+        for t in range(g * n):
+            v = np.float64(flat[_u(base + t)]) + 0.0  # -0.0 -> +0.0
+            lt = v * log_normal(v)
+            ts[t] = v
+            ta[t] = lt
+            tb[t] = abs(lt)
+            fl[t] = (1 if v < 0.0 else 0) | (2 if (v != v or v == np.inf) else 0)
+        for rr in range(g):
+            o = rr * n
+            neg = 0
+            bad = 0
+            for i in range(n):
+                b0[i] = ts[_u(o + i)]
+                b1[i] = ta[_u(o + i)]
+                b2[i] = tb[_u(o + i)]
+                f = fl[_u(o + i)]
+                neg += f & 1
+                bad += f >> 1
+            r = r0 + rr
+            h, st, ok = _one_pass_finish(
+                n, tree_sum(b0, n), tree_sum(b1, n), tree_sum(b2, n), neg, bad, normalize
+            )
+            if not ok:
+                h, st = _entropy_two_pass(p, r, normalize, b0, b1)
+            out[r] = h
+            status[r] = st
 
 
 @jit(inline="always")
