@@ -123,3 +123,10 @@ def logits_parallel(z, out, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, z.shape[0])
         _logits_rows(z, out, lo, hi)
+
+
+@jit
+def to_float32(src, dst):
+    """``dst[:] = src`` rounded to float32 (overflow to +-inf, without NumPy's warning)."""
+    for i in range(src.shape[0]):
+        dst[i] = np.float32(src[i])

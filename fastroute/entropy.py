@@ -77,7 +77,7 @@ def entropy(
     out64 = np.empty(lead, np.float64)
     status = np.zeros(lead, np.uint8)
     _run(a, ax, out64.reshape(-1), status.reshape(-1), bool(normalize), False)
-    if status.any():
+    if np.count_nonzero(status):
         row = int(np.flatnonzero(status.reshape(-1) == NEGATIVE)[0])
         where = unravel_row(row, lead)
         raise ValueError(
@@ -166,6 +166,7 @@ def _finish(out64, dtype, base):
     if base is not None:
         out64 /= math.log(base)
     if dtype.char in "ef":
-        with np.errstate(over="ignore"):  # |H| beyond float32 range is +-inf, by design
-            return out64.astype(np.float32)
+        out32 = np.empty(out64.shape, np.float32)
+        drv.to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf
+        return out32
     return out64

@@ -164,7 +164,7 @@ def entropy_flat_rows(p, flat, normalize, out, status, lo, hi):
     depend on this path.
     """
     n = p.shape[1]
-    g_rows = max(1, _FLAT // max(n, 1))
+    g_rows = max(1, min(_FLAT // max(n, 1), hi - lo))
     ts = np.empty(g_rows * n)
     ta = np.empty(g_rows * n)
     tb = np.empty(g_rows * n)

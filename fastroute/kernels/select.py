@@ -25,7 +25,7 @@ INSERTION_MAX_K = 24
 
 #: The scan tests this many elements against the threshold at once (a
 #: vectorized compare); only a group with a candidate is walked one by one.
-GROUP = 16
+GROUP = 64
 
 
 @jit(inline="always")
