@@ -130,6 +130,15 @@ def _entropy_one_pass(p, r, normalize, b0, b1, b2):
 @jit(inline="always")
 def _one_pass_finish(n, s_sum, a_sum, b_sum, neg, bad, normalize):
     # (h, status, accepted) from the one-pass sums; see _entropy_one_pass
+    log_s = log_normal(s_sum)
+    h = log_s - a_sum / s_sum
+    err = (math.log2(n) + 8.0) * _EPS * (abs(log_s) + 1.0 + b_sum / s_sum)
+    return _one_pass_decide(s_sum, a_sum, h, err, neg, bad, normalize)
+
+
+@jit(inline="always")
+def _one_pass_decide(s_sum, a_sum, h, err, neg, bad, normalize):
+    # h and err are meaningful only for a finite positive s_sum
     if neg:
         return np.nan, NEGATIVE, True
     if bad:
@@ -140,9 +149,6 @@ def _one_pass_finish(n, s_sum, a_sum, b_sum, neg, bad, normalize):
         return np.nan, OK, False  # subnormal entries or overflow risk: exact path
     if not normalize:
         return -a_sum, OK, True  # the same sum the exact path computes
-    log_s = log_normal(s_sum)
-    h = log_s - a_sum / s_sum
-    err = (math.log2(n) + 8.0) * _EPS * (abs(log_s) + 1.0 + b_sum / s_sum)
     return h, OK, err <= 1e-13 * h
 
 
@@ -170,6 +176,10 @@ def entropy_flat_rows(p, flat, normalize, out, status, lo, hi):
     tb = np.empty(g_rows * n)
     fl = np.empty(g_rows * n, np.int64)
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    rs, ra, rb = np.empty(g_rows), np.empty(g_rows), np.empty(g_rows)
+    rh, re = np.empty(g_rows), np.empty(g_rows)
+    rf = np.empty(g_rows, np.int64)
+    err_scale = (math.log2(n) + 8.0) * _EPS
     for r0 in range(lo, hi, g_rows):
         g = min(g_rows, hi - r0)
         base = r0 * n
@@ -180,20 +190,27 @@ def entropy_flat_rows(p, flat, normalize, out, status, lo, hi):
             ta[t] = lt
             tb[t] = abs(lt)
             fl[t] = (1 if v < 0.0 else 0) | (2 if (v != v or v == np.inf) else 0)
-        for rr in range(g):
+        for rr in range(g):  # each row's own pairwise sums, as in entropy_row
             o = rr * n
-            neg = 0
-            bad = 0
+            flags = 0
             for i in range(n):
                 b0[i] = ts[_u(o + i)]
                 b1[i] = ta[_u(o + i)]
                 b2[i] = tb[_u(o + i)]
-                f = fl[_u(o + i)]
-                neg += f & 1
-                bad += f >> 1
+                flags |= fl[_u(o + i)]
+            rs[rr] = tree_sum(b0, n)
+            ra[rr] = tree_sum(b1, n)
+            rb[rr] = tree_sum(b2, n)
+            rf[rr] = flags
+        for rr in range(g):  # the one-pass value and its error bound, vectorized
+            s_sum = rs[rr]
+            log_s = log_normal(s_sum)
+            rh[rr] = log_s - ra[rr] / s_sum
+            re[rr] = err_scale * (abs(log_s) + 1.0 + rb[rr] / s_sum)
+        for rr in range(g):
             r = r0 + rr
-            h, st, ok = _one_pass_finish(
-                n, tree_sum(b0, n), tree_sum(b1, n), tree_sum(b2, n), neg, bad, normalize
+            h, st, ok = _one_pass_decide(
+                rs[rr], ra[rr], rh[rr], re[rr], rf[rr] & 1, rf[rr] >> 1, normalize
             )
             if not ok:
                 h, st = _entropy_two_pass(p, r, normalize, b0, b1)
