@@ -12,12 +12,10 @@ import numba
 import numpy as np
 
 from ._jit import jit, pjit
-from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N, topk_keys_rows
+from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
 from .kernels.entropy import entropy_flat_rows, entropy_logits_row, entropy_row
 from .kernels.select import top_k_row
-
-__all__ = ["KEYS_MAX_K", "KEYS_MAX_N"]  # plus the *_serial / *_parallel twins
 
 # Every parallel twin takes `nchunks` from the caller (see `n_chunks`):
 # reading the thread count inside a cached kernel would freeze it.

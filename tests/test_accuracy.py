@@ -1,4 +1,4 @@
-"""Accuracy against mpmath (200 bits): entropies and the block log/exp routines.
+"""Accuracy against mpmath (200 bits): entropies and the branch-free log/exp of kernels._math.
 
 Contract: float64 input ``|H - H_exact| <= 1e-12 * H_exact + 2e-15`` on every
 row; float32 (and float16) input within 4 float32 ulp of the exact entropy of
@@ -240,43 +240,44 @@ def test_entropy_near_deterministic_generated(m, ratio, n):
     assert_close(fr.entropy_from_logits(z), entropy_from_logits_ref(z))
 
 
-# --------------------------------------------------------------------------- _math blocks
-
-BLOCK = _math.BLOCK
+# --------------------------------------------------------------------------- _math scalars
+# The branch-free log/exp are inline Numba functions; they are checked inside
+# a vectorizable loop, the way the kernels use them.
 
 
 @numba.njit
-def _log_blocks(x):
-    n = x.shape[0]
-    out = np.empty(n)
-    xb = np.empty(BLOCK)
-    ob = np.empty(BLOCK)
-    tb = np.empty(BLOCK)
-    for s in range(0, n, BLOCK):
-        m = min(BLOCK, n - s)
-        for i in range(m):
-            xb[i] = x[s + i]
-        _math.log_block(xb, ob, tb, m)
-        for i in range(m):
-            out[s + i] = ob[i]
+def _log_values(x):
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = _math.log_pos(x[i])
     return out
 
 
 @numba.njit
-def _exp_blocks(x):
-    n = x.shape[0]
-    out = np.empty(n)
-    xb = np.empty(BLOCK)
-    ob = np.empty(BLOCK)
-    tb = np.empty(BLOCK)
-    for s in range(0, n, BLOCK):
-        m = min(BLOCK, n - s)
-        for i in range(m):
-            xb[i] = x[s + i]
-        _math.exp_block(xb, ob, tb, m)
-        for i in range(m):
-            out[s + i] = ob[i]
+def _exp_values(x):
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = _math.exp_neg(x[i])
     return out
+
+
+@numba.njit
+def _log1p_values(y):
+    out = np.empty(y.shape[0])
+    for i in range(y.shape[0]):
+        out[i] = _math.log1p_pos(y[i])
+    return out
+
+
+def test_log1p_pos_is_accurate_for_tiny_and_large_arguments():
+    y = np.concatenate(
+        [[0.0, 5e-324, 1e-300, 1e-17, 1e-16, 2.2e-16, 1e-8], np.geomspace(1e-12, 1e12, 400)]
+    )
+    got = _log1p_values(y)
+    want = np.log1p(y)
+    assert got[0] == 0.0
+    ulps = np.abs(got - want) / np.spacing(np.maximum(np.abs(want), 5e-324))
+    assert ulps.max() <= 2.0, (y[np.argmax(ulps)], ulps.max())
 
 
 def _ulp_errors(got, exact_fn, x):
@@ -321,26 +322,26 @@ def _positive_finite_sample():
     )
 
 
-def test_log_block_within_2_ulp():
+def test_log_pos_within_2_ulp():
     x = _positive_finite_sample()
     assert np.all(np.isfinite(x)) and np.all(x > 0)
-    got = _log_blocks(x)
+    got = _log_values(x)
     errs = _ulp_errors(got, mpmath.log, x)
     worst = int(np.argmax(errs))
-    print(f"log_block: max error {errs[worst]:.3f} ulp at x={x[worst]!r}")
-    assert errs[worst] <= 2.0, f"log_block({x[worst]!r}) = {got[worst]!r}: {errs[worst]:.2f} ulp"
+    print(f"log_pos: max error {errs[worst]:.3f} ulp at x={x[worst]!r}")
+    assert errs[worst] <= 2.0, f"log_pos({x[worst]!r}) = {got[worst]!r}: {errs[worst]:.2f} ulp"
     assert got[np.flatnonzero(x == 1.0)[0]] == 0.0
 
 
-def test_log_block_of_zero_is_finite_and_very_negative():
-    got = _log_blocks(np.array([0.0, 1.0, 0.0]))
+def test_log_pos_of_zero_is_finite_and_very_negative():
+    got = _log_values(np.array([0.0, 1.0, 0.0]))
     assert np.isfinite(got[0]) and got[0] == got[2]
     assert abs(got[0] - (-1075 * math.log(2))) < 1.0  # "about -1075 * log 2"
     assert got[0] * 0.0 == 0.0
     assert not np.isnan(got).any()
 
 
-def test_exp_block_within_2_ulp():
+def test_exp_neg_within_2_ulp():
     rng = np.random.default_rng(12)
     x = np.concatenate(
         [
@@ -352,30 +353,30 @@ def test_exp_block_within_2_ulp():
             [0.0, -0.0, -SUB, -1e-300, -1.0, -708.4, -709.78, -745.13, -745.14, -799.999],
         ]
     )
-    got = _exp_blocks(x)
+    got = _exp_values(x)
     errs = _ulp_errors(got, mpmath.exp, x)
     worst = int(np.argmax(errs))
-    print(f"exp_block: max error {errs[worst]:.3f} ulp at x={x[worst]!r}")
-    assert errs[worst] <= 2.0, f"exp_block({x[worst]!r}) = {got[worst]!r}: {errs[worst]:.2f} ulp"
+    print(f"exp_neg: max error {errs[worst]:.3f} ulp at x={x[worst]!r}")
+    assert errs[worst] <= 2.0, f"exp_neg({x[worst]!r}) = {got[worst]!r}: {errs[worst]:.2f} ulp"
     assert got[-10] == 1.0 and got[-9] == 1.0  # exp(±0) is exactly 1
 
 
-def test_exp_block_is_exactly_zero_below_threshold():
+def test_exp_neg_is_exactly_zero_below_threshold():
     lim = _math.EXP_ZERO_BELOW
     x = np.array(
         [np.nextafter(lim, -np.inf), lim - 1.0, -1e4, -1e300, -F64_MAX, -np.inf] + [lim - 0.5] * 300
     )
-    got = _exp_blocks(x)
+    got = _exp_values(x)
     assert np.all(got == 0.0)
 
 
 @given(x=st.floats(min_value=-800.0, max_value=0.0))
-def test_exp_block_generated(x):
-    got = _exp_blocks(np.array([x]))
+def test_exp_neg_generated(x):
+    got = _exp_values(np.array([x]))
     assert _ulp_errors(got, mpmath.exp, np.array([x]))[0] <= 2.0
 
 
 @given(x=st.floats(min_value=0.0, exclude_min=True, max_value=F64_MAX, allow_subnormal=True))
-def test_log_block_generated(x):
-    got = _log_blocks(np.array([x]))
+def test_log_pos_generated(x):
+    got = _log_values(np.array([x]))
     assert _ulp_errors(got, mpmath.log, np.array([x]))[0] <= 2.0

@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 
 from .._jit import jit
 
-#: Block length of the ``*_block`` helpers and of the entropy kernels' buffers.
+#: Block length of the entropy kernels' scratch buffers.
 BLOCK = 256
 
 _LN2_HI = 6.93147180369123816490e-01  # upper bits of log(2): e * _LN2_HI is exact
@@ -182,17 +182,3 @@ def exp_neg(x):
     ki = np.int64(k)
     k1 = ki >> 1
     return p * bits_f64((k1 + 1023) << 52) * bits_f64((ki - k1 + 1023) << 52)
-
-
-@jit(inline="always")
-def log_block(x, out, tmp, n):
-    """``out[:n] = log_pos(x[:n])``; ``tmp`` is unused (kept for the signature)."""
-    for i in range(n):
-        out[i] = log_pos(x[i])
-
-
-@jit(inline="always")
-def exp_block(x, out, tmp, n):
-    """``out[:n] = exp_neg(x[:n])``; ``tmp`` is unused (kept for the signature)."""
-    for i in range(n):
-        out[i] = exp_neg(x[i])

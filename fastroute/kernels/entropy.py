@@ -1,24 +1,29 @@
 """Shannon entropy of one 1-D slice: of probabilities/counts and of logits.
 
-Both kernels read the slice twice. Pass 1 finds the largest entry and checks
-for NaN, infinity and negative entries with integer reductions on the IEEE bit
-patterns. Pass 2 computes the terms with the vectorized ``log``/``exp`` of ``_math``
-into a block buffer of ``BLOCK`` float64 values and adds each block as a
-pairwise tree.
-
-The formulas are chosen so that every summed term is non-negative (no
-cancellation) and the largest entry, which dominates near-deterministic rows,
-is handled through ``log1p``:
-
-* probabilities/counts ``p`` with maximum ``m``, ``R = sum(p) - m`` (summed
-  without ``m``, never by subtraction), ``S = m + R``::
+Probabilities/counts ``p`` (sum ``S``) are first tried with the one-pass
+formula ``H = log S - sum(p log p) / S``, one read of the row with the
+vectorized ``log`` of ``_math``. Its rounding error is bounded by
+``(log2(n) + 8) eps (|log S| + 1 + sum|p log p| / S)``; when that bound is not
+below a tenth of the contract's tolerance (near-deterministic rows, where
+``log S`` and the sum nearly cancel) or the row is at an extreme scale, the
+row is recomputed with an exact two-pass formula. Its first pass finds the
+largest entry ``m`` (integer reductions on the IEEE bits); with
+``R = sum(p) - m`` summed without ``m`` (never by subtraction) and
+``S = m + R``::
 
       H = log1p(R / m) + sum_i p_i * (log m - log p_i) / S
 
-* logits ``z`` with maximum ``M``, ``u = z - M <= 0``,
-  ``W = sum_{i != argmax} exp(u_i)``::
+where every summed term is non-negative (no cancellation) and the dominant
+entry is handled through ``log1p``.
+
+Logits ``z`` with maximum ``M``, ``u = z - M <= 0`` and
+``W = sum_{i != argmax} exp(u_i)`` use, in two passes::
 
       H = log1p(W) + sum_i exp(u_i) * (-u_i) / (1 + W)
+
+Sums are pairwise trees over blocks of ``BLOCK`` values (``_reduce``), so the
+bits of a row's result depend on the row alone, never on the path, the batch
+or the thread count.
 
 Results are in nats and float64. Conventions (also those of the public
 functions): zeros contribute exactly 0; a NaN or ``+inf`` in the slice gives
