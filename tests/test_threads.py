@@ -227,13 +227,15 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_eight_python_threads_in_subprocess():
+@pytest.mark.parametrize("layer", ["workqueue", "default"])
+def test_eight_python_threads_in_subprocess(layer):
+    # workqueue is the layer that aborts the process on concurrent launches
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "NUMBA_NUM_THREADS": "2"},
+        env={**os.environ, "NUMBA_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": layer},
     )
     assert proc.returncode == 0, (
         f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
