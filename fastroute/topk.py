@@ -132,18 +132,19 @@ def _select(x2, k, largest, sort, vals, idxs):
             vals[r : r + step] = v32[: rows.shape[0]]
         return
     keys = char == "f" and x2.shape[1] <= KEYS_MAX_N and k <= KEYS_MAX_K
-    if x2.size < PARALLEL_MIN_WORK:  # small: serial, no guard needed
-        if keys:
-            drv.topk_keys_serial(x2, k, largest, vals, idxs)
-        else:
-            drv.topk_serial(x2, k, largest, sort, vals, idxs)
+    if x2.size < PARALLEL_MIN_WORK:  # small: serial, without the guard's overhead
+        _launch(x2, k, largest, sort, vals, idxs, keys, False)
         return
     with parallel_guard(x2.size) as par:
-        if keys and par:
-            drv.topk_keys_parallel(x2, k, largest, vals, idxs, drv.n_chunks(x2.shape[0]))
-        elif keys:
-            drv.topk_keys_serial(x2, k, largest, vals, idxs)
-        elif par:
-            drv.topk_parallel(x2, k, largest, sort, vals, idxs, drv.n_chunks(x2.shape[0]))
-        else:
-            drv.topk_serial(x2, k, largest, sort, vals, idxs)
+        _launch(x2, k, largest, sort, vals, idxs, keys, par)
+
+
+def _launch(x2, k, largest, sort, vals, idxs, keys, par):
+    if keys and par:
+        drv.topk_keys_parallel(x2, k, largest, vals, idxs, drv.n_chunks(x2.shape[0]))
+    elif keys:
+        drv.topk_keys_serial(x2, k, largest, vals, idxs)
+    elif par:
+        drv.topk_parallel(x2, k, largest, sort, vals, idxs, drv.n_chunks(x2.shape[0]))
+    else:
+        drv.topk_serial(x2, k, largest, sort, vals, idxs)

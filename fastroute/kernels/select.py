@@ -58,6 +58,18 @@ def _group_hits(x, r, i, thr, largest):
 
 
 @jit(inline="always")
+def _next_beating(x, r, i, thr, largest):
+    # the first j >= i with x[r, j] strictly better than thr, or the row length;
+    # whole groups without a candidate are skipped with one vectorized test
+    n = x.shape[1]
+    while i + GROUP <= n and _group_hits(x, r, i, thr, largest) == 0:
+        i += GROUP
+    while i < n and not _beats(x[r, i], thr, largest):
+        i += 1
+    return i
+
+
+@jit(inline="always")
 def _insert(vals, idxs, r, pos, v, i, largest):
     # place (v, i) into the sorted prefix vals[r, :pos + 1], shifting worse ones
     j = pos
@@ -132,17 +144,11 @@ def _select_insertion(x, r, k, largest, vals, idxs):
         i += 1
     if cnt == k:
         thr = vals[r, k - 1]
-        while i < n:  # hot loop: one compare per element, GROUP at a time
-            if i + GROUP <= n and _group_hits(x, r, i, thr, largest) == 0:
-                i += GROUP
-                continue
-            end = min(i + GROUP, n)
-            while i < end:
-                v = x[r, i]
-                if _beats(v, thr, largest):
-                    _insert(vals, idxs, r, k - 1, v, i, largest)
-                    thr = vals[r, k - 1]
-                i += 1
+        i = _next_beating(x, r, i, thr, largest)  # hot loop: one compare per element
+        while i < n:
+            _insert(vals, idxs, r, k - 1, x[r, i], i, largest)
+            thr = vals[r, k - 1]
+            i = _next_beating(x, r, i + 1, thr, largest)
     else:
         _fill_nans(x, r, cnt, k, vals, idxs)
 
@@ -162,19 +168,13 @@ def _select_heap(x, r, k, largest, sort, vals, idxs):
         i += 1
     if cnt == k:
         thr = vals[r, 0]
+        i = _next_beating(x, r, i, thr, largest)
         while i < n:
-            if i + GROUP <= n and _group_hits(x, r, i, thr, largest) == 0:
-                i += GROUP
-                continue
-            end = min(i + GROUP, n)
-            while i < end:
-                v = x[r, i]
-                if _beats(v, thr, largest):
-                    vals[r, 0] = v
-                    idxs[r, 0] = i
-                    _sift_down(vals, idxs, r, 0, k, largest)
-                    thr = vals[r, 0]
-                i += 1
+            vals[r, 0] = x[r, i]
+            idxs[r, 0] = i
+            _sift_down(vals, idxs, r, 0, k, largest)
+            thr = vals[r, 0]
+            i = _next_beating(x, r, i + 1, thr, largest)
     if sort or cnt < k:
         # heapsort: move the worst to the end repeatedly -> best first
         end = cnt - 1
