@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import kernels
 from .entropy import entropy, entropy_from_logits
 from .topk import TopK, top_k
 
@@ -25,10 +26,3 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = ["TopK", "top_k", "entropy", "entropy_from_logits", "kernels", "__version__"]
 
-
-def __getattr__(name):
-    if name == "kernels":
-        import importlib
-
-        return importlib.import_module(".kernels", __name__)
-    raise AttributeError(f"module 'fastroute' has no attribute {name!r}")
