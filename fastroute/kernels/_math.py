@@ -59,40 +59,34 @@ _LG7 = 1.479819860511658591e-01
 EXP_ZERO_BELOW = -800.0
 
 
-@intrinsic
-def f64_bits(typingctx, x):
-    """The IEEE bits of a float64 as an int64 (no conversion)."""
-    if x != types.float64:
+def _bitcast(src, dst, x):
+    # typing + codegen of an intrinsic that reinterprets a `src` value's bits
+    # as a `dst` value of the same width (LLVM bitcast: no conversion)
+    if x != src:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
+        return builder.bitcast(args[0], context.get_value_type(dst))
 
-    return types.int64(types.float64), codegen
+    return dst(src), codegen
+
+
+@intrinsic
+def f64_bits(typingctx, x):
+    """The IEEE bits of a float64 as an int64 (no conversion)."""
+    return _bitcast(types.float64, types.int64, x)
 
 
 @intrinsic
 def f32_bits(typingctx, x):
     """The IEEE bits of a float32 as an int32 (no conversion)."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
-
-    return types.int32(types.float32), codegen
+    return _bitcast(types.float32, types.int32, x)
 
 
 @intrinsic
 def bits_f64(typingctx, b):
     """The float64 whose IEEE bits are the int64 ``b``."""
-    if b != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-
-    return types.float64(types.int64), codegen
+    return _bitcast(types.int64, types.float64, b)
 
 
 if numba.config.DISABLE_JIT:  # plain-Python stand-ins (NUMBA_DISABLE_JIT=1 runs)
