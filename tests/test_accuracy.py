@@ -246,27 +246,23 @@ def test_entropy_near_deterministic_generated(m, ratio, n):
 
 
 @numba.njit
+def _elementwise(f, x):
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = f(x[i])
+    return out
+
+
 def _log_values(x):
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        out[i] = _math.log_pos(x[i])
-    return out
+    return _elementwise(_math.log_pos, x)
 
 
-@numba.njit
 def _exp_values(x):
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        out[i] = _math.exp_neg(x[i])
-    return out
+    return _elementwise(_math.exp_neg, x)
 
 
-@numba.njit
 def _log1p_values(y):
-    out = np.empty(y.shape[0])
-    for i in range(y.shape[0]):
-        out[i] = _math.log1p_pos(y[i])
-    return out
+    return _elementwise(_math.log1p_pos, y)
 
 
 def test_log1p_pos_is_accurate_for_tiny_and_large_arguments():
