@@ -25,4 +25,3 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = ["TopK", "top_k", "entropy", "entropy_from_logits", "kernels", "__version__"]
-
