@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
+from ._sparse import is_sparse, sparse_top_k
 from ._validate import HALF_BLOCK_ELEMENTS, as_real_array, check_axis, check_k, rows_view
 from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N
 
@@ -29,7 +30,9 @@ def top_k(
     axis: int = -1,
     mode: Literal["largest", "smallest"] = "largest",
     sorted: bool = True,
-) -> TopK:
+    explicit: bool = False,
+    format: Literal["dense", "csr"] = "dense",
+) -> Any:
     """The ``k`` largest (or smallest) entries of ``x`` along ``axis``.
 
     Same signature and meaning as ``numpy.top_k`` (array API), with a fully
@@ -37,10 +40,11 @@ def top_k(
 
     Parameters
     ----------
-    x : array_like
+    x : array_like or scipy.sparse matrix
         Anything ``np.asarray`` accepts (NumPy arrays of any layout, CPU
         tensors without a copy), ``ndim >= 1``. Dtypes: bool, signed and
-        unsigned integers, float16, float32, float64.
+        unsigned integers, float16, float32, float64. Or a 2-D SciPy sparse
+        array/matrix (see *Sparse input*).
     k : int
         Number of entries to keep, ``0 <= k <= x.shape[axis]``.
     axis : int, default -1
@@ -50,6 +54,15 @@ def top_k(
     sorted : bool, default True
         True: results in rank order. False: the same (value, index) pairs in
         an unspecified order (may be faster for large ``k``).
+    explicit : bool, default False
+        Sparse input only: rank the stored entries alone (SciPy's
+        ``explicit`` meaning). Slices with fewer than ``k`` stored entries
+        are padded with index ``-1`` and value 0.
+    format : {"dense", "csr"}, default "dense"
+        Sparse input only: ``"csr"`` returns, instead of a ``TopK``, the
+        matrix pruned to its top-k entries per row (per column for
+        ``axis=0``) as a canonical CSR matrix of the input's class (zero
+        values are not stored).
 
     Returns
     -------
@@ -65,6 +78,15 @@ def top_k(
     fill ``k``, NaNs in index order. ``mode="smallest"``: values ascending,
     the tie and NaN rules unchanged. The input is never modified and the
     result is the same bits for any thread count.
+
+    *Sparse input* (``csr_array``/``csr_matrix``; CSC is transposed by a
+    counting sort, other formats converted with ``tocsr()``; int32 or int64
+    indices): the result is exactly that of ``top_k(x.toarray(), k)``
+    (``axis`` -1/1 ranks rows, 0 ranks columns): implicit and stored zeros
+    are zeros, duplicate entries are summed, the storage order of column
+    indices never matters. The input is checked in one pass (a malformed
+    matrix raises ``ValueError``) and never modified. Sparse results are
+    always in rank order.
 
     Raises
     ------
@@ -83,15 +105,32 @@ def top_k(
     TopK(values=array([[3., 3.],
            [2., 2.]]), indices=array([[0, 2],
            [1, 3]]))
+    >>> import scipy.sparse as sp
+    >>> A = sp.csr_array(np.array([[0.0, 0.2, 0.0, 0.7], [0.0, 0.0, 0.0, 0.0]]))
+    >>> fr.top_k(A, 3, explicit=True)
+    TopK(values=array([[0.7, 0.2, 0. ],
+           [0. , 0. , 0. ]]), indices=array([[ 3,  1, -1],
+           [-1, -1, -1]]))
     """
-    a = as_real_array(x, "top_k")
-    ax = check_axis(axis, a.ndim)
     if mode not in ("largest", "smallest"):
         raise ValueError(f"top_k: mode must be 'largest' or 'smallest', got {mode!r}")
-    n = a.shape[ax]
-    k = check_k(k, n, "top_k")
+    if format not in ("dense", "csr"):
+        raise ValueError(f"top_k: format must be 'dense' or 'csr', got {format!r}")
     largest = mode == "largest"
     sort = bool(sorted)
+    if is_sparse(x):
+        ax = check_axis(axis, 2)
+        out = sparse_top_k(x, k, ax, largest, sort, explicit, format, check_k)
+        return out if format == "csr" else TopK(*out)
+    if explicit or format != "dense":
+        raise ValueError(
+            "top_k: explicit=True and format='csr' apply to scipy.sparse input only; "
+            f"got {type(x).__name__}"
+        )
+    a = as_real_array(x, "top_k")
+    ax = check_axis(axis, a.ndim)
+    n = a.shape[ax]
+    k = check_k(k, n, "top_k")
 
     lead = a.shape[:ax] + a.shape[ax + 1 :]
     values = np.empty(lead + (k,), a.dtype)

@@ -31,8 +31,9 @@ NaN; with ``normalize=True`` an all-zero or empty slice gives NaN, with
 ``normalize=False`` it gives 0.0; logits: ``-inf`` is probability 0, an
 all-``-inf`` or empty slice gives NaN.
 
-The ``*_row`` functions take a 2-D array and a row number: the drivers call
-them without creating a view per row (a view costs an atomic reference-count
+The ``*_row`` functions take a 2-D array and a row number, the ``*_segment``
+functions a part ``lo:hi`` of one row (a CSR matrix's ``data`` is one row,
+each matrix row a segment): the drivers call them without creating a view per row (a view costs an atomic reference-count
 update on the parent array, which threads would fight over).
 """
 
@@ -60,64 +61,68 @@ _EPS = 2.0**-52
 
 
 @jit(inline="always")
-def _scan_nonneg(p, r, buf):
-    """Pass 1 over row ``r`` of probabilities: (max, has_nan, has_inf, has_negative)."""
-    n = p.shape[1]
+def _scan_nonneg(p, r, lo, hi, buf):
+    """Pass 1 over ``p[r, lo:hi]``: (max, has_nan, has_inf, has_negative)."""
     bits = buf.view(np.int64)
-    hi = np.int64(0)
-    lo = np.int64(0)
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
+    top = np.int64(0)
+    low = np.int64(0)
+    for start in range(lo, hi, BLOCK):
+        m = min(BLOCK, hi - start)
         for i in range(m):
             buf[i] = np.float64(p[r, _u(start + i)]) + 0.0  # -0.0 -> +0.0
         for i in range(m):
             b = bits[i]
-            hi = b if b > hi else hi
-            lo = b if b < lo else lo
+            top = b if b > top else top
+            low = b if b < low else low
     neg = False
-    if lo < 0:
+    if low < 0:
         # a sign bit is set: a negative number, or merely a NaN with its sign
         # bit set (e.g. -np.nan). Tell them apart on the slow path.
-        for i in range(n):
+        for i in range(lo, hi):
             v = np.float64(p[r, i])
             if v < 0.0:
                 neg = True
             elif v != v:
-                hi = np.int64(_POS_INF_BITS + 1)
-    bits[0] = min(hi, np.int64(_POS_INF_BITS))
-    return buf[0], hi > _POS_INF_BITS, hi == _POS_INF_BITS, neg
+                top = np.int64(_POS_INF_BITS + 1)
+    bits[0] = min(top, np.int64(_POS_INF_BITS))
+    return buf[0], top > _POS_INF_BITS, top == _POS_INF_BITS, neg
 
 
 @jit(inline="always")
-def entropy_row(p, r, normalize, b0, b1, b2):
-    """Entropy (nats) and status of row ``r`` of the 2-D array ``p``.
+def entropy_segment(p, r, lo, hi, normalize, b0, b1, b2):
+    """Entropy (nats) and status of the entries ``p[r, lo:hi]`` of the 2-D ``p``.
 
     ``b0``, ``b1``, ``b2``: distinct float64 scratch arrays of ``BLOCK``
     elements. Tries the one-pass formula and falls back to the exact
     two-pass one when its error bound is not small enough.
     """
-    h, status, ok = _entropy_one_pass(p, r, normalize, b0, b1, b2)
+    h, status, ok = _entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2)
     if ok:
         return h, status
-    return _entropy_two_pass(p, r, normalize, b0, b1)
+    return _entropy_two_pass(p, r, lo, hi, normalize, b0, b1)
 
 
 @jit(inline="always")
-def _entropy_one_pass(p, r, normalize, b0, b1, b2):
+def entropy_row(p, r, normalize, b0, b1, b2):
+    """Entropy (nats) and status of row ``r`` of the 2-D array ``p``."""
+    return entropy_segment(p, r, 0, p.shape[1], normalize, b0, b1, b2)
+
+
+@jit(inline="always")
+def _entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2):
     # H = log S - A / S with A = sum p log p, in one read of the row. Returns
     # (h, status, accepted). It is accepted when a rigorous-in-spirit bound of
     # its rounding error, (log2(n) + 8) eps (|log S| + 1 + B / S) with
     # B = sum |p log p|, is below a tenth of the contract's tolerance;
     # otherwise (near-deterministic rows, extreme scales) the caller uses the
     # exact two-pass formula.
-    n = p.shape[1]
     s_sum = 0.0
     a_sum = 0.0
     b_sum = 0.0
     neg = 0
     bad = 0
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
+    for start in range(lo, hi, BLOCK):
+        m = min(BLOCK, hi - start)
         for i in range(m):
             v = np.float64(p[r, _u(start + i)]) + 0.0  # -0.0 -> +0.0
             neg += 1 if v < 0.0 else 0  # -inf too; a NaN is never < 0
@@ -129,7 +134,7 @@ def _entropy_one_pass(p, r, normalize, b0, b1, b2):
         s_sum += tree_sum(b0, m)
         a_sum += tree_sum(b1, m)
         b_sum += tree_sum(b2, m)
-    return _one_pass_finish(n, s_sum, a_sum, b_sum, neg, bad, normalize)
+    return _one_pass_finish(hi - lo, s_sum, a_sum, b_sum, neg, bad, normalize)
 
 
 @jit(inline="always")
@@ -218,16 +223,15 @@ def entropy_flat_rows(p, flat, normalize, out, status, lo, hi):
                 rs[rr], ra[rr], rh[rr], re[rr], rf[rr] & 1, rf[rr] >> 1, normalize
             )
             if not ok:
-                h, st = _entropy_two_pass(p, r, normalize, b0, b1)
+                h, st = _entropy_two_pass(p, r, 0, n, normalize, b0, b1)
             out[r] = h
             status[r] = st
 
 
 @jit(inline="always")
-def _entropy_two_pass(p, r, normalize, buf, rest):
-    """Exact entropy (nats) and status of row ``r`` of the 2-D array ``p``."""
-    n = p.shape[1]
-    mx, has_nan, has_inf, neg = _scan_nonneg(p, r, buf)
+def _entropy_two_pass(p, r, lo, hi, normalize, buf, rest):
+    """Exact entropy (nats) and status of ``p[r, lo:hi]``."""
+    mx, has_nan, has_inf, neg = _scan_nonneg(p, r, lo, hi, buf)
     if neg:
         return np.nan, NEGATIVE
     if has_nan or has_inf:
@@ -251,8 +255,8 @@ def _entropy_two_pass(p, r, normalize, buf, rest):
     t_sum = 0.0
     r_sum = 0.0
     n_max = 0
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
+    for start in range(lo, hi, BLOCK):
+        m = min(BLOCK, hi - start)
         for i in range(m):
             v = np.float64(p[r, _u(start + i)]) * scale + 0.0  # -0.0 -> +0.0
             buf[i] = v * (logm - log_normal(v))  # 0 * finite = 0 for zeros
@@ -269,14 +273,13 @@ def _entropy_two_pass(p, r, normalize, buf, rest):
 
 
 @jit(inline="always")
-def _scan_logits(z, r, buf):
-    """Pass 1 over row ``r`` of logits: (max, has_nan)."""
-    n = z.shape[1]
+def _scan_logits(z, r, lo, hi, buf):
+    """Pass 1 over the logits ``z[r, lo:hi]``: (max, has_nan)."""
     bits = buf.view(np.int64)
     best = np.int64(-9223372036854775807)
     nan = np.int64(0)
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
+    for start in range(lo, hi, BLOCK):
+        m = min(BLOCK, hi - start)
         for i in range(m):
             buf[i] = np.float64(z[r, _u(start + i)])
         for i in range(m):
@@ -290,22 +293,27 @@ def _scan_logits(z, r, buf):
 
 
 @jit(inline="always")
-def entropy_logits_row(z, r, acc, tmp):
-    """Entropy (nats) of ``softmax`` of row ``r`` of the 2-D array ``z``.
+def entropy_logits_segment(z, r, lo, hi, nzeros, acc, tmp):
+    """Entropy (nats) of ``softmax`` over the logits ``z[r, lo:hi]`` together
+    with ``nzeros`` further logits equal to 0 (the implicit entries of a
+    sparse row).
 
     ``acc``, ``tmp``: distinct float64 scratch arrays of ``BLOCK`` elements.
     """
-    n = z.shape[1]
-    if n == 0:
+    if hi - lo + nzeros == 0:
         return np.nan
-    top, has_nan = _scan_logits(z, r, acc)
-    if has_nan or top == np.inf or top == -np.inf:
+    top, has_nan = _scan_logits(z, r, lo, hi, acc)
+    if has_nan:
+        return np.nan
+    if nzeros > 0 and not top > 0.0:
+        top = 0.0  # also when the segment is empty (top is then -inf)
+    if top == np.inf or top == -np.inf:
         return np.nan
     t_sum = 0.0
     w_sum = 0.0
     n_top = 0
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
+    for start in range(lo, hi, BLOCK):
+        m = min(BLOCK, hi - start)
         for i in range(m):
             u = np.float64(z[r, _u(start + i)]) - top  # <= 0, -inf allowed
             e = exp_neg(u)
@@ -315,8 +323,23 @@ def entropy_logits_row(z, r, acc, tmp):
             n_top += 1 if u == 0.0 else 0
         t_sum += tree_sum(acc, m)
         w_sum += tree_sum(tmp, m)
+    if nzeros > 0:
+        u = -top
+        e = exp_neg(u)
+        uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW
+        t_sum += nzeros * (e * (-uc))
+        if u < 0.0:
+            w_sum += nzeros * e
+        else:
+            n_top += nzeros
     w_sum += n_top - 1.0  # tied maxima other than the first
     return log1p_pos(w_sum) + t_sum / (1.0 + w_sum)
+
+
+@jit(inline="always")
+def entropy_logits_row(z, r, acc, tmp):
+    """Entropy (nats) of ``softmax`` of row ``r`` of the 2-D array ``z``."""
+    return entropy_logits_segment(z, r, 0, z.shape[1], 0, acc, tmp)
 
 
 @jit

@@ -43,9 +43,12 @@ def _worse(av, ai, bv, bi, largest):
     return av < bv if largest else av > bv
 
 
-# The helpers below work on row ``r`` of 2-D arrays (``x``, ``vals``,
-# ``idxs``): the drivers call them without creating a view per row, which
-# would cost an atomic reference-count update on the shared parent array.
+# The helpers below work on the segment ``x[r, lo:hi]`` of a 2-D array and
+# write into row ``ro`` of ``vals``/``idxs``, recording positions ``i`` in
+# ``[lo, hi)``. Dense rows are ``lo = 0, hi = n, ro = r``; a CSR matrix is its
+# ``data`` as one row, each matrix row a segment. Nothing creates a view per
+# row, which would cost an atomic reference-count update on the shared parent
+# array.
 
 
 @jit(inline="always")
@@ -58,148 +61,155 @@ def _group_hits(x, r, i, thr, largest):
 
 
 @jit(inline="always")
-def _next_beating(x, r, i, thr, largest):
-    # the first j >= i with x[r, j] strictly better than thr, or the row length;
+def _next_beating(x, r, i, hi, thr, largest):
+    # the first j in [i, hi) with x[r, j] strictly better than thr, or hi;
     # whole groups without a candidate are skipped with one vectorized test
-    n = x.shape[1]
-    while i + GROUP <= n and _group_hits(x, r, i, thr, largest) == 0:
+    while i + GROUP <= hi and _group_hits(x, r, i, thr, largest) == 0:
         i += GROUP
-    while i < n and not _beats(x[r, i], thr, largest):
+    while i < hi and not _beats(x[r, i], thr, largest):
         i += 1
     return i
 
 
 @jit(inline="always")
-def _insert(vals, idxs, r, pos, v, i, largest):
-    # place (v, i) into the sorted prefix vals[r, :pos + 1], shifting worse ones
+def _insert(vals, idxs, ro, pos, v, i, largest):
+    # place (v, i) into the sorted prefix vals[ro, :pos + 1], shifting worse ones
     j = pos
-    while j > 0 and _beats(v, vals[r, j - 1], largest):
-        vals[r, j] = vals[r, j - 1]
-        idxs[r, j] = idxs[r, j - 1]
+    while j > 0 and _beats(v, vals[ro, j - 1], largest):
+        vals[ro, j] = vals[ro, j - 1]
+        idxs[ro, j] = idxs[ro, j - 1]
         j -= 1
-    vals[r, j] = v
-    idxs[r, j] = i
+    vals[ro, j] = v
+    idxs[ro, j] = i
 
 
 @jit(inline="always")
-def _sift_down(vals, idxs, r, start, size, largest):
+def _sift_down(vals, idxs, ro, start, size, largest):
     # restore the heap below `start`; the root is the worst element
     j = start
-    v = vals[r, j]
-    ix = idxs[r, j]
+    v = vals[ro, j]
+    ix = idxs[ro, j]
     while True:
         c = 2 * j + 1
         if c >= size:
             break
-        if c + 1 < size and _worse(vals[r, c + 1], idxs[r, c + 1], vals[r, c], idxs[r, c], largest):
+        if c + 1 < size and _worse(
+            vals[ro, c + 1], idxs[ro, c + 1], vals[ro, c], idxs[ro, c], largest
+        ):
             c += 1
-        if not _worse(vals[r, c], idxs[r, c], v, ix, largest):
+        if not _worse(vals[ro, c], idxs[ro, c], v, ix, largest):
             break
-        vals[r, j] = vals[r, c]
-        idxs[r, j] = idxs[r, c]
+        vals[ro, j] = vals[ro, c]
+        idxs[ro, j] = idxs[ro, c]
         j = c
-    vals[r, j] = v
-    idxs[r, j] = ix
+    vals[ro, j] = v
+    idxs[ro, j] = ix
 
 
 @jit(inline="always")
-def _sift_up(vals, idxs, r, pos, largest):
-    v = vals[r, pos]
-    ix = idxs[r, pos]
+def _sift_up(vals, idxs, ro, pos, largest):
+    v = vals[ro, pos]
+    ix = idxs[ro, pos]
     j = pos
     while j > 0:
         p = (j - 1) >> 1
-        if not _worse(v, ix, vals[r, p], idxs[r, p], largest):
+        if not _worse(v, ix, vals[ro, p], idxs[ro, p], largest):
             break
-        vals[r, j] = vals[r, p]
-        idxs[r, j] = idxs[r, p]
+        vals[ro, j] = vals[ro, p]
+        idxs[ro, j] = idxs[ro, p]
         j = p
-    vals[r, j] = v
-    idxs[r, j] = ix
+    vals[ro, j] = v
+    idxs[ro, j] = ix
 
 
 @jit(inline="always")
-def _fill_nans(x, r, cnt, k, vals, idxs):
-    # the scan skipped NaNs; append them in index order until k are chosen
-    for i in range(x.shape[1]):
+def _fill_nans(x, r, lo, hi, cnt, k, vals, idxs, ro):
+    # the scan skipped NaNs; append them in position order until k are chosen
+    for i in range(lo, hi):
         if cnt >= k:
             break
         v = x[r, i]
         if v != v:
-            vals[r, cnt] = v
-            idxs[r, cnt] = i
+            vals[ro, cnt] = v
+            idxs[ro, cnt] = i
             cnt += 1
+    return cnt
 
 
 @jit(inline="always")
-def _select_insertion(x, r, k, largest, vals, idxs):
-    n = x.shape[1]
+def _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
     cnt = 0
-    i = 0
-    while i < n and cnt < k:  # fill phase
+    i = lo
+    while i < hi and cnt < k:  # fill phase
         v = x[r, i]
         if v == v:
-            _insert(vals, idxs, r, cnt, v, i, largest)
+            _insert(vals, idxs, ro, cnt, v, i, largest)
             cnt += 1
         i += 1
-    if cnt == k:
-        thr = vals[r, k - 1]
-        i = _next_beating(x, r, i, thr, largest)  # hot loop: one compare per element
-        while i < n:
-            _insert(vals, idxs, r, k - 1, x[r, i], i, largest)
-            thr = vals[r, k - 1]
-            i = _next_beating(x, r, i + 1, thr, largest)
-    else:
-        _fill_nans(x, r, cnt, k, vals, idxs)
+    if cnt < k:
+        return _fill_nans(x, r, lo, hi, cnt, k, vals, idxs, ro)
+    thr = vals[ro, k - 1]
+    i = _next_beating(x, r, i, hi, thr, largest)  # hot loop: one compare per element
+    while i < hi:
+        _insert(vals, idxs, ro, k - 1, x[r, i], i, largest)
+        thr = vals[ro, k - 1]
+        i = _next_beating(x, r, i + 1, hi, thr, largest)
+    return cnt
 
 
 @jit(inline="always")
-def _select_heap(x, r, k, largest, sort, vals, idxs):
-    n = x.shape[1]
+def _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
     cnt = 0
-    i = 0
-    while i < n and cnt < k:
+    i = lo
+    while i < hi and cnt < k:
         v = x[r, i]
         if v == v:
-            vals[r, cnt] = v
-            idxs[r, cnt] = i
-            _sift_up(vals, idxs, r, cnt, largest)
+            vals[ro, cnt] = v
+            idxs[ro, cnt] = i
+            _sift_up(vals, idxs, ro, cnt, largest)
             cnt += 1
         i += 1
     if cnt == k:
-        thr = vals[r, 0]
-        i = _next_beating(x, r, i, thr, largest)
-        while i < n:
-            vals[r, 0] = x[r, i]
-            idxs[r, 0] = i
-            _sift_down(vals, idxs, r, 0, k, largest)
-            thr = vals[r, 0]
-            i = _next_beating(x, r, i + 1, thr, largest)
+        thr = vals[ro, 0]
+        i = _next_beating(x, r, i, hi, thr, largest)
+        while i < hi:
+            vals[ro, 0] = x[r, i]
+            idxs[ro, 0] = i
+            _sift_down(vals, idxs, ro, 0, k, largest)
+            thr = vals[ro, 0]
+            i = _next_beating(x, r, i + 1, hi, thr, largest)
     if sort or cnt < k:
         # heapsort: move the worst to the end repeatedly -> best first
         end = cnt - 1
         while end > 0:
-            tv = vals[r, 0]
-            ti = idxs[r, 0]
-            vals[r, 0] = vals[r, end]
-            idxs[r, 0] = idxs[r, end]
-            vals[r, end] = tv
-            idxs[r, end] = ti
-            _sift_down(vals, idxs, r, 0, end, largest)
+            tv = vals[ro, 0]
+            ti = idxs[ro, 0]
+            vals[ro, 0] = vals[ro, end]
+            idxs[ro, 0] = idxs[ro, end]
+            vals[ro, end] = tv
+            idxs[ro, end] = ti
+            _sift_down(vals, idxs, ro, 0, end, largest)
             end -= 1
     if cnt < k:
-        _fill_nans(x, r, cnt, k, vals, idxs)
+        return _fill_nans(x, r, lo, hi, cnt, k, vals, idxs, ro)
+    return cnt
+
+
+@jit(inline="always")
+def top_k_segment(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
+    """Top ``k`` of ``x[r, lo:hi]`` into ``vals[ro, :m]``/``idxs[ro, :m]``
+    (``idxs`` get positions in ``[lo, hi)``); returns ``m = min(k, hi - lo)``."""
+    if k <= 0:
+        return 0
+    if k <= INSERTION_MAX_K:
+        return _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro)
+    return _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro)
 
 
 @jit
 def top_k_row(x, r, k, largest, sort, vals, idxs):
     """Row ``r`` of the 2-D ``x`` into row ``r`` of ``vals``/``idxs`` (see ``top_k_1d``)."""
-    if k <= 0:
-        return
-    if k <= INSERTION_MAX_K:
-        _select_insertion(x, r, k, largest, vals, idxs)
-    else:
-        _select_heap(x, r, k, largest, sort, vals, idxs)
+    top_k_segment(x, r, 0, x.shape[1], k, largest, sort, vals, idxs, r)
 
 
 @jit

@@ -1,0 +1,523 @@
+"""Kernels on compressed sparse rows (CSR): checks, canonical form, top-k,
+entropy, co-occurrence counts, row normalisation, relatedness scores.
+
+A CSR matrix is ``indptr`` (``nrows + 1``), ``indices`` and ``data``
+(``nnz`` each). The row kernels see ``data`` as a ``(1, nnz)`` array and each
+matrix row ``r`` as its segment ``indptr[r]:indptr[r + 1]``, so they reuse the
+dense kernels of ``select`` and ``entropy`` without a view per row.
+
+Most kernels need the *canonical* form: column indices strictly increasing
+within each row (sorted, no duplicates). ``check`` says whether a matrix
+already is; ``transpose`` + ``sum_duplicates`` produce it otherwise, summing
+duplicates in storage order starting from 0, exactly as ``toarray`` does.
+
+Parallel work is split by stored entries (``entry_chunks``), not by rows:
+real matrices are Zipf-shaped, a few rows holding most of the entries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .._jit import jit, pjit
+from ._math import BLOCK
+from .entropy import entropy_logits_segment, entropy_segment
+from .select import top_k_segment
+
+#: A row costs about this many entries of work besides its entries.
+ROW_COST = 4
+
+# check() result codes
+CANONICAL = 0
+UNSORTED = 1  # valid, but unsorted or duplicate column indices
+BAD_INDEX = 2  # a column index outside [0, ncols)
+
+
+#: indptr_problem() result codes
+BAD_START = 1  # indptr[0] != 0 (or indptr empty)
+DECREASING = 2
+BAD_END = 3  # indptr[-1] != nnz
+
+
+@jit
+def indptr_problem(indptr, nnz):
+    """``(0, -1)`` if ``indptr`` is valid for ``nnz`` entries, else a code
+    and the first bad position."""
+    n = indptr.shape[0]
+    if n == 0 or indptr[0] != 0:
+        return BAD_START, 0
+    for r in range(1, n):
+        if indptr[r] < indptr[r - 1]:
+            return DECREASING, r
+    if indptr[n - 1] != nnz:
+        return BAD_END, n - 1
+    return 0, -1
+
+
+@jit
+def entry_chunks(indptr, nchunks):
+    """Row boundaries ``b[0] = 0 <= ... <= b[nchunks] = nrows`` splitting the
+    work ``indptr[r] + ROW_COST * r`` into ``nchunks`` near-equal parts."""
+    nrows = indptr.shape[0] - 1
+    total = np.int64(indptr[nrows]) + ROW_COST * nrows
+    bounds = np.empty(nchunks + 1, np.int64)
+    bounds[0] = 0
+    for c in range(1, nchunks):
+        target = total * c // nchunks
+        lo, hi = bounds[c - 1], nrows
+        while lo < hi:  # first row whose cumulative work reaches target
+            mid = (lo + hi) >> 1
+            if np.int64(indptr[mid]) + ROW_COST * mid < target:
+                lo = mid + 1
+            else:
+                hi = mid
+        bounds[c] = lo
+    bounds[nchunks] = nrows
+    return bounds
+
+
+# --- validation --------------------------------------------------------------
+
+
+@jit
+def _check_rows(indptr, indices, ncols, lo, hi):
+    # (code, position): BAD_INDEX with the first bad entry, else UNSORTED or
+    # CANONICAL for rows lo:hi
+    code = CANONICAL
+    for r in range(lo, hi):
+        a, b = indptr[r], indptr[r + 1]
+        bad = 0
+        up = 0
+        for p in range(a, b):
+            c = indices[p]
+            bad += 1 if (c < 0 or c >= ncols) else 0
+        if bad:
+            for p in range(a, b):
+                if indices[p] < 0 or indices[p] >= ncols:
+                    return BAD_INDEX, p
+        for p in range(a + 1, b):
+            up += 1 if indices[p] <= indices[p - 1] else 0
+        if up:
+            code = UNSORTED
+    return code, np.int64(-1)
+
+
+@jit
+def check_serial(indptr, indices, ncols):
+    """``(code, position)`` over the whole matrix (see the result codes)."""
+    return _check_rows(indptr, indices, ncols, 0, indptr.shape[0] - 1)
+
+
+@pjit
+def check_parallel(indptr, indices, ncols, bounds):
+    nchunks = bounds.shape[0] - 1
+    codes = np.zeros(nchunks, np.int64)
+    where = np.full(nchunks, -1, np.int64)
+    for c in numba.prange(nchunks):
+        codes[c], where[c] = _check_rows(indptr, indices, ncols, bounds[c], bounds[c + 1])
+    code = CANONICAL
+    for c in range(nchunks):  # the first bad entry in storage order
+        if codes[c] == BAD_INDEX:
+            return BAD_INDEX, where[c]
+        code = max(code, codes[c])
+    return code, np.int64(-1)
+
+
+# --- canonical form ------------------------------------------------------------
+
+
+@jit
+def transpose(indptr, indices, data, ncols):
+    """The transpose (equivalently: the CSC form) by a stable counting sort.
+
+    In each output row the column indices (the input's row numbers) are
+    non-decreasing, and entries of one input (row, column) keep their
+    storage order. Index arrays keep the input's index dtype.
+    """
+    nrows = indptr.shape[0] - 1
+    nnz = indices.shape[0]
+    tptr = np.zeros(ncols + 1, indptr.dtype)
+    for p in range(nnz):
+        tptr[indices[p] + 1] += 1
+    for c in range(ncols):
+        tptr[c + 1] += tptr[c]
+    fill = tptr[:-1].copy()
+    tind = np.empty(nnz, indices.dtype)
+    tdat = np.empty(nnz, data.dtype)
+    for r in range(nrows):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            q = fill[c]
+            fill[c] = q + 1
+            tind[q] = r
+            tdat[q] = data[p]
+    return tptr, tind, tdat
+
+
+@jit
+def sum_duplicates(indptr, indices, data):
+    """Merge the adjacent equal column indices of each row (sorted rows in,
+    canonical rows out); a merged value is ``0 + d1 + d2 + ...`` in storage
+    order, the arithmetic of ``toarray``."""
+    nrows = indptr.shape[0] - 1
+    optr = np.zeros(nrows + 1, indptr.dtype)
+    for r in range(nrows):
+        u = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            if p == indptr[r] or indices[p] != indices[p - 1]:
+                u += 1
+        optr[r + 1] = optr[r] + u
+    oind = np.empty(optr[nrows], indices.dtype)
+    odat = np.empty(optr[nrows], data.dtype)
+    for r in range(nrows):
+        q = optr[r] - 1
+        for p in range(indptr[r], indptr[r + 1]):
+            if p == indptr[r] or indices[p] != indices[p - 1]:
+                q += 1
+                oind[q] = indices[p]
+                odat[q] = data[p] if data[p] != 0 else 0  # -0.0 -> +0.0, as 0 + d
+            else:
+                odat[q] = odat[q] + data[p]
+    return optr, oind, odat
+
+
+# --- top-k -----------------------------------------------------------------------
+
+
+@jit(inline="always")
+def _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs):
+    # top-k among the stored entries of row r; fewer than k -> pad (-1, 0)
+    a, b = indptr[r], indptr[r + 1]
+    m = top_k_segment(data2d, 0, a, b, k, largest, sort, vals, idxs, r)
+    for j in range(m):
+        idxs[r, j] = indices[idxs[r, j]]
+        if vals[r, j] == 0:
+            vals[r, j] = 0  # a stored -0.0 reads as +0.0, as in toarray
+    for j in range(m, k):
+        idxs[r, j] = -1
+        vals[r, j] = 0
+
+
+@jit(inline="always")
+def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si):
+    # top-k of the row as toarray() would give it: the stored entries that
+    # beat 0, then zeros (stored or implicit) in column order, then the rest
+    a, b = indptr[r], indptr[r + 1]
+    m = top_k_segment(data2d, 0, a, b, k, largest, True, sv, si, 0)
+    j = 0
+    t = 0
+    while t < m and j < k:
+        v = sv[0, t]
+        if not (v > 0 if largest else v < 0):
+            break
+        vals[r, j] = v
+        idxs[r, j] = indices[si[0, t]]
+        j += 1
+        t += 1
+    q = a
+    c = 0
+    while j < k and c < ncols:
+        while q < b and indices[q] < c:
+            q += 1
+        if not (q < b and indices[q] == c and data2d[0, q] != 0):  # NaN != 0
+            vals[r, j] = 0
+            idxs[r, j] = c
+            j += 1
+        c += 1
+    while j < k:  # t < m here: the list holds every needed entry (see module)
+        v = sv[0, t]
+        t += 1
+        if v == 0:
+            continue  # a stored zero, already placed among the zeros
+        vals[r, j] = v
+        idxs[r, j] = indices[si[0, t - 1]]
+        j += 1
+
+
+@jit
+def _topk_rows(indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs, lo, hi):
+    sv = np.empty((1, max(k, 1)), data2d.dtype)
+    si = np.empty((1, max(k, 1)), np.intp)
+    for r in range(lo, hi):
+        if explicit:
+            _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs)
+        else:
+            _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si)
+
+
+@jit
+def topk_serial(indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs):
+    _topk_rows(
+        indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs,
+        0, indptr.shape[0] - 1,
+    )  # fmt: skip
+
+
+@pjit
+def topk_parallel(indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        _topk_rows(
+            indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs,
+            bounds[c], bounds[c + 1],
+        )  # fmt: skip
+
+
+@jit
+def topk_to_csr(vals, idxs, index_dtype_like):
+    """The nonzero (value, column) pairs of each row of a top-k result as
+    canonical CSR arrays (columns ascending within a row)."""
+    n, k = vals.shape
+    indptr = np.zeros(n + 1, index_dtype_like.dtype)
+    for r in range(n):
+        u = 0
+        for j in range(k):
+            u += 1 if (idxs[r, j] >= 0 and vals[r, j] != 0) else 0
+        indptr[r + 1] = indptr[r] + u
+    indices = np.empty(indptr[n], index_dtype_like.dtype)
+    data = np.empty(indptr[n], vals.dtype)
+    for r in range(n):
+        q0 = indptr[r]
+        q = q0
+        for j in range(k):
+            c = idxs[r, j]
+            if c < 0 or vals[r, j] == 0:
+                continue
+            v = vals[r, j]
+            s = q  # insertion by column
+            while s > q0 and indices[s - 1] > c:
+                indices[s] = indices[s - 1]
+                data[s] = data[s - 1]
+                s -= 1
+            indices[s] = c
+            data[s] = v
+            q += 1
+    return indptr, indices, data
+
+
+# --- entropy -------------------------------------------------------------------------
+
+
+@jit
+def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi):
+    b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        a, b = indptr[r], indptr[r + 1]
+        if logits:
+            out[r] = entropy_logits_segment(data2d, 0, a, b, ncols - (b - a), b0, b1)
+        else:
+            out[r], status[r] = entropy_segment(data2d, 0, a, b, normalize, b0, b1, b2)
+
+
+@jit
+def entropy_serial(indptr, data2d, ncols, normalize, logits, out, status):
+    _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, 0, indptr.shape[0] - 1)
+
+
+@pjit
+def entropy_parallel(indptr, data2d, ncols, normalize, logits, out, status, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        _entropy_rows(
+            indptr, data2d, ncols, normalize, logits, out, status, bounds[c], bounds[c + 1]
+        )
+
+
+# --- co-occurrence counts -------------------------------------------------------------
+
+
+@jit
+def cooccurrence_csr(tokens, vocab, window, symmetric, index_like, data_like):
+    """CSR counts of the pairs (tokens[p], tokens[p + d]), 1 <= d <= window
+    (and their mirror images when ``symmetric``), by two counting sorts: by
+    column, then stably by row, so that each row's columns come out sorted
+    and equal ones adjacent."""
+    n = tokens.shape[0]
+    itype = index_like.dtype
+    colptr = np.zeros(vocab + 1, np.int64)
+    for p in range(n):
+        for d in range(1, window + 1):
+            if p + d >= n:
+                break
+            colptr[tokens[p + d] + 1] += 1
+            if symmetric:
+                colptr[tokens[p] + 1] += 1
+    for c in range(vocab):
+        colptr[c + 1] += colptr[c]
+    m = colptr[vocab]
+    fill = colptr[:-1].copy()
+    row_of = np.empty(m, itype)  # pairs bucketed by column: their rows
+    rowcnt = np.zeros(vocab + 1, np.int64)
+    for p in range(n):
+        for d in range(1, window + 1):
+            if p + d >= n:
+                break
+            i, j = tokens[p], tokens[p + d]
+            row_of[fill[j]] = i
+            fill[j] += 1
+            rowcnt[i + 1] += 1
+            if symmetric:
+                row_of[fill[i]] = j
+                fill[i] += 1
+                rowcnt[j + 1] += 1
+    for r in range(vocab):
+        rowcnt[r + 1] += rowcnt[r]
+    # second sort: walk columns in order, append to each row, merging a
+    # column equal to the row's last one (they arrive consecutively)
+    start = rowcnt[:-1].copy()
+    top = start.copy()  # next free slot of each row's bucket
+    cols = np.empty(m, itype)
+    cnts = np.empty(m, np.int64)
+    for j in range(vocab):
+        for q in range(colptr[j], colptr[j + 1]):
+            i = row_of[q]
+            t = top[i]
+            if t > start[i] and cols[t - 1] == j:
+                cnts[t - 1] += 1
+            else:
+                cols[t] = j
+                cnts[t] = 1
+                top[i] = t + 1
+    indptr = np.zeros(vocab + 1, itype)
+    for r in range(vocab):
+        indptr[r + 1] = indptr[r] + (top[r] - start[r])
+    indices = np.empty(indptr[vocab], itype)
+    data = np.empty(indptr[vocab], data_like.dtype)
+    for r in range(vocab):
+        o = indptr[r] - start[r]
+        for q in range(start[r], top[r]):
+            indices[q + o] = cols[q]
+            data[q + o] = cnts[q]
+    return indptr, indices, data
+
+
+@jit
+def tokens_problem(tokens, vocab):
+    """-1 if every id is in [0, vocab), else the first bad position."""
+    bad = 0
+    for p in range(tokens.shape[0]):
+        t = tokens[p]
+        bad += 1 if (t < 0 or t >= vocab) else 0
+    if bad:
+        for p in range(tokens.shape[0]):
+            if tokens[p] < 0 or tokens[p] >= vocab:
+                return p
+    return -1
+
+
+# --- weights: normalisation and relatedness --------------------------------------------
+
+
+@jit
+def bad_weight(data):
+    """-1 if every entry is finite and >= 0, else the first bad position."""
+    for p in range(data.shape[0]):
+        v = data[p]
+        if not (v >= 0 and v <= np.inf) or v == np.inf:
+            return p
+    return -1
+
+
+@jit
+def row_sums(indptr, data):
+    """float64 sum of each row, in storage order."""
+    nrows = indptr.shape[0] - 1
+    out = np.zeros(nrows)
+    for r in range(nrows):
+        s = 0.0
+        for p in range(indptr[r], indptr[r + 1]):
+            s += data[p]
+        out[r] = s
+    return out
+
+
+@jit
+def col_sums(indices, data, ncols):
+    out = np.zeros(ncols)
+    for p in range(indices.shape[0]):
+        out[indices[p]] += data[p]
+    return out
+
+
+@jit
+def normalize_csr(indptr, indices, data, sums, out_like):
+    """Rows divided by their sums, stored zeros dropped (so all-zero rows
+    become empty)."""
+    nrows = indptr.shape[0] - 1
+    optr = np.zeros(nrows + 1, indptr.dtype)
+    for r in range(nrows):
+        u = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            u += 1 if data[p] != 0 else 0
+        optr[r + 1] = optr[r] + u
+    oind = np.empty(optr[nrows], indices.dtype)
+    odat = np.empty(optr[nrows], out_like.dtype)
+    q = 0
+    for r in range(nrows):
+        s = sums[r]
+        for p in range(indptr[r], indptr[r + 1]):
+            if data[p] != 0:
+                oind[q] = indices[p]
+                odat[q] = np.float64(data[p]) / s
+                q += 1
+    return optr, oind, odat
+
+
+#: measure codes of ``related_csr``
+CONDITIONAL = 0
+PMI = 1
+PPMI = 2
+
+
+@jit
+def related_csr(indptr, indices, data, rows, measure, min_count, exclude_self,
+                rsum, csum, total):  # fmt: skip
+    """Scores of the candidate columns of the requested rows, as CSR arrays
+    (one output row per requested row, columns ascending)."""
+    n = rows.shape[0]
+    optr = np.zeros(n + 1, np.int64)
+    for t in range(n):
+        r = rows[t]
+        u = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            u += 1 if _candidate(indices[p], data[p], r, measure, min_count, exclude_self,
+                                 rsum, csum, total) else 0  # fmt: skip
+        optr[t + 1] = optr[t] + u
+    oind = np.empty(optr[n], np.int64)
+    odat = np.empty(optr[n])
+    q = 0
+    for t in range(n):
+        r = rows[t]
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            if _candidate(c, data[p], r, measure, min_count, exclude_self, rsum, csum, total):
+                oind[q] = c
+                odat[q] = _score(np.float64(data[p]), r, c, measure, rsum, csum, total)
+                q += 1
+    return optr, oind, odat
+
+
+@jit(inline="always")
+def _score(v, r, c, measure, rsum, csum, total):
+    if measure == CONDITIONAL:
+        return v / rsum[r]
+    return math.log(v / rsum[r]) + math.log(total / csum[c])
+
+
+@jit(inline="always")
+def _candidate(c, v, r, measure, min_count, exclude_self, rsum, csum, total):
+    if not (v >= min_count and v > 0) or (exclude_self and c == r):
+        return False
+    if measure == PPMI:
+        return _score(np.float64(v), r, c, measure, rsum, csum, total) > 0.0
+    return True
+
+
+__all__ = [
+    "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "CONDITIONAL", "PMI", "PPMI", "ROW_COST",
+    "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
+    "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "entropy_serial",
+    "entropy_parallel", "cooccurrence_csr", "tokens_problem", "bad_weight", "row_sums",
+    "col_sums", "normalize_csr", "related_csr",
+]  # fmt: skip
