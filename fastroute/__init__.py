@@ -5,6 +5,13 @@ Public API
 top_k                 the k largest/smallest entries along an axis (deterministic ties)
 entropy               Shannon entropy of probability or count slices
 entropy_from_logits   entropy of softmax(logits), stable for any finite logits
+cooccurrence          sparse co-occurrence counts of a token stream
+normalize_rows        conditional distributions P(j | i) of a count matrix
+top_entropy           the k rows (tokens) with the highest entropy
+related               the k columns most related to given rows (conditional, PMI, PPMI)
+kernels               the plain ``@njit`` kernels, for use inside your own Numba code
+
+top_k, entropy and entropy_from_logits also take 2-D SciPy sparse matrices.
 kernels               the plain ``@njit`` kernels, for use inside your own Numba code
 
 Nothing is compiled at import: each kernel compiles on first use and is
@@ -17,6 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import kernels
 from .entropy import entropy, entropy_from_logits
+from .tokens import cooccurrence, normalize_rows, related, top_entropy
 from .topk import TopK, top_k
 
 try:
@@ -24,4 +32,8 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["TopK", "top_k", "entropy", "entropy_from_logits", "kernels", "__version__"]
+__all__ = [
+    "TopK", "top_k", "entropy", "entropy_from_logits",
+    "cooccurrence", "normalize_rows", "top_entropy", "related",
+    "kernels", "__version__",
+]  # fmt: skip

@@ -327,69 +327,135 @@ def entropy_parallel(indptr, data2d, ncols, normalize, logits, out, status, boun
 # --- co-occurrence counts -------------------------------------------------------------
 
 
-@jit
-def cooccurrence_csr(tokens, vocab, window, symmetric, index_like, data_like):
-    """CSR counts of the pairs (tokens[p], tokens[p + d]), 1 <= d <= window
-    (and their mirror images when ``symmetric``), by two counting sorts: by
-    column, then stably by row, so that each row's columns come out sorted
-    and equal ones adjacent."""
+@jit(inline="always")
+def _pair_counts(tokens, window, symmetric, lo, hi, counts, c):
+    # counts[c, i] += pairs with row i that start at positions lo:hi
     n = tokens.shape[0]
-    itype = index_like.dtype
-    colptr = np.zeros(vocab + 1, np.int64)
-    for p in range(n):
+    for p in range(lo, hi):
         for d in range(1, window + 1):
             if p + d >= n:
                 break
-            colptr[tokens[p + d] + 1] += 1
+            counts[c, tokens[p]] += 1
             if symmetric:
-                colptr[tokens[p] + 1] += 1
-    for c in range(vocab):
-        colptr[c + 1] += colptr[c]
-    m = colptr[vocab]
-    fill = colptr[:-1].copy()
-    row_of = np.empty(m, itype)  # pairs bucketed by column: their rows
-    rowcnt = np.zeros(vocab + 1, np.int64)
-    for p in range(n):
+                counts[c, tokens[p + d]] += 1
+
+
+@jit(inline="always")
+def _pair_scatter(tokens, window, symmetric, lo, hi, fill, c, cols):
+    # append the columns of those pairs to their rows' buckets
+    n = tokens.shape[0]
+    for p in range(lo, hi):
         for d in range(1, window + 1):
             if p + d >= n:
                 break
             i, j = tokens[p], tokens[p + d]
-            row_of[fill[j]] = i
-            fill[j] += 1
-            rowcnt[i + 1] += 1
+            cols[fill[c, i]] = j
+            fill[c, i] += 1
             if symmetric:
-                row_of[fill[i]] = j
-                fill[i] += 1
-                rowcnt[j + 1] += 1
+                cols[fill[c, j]] = i
+                fill[c, j] += 1
+
+
+@jit(inline="always")
+def _bucket_offsets(counts, rowptr):
+    # counts (chunks x rows) -> each chunk's first slot in each row's bucket
+    nchunks, vocab = counts.shape
+    total = np.int64(0)
     for r in range(vocab):
-        rowcnt[r + 1] += rowcnt[r]
-    # second sort: walk columns in order, append to each row, merging a
-    # column equal to the row's last one (they arrive consecutively)
-    start = rowcnt[:-1].copy()
-    top = start.copy()  # next free slot of each row's bucket
-    cols = np.empty(m, itype)
-    cnts = np.empty(m, np.int64)
-    for j in range(vocab):
-        for q in range(colptr[j], colptr[j + 1]):
-            i = row_of[q]
-            t = top[i]
-            if t > start[i] and cols[t - 1] == j:
-                cnts[t - 1] += 1
-            else:
-                cols[t] = j
-                cnts[t] = 1
-                top[i] = t + 1
-    indptr = np.zeros(vocab + 1, itype)
+        rowptr[r] = total
+        for c in range(nchunks):
+            k = counts[c, r]
+            counts[c, r] = total
+            total += k
+    rowptr[vocab] = total
+
+
+@jit(inline="always")
+def _distinct(rowptr, cols, rowcnt, uniq, lo, hi, seen, cnt):
+    # reduce the buckets of rows lo:hi in place to their distinct columns (in
+    # order of appearance) and counts, with a dense per-column counter
+    for r in range(lo, hi):
+        a, b = rowptr[r], rowptr[r + 1]
+        u = a
+        for q in range(a, b):  # branch-free: Zipf streams defeat prediction
+            j = cols[q]
+            new = seen[j] != r
+            seen[j] = r
+            cnt[j] = cnt[j] * (1 - new) + 1
+            cols[u] = j
+            u += new
+        for q in range(a, u):
+            rowcnt[q] = cnt[cols[q]]
+        uniq[r] = u - a
+
+
+@jit
+def _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like):
+    vocab = rowptr.shape[0] - 1
+    uptr = np.zeros(vocab + 1, index_like.dtype)
     for r in range(vocab):
-        indptr[r + 1] = indptr[r] + (top[r] - start[r])
-    indices = np.empty(indptr[vocab], itype)
-    data = np.empty(indptr[vocab], data_like.dtype)
+        uptr[r + 1] = uptr[r] + uniq[r]
+    uind = np.empty(uptr[vocab], index_like.dtype)
+    udat = np.empty(uptr[vocab], data_like.dtype)
     for r in range(vocab):
-        o = indptr[r] - start[r]
-        for q in range(start[r], top[r]):
-            indices[q + o] = cols[q]
-            data[q + o] = cnts[q]
-    return indptr, indices, data
+        o = uptr[r] - rowptr[r]
+        for q in range(rowptr[r], rowptr[r] + uniq[r]):
+            uind[q + o] = cols[q]
+            udat[q + o] = rowcnt[q]
+    # sort the columns of every row by a counting sort (a transpose); the
+    # symmetric matrix is its own transpose, so one is enough there
+    tptr, tind, tdat = transpose(uptr, uind, udat, vocab)
+    if symmetric:
+        return tptr, tind, tdat
+    return transpose(tptr, tind, tdat, vocab)
+
+
+@jit
+def cooccurrence_serial(tokens, vocab, window, symmetric, index_like, data_like):
+    """CSR counts of the pairs (tokens[p], tokens[p + d]), 1 <= d <= window
+    (and their mirror images when ``symmetric``).
+
+    The pairs' columns are bucketed by row (a counting sort); each bucket is
+    reduced to its distinct columns with a dense per-column counter, and the
+    distinct entries are put in column order by one more counting sort. The
+    counts are exact integers, so the result never depends on the chunking.
+    """
+    n = tokens.shape[0]
+    counts = np.zeros((1, vocab), np.int64)
+    _pair_counts(tokens, window, symmetric, 0, n, counts, 0)
+    rowptr = np.empty(vocab + 1, np.int64)
+    _bucket_offsets(counts, rowptr)
+    cols = np.empty(rowptr[vocab], index_like.dtype)
+    _pair_scatter(tokens, window, symmetric, 0, n, counts, 0, cols)
+    rowcnt = np.empty(rowptr[vocab], np.int64)
+    uniq = np.empty(vocab, np.int64)
+    seen = np.full(vocab, -1, np.int64)
+    _distinct(rowptr, cols, rowcnt, uniq, 0, vocab, seen, np.zeros(vocab, np.int64))
+    return _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like)
+
+
+@pjit
+def cooccurrence_parallel(tokens, vocab, window, symmetric, index_like, data_like, nchunks):
+    """``cooccurrence_serial`` with ``nchunks`` threads (same result)."""
+    n = tokens.shape[0]
+    counts = np.zeros((nchunks, vocab), np.int64)
+    for c in numba.prange(nchunks):
+        _pair_counts(tokens, window, symmetric, c * n // nchunks, (c + 1) * n // nchunks,
+                     counts, c)  # fmt: skip
+    rowptr = np.empty(vocab + 1, np.int64)
+    _bucket_offsets(counts, rowptr)
+    cols = np.empty(rowptr[vocab], index_like.dtype)
+    for c in numba.prange(nchunks):
+        _pair_scatter(tokens, window, symmetric, c * n // nchunks, (c + 1) * n // nchunks,
+                      counts, c, cols)  # fmt: skip
+    rowcnt = np.empty(rowptr[vocab], np.int64)
+    uniq = np.empty(vocab, np.int64)
+    bounds = entry_chunks(rowptr, nchunks)
+    for c in numba.prange(nchunks):
+        seen = np.full(vocab, -1, np.int64)
+        _distinct(rowptr, cols, rowcnt, uniq, bounds[c], bounds[c + 1], seen,
+                  np.zeros(vocab, np.int64))  # fmt: skip
+    return _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like)
 
 
 @jit
@@ -518,6 +584,6 @@ __all__ = [
     "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "CONDITIONAL", "PMI", "PPMI", "ROW_COST",
     "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
     "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "entropy_serial",
-    "entropy_parallel", "cooccurrence_csr", "tokens_problem", "bad_weight", "row_sums",
+    "entropy_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums",
     "col_sums", "normalize_csr", "related_csr",
 ]  # fmt: skip

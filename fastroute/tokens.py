@@ -1,0 +1,319 @@
+"""Token statistics on sparse matrices: co-occurrence counts, conditional
+distributions, entropy-ranked tokens and their most related tokens."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Literal
+
+import numba
+import numpy as np
+
+from ._jit import parallel_guard
+from ._sparse import CSR, as_csr, is_sparse
+from .entropy import entropy
+from .kernels import csr as K
+from .topk import TopK, top_k
+
+__all__ = ["cooccurrence", "normalize_rows", "top_entropy", "related"]
+
+_COUNT_DTYPES = tuple(np.dtype(t) for t in (np.int32, np.int64, np.float32, np.float64))
+_MEASURES = {"conditional": K.CONDITIONAL, "pmi": K.PMI, "ppmi": K.PPMI}
+
+
+def _sparse_module():
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy is a test dependency
+        raise ImportError("fastroute's sparse functions need SciPy: pip install scipy") from None
+    return sp
+
+
+def _index(value: Any, name: str, func: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be an integer, got a bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be an integer, got {type(value).__name__}") from None
+
+
+def _as_matrix(x: Any, func: str) -> CSR:
+    """Canonical CSR of a sparse matrix or a 2-D array."""
+    if not is_sparse(x):
+        a = np.asarray(x)
+        if a.ndim != 2:
+            raise ValueError(f"{func}: expected a 2-D matrix, got {a.ndim} dimensions")
+        x = _sparse_module().csr_array(a)
+    return as_csr(x, func)
+
+
+def _result(x: Any, indptr, indices, data, shape):
+    sp = _sparse_module()
+    cls = sp.csr_matrix if (is_sparse(x) and isinstance(x, sp.spmatrix)) else sp.csr_array
+    out = cls((data, indices, indptr), shape=shape)
+    out.has_canonical_format = True
+    return out
+
+
+def cooccurrence(
+    tokens: Any,
+    vocab_size: int,
+    *,
+    window: int = 2,
+    symmetric: bool = True,
+    dtype: Any = np.int64,
+) -> Any:
+    """Co-occurrence counts of a token stream as a ``scipy.sparse.csr_array``.
+
+    Entry ``(i, j)`` counts the positions ``p`` with ``tokens[p] == i`` and
+    ``tokens[p + d] == j`` for some ``1 <= d <= window`` (``j`` follows ``i``
+    within the window). ``symmetric=True`` adds the mirror image, giving
+    ``C + C.T`` (so a token pair ``i, i`` counts twice on the diagonal).
+
+    Parameters
+    ----------
+    tokens : 1-D array_like of integers
+        Token ids, each in ``[0, vocab_size)``.
+    vocab_size : int
+        Number of rows and columns.
+    window : int, default 2
+        Largest distance counted, ``>= 1``.
+    symmetric : bool, default True
+    dtype : int32, int64, float32 or float64, default int64
+        Dtype of the counts.
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        Shape ``(vocab_size, vocab_size)``, canonical (sorted column indices,
+        no duplicates, no stored zeros); int32 indices when they fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.cooccurrence(np.array([0, 1, 2, 0]), 3, window=1).toarray()
+    array([[0, 1, 1],
+           [1, 0, 1],
+           [1, 1, 0]])
+    """
+    func = "cooccurrence"
+    sp = _sparse_module()
+    t = np.asarray(tokens)
+    if t.ndim != 1:
+        raise ValueError(f"{func}: tokens must be a 1-D array of ids, got {t.ndim} dimensions")
+    if t.dtype.kind not in "iu":
+        if t.size == 0:
+            t = t.astype(np.int64)
+        else:
+            raise TypeError(f"{func}: tokens must be integers, got dtype {t.dtype}")
+    if not t.dtype.isnative or t.dtype.itemsize > 8 or t.dtype == np.uint64:
+        t = t.astype(np.int64)  # uint64 ids beyond int64 are out of range anyway
+    vocab = _index(vocab_size, "vocab_size", func)
+    if vocab < 0:
+        raise ValueError(f"{func}: vocab_size must be >= 0, got {vocab}")
+    w = _index(window, "window", func)
+    if w < 1:
+        raise ValueError(f"{func}: window must be >= 1, got {w}")
+    out_dtype = np.dtype(dtype)
+    if out_dtype not in _COUNT_DTYPES:
+        raise TypeError(f"{func}: dtype must be int32, int64, float32 or float64, got {out_dtype}")
+    bad = K.tokens_problem(t, vocab)
+    if bad >= 0:
+        raise ValueError(
+            f"{func}: token id {int(t[bad])} at position {bad} is outside [0, {vocab}); "
+            "ids must index the vocabulary"
+        )
+    pairs = max(0, t.shape[0] - 1) * w * (2 if symmetric else 1)
+    index_dtype = np.int32 if max(vocab, pairs) < 2**31 else np.int64
+    args = (t, vocab, w, bool(symmetric), np.empty(0, index_dtype), np.empty(0, out_dtype))
+    with parallel_guard(pairs) as par:
+        if par:  # one chunk per thread: each holds a vocab_size row of counts
+            nchunks = max(1, min(8, numba.get_num_threads(), t.shape[0]))
+            indptr, indices, data = K.cooccurrence_parallel(*args, nchunks)
+        else:
+            indptr, indices, data = K.cooccurrence_serial(*args)
+    out = sp.csr_array((data, indices, indptr), shape=(vocab, vocab))
+    out.has_canonical_format = True
+    return out
+
+
+def normalize_rows(A: Any) -> Any:
+    """Each row of a count (or weight) matrix divided by its sum: the
+    conditional distributions ``P(j | i) = A[i, j] / sum_j A[i, j]``.
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix or 2-D array_like
+        Non-negative, finite entries. Duplicate sparse entries are summed.
+
+    Returns
+    -------
+    scipy.sparse.csr_array or csr_matrix
+        The input's sparse class (``csr_array`` for dense input), canonical,
+        without stored zeros: an all-zero row stays empty. float32 for
+        float16/float32 input, float64 otherwise. Row sums are accumulated in
+        float64.
+
+    Raises
+    ------
+    ValueError
+        A negative, NaN or infinite entry (the message names its row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.normalize_rows(np.array([[1, 3], [0, 0]])).toarray()
+    array([[0.25, 0.75],
+           [0.  , 0.  ]])
+    """
+    func = "normalize_rows"
+    m = _as_matrix(A, func)
+    _check_weights(m, func)
+    sums = K.row_sums(m.indptr, m.data)
+    out_dtype = np.float32 if m.dtype.char in "ef" else np.float64
+    indptr, indices, data = K.normalize_csr(
+        m.indptr, m.indices, m.data, sums, np.empty(0, out_dtype)
+    )
+    return _result(A, indptr, indices, data, m.shape)
+
+
+def _check_weights(m: CSR, func: str) -> None:
+    bad = K.bad_weight(m.data)
+    if bad >= 0:
+        row = int(np.searchsorted(m.indptr, bad, side="right")) - 1
+        raise ValueError(
+            f"{func}: row {row} has the entry {m.data[bad]!r}; counts and weights "
+            "must be finite and >= 0"
+        )
+
+
+def top_entropy(P: Any, k: int, /, *, normalize: bool = True, base: float | None = None) -> TopK:
+    """The ``k`` rows of ``P`` with the highest entropy.
+
+    Parameters
+    ----------
+    P : scipy.sparse matrix or 2-D array_like
+        Rows are distributions (or non-negative counts with ``normalize``).
+    k : int
+        ``0 <= k <= P.shape[0]``.
+    normalize, base
+        As in :func:`fastroute.entropy`.
+
+    Returns
+    -------
+    TopK(values, indices)
+        ``values``: the entropies, descending (float32 for float16/float32
+        input, else float64); ``indices``: the row ids (``np.intp``). Equal
+        entropies keep the lower row id first; rows whose entropy is NaN
+        (empty rows, NaN entries) come last.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.top_entropy(np.array([[1, 0], [1, 1], [3, 1]]), 2, base=2)
+    TopK(values=array([1.        , 0.81127812]), indices=array([1, 2]))
+    """
+    func = "top_entropy"
+    if not is_sparse(P):
+        P = np.asarray(P)
+        if P.ndim != 2:
+            raise ValueError(f"{func}: expected a 2-D matrix, got {P.ndim} dimensions")
+    elif len(P.shape) != 2:
+        raise ValueError(f"{func}: expected a 2-D matrix, got shape {P.shape}")
+    h = entropy(P, axis=1, normalize=normalize, base=base)
+    return top_k(h, k)
+
+
+def related(
+    C: Any,
+    rows: Any,
+    k: int,
+    *,
+    measure: Literal["conditional", "pmi", "ppmi"] = "conditional",
+    min_count: float = 1,
+    exclude_self: bool = False,
+) -> TopK:
+    """The ``k`` columns most related to each requested row of a count matrix.
+
+    Parameters
+    ----------
+    C : scipy.sparse matrix or 2-D array_like
+        Non-negative, finite co-occurrence counts (or weights), e.g. from
+        :func:`cooccurrence`.
+    rows : int or 1-D array_like of int
+        Row ids, each in ``[0, C.shape[0])``.
+    k : int
+        ``0 <= k <= C.shape[1]``.
+    measure : {"conditional", "pmi", "ppmi"}
+        ``"conditional"``: ``P(j | i) = c_ij / c_i``. ``"pmi"``:
+        ``log(c_ij N / (c_i c_j))`` with row sums ``c_i``, column sums ``c_j``
+        and total ``N``. ``"ppmi"``: as ``"pmi"``, keeping only positive
+        scores (a pair with PMI <= 0 is no candidate).
+    min_count : float, default 1
+        Entries with ``c_ij < min_count`` are no candidates (zero entries
+        never are).
+    exclude_self : bool, default False
+        Drop the column equal to the row id (a token is not related to itself).
+
+    Returns
+    -------
+    TopK(values, indices)
+        Shape ``(len(rows), k)`` (``(k,)`` for a scalar ``rows``): float64
+        scores, descending, equal scores keep the lower column first; rows
+        with fewer than ``k`` candidates are padded with index ``-1`` and
+        score NaN. Sums are taken over all entries, before ``min_count``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> C = np.array([[0, 3, 1], [3, 0, 0], [1, 0, 2]])
+    >>> fr.related(C, [0, 2], 2)
+    TopK(values=array([[0.75      , 0.25      ],
+           [0.66666667, 0.33333333]]), indices=array([[1, 2],
+           [2, 0]]))
+    """
+    func = "related"
+    if measure not in _MEASURES:
+        raise ValueError(f"{func}: measure must be one of {sorted(_MEASURES)}, got {measure!r}")
+    if isinstance(min_count, (bool, np.bool_)) or not isinstance(
+        min_count, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{func}: min_count must be a number, got {type(min_count).__name__}")
+    if not min_count > 0:
+        raise ValueError(f"{func}: min_count must be > 0, got {min_count!r}")
+    m = _as_matrix(C, func)
+    _check_weights(m, func)
+    nrows, ncols = m.shape
+    r = np.asarray(rows)
+    scalar = r.ndim == 0
+    if r.dtype.kind not in "iu" and not (r.size == 0 and r.dtype.kind == "f"):
+        raise TypeError(f"{func}: rows must be integer row ids, got dtype {r.dtype}")
+    r = r.reshape(-1).astype(np.int64)
+    if r.ndim != 1 or (np.asarray(rows).ndim > 1):
+        raise ValueError(f"{func}: rows must be an integer or a 1-D array of integers")
+    if r.size and (int(r.min()) < 0 or int(r.max()) >= nrows):
+        bad = int(r[(r < 0) | (r >= nrows)][0])
+        raise ValueError(f"{func}: row id {bad} is outside [0, {nrows})")
+    k = _index(k, "k", func)
+    if not 0 <= k <= ncols:
+        raise ValueError(f"{func}: k={k} is out of range; need 0 <= k <= {ncols} (columns)")
+    rsum = K.row_sums(m.indptr, m.data)
+    csum = K.col_sums(m.indices, m.data, ncols) if measure != "conditional" else rsum[:0]
+    total = float(rsum.sum())
+    sp = _sparse_module()
+    indptr, indices, data = K.related_csr(
+        m.indptr, m.indices, m.data, r, _MEASURES[measure], float(min_count),
+        bool(exclude_self), rsum, csum, total,
+    )  # fmt: skip
+    scores = sp.csr_array((data, indices, indptr), shape=(r.size, ncols))
+    scores.has_canonical_format = True
+    values, idx = top_k(scores, k, explicit=True)
+    values[idx < 0] = np.nan
+    if scalar:
+        return TopK(values[0], idx[0])
+    return TopK(values, idx)
