@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastroute {info,bench}`` (also installed as ``fastroute``).
+"""Command line: ``python -m fastroute {info,bench,analyze}`` (also installed as ``fastroute``).
 
 ``info``
     Versions, CPU, Numba threads and threading layer, SVML status.
@@ -6,6 +6,9 @@
     Time fastroute against NumPy/SciPy/PyTorch (those installed) and the
     memory-read floor on this machine, using the same cases and callables as
     the pytest-benchmark suite in ``bench/`` (see ``fastroute/_bench.py``).
+``analyze``
+    The highest-entropy tokens of a text (or a saved count matrix) and the
+    tokens most related to each (``fastroute/analyze.py``).
 
 Importing this module is light: the benchmark registry, SciPy and PyTorch are
 imported only when ``bench`` runs.
@@ -112,6 +115,43 @@ def _build_parser() -> argparse.ArgumentParser:
             "(FASTROUTE_NO_CACHE=1) and with Numba's cache warm (adds about a minute)"
         ),
     )
+    analyze = sub.add_parser(
+        "analyze",
+        help="highest-entropy tokens of a text and their most related tokens",
+        description=(
+            "Count word co-occurrences, take each token's conditional distribution "
+            "P(next | token), rank tokens by its entropy (bits) and list, for the k "
+            "highest, the tokens most related to them. FILE is a UTF-8 text (words are "
+            "lower-cased) or a .npz count matrix saved by scipy.sparse.save_npz; "
+            "without FILE: the embedded public-domain corpus (Jane Austen, Pride and "
+            "Prejudice, 1813)."
+        ),
+    )
+    analyze.add_argument("file", nargs="?", metavar="FILE", help="text or .npz file")
+    analyze.add_argument(
+        "-k", type=int, default=20, metavar="K", help="tokens to report (default 20)"
+    )
+    analyze.add_argument(
+        "--related", type=int, default=5, metavar="R",
+        help="related tokens per reported token (default 5)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--window", type=int, default=2, metavar="W",
+        help="co-occurrence window in tokens, text input only (default 2)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--measure", choices=("conditional", "pmi", "ppmi"), default="pmi",
+        help="relatedness: P(j|i), PMI or positive PMI (default pmi)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--min-count", type=float, default=3, metavar="N",
+        help="ignore pairs seen fewer than N times when ranking related tokens (default 3)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--vocab", metavar="FILE",
+        help="for .npz input: a UTF-8 file with one token per line naming rows/columns",
+    )  # fmt: skip
+    analyze.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -128,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _cmd_info(args)
+        if args.command == "analyze":
+            return _cmd_analyze(args)
         return _cmd_bench(args)
     except CLIError as exc:
         print(f"{_PROG} {args.command}: error: {exc}", file=sys.stderr)
@@ -207,6 +249,125 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"{key:<{width}}  {value}")
     for warning in B.environment_warnings(env):
         print(f"warning: {warning}.")
+    return 0
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from . import analyze as A
+
+    for name, value, low in (("-k", args.k, 1), ("--related", args.related, 0),
+                             ("--window", args.window, 1)):  # fmt: skip
+        if value < low:
+            raise CLIError(f"{name} must be >= {low}, got {value}")
+    if not args.min_count > 0:
+        raise CLIError(f"--min-count must be > 0, got {args.min_count}")
+    opts = dict(k=args.k, related_k=args.related, measure=args.measure, min_count=args.min_count)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if args.file is None:
+        text = A.load_corpus()
+        source = {"kind": "embedded corpus", **{k: v for k, v in A.CORPUS.items() if k != "file"}}
+    elif args.file.endswith(".npz"):
+        result = _analyze_npz(args, opts, timings)
+        return _print_analysis(result, args)
+    else:
+        if args.vocab:
+            raise CLIError("--vocab applies to .npz input only")
+        text = _read_text(args.file)
+        source = {"kind": "text file", "path": args.file}
+    timings["read"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    ids, vocab, _ = A.tokenize(text)
+    timings["tokenize"] = time.perf_counter() - t
+    if ids.size < 2:
+        raise CLIError(f"{args.file or 'the corpus'} has {ids.size} word(s); need at least 2")
+    result = A.analyze_tokens(ids, vocab, window=args.window, source=source, timings=timings,
+                              **opts)  # fmt: skip
+    return _print_analysis(result, args)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise CLIError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise CLIError(f"{path} is a directory, not a text file") from None
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _analyze_npz(args: argparse.Namespace, opts: dict[str, Any], timings: dict[str, float]):
+    from . import analyze as A
+
+    t = time.perf_counter()
+    try:
+        import scipy.sparse as sp
+    except ImportError:
+        raise CLIError(".npz input needs SciPy: pip install scipy") from None
+    try:
+        C = sp.load_npz(args.file)
+    except FileNotFoundError:
+        raise CLIError(f"no such file: {args.file}") from None
+    except Exception as exc:
+        raise CLIError(f"cannot read a sparse matrix from {args.file}: {exc}") from None
+    if len(C.shape) != 2:
+        raise CLIError(f"{args.file} holds a {len(C.shape)}-D array; need a 2-D count matrix")
+    vocab = None
+    if args.vocab:
+        vocab = _read_text(args.vocab).splitlines()
+        if len(vocab) < max(C.shape):
+            raise CLIError(
+                f"{args.vocab} names {len(vocab)} tokens but the matrix is {C.shape[0]} x "
+                f"{C.shape[1]}; need one line per row/column"
+            )
+    if C.shape[0] == 0 or C.shape[1] == 0:
+        raise CLIError(f"{args.file} holds an empty {C.shape[0]} x {C.shape[1]} matrix")
+    timings["read"] = time.perf_counter() - t
+    source = {"kind": "count matrix", "path": args.file, "vocab": args.vocab}
+    try:
+        return A.analyze_counts(C, vocab, source=source, timings=timings, **opts)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"{args.file}: {exc}") from None
+
+
+def _print_analysis(result: Any, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    src = result.source
+    if src.get("kind") == "embedded corpus":
+        what = f"{src['title']} ({src['author']}, {src['year']}, {src['licence']})"
+    else:
+        what = src.get("path", "?")
+    size = f"{result.tokens:,} tokens, " if result.tokens is not None else ""
+    p = result.params
+    print(f"{what}: {size}{result.vocabulary_size:,} types, {result.stored_pairs:,} stored pairs")
+    window = f"window {p['window']}, " if "window" in p else ""
+    print(
+        f"{len(result.top)} highest-entropy tokens of P(next | token) ({window}entropy in bits); "
+        f"related by {p['measure']} (min count {p['min_count']:g})"
+    )
+    print()
+    width = max([5] + [len(row["token"]) for row in result.top])
+    print(f"{'rank':>4}  {'token':<{width}}  {'H bits':>7}  {'freq':>8}  related")
+    for row in result.top:
+        rel = ", ".join(f"{r['token']} {r['score']:.2f}" for r in row["related"]) or "-"
+        freq = row["frequency"]
+        freq_s = f"{freq:,}" if isinstance(freq, int) else f"{freq:,.6g}"
+        print(
+            f"{row['rank']:>4}  {row['token']:<{width}}  {row['entropy_bits']:7.3f}  "
+            f"{freq_s:>8}  {rel}"
+        )
+    print()
+    stages = ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in result.timings.items())
+    print(f"time: {stages}; total {sum(result.timings.values()):.2f} s")
     return 0
 
 
