@@ -60,7 +60,7 @@ def records(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, 
     compiles: list[dict[str, Any]] = []
     for b in data["benchmarks"]:
         info = b.get("extra_info") or {}
-        if info.get("role") == "compile":
+        if info.get("role") in ("compile", "analyze"):
             compiles.append(info)
             continue
         if not {"op", "case", "impl"} <= info.keys():
@@ -104,6 +104,10 @@ def render(data: dict[str, Any], stat: str = "median") -> str:
     parts = [B.render_header(environment(data), markdown=True)]
     if timings:
         parts.append(B.render_tables(timings, markdown=True, stat=stat))
+    analyze = [c for c in compiles if c.get("role") == "analyze"]
+    compiles = [c for c in compiles if c.get("role") != "analyze"]
+    if analyze:
+        parts.append(B.render_analyze(analyze[-1], markdown=True))
     if compiles:
         order = {op: i for i, op in enumerate(B.OPS)}
         compiles.sort(key=lambda c: order.get(c.get("op", ""), len(order)))

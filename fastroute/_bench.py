@@ -68,10 +68,18 @@ __all__ = [
     "render_tables",
     "render_header",
     "render_compile_table",
+    "measure_analyze",
+    "render_analyze",
+    "zipf_csr",
 ]
 
 #: Operations benchmarked, in display order.
-OPS: tuple[str, ...] = ("top_k", "entropy", "entropy_from_logits")
+OPS: tuple[str, ...] = (
+    "top_k", "entropy", "entropy_from_logits", "csr_top_k", "csr_entropy", "cooccurrence",
+)  # fmt: skip
+
+#: Operations on sparse input (CSR matrices or token streams).
+SPARSE_OPS = frozenset({"csr_top_k", "csr_entropy", "cooccurrence"})
 
 
 # --------------------------------------------------------------------------- cases
@@ -98,6 +106,8 @@ class Case:
     @property
     def label(self) -> str:
         """The case without the operation: ``"65536x64 k=8"``."""
+        if self.op == "cooccurrence":
+            return f"{self.shape[0]} tokens V={self.shape[1]} w={_COOC_WINDOW}"
         return self.shape_str + ("" if self.k is None else f" k={self.k}")
 
     @property
@@ -112,7 +122,11 @@ class Case:
 
     @property
     def nbytes(self) -> int:
-        """Size of the input array in bytes."""
+        """Size of the input in bytes (CSR: data and indices; tokens: int32 ids)."""
+        if self.op == "cooccurrence":
+            return self.shape[0] * 4
+        if self.op in SPARSE_OPS:
+            return _CSR_NNZ * (np.dtype(self.dtype).itemsize + 4)
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
@@ -124,11 +138,22 @@ _VOCAB_K = 50
 _TINY_SHAPE = (1, 8)
 _TINY_K = 2
 _QUICK_EXPERTS = 64
+_CSR_SHAPE = (200_000, 50_000)
+_CSR_NNZ = 4_000_000
+_CSR_K = 8
+_COOC_SHAPE = (1_000_000, 50_000)  # tokens, vocabulary
+_COOC_WINDOW = 2
 
 
 def _build_cases() -> tuple[Case, ...]:
     cases: list[Case] = []
     for op in OPS:
+        if op in SPARSE_OPS:
+            if op == "cooccurrence":
+                cases.append(Case(op, _COOC_SHAPE, None, dtype="int32"))
+            else:
+                cases.append(Case(op, _CSR_SHAPE, _CSR_K if op == "csr_top_k" else None))
+            continue
         ks: Sequence[int | None] = _ROUTER_K if op == "top_k" else (None,)
         for n in _ROUTER_EXPERTS:
             for k in ks:
@@ -198,6 +223,17 @@ _FASTROUTE = {
     "entropy_from_logits": Impl(
         "fastroute", "fastroute", "fastroute", (), "fastroute.entropy_from_logits(z)"
     ),
+    "csr_top_k": Impl(
+        "fastroute", "fastroute", "fastroute", ("scipy",), "fastroute.top_k(A, k, explicit=True)"
+    ),
+    "csr_entropy": Impl("fastroute", "fastroute", "fastroute", ("scipy",), "fastroute.entropy(A)"),
+    "cooccurrence": Impl(
+        "fastroute",
+        "fastroute",
+        "fastroute",
+        ("scipy",),
+        "fastroute.cooccurrence(tokens, V, window=2)",
+    ),  # fmt: skip
 }
 
 _FLOOR = Impl(
@@ -258,6 +294,35 @@ _PEERS: dict[str, tuple[Impl, ...]] = {
             "torch.distributions.Categorical(logits=t).entropy()",
         ),
     ),
+    "csr_top_k": (
+        Impl(
+            "python.argpartition",
+            "Python loop",
+            "peer",
+            ("scipy",),
+            "for each row: np.argpartition(-row, k - 1)[:k], then a stable sort of the k",
+        ),
+    ),
+    "csr_entropy": (
+        Impl(
+            "scipy.reduceat",
+            "entr + reduceat",
+            "peer",
+            ("scipy",),
+            "p = A.data / np.repeat(row sums, row lengths); "
+            "np.add.reduceat(scipy.special.entr(p), A.indptr[:-1])",
+        ),
+    ),
+    "cooccurrence": (
+        Impl(
+            "scipy.coo",
+            "NumPy + coo_matrix",
+            "peer",
+            ("scipy",),
+            "pair arrays (np.concatenate of shifted slices, both directions) -> "
+            "coo_matrix((ones, (i, j))) -> tocsr()",
+        ),
+    ),
 }
 
 
@@ -281,14 +346,61 @@ def missing_requirements(impl: Impl) -> list[str]:
 # --------------------------------------------------------------------------- inputs
 
 
-def make_input(case: Case, seed: int = 0) -> np.ndarray:
+def zipf_csr(shape: tuple[int, int], nnz: int, seed: int = 0, dtype: Any = np.float32) -> Any:
+    """A canonical ``csr_array`` with Zipf-shaped rows, deterministic.
+
+    Row ``r`` (0-based) holds ``min(ncols, max(1, floor(a / (r + 1))))``
+    entries, ``a`` chosen so that the total is about ``nnz``: the first rows
+    are (nearly) full, most rows hold 1-5 entries, like a co-occurrence
+    matrix with frequency-ranked token ids. Columns of a row are distinct
+    (an arithmetic progression modulo ``ncols`` with a random start and a
+    stride coprime to it); values uniform in (0, 1].
+    """
+    import scipy.sparse as sp
+
+    nrows, ncols = shape
+    inv = 1.0 / np.arange(1, nrows + 1)
+
+    def total(a: float) -> int:
+        return int(np.minimum(ncols, np.maximum(1, np.floor(a * inv))).sum())
+
+    lo, hi = 0.0, float(nnz)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if total(mid) < nnz else (lo, mid)
+    lengths = np.minimum(ncols, np.maximum(1, np.floor(hi * inv))).astype(np.int64)
+    rng = np.random.default_rng([seed, nrows, ncols, nnz])
+    indptr = np.zeros(nrows + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    row = np.repeat(np.arange(nrows), lengths)
+    j = np.arange(indptr[-1]) - indptr[row]
+    start = rng.integers(0, ncols, nrows)
+    stride = 7919  # a prime: coprime to ncols unless it divides it
+    if ncols % stride == 0:
+        stride = 1
+    indices = ((start[row] + j * stride) % ncols).astype(np.int32)
+    data = (1.0 - rng.random(indptr[-1])).astype(dtype)
+    A = sp.csr_array((data, indices, indptr.astype(np.int32)), shape=shape)
+    A.sort_indices()
+    return A
+
+
+def make_input(case: Case, seed: int = 0) -> Any:
     """The input array of ``case``: C-contiguous, ``case.dtype``, deterministic.
 
     * ``top_k``: standard normal values (router logits; ties are rare).
     * ``entropy``: ``softmax`` of normal logits with scale 2, rows sum to 1,
       so every peer works on the same normalized probabilities.
     * ``entropy_from_logits``: normal logits with scale 2.
+    * ``csr_top_k``/``csr_entropy``: :func:`zipf_csr` (float32 counts-like
+      values; entropy normalizes them).
+    * ``cooccurrence``: Zipf(1.3) token ids modulo the vocabulary, int32.
     """
+    if case.op == "cooccurrence":  # Zipf(1.3)-distributed token ids
+        rng = np.random.default_rng([seed, *case.shape])
+        return ((rng.zipf(1.3, case.shape[0]) - 1) % case.shape[1]).astype(np.int32)
+    if case.op in SPARSE_OPS:
+        return zipf_csr(case.shape, _CSR_NNZ, seed, case.dtype)
     rng = np.random.default_rng([seed, *case.shape, case.k or 0])
     dt = np.dtype(case.dtype)
     z = rng.standard_normal(case.shape, dtype=np.float32)
@@ -361,6 +473,53 @@ def numpy_top_k(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 
+def python_csr_top_k(A: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The common per-row loop: top-k stored entries of each CSR row.
+
+    ``np.argpartition`` on the negated row when it holds more than ``k``
+    entries, then a stable sort of the chosen ones; padding (value 0, index
+    -1) as ``fastroute.top_k(A, k, explicit=True)``.
+    """
+    n = A.shape[0]
+    vals = np.zeros((n, k), A.dtype)
+    idxs = np.full((n, k), -1, np.intp)
+    data, indices, indptr = A.data, A.indices, A.indptr
+    for r in range(n):
+        seg = data[indptr[r] : indptr[r + 1]]
+        m = seg.shape[0]
+        if m > k:
+            part = np.argpartition(-seg, k - 1)[:k]
+        else:
+            part = np.arange(m)
+        order = part[np.argsort(-seg[part], kind="stable")]
+        vals[r, : order.size] = seg[order]
+        idxs[r, : order.size] = indices[indptr[r] + order]
+    return vals, idxs
+
+
+def scipy_csr_entropy(A: Any) -> np.ndarray:
+    """Row entropies of a CSR matrix without empty rows: ``scipy.special.entr``
+    of the normalized values, summed per row with ``np.add.reduceat``."""
+    from scipy.special import entr
+
+    starts = A.indptr[:-1]
+    sums = np.add.reduceat(A.data, starts)
+    p = A.data / np.repeat(sums, np.diff(A.indptr))
+    return np.add.reduceat(entr(p), starts)
+
+
+def scipy_cooccurrence(tokens: np.ndarray, vocab: int, window: int) -> Any:
+    """The NumPy/SciPy baseline: all pairs as arrays, ``coo_matrix``, ``tocsr()``."""
+    import scipy.sparse as sp
+
+    rows = [tokens[:-d] for d in range(1, window + 1)]
+    cols = [tokens[d:] for d in range(1, window + 1)]
+    i = np.concatenate(rows + cols)
+    j = np.concatenate(cols + rows)
+    C = sp.coo_matrix((np.ones(i.size, np.int64), (i, j)), shape=(vocab, vocab))
+    return C.tocsr()
+
+
 def _torch() -> Any:
     """Import torch and give it the same number of threads as Numba."""
     import torch
@@ -380,10 +539,20 @@ def make_callable(case: Case, impl: Impl, x: np.ndarray) -> Callable[[], Any]:
     """
     op, k = case.op, case.k
     if impl.role == "floor":
+        if op == "csr_top_k":  # the values and their column indices
+            return lambda: (read_floor(x.data), read_floor(x.indices))
+        if op == "csr_entropy":  # the values and the row boundaries
+            return lambda: (read_floor(x.data), read_floor(x.indptr))
         return lambda: read_floor(x)
     if impl.role == "fastroute":
         import fastroute as fr
 
+        if op == "csr_top_k":
+            return lambda: fr.top_k(x, k, explicit=True)
+        if op == "csr_entropy":
+            return lambda: fr.entropy(x)
+        if op == "cooccurrence":
+            return lambda: fr.cooccurrence(x, case.shape[1], window=_COOC_WINDOW)
         if op == "top_k":
             return lambda: fr.top_k(x, k)
         if op == "entropy":
@@ -391,6 +560,12 @@ def make_callable(case: Case, impl: Impl, x: np.ndarray) -> Callable[[], Any]:
         return lambda: fr.entropy_from_logits(x)
 
     key = impl.key
+    if key == "python.argpartition":
+        return lambda: python_csr_top_k(x, k)
+    if key == "scipy.reduceat":
+        return lambda: scipy_csr_entropy(x)
+    if key == "scipy.coo":
+        return lambda: scipy_cooccurrence(x, case.shape[1], _COOC_WINDOW)
     if key == "numpy":
         return lambda: numpy_top_k(x, k)
     if key == "scipy.stats":
@@ -424,8 +599,10 @@ def make_callable(case: Case, impl: Impl, x: np.ndarray) -> Callable[[], Any]:
 
 def summarize(case: Case, result: Any) -> np.ndarray:
     """The comparable part of a result: top-k values, or the entropies (float64)."""
-    if case.op == "top_k":
+    if case.op in ("top_k", "csr_top_k"):
         result = result[0]
+    if case.op == "cooccurrence":  # structure and counts, exactly
+        result = np.concatenate([result.indptr, result.indices, result.data])
     if hasattr(result, "detach"):
         result = result.detach().cpu().numpy()
     return np.asarray(result, dtype=np.float64)
@@ -443,9 +620,10 @@ def check_agreement(case: Case, impl: Impl, reference: Any, result: Any) -> str 
     ref, got = summarize(case, reference), summarize(case, result)
     if ref.shape != got.shape:
         return f"{impl.label}: shape {got.shape} != fastroute's {ref.shape}"
-    if case.op == "top_k":
+    if case.op in ("top_k", "csr_top_k", "cooccurrence"):
         bad = int(np.count_nonzero(ref != got))
-        return None if bad == 0 else f"{impl.label}: {bad} top-k values differ from fastroute"
+        what = "counts" if case.op == "cooccurrence" else "top-k values"
+        return None if bad == 0 else f"{impl.label}: {bad} {what} differ from fastroute"
     rtol, atol = (1e-3, 1e-4) if np.dtype(case.dtype).itemsize <= 4 else (1e-9, 1e-12)
     if np.allclose(got, ref, rtol=rtol, atol=atol):
         return None
@@ -579,6 +757,55 @@ def measure_compile(op: str, *, timeout: float = 600.0) -> dict[str, Any]:
         "cold": cold["paths"],
         "cached": cached["paths"],
     }
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def measure_analyze(*, runs: int = 3, timeout: float = 900.0) -> dict[str, Any]:
+    """Wall time of ``python -m fastroute analyze --json`` on the embedded corpus,
+    each run a fresh process with Numba's cache warm (one untimed run first
+    fills it). Returns ``{"op": "analyze", "runs_s", "median_s", "min_s",
+    "stages_s"}`` (``stages_s``: the stage timings the last run reported).
+    """
+    cmd = [sys.executable, "-m", "fastroute", "analyze", "--json"]
+    env = dict(os.environ)
+    env.pop("FASTROUTE_NO_CACHE", None)
+
+    def once() -> tuple[float, dict[str, Any]]:
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"fastroute analyze failed (exit {proc.returncode}): {tail}")
+        return wall, json.loads(proc.stdout)
+
+    once()  # fills the cache if it is cold
+    walls, out = [], {}
+    for _ in range(runs):
+        wall, out = once()
+        walls.append(wall)
+    return {
+        "op": "analyze",
+        "runs_s": walls,
+        "median_s": float(np.median(walls)),
+        "min_s": min(walls),
+        "stages_s": out.get("timings_s", {}),
+    }
+
+
+def render_analyze(res: Mapping[str, Any] | None, *, markdown: bool = True) -> str:
+    """One line on the end-to-end ``analyze`` time."""
+    if not res:
+        return ""
+    stages = ", ".join(f"{k} {fmt_time(v)}" for k, v in res.get("stages_s", {}).items())
+    line = (
+        f"analyze on the embedded corpus, end to end (fresh process, warm Numba cache): "
+        f"median {fmt_time(res['median_s'])} over {len(res['runs_s'])} runs "
+        f"(min {fmt_time(res['min_s'])}; in-process stages: {stages})"
+    )
+    return f"**analyze**\n\n{line}." if markdown else f"analyze\n\n{line}."
 
 
 # --------------------------------------------------------------------------- environment

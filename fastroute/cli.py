@@ -467,6 +467,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _progress(err, f" {time.perf_counter() - t_case:.1f} s\n")
 
     _add_ratios(results)
+    analyze_result: dict[str, Any] | None = None
+    if not args.quick and not args.cases:
+        _progress(err, "[analyze] embedded corpus, 4 fresh processes ...")
+        t0 = time.perf_counter()
+        try:
+            analyze_result = B.measure_analyze()
+        except Exception as exc:
+            notes.append(f"analyze end to end: {exc}")
+        _progress(err, f" {time.perf_counter() - t0:.1f} s\n")
     compile_results: list[dict[str, Any]] = []
     if args.compile:
         ops = [op for op in B.OPS if any(c.op == op for c in cases)]
@@ -496,6 +505,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             "settings": settings,
             "results": results,
             "compile": compile_results,
+            "analyze": analyze_result,
             "notes": notes,
         }
         print(json.dumps(out, indent=2))
@@ -503,6 +513,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(B.render_header(env, markdown=False))
         print()
         print(B.render_tables(results, markdown=False, peer_times=True, stat=args.stat))
+        if analyze_result:
+            print()
+            print(B.render_analyze(analyze_result, markdown=False))
         if compile_results:
             print()
             print(B.render_compile_table(compile_results, markdown=False))
