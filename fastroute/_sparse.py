@@ -190,7 +190,9 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
     vals = np.empty((nrows, k), m.data.dtype)
     idxs = np.empty((nrows, k), np.intp)
     if nrows and k:
-        args = (m.indptr, m.indices, m.data.reshape(1, -1), ncols, k, largest, sort, bool(explicit))
+        keys = m.data.dtype == np.float32 and k <= K.KEYS_MAX_K
+        args = (m.indptr, m.indices, m.data.reshape(1, -1), ncols, k, largest, sort,
+                bool(explicit), keys)  # fmt: skip
         _launch(K.topk_serial, K.topk_parallel, m, *args, vals, idxs)
     if m.dtype == np.bool_:
         vals = vals.view(np.bool_)

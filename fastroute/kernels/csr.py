@@ -22,10 +22,14 @@ import math
 import numba
 import numpy as np
 
-from .._jit import jit, pjit
-from ._math import BLOCK
-from .entropy import entropy_logits_segment, entropy_segment
+from .._jit import _u, jit, pjit
+from ._fast import _INT64_MIN, _LOW32, KEYS_MAX_N, _key
+from ._math import BLOCK, log_normal
+from .entropy import _entropy_two_pass, _one_pass_decide, entropy_logits_segment, entropy_segment
 from .select import top_k_segment
+
+_INV_LN2 = 1.4426950408889634
+_EPS = 2.0**-52
 
 #: A row costs about this many entries of work besides its entries.
 ROW_COST = 4
@@ -188,10 +192,38 @@ def sum_duplicates(indptr, indices, data):
 
 
 @jit(inline="always")
-def _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs):
+def _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys):
+    # float32 only: m = min(k, b - a) max passes over 64-bit keys (value
+    # order, then lower position), as kernels/_fast.py; positions into idxs
+    n = b - a
+    for i in range(n):
+        keys[i] = _key(np.float32(data2d[0, _u(a + i)]), i, largest)
+    m = min(k, n)
+    for j in range(m):
+        best = _INT64_MIN
+        for i in range(n):
+            v = keys[i]
+            best = v if v > best else best
+        c = _LOW32 - (best & _LOW32)
+        keys[c] = _INT64_MIN
+        idxs[ro, j] = a + c
+        vals[ro, j] = data2d[0, _u(a + c)]
+    return m
+
+
+@jit(inline="always")
+def _select(data2d, a, b, k, largest, sort, vals, idxs, ro, keys):
+    # top_k_segment, or the key passes for float32 rows they suit
+    if keys.shape[0] and k < b - a <= KEYS_MAX_N:
+        return _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys)
+    return top_k_segment(data2d, 0, a, b, k, largest, sort, vals, idxs, ro)
+
+
+@jit(inline="always")
+def _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys):
     # top-k among the stored entries of row r; fewer than k -> pad (-1, 0)
     a, b = indptr[r], indptr[r + 1]
-    m = top_k_segment(data2d, 0, a, b, k, largest, sort, vals, idxs, r)
+    m = _select(data2d, a, b, k, largest, sort, vals, idxs, r, keys)
     for j in range(m):
         idxs[r, j] = indices[idxs[r, j]]
         if vals[r, j] == 0:
@@ -202,11 +234,11 @@ def _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs):
 
 
 @jit(inline="always")
-def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si):
+def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, keys):
     # top-k of the row as toarray() would give it: the stored entries that
     # beat 0, then zeros (stored or implicit) in column order, then the rest
     a, b = indptr[r], indptr[r + 1]
-    m = top_k_segment(data2d, 0, a, b, k, largest, True, sv, si, 0)
+    m = _select(data2d, a, b, k, largest, True, sv, si, 0, keys)
     j = 0
     t = 0
     while t < m and j < k:
@@ -238,29 +270,35 @@ def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si
 
 
 @jit
-def _topk_rows(indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs, lo, hi):
+def _topk_rows(indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs,
+               lo, hi):  # fmt: skip
     sv = np.empty((1, max(k, 1)), data2d.dtype)
     si = np.empty((1, max(k, 1)), np.intp)
+    # use_keys (float32, k <= KEYS_MAX_K): key passes for rows up to KEYS_MAX_N
+    keys = np.empty(KEYS_MAX_N if use_keys else 0, np.int64)
     for r in range(lo, hi):
         if explicit:
-            _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs)
+            _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys)
         else:
-            _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si)
+            _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, keys)
 
 
 @jit
-def topk_serial(indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs):
+def topk_serial(indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs):
+    """Top-k of every row (see ``_explicit_row`` and ``_dense_row``);
+    ``use_keys`` only for float32 data with ``k <= KEYS_MAX_K``."""
     _topk_rows(
-        indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs,
+        indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs,
         0, indptr.shape[0] - 1,
     )  # fmt: skip
 
 
 @pjit
-def topk_parallel(indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs, bounds):
+def topk_parallel(indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals,
+                  idxs, bounds):  # fmt: skip
     for c in numba.prange(bounds.shape[0] - 1):
         _topk_rows(
-            indptr, indices, data2d, ncols, k, largest, sort, explicit, vals, idxs,
+            indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs,
             bounds[c], bounds[c + 1],
         )  # fmt: skip
 
@@ -300,15 +338,86 @@ def topk_to_csr(vals, idxs, index_dtype_like):
 # --- entropy -------------------------------------------------------------------------
 
 
+#: rows of up to this many stored entries take the many-rows-per-loop path
+SHORT_ROW = 32
+_GROUP_ENTRIES = 4096
+
+
 @jit
 def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi):
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
-    for r in range(lo, hi):
-        a, b = indptr[r], indptr[r + 1]
-        if logits:
+    if logits:
+        for r in range(lo, hi):
+            a, b = indptr[r], indptr[r + 1]
             out[r] = entropy_logits_segment(data2d, 0, a, b, ncols - (b - a), b0, b1)
-        else:
-            out[r], status[r] = entropy_segment(data2d, 0, a, b, normalize, b0, b1, b2)
+        return
+    # scratch of the short-row groups: per entry, then per row
+    ta, tb = np.empty(_GROUP_ENTRIES), np.empty(_GROUP_ENTRIES)
+    fl = np.empty(_GROUP_ENTRIES, np.int64)
+    rs, ra, rb = np.empty(_GROUP_ENTRIES), np.empty(_GROUP_ENTRIES), np.empty(_GROUP_ENTRIES)
+    rh, re = np.empty(_GROUP_ENTRIES), np.empty(_GROUP_ENTRIES)
+    rn, rf = np.empty(_GROUP_ENTRIES, np.int64), np.empty(_GROUP_ENTRIES, np.int64)
+    r = lo
+    while r < hi:
+        a = indptr[r]
+        if indptr[r + 1] - a > SHORT_ROW:
+            out[r], status[r] = entropy_segment(data2d, 0, a, indptr[r + 1], normalize, b0, b1, b2)
+            r += 1
+            continue
+        r1 = r + 1  # a group of consecutive short rows
+        while (r1 < hi and indptr[r1 + 1] - indptr[r1] <= SHORT_ROW
+               and indptr[r1 + 1] - a <= _GROUP_ENTRIES):  # fmt: skip
+            r1 += 1
+        _short_rows(indptr, data2d, normalize, out, status, r, r1,
+                    ta, tb, fl, rs, ra, rb, rh, re, rn, rf, b0, b1)  # fmt: skip
+        r = r1
+
+
+@jit(inline="always")
+def _short_rows(indptr, data2d, normalize, out, status, r0, r1,
+                ta, tb, fl, rs, ra, rb, rh, re, rn, rf, b0, b1):  # fmt: skip
+    # the one-pass entropy of many short rows: the per-entry terms (with the
+    # vectorized log) in one loop over all their entries, then the per-row
+    # sums, then the per-row finish in one more vectorized loop; rows whose
+    # error bound is too large take the exact two-pass path as usual
+    a0 = indptr[r0]
+    m = indptr[r1] - a0
+    for t in range(m):
+        v = np.float64(data2d[0, _u(a0 + t)]) + 0.0  # -0.0 -> +0.0
+        lt = v * log_normal(v)  # 0 * finite = 0 for zeros
+        ta[t] = lt
+        tb[t] = abs(lt)
+        fl[t] = (1 if v < 0.0 else 0) | (2 if (v != v or v == np.inf) else 0)
+    g = r1 - r0
+    for rr in range(g):
+        a, b = indptr[r0 + rr] - a0, indptr[r0 + rr + 1] - a0
+        s_sum = 0.0
+        a_sum = 0.0
+        b_sum = 0.0
+        flags = 0
+        for t in range(a, b):
+            s_sum += np.float64(data2d[0, _u(a0 + t)]) + 0.0
+            a_sum += ta[t]
+            b_sum += tb[t]
+            flags |= fl[t]
+        rs[rr], ra[rr], rb[rr], rf[rr], rn[rr] = s_sum, a_sum, b_sum, flags, b - a
+    for rr in range(g):  # vectorized: the one-pass value and its error bound
+        n = rn[rr]
+        s_sum = rs[rr]
+        log_s = log_normal(s_sum)
+        one = n == 1  # a single positive entry: exactly 0
+        rh[rr] = 0.0 if one else log_s - ra[rr] / s_sum
+        scale = (log_normal(np.float64(max(n, 1))) * _INV_LN2 + 8.0) * _EPS
+        re[rr] = 0.0 if one else scale * (abs(log_s) + 1.0 + rb[rr] / s_sum)
+    for rr in range(g):
+        r = r0 + rr
+        h, st, ok = _one_pass_decide(
+            rs[rr], ra[rr], rh[rr], re[rr], rf[rr] & 1, rf[rr] >> 1, normalize
+        )
+        if not ok:
+            h, st = _entropy_two_pass(data2d, 0, indptr[r], indptr[r + 1], normalize, b0, b1)
+        out[r] = h
+        status[r] = st
 
 
 @jit
