@@ -12,6 +12,7 @@ import numpy as np
 
 from ._jit import parallel_guard
 from .kernels import csr as K
+from .kernels._fast import KEYS_MAX_K
 
 _INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -190,7 +191,7 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
     vals = np.empty((nrows, k), m.data.dtype)
     idxs = np.empty((nrows, k), np.intp)
     if nrows and k:
-        keys = m.data.dtype == np.float32 and k <= K.KEYS_MAX_K
+        keys = m.data.dtype == np.float32 and k <= KEYS_MAX_K
         args = (m.indptr, m.indices, m.data.reshape(1, -1), ncols, k, largest, sort,
                 bool(explicit), keys)  # fmt: skip
         _launch(K.topk_serial, K.topk_parallel, m, *args, vals, idxs)
