@@ -264,6 +264,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             raise CLIError(f"{name} must be >= {low}, got {value}")
     if not args.min_count > 0:
         raise CLIError(f"--min-count must be > 0, got {args.min_count}")
+    if args.vocab and not (args.file or "").endswith(".npz"):
+        raise CLIError("--vocab applies to .npz input only")
     opts = dict(k=args.k, related_k=args.related, measure=args.measure, min_count=args.min_count)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -274,8 +276,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         result = _analyze_npz(args, opts, timings)
         return _print_analysis(result, args)
     else:
-        if args.vocab:
-            raise CLIError("--vocab applies to .npz input only")
         text = _read_text(args.file)
         source = {"kind": "text file", "path": args.file}
     timings["read"] = time.perf_counter() - t0

@@ -1,0 +1,189 @@
+"""The command line: ``python -m fastroute analyze`` end to end, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import entr
+
+from fastroute.analyze import load_corpus, tokenize
+from fastroute.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def counts_ref(ids: np.ndarray, vocab: int, window: int) -> sp.csr_array:
+    """Symmetric co-occurrence counts via SciPy (independent of fastroute)."""
+    rows = [ids[:-d] for d in range(1, window + 1)]
+    cols = [ids[d:] for d in range(1, window + 1)]
+    i, j = np.concatenate(rows + cols), np.concatenate(cols + rows)
+    return sp.csr_array(sp.coo_array((np.ones(i.size), (i, j)), shape=(vocab, vocab)))
+
+
+def entropy_bits_ref(C: sp.csr_array) -> np.ndarray:
+    sums = np.asarray(C.sum(axis=1)).ravel()
+    h = np.full(C.shape[0], np.nan)
+    for r in range(C.shape[0]):
+        row = C.data[C.indptr[r] : C.indptr[r + 1]]
+        if row.size:
+            h[r] = entr(row / sums[r]).sum() / np.log(2)
+    return h
+
+
+def pmi_ref(C: sp.csr_array, r: int, min_count: float) -> dict[int, float]:
+    rs = np.asarray(C.sum(axis=1)).ravel()
+    cs = np.asarray(C.sum(axis=0)).ravel()
+    n = rs.sum()
+    out = {}
+    for p in range(C.indptr[r], C.indptr[r + 1]):
+        j, c = int(C.indices[p]), C.data[p]
+        if c >= min_count and j != r:
+            out[j] = float(np.log(c * n / (rs[r] * cs[j])))
+    return out
+
+
+def test_tokenize_lowercases_words_and_ranks_by_frequency():
+    ids, vocab, freq = tokenize("Don't STOP, don't!  the_end 42 Élan élan")
+    assert vocab == ["don't", "élan", "stop", "the", "end"]
+    assert freq.tolist() == [2, 2, 1, 1, 1]
+    assert ids.tolist() == [0, 2, 0, 3, 4, 1, 1]
+
+
+def test_analyze_embedded_corpus_matches_a_scipy_reference(capsys):
+    code, out, err = run(capsys, "analyze", "-k", "5", "--related", "3", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["source"]["title"] == "Pride and Prejudice"
+    ids, vocab, freq = tokenize(load_corpus())
+    assert res["tokens"] == ids.size and res["vocabulary_size"] == len(vocab)
+    C = counts_ref(ids, len(vocab), 2)
+    assert res["stored_pairs"] == C.nnz
+    h = entropy_bits_ref(C)
+    expect = np.argsort(-np.nan_to_num(h, nan=-1.0), kind="stable")[:5]
+    assert [row["id"] for row in res["top"]] == expect.tolist()
+    for row in res["top"]:
+        i = row["id"]
+        assert row["token"] == vocab[i] and row["frequency"] == freq[i]
+        assert row["entropy_bits"] == pytest.approx(h[i], rel=1e-12)
+        ref = pmi_ref(C, i, 3)
+        best = sorted(ref.values(), reverse=True)[:3]
+        assert [r["score"] for r in row["related"]] == pytest.approx(best, rel=1e-12)
+        for r in row["related"]:
+            assert r["score"] == pytest.approx(ref[r["id"]], rel=1e-12)
+            assert r["token"] == vocab[r["id"]]
+    assert set(res["timings_s"]) >= {"tokenize", "cooccurrence", "top_entropy", "related"}
+
+
+def test_analyze_text_file_plain_and_json(tmp_path, capsys):
+    f = tmp_path / "t.txt"
+    f.write_text("The cat sat on the mat. The cat ran; the dog sat.\n", encoding="utf-8")
+    code, out, err = run(capsys, "analyze", str(f), "-k", "2", "--related", "2",
+                         "--measure", "conditional", "--min-count", "1")  # fmt: skip
+    assert code == 0, err
+    assert "rank" in out and "time:" in out and "the" in out
+    code, out, _ = run(capsys, "analyze", str(f), "-k", "2", "--related", "2", "--json",
+                       "--measure", "conditional", "--min-count", "1", "--window", "1")  # fmt: skip
+    res = json.loads(out)
+    ids, vocab, _ = tokenize(f.read_text())
+    C = counts_ref(ids, len(vocab), 1)
+    h = entropy_bits_ref(C)
+    top = res["top"]
+    assert [t["id"] for t in top] == np.argsort(-h, kind="stable")[:2].tolist()
+    # the 4 "the" have 7 neighbours at distance 1: cat x2, on, mat x2, ran, dog;
+    # P(cat | the) = P(mat | the) = 2/7, cat first (equal scores: lower id)
+    the = next(t for t in top if t["token"] == "the")
+    assert vocab.index("cat") < vocab.index("mat")
+    assert the["related"] == [
+        {"token": "cat", "id": vocab.index("cat"), "score": 2 / 7},
+        {"token": "mat", "id": vocab.index("mat"), "score": 2 / 7},
+    ]
+    assert res["params"]["window"] == 1
+
+
+def test_analyze_npz_with_vocabulary(tmp_path, capsys):
+    C = sp.csr_array(np.array([[0, 4, 1], [4, 0, 2], [1, 2, 0]], dtype=np.int64))
+    sp.save_npz(tmp_path / "c.npz", C)
+    (tmp_path / "v.txt").write_text("alpha\nbeta\ngamma\n", encoding="utf-8")
+    code, out, err = run(capsys, "analyze", str(tmp_path / "c.npz"), "--vocab",
+                         str(tmp_path / "v.txt"), "-k", "3", "--measure", "conditional",
+                         "--min-count", "1", "--json")  # fmt: skip
+    assert code == 0, err
+    res = json.loads(out)
+    h = entropy_bits_ref(C)
+    assert [t["token"] for t in res["top"]] == [
+        ["alpha", "beta", "gamma"][i] for i in np.argsort(-h, kind="stable")
+    ]
+    gamma = next(t for t in res["top"] if t["token"] == "gamma")
+    assert gamma["frequency"] == 3
+    assert [r["token"] for r in gamma["related"]] == ["beta", "alpha"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing-file.txt"], "no such file"),
+        (["-k", "0"], "-k must be >= 1"),
+        (["--window", "0"], "--window must be >= 1"),
+        (["--min-count", "0"], "--min-count must be > 0"),
+        (["--vocab", "v.txt"], "--vocab applies to .npz input only"),
+    ],
+)
+def test_analyze_errors_are_one_line(capsys, args, message):
+    code, out, err = run(capsys, "analyze", *args)
+    assert code == 2
+    assert out == ""
+    assert message in err and err.count("\n") == 1
+
+
+def test_analyze_bad_files(tmp_path, capsys):
+    bad_npz = tmp_path / "bad.npz"
+    bad_npz.write_text("not a matrix")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00 abc")
+    one = tmp_path / "one.txt"
+    one.write_text("word")
+    C = sp.csr_array(np.eye(3))
+    sp.save_npz(tmp_path / "c.npz", C)
+    (tmp_path / "short.txt").write_text("a\nb\n")
+    neg = sp.csr_array(np.array([[0.0, -1.0], [1.0, 0.0]]))
+    sp.save_npz(tmp_path / "neg.npz", neg)
+    cases = [
+        ([str(bad_npz)], "cannot read a sparse matrix"),
+        ([str(binary)], "is not UTF-8 text"),
+        ([str(one)], "need at least 2"),
+        ([str(tmp_path)], "is a directory"),
+        ([str(tmp_path / "c.npz"), "--vocab", str(tmp_path / "short.txt")], "names 2 tokens"),
+        ([str(tmp_path / "neg.npz")], "must be finite and >= 0"),
+    ]
+    for args, message in cases:
+        code, out, err = run(capsys, "analyze", *args)
+        assert code == 2, (args, err)
+        assert message in err and err.count("\n") == 1, (args, err)
+
+
+def test_analyze_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastroute", "analyze", "-k", "2", "--related", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert len(res["top"]) == 2 and len(res["top"][0]["related"]) == 1
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastroute", "analyze", "no-such-file"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2 and "no such file" in proc.stderr
