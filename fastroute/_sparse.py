@@ -53,6 +53,7 @@ def as_csr(x: Any, func: str, *, columns: bool = False) -> CSR:
         indptr, indices, data = _checked(x.indptr, x.indices, x.data, nrows, ncols, func)
     elif x.format == other:  # the transpose of its compressed arrays, re-sorted
         indptr, indices, data = _checked(x.indptr, x.indices, x.data, ncols, nrows, func)
+        _check_indices(indptr, indices, nrows, func)  # before any index is used
         indptr, indices, data = K.transpose(indptr, indices, _kernel_data(data, func), nrows)
         return _finish(indptr, indices, data, (nrows, ncols), x.dtype, canonical=False)
     else:

@@ -23,6 +23,10 @@ __all__ = [
     "as_exact_numbers",
     "same_values",
     "assert_close",
+    "explicit_top_k_ref",
+    "cooccurrence_ref",
+    "normalize_rows_ref",
+    "related_ref",
 ]
 
 #: Working precision (bits) of every mpmath computation here.
@@ -255,3 +259,94 @@ def assert_close(got, ref, scale=None) -> None:
     err = np.abs(g - r)
     bad = err > tol
     assert not bad.any(), f"got {g[bad]!r}, exact {r[bad]!r}, err {err[bad]!r} > tol {tol[bad]!r}"
+
+
+# --------------------------------------------------------------------------- sparse
+
+
+def explicit_top_k_ref(dense: np.ndarray, stored, k: int, mode: str = "largest"):
+    """Reference ``top_k(A, k, explicit=True)`` of the rows of ``dense``
+    (``A.toarray()``) ranking only the ``stored`` positions (a set of
+    ``(row, col)``, duplicates counted once). Order as in ``top_k_ref``;
+    rows with fewer than ``k`` stored entries are padded with index -1 and
+    value 0. Returns ``(values, indices)``."""
+    nrows = dense.shape[0]
+    values = np.zeros((nrows, k), dense.dtype)
+    indices = np.full((nrows, k), -1, np.intp)
+    sign = -1 if mode == "largest" else 1
+    for r in range(nrows):
+        cols = builtins.sorted(c for (rr, c) in stored if rr == r)
+        nums = as_exact_numbers(dense[r, cols]) if cols else []
+
+        def key(t, nums=nums, cols=cols):
+            v = nums[t]
+            return (1, 0, cols[t]) if v != v else (0, sign * v, cols[t])
+
+        order = builtins.sorted(range(len(cols)), key=key)[:k]
+        for j, t in enumerate(order):
+            indices[r, j] = cols[t]
+            values[r, j] = dense[r, cols[t]]
+    return values, indices
+
+
+def cooccurrence_ref(tokens, vocab_size: int, window: int = 2, symmetric: bool = True):
+    """Dense int64 counts by a plain double loop over positions and distances."""
+    t = [int(v) for v in np.asarray(tokens)]
+    c = np.zeros((vocab_size, vocab_size), np.int64)
+    for p in range(len(t)):
+        for d in range(1, window + 1):
+            if p + d < len(t):
+                c[t[p], t[p + d]] += 1
+    return c + c.T if symmetric else c
+
+
+def normalize_rows_ref(dense: np.ndarray) -> np.ndarray:
+    """Dense float64 ``P(j | i)``: every row divided by its exact sum
+    (``math.fsum``); all-zero rows stay zero. Raises ``ValueError`` naming the
+    first row with a negative, NaN or infinite entry."""
+    a = np.asarray(dense)
+    out = np.zeros(a.shape, np.float64)
+    for r in range(a.shape[0]):
+        row = as_exact_numbers(a[r])
+        if any(not (v >= 0) or v == math.inf for v in row):
+            raise ValueError(f"row {r} has a bad entry")
+        s = math.fsum(row)
+        if s:
+            out[r] = [float(mpmath.mpf(v) / mpmath.mpf(s)) if v else 0.0 for v in row]
+    return out
+
+
+def related_ref(dense, rows, measure: str = "conditional", min_count=1, exclude_self=False):
+    """Reference scores of ``related``: for each requested row a dict
+    ``column -> exact score`` (an ``mpmath.mpf`` at ``REF_PREC`` bits) of its
+    candidates, from the formulas with sums over all entries of ``dense``:
+    ``conditional`` ``c_ij / c_i``, ``pmi`` ``log(c_ij N / (c_i c_j))``,
+    ``ppmi`` the pmi candidates with ``c_ij N > c_i c_j`` (PMI > 0, decided
+    exactly). Candidates: ``c_ij >= min_count`` and ``c_ij > 0`` (and
+    ``j != i`` with ``exclude_self``)."""
+    from fractions import Fraction
+
+    a = np.asarray(dense)
+    vals = [[Fraction(v) for v in as_exact_numbers(row)] for row in a]
+    ncols = a.shape[1]
+    rsum = [sum(row, Fraction(0)) for row in vals]
+    csum = [sum((vals[i][j] for i in range(len(vals))), Fraction(0)) for j in range(ncols)]
+    total = sum(rsum, Fraction(0))
+    out = []
+    with mpmath.workprec(REF_PREC):
+        for i in rows:
+            d = {}
+            for j in range(ncols):
+                c = vals[i][j]
+                if not (c >= Fraction(min_count) and c > 0) or (exclude_self and j == i):
+                    continue
+                if measure == "conditional":
+                    ratio = c / rsum[i]
+                    d[j] = mpmath.mpf(ratio.numerator) / ratio.denominator
+                    continue
+                ratio = c * total / (rsum[i] * csum[j])
+                if measure == "ppmi" and not ratio > 1:
+                    continue
+                d[j] = mpmath.log(mpmath.mpf(ratio.numerator) / ratio.denominator)
+            out.append(d)
+    return out

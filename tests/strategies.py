@@ -29,6 +29,14 @@ __all__ = [
     "shapes",
     "arrays",
     "arrays_and_axis",
+    "SPARSE_DTYPES",
+    "SPARSE_FORMATS",
+    "build_sparse",
+    "zipf_row_lengths",
+    "sparse_shapes",
+    "sparse_entries",
+    "sparse_matrices",
+    "token_streams",
 ]
 
 FLOAT_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64))
@@ -247,3 +255,137 @@ def arrays_and_axis(draw, dtype, *, last_axis_only: bool = False, **kw):
     else:
         axis = draw(st.integers(-x.ndim, x.ndim - 1))
     return x, axis
+
+
+# --------------------------------------------------------------------------- sparse matrices
+
+#: (data dtype, index dtype) pairs of the sparse property tests: every pair is
+#: its own set of JIT compilations (checks, transpose, top-k, entropy).
+SPARSE_DTYPES = (  # each pair compiles the CSR kernels anew: kept to three
+    (np.dtype(np.float64), np.dtype(np.int32)),
+    (np.dtype(np.float32), np.dtype(np.int32)),
+    (np.dtype(np.int64), np.dtype(np.int64)),
+)
+
+#: sparse formats drawn by ``sparse_matrices`` (built from the same entries)
+SPARSE_FORMATS = ("csr_array", "csr_matrix", "csc_array", "csc_matrix", "coo_array", "coo_matrix")
+
+
+def _compressed(sp, cls, major, minor, data, n_major, shape, index_dtype):
+    """A CSR/CSC matrix storing exactly the given entries in the given order
+    within each compressed row/column (unsorted, duplicates and explicit zeros
+    kept), with ``index_dtype`` index arrays."""
+    order = np.argsort(major, kind="stable")
+    counts = np.bincount(major, minlength=n_major) if major.size else np.zeros(n_major, int)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(index_dtype)
+    indices = minor[order].astype(index_dtype)
+    m = cls((data[order], indices, indptr), shape=shape)
+    # SciPy may downcast the index arrays at construction: set them as drawn
+    m.indices, m.indptr = indices, indptr
+    return m
+
+
+def build_sparse(rows, cols, data, shape, fmt, index_dtype=np.int32):
+    """A SciPy sparse matrix of format ``fmt`` (see ``SPARSE_FORMATS``) storing
+    the entries ``(rows[p], cols[p], data[p])`` in this order: duplicates,
+    explicit zeros and unsorted indices are all kept."""
+    import scipy.sparse as sp
+
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    data = np.asarray(data)
+    cls = getattr(sp, fmt)
+    if fmt.startswith("csr"):
+        return _compressed(sp, cls, rows, cols, data, shape[0], shape, index_dtype)
+    if fmt.startswith("csc"):
+        return _compressed(sp, cls, cols, rows, data, shape[1], shape, index_dtype)
+    if fmt.startswith("coo"):
+        m = cls((data, (rows.astype(index_dtype), cols.astype(index_dtype))), shape=shape)
+        return m
+    raise ValueError(fmt)
+
+
+def zipf_row_lengths(rng, nrows, ncols, long_rows=3, long_frac=0.5):
+    """Zipf-shaped row lengths: a few long rows, the others 0..5 entries."""
+    lengths = rng.integers(0, 6, nrows)
+    lengths[rng.random(nrows) < 0.1] = 0
+    if nrows:
+        heavy = rng.choice(nrows, min(long_rows, nrows), replace=False)
+        lengths[heavy] = np.maximum(
+            1, (ncols * long_frac / (1 + np.arange(heavy.size))).astype(int)
+        )
+    return np.minimum(lengths, 3 * ncols) if ncols else lengths * 0
+
+
+@st.composite
+def sparse_shapes(draw, max_side: int = 7):
+    """``(nrows, ncols)``: mostly small, now and then empty (0 x n, n x 0) or
+    with one row/column longer than a 256-element kernel block."""
+    kind = draw(st.sampled_from(["small"] * 6 + ["empty", "long"]))
+    if kind == "small":
+        return draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    if kind == "empty":
+        return draw(st.sampled_from([(0, 0), (0, 1), (0, 4), (1, 0), (4, 0), (0, 300), (300, 0)]))
+    side = draw(st.integers(257, 400))
+    return (
+        (draw(st.integers(1, 3)), side) if draw(st.booleans()) else (side, draw(st.integers(1, 3)))
+    )
+
+
+@st.composite
+def sparse_entries(draw, dtype, shape, **element_kw):
+    """``(rows, cols, data)`` of stored entries: uniform or Zipf-shaped rows
+    (a few long rows, many with 1-5 entries), with duplicate coordinates and
+    ``elements`` values (ties, ±0.0, NaN, ±inf, extremes)."""
+    nrows, ncols = shape
+    if nrows == 0 or ncols == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype)
+    zipf = draw(st.booleans())
+    if zipf:
+        seed = draw(st.integers(0, 2**32 - 1))
+        rng = np.random.default_rng(seed)
+        lengths = zipf_row_lengths(rng, nrows, ncols)
+        rows = np.repeat(np.arange(nrows), lengths)
+        cols = rng.integers(0, ncols, rows.size)
+        if draw(st.booleans()):  # many duplicates
+            cols = cols % max(1, min(ncols, 3))
+        perm = rng.permutation(rows.size)
+        rows, cols = rows[perm], cols[perm]
+        pool = draw(st.lists(elements(dtype, **element_kw), min_size=1, max_size=12))
+        data = np.asarray(pool, dtype=dtype)[rng.integers(0, len(pool), rows.size)]
+        return rows, cols, data
+    nnz = draw(st.integers(0, min(3 * nrows * ncols, 40)))
+    rows = np.asarray(
+        draw(st.lists(st.integers(0, nrows - 1), min_size=nnz, max_size=nnz)), np.int64
+    )
+    cols = np.asarray(
+        draw(st.lists(st.integers(0, ncols - 1), min_size=nnz, max_size=nnz)), np.int64
+    )
+    data = draw(hnp.arrays(dtype, nnz, elements=elements(dtype, **element_kw)))
+    return rows, cols, data
+
+
+@st.composite
+def sparse_matrices(draw, dtype, index_dtype=np.int32, formats=SPARSE_FORMATS, **element_kw):
+    """A SciPy sparse matrix of ``dtype`` in one of ``formats``: duplicates,
+    unsorted indices, explicit zeros and -0.0, NaN, ±inf, empty rows and
+    empty shapes (0 x n, n x 0); ``element_kw`` goes to ``elements``."""
+    shape = draw(sparse_shapes())
+    rows, cols, data = draw(sparse_entries(dtype, shape, **element_kw))
+    fmt = draw(st.sampled_from(formats))
+    return build_sparse(rows, cols, data, shape, fmt, index_dtype)
+
+
+@st.composite
+def token_streams(draw, max_len: int = 60, max_vocab: int = 12):
+    """``(tokens, vocab_size)``: ids in ``[0, vocab_size)``, uniform or
+    Zipf-shaped (a few frequent ids), in int32, int64 or uint8."""
+    vocab = draw(st.integers(1, max_vocab))
+    n = draw(st.integers(0, max_len))
+    if draw(st.booleans()):
+        ids = draw(st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n))
+    else:
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        ids = np.minimum(rng.zipf(1.5, n) - 1, vocab - 1)
+    dtype = draw(st.sampled_from([np.int32, np.int64, np.uint8]))
+    return np.asarray(ids, dtype=dtype), vocab

@@ -25,7 +25,12 @@ import numpy as np
 from .._jit import _u, jit, pjit
 from ._fast import _INT64_MIN, _LOW32, KEYS_MAX_N, _key
 from ._math import BLOCK, log_normal
-from .entropy import _entropy_two_pass, _one_pass_decide, entropy_logits_segment, entropy_segment
+from .entropy import (
+    _entropy_one_pass,
+    _entropy_two_pass,
+    _one_pass_decide,
+    entropy_logits_segment,
+)
 from .select import top_k_segment
 
 _INV_LN2 = 1.4426950408889634
@@ -212,9 +217,12 @@ def _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys):
     return m
 
 
-@jit(inline="always")
+@jit
 def _select(data2d, a, b, k, largest, sort, vals, idxs, ro, keys):
-    # top_k_segment, or the key passes for float32 rows they suit
+    # top_k_segment, or the key passes for float32 rows they suit. Not
+    # inlined: the selection code is compiled once per signature and shared
+    # by both row rules and both drivers (a call costs nanoseconds per row;
+    # inlining it made the parallel driver take a minute to compile)
     if keys.shape[0] and k < b - a <= KEYS_MAX_N:
         return _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys)
     return top_k_segment(data2d, 0, a, b, k, largest, sort, vals, idxs, ro)
@@ -344,13 +352,37 @@ SHORT_ROW = 32
 _GROUP_ENTRIES = 4096
 
 
+# The entropy helpers below are separate functions, not inlined: each is
+# compiled once per signature and shared by the serial and the parallel
+# driver (inlined, the parallel driver took tens of seconds to compile).
+
+
+@jit
+def _logits_rows(indptr, data2d, ncols, out, lo, hi, b0, b1):
+    for r in range(lo, hi):
+        a, b = indptr[r], indptr[r + 1]
+        out[r] = entropy_logits_segment(data2d, 0, a, b, ncols - (b - a), b0, b1)
+
+
+@jit
+def _two_pass(data2d, a, b, normalize, b0, b1):
+    return _entropy_two_pass(data2d, 0, a, b, normalize, b0, b1)
+
+
+@jit
+def _long_row(data2d, a, b, normalize, b0, b1, b2):
+    # entropy_segment, with the exact fallback shared (not inlined)
+    h, status, ok = _entropy_one_pass(data2d, 0, a, b, normalize, b0, b1, b2)
+    if ok:
+        return h, status
+    return _two_pass(data2d, a, b, normalize, b0, b1)
+
+
 @jit
 def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi):
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     if logits:
-        for r in range(lo, hi):
-            a, b = indptr[r], indptr[r + 1]
-            out[r] = entropy_logits_segment(data2d, 0, a, b, ncols - (b - a), b0, b1)
+        _logits_rows(indptr, data2d, ncols, out, lo, hi, b0, b1)
         return
     # scratch of the short-row groups: per entry, then per row
     ta, tb = np.empty(_GROUP_ENTRIES), np.empty(_GROUP_ENTRIES)
@@ -362,7 +394,7 @@ def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi)
     while r < hi:
         a = indptr[r]
         if indptr[r + 1] - a > SHORT_ROW:
-            out[r], status[r] = entropy_segment(data2d, 0, a, indptr[r + 1], normalize, b0, b1, b2)
+            out[r], status[r] = _long_row(data2d, a, indptr[r + 1], normalize, b0, b1, b2)
             r += 1
             continue
         r1 = r + 1  # a group of consecutive short rows
@@ -374,7 +406,7 @@ def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi)
         r = r1
 
 
-@jit(inline="always")
+@jit
 def _short_rows(indptr, data2d, normalize, out, status, r0, r1,
                 ta, tb, fl, rs, ra, rb, rh, re, rn, rf, b0, b1):  # fmt: skip
     # the one-pass entropy of many short rows: the per-entry terms (with the
@@ -416,7 +448,7 @@ def _short_rows(indptr, data2d, normalize, out, status, r0, r1,
             rs[rr], ra[rr], rh[rr], re[rr], rf[rr] & 1, rf[rr] >> 1, normalize
         )
         if not ok:
-            h, st = _entropy_two_pass(data2d, 0, indptr[r], indptr[r + 1], normalize, b0, b1)
+            h, st = _two_pass(data2d, indptr[r], indptr[r + 1], normalize, b0, b1)
         out[r] = h
         status[r] = st
 
@@ -618,25 +650,29 @@ def col_sums(indices, data, ncols):
 
 @jit
 def normalize_csr(indptr, indices, data, sums, out_like):
-    """Rows divided by their sums, stored zeros dropped (so all-zero rows
-    become empty)."""
+    """Rows divided by their sums, zeros dropped: stored zeros and quotients
+    that underflow to 0 (so all-zero rows become empty)."""
     nrows = indptr.shape[0] - 1
+    dt = out_like.dtype
     optr = np.zeros(nrows + 1, indptr.dtype)
     for r in range(nrows):
         u = 0
+        s = sums[r]
         for p in range(indptr[r], indptr[r + 1]):
-            u += 1 if data[p] != 0 else 0
+            q = np.float64(data[p]) / s  # NaN for the stored zeros of a zero row
+            u += 1 if (data[p] != 0 and out_like.dtype.type(q) != 0) else 0
         optr[r + 1] = optr[r] + u
     oind = np.empty(optr[nrows], indices.dtype)
-    odat = np.empty(optr[nrows], out_like.dtype)
-    q = 0
+    odat = np.empty(optr[nrows], dt)
+    t = 0
     for r in range(nrows):
         s = sums[r]
         for p in range(indptr[r], indptr[r + 1]):
-            if data[p] != 0:
-                oind[q] = indices[p]
-                odat[q] = np.float64(data[p]) / s
-                q += 1
+            q = out_like.dtype.type(np.float64(data[p]) / s)
+            if data[p] != 0 and q != 0:
+                oind[t] = indices[p]
+                odat[t] = q
+                t += 1
     return optr, oind, odat
 
 
@@ -678,6 +714,10 @@ def related_csr(indptr, indices, data, rows, measure, min_count, exclude_self,
 def _score(v, r, c, measure, rsum, csum, total):
     if measure == CONDITIONAL:
         return v / rsum[r]
+    num = v * total
+    den = rsum[r] * csum[c]
+    if num < np.inf and 0.0 < den < np.inf:  # one rounding: independence gives 0 exactly
+        return math.log(num / den)
     return math.log(v / rsum[r]) + math.log(total / csum[c])
 
 
