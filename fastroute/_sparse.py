@@ -168,12 +168,13 @@ def _nchunks(nrows: int) -> int:
     return max(1, min(nrows, 16 * numba.get_num_threads()))
 
 
-def _launch(serial, parallel, m: CSR, *args):
-    """Run a row kernel serially or split by stored entries in parallel."""
+def _launch(serial, parallel, m: CSR, row_cost: int, *args):
+    """Run a row kernel serially, or in parallel on chunks of equal work
+    (stored entries plus ``row_cost`` per row)."""
     nrows = m.shape[0]
-    with parallel_guard(m.indices.shape[0] + K.ROW_COST * nrows) as par:
+    with parallel_guard(m.indices.shape[0] + row_cost * nrows) as par:
         if par and nrows > 1:
-            parallel(*args, K.entry_chunks(m.indptr, _nchunks(nrows)))
+            parallel(*args, K.entry_chunks(m.indptr, _nchunks(nrows), row_cost))
         else:
             serial(*args)
 
@@ -195,7 +196,7 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
         keys = m.data.dtype == np.float32 and k <= KEYS_MAX_K
         args = (m.indptr, m.indices, m.data.reshape(1, -1), ncols, k, largest, sort,
                 bool(explicit), keys)  # fmt: skip
-        _launch(K.topk_serial, K.topk_parallel, m, *args, vals, idxs)
+        _launch(K.topk_serial, K.topk_parallel, m, K.TOPK_ROW_COST, *args, vals, idxs)
     if m.dtype == np.bool_:
         vals = vals.view(np.bool_)
     elif vals.dtype != m.dtype:  # float16 data was widened: narrow back (exact)
@@ -231,7 +232,7 @@ def sparse_entropy(x, axis, normalize, logits, func):
     status = np.zeros(nrows, np.uint8)
     if nrows:
         args = (m.indptr, m.data.reshape(1, -1), ncols, bool(normalize), logits)
-        _launch(K.entropy_serial, K.entropy_parallel, m, *args, out, status)
+        _launch(K.entropy_serial, K.entropy_parallel, m, K.ENTROPY_ROW_COST, *args, out, status)
     return out, status, m.dtype
 
 
