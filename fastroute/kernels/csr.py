@@ -40,7 +40,8 @@ _EPS = 2.0**-52
 #: short row costs 30-60 ns of top-k, 10-25 ns of entropy, an entry 1-2 ns)
 TOPK_ROW_COST = 32
 ENTROPY_ROW_COST = 8
-ROW_COST = 4  # the other kernels (checks, co-occurrence buckets)
+COOC_ROW_COST = 16  # a co-occurrence bucket (measured best of 4..64)
+ROW_COST = 4  # the other kernels (checks)
 
 # check() result codes
 CANONICAL = 0
@@ -539,20 +540,32 @@ def _distinct(rowptr, cols, rowcnt, uniq, lo, hi, seen, cnt):
 
 @jit
 def _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like):
+    # Sort the columns of every row by a counting sort, read straight from
+    # the buckets (their distinct entries: rowptr[r] : rowptr[r] + uniq[r]):
+    # the transpose has its columns in order. The symmetric matrix is its
+    # own transpose, so one sort suffices there and its column counts are
+    # its row counts.
     vocab = rowptr.shape[0] - 1
-    uptr = np.zeros(vocab + 1, index_like.dtype)
+    tptr = np.zeros(vocab + 1, index_like.dtype)
+    if symmetric:
+        for c in range(vocab):
+            tptr[c + 1] = tptr[c] + uniq[c]
+    else:
+        for r in range(vocab):
+            for q in range(rowptr[r], rowptr[r] + uniq[r]):
+                tptr[cols[q] + 1] += 1
+        for c in range(vocab):
+            tptr[c + 1] += tptr[c]
+    fill = tptr[:-1].copy()
+    tind = np.empty(tptr[vocab], index_like.dtype)
+    tdat = np.empty(tptr[vocab], data_like.dtype)
     for r in range(vocab):
-        uptr[r + 1] = uptr[r] + uniq[r]
-    uind = np.empty(uptr[vocab], index_like.dtype)
-    udat = np.empty(uptr[vocab], data_like.dtype)
-    for r in range(vocab):
-        o = uptr[r] - rowptr[r]
         for q in range(rowptr[r], rowptr[r] + uniq[r]):
-            uind[q + o] = cols[q]
-            udat[q + o] = rowcnt[q]
-    # sort the columns of every row by a counting sort (a transpose); the
-    # symmetric matrix is its own transpose, so one is enough there
-    tptr, tind, tdat = transpose(uptr, uind, udat, vocab)
+            c = cols[q]
+            t = fill[c]
+            fill[c] = t + 1
+            tind[t] = r
+            tdat[t] = rowcnt[q]
     if symmetric:
         return tptr, tind, tdat
     return transpose(tptr, tind, tdat, vocab)
@@ -598,7 +611,7 @@ def cooccurrence_parallel(tokens, vocab, window, symmetric, index_like, data_lik
                       counts, c, cols)  # fmt: skip
     rowcnt = np.empty(rowptr[vocab], np.int64)
     uniq = np.empty(vocab, np.int64)
-    bounds = entry_chunks(rowptr, nchunks)
+    bounds = entry_chunks(rowptr, nchunks, COOC_ROW_COST)
     for c in numba.prange(nchunks):
         seen = np.full(vocab, -1, np.int64)
         _distinct(rowptr, cols, rowcnt, uniq, bounds[c], bounds[c + 1], seen,
