@@ -77,7 +77,7 @@ def entropy(
     array([1.        , 0.81127812])
     """
     b = check_base(base, "entropy")
-    if is_sparse(p):
+    if type(p) is not np.ndarray and is_sparse(p):
         ax = check_axis(axis, 2)
         out64, status, dtype = sparse_entropy(p, ax, normalize, False, "entropy")
         lead = out64.shape
@@ -132,7 +132,7 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     array([0.69314718, 0.        ])
     """
     b = check_base(base, "entropy_from_logits")
-    if is_sparse(z):
+    if type(z) is not np.ndarray and is_sparse(z):
         out64, _, dtype = sparse_entropy(z, check_axis(axis, 2), False, True, "entropy_from_logits")
         return _finish(out64, dtype, b)
     a = as_real_array(z, "entropy_from_logits")

@@ -118,7 +118,7 @@ def top_k(
         raise ValueError(f"top_k: format must be 'dense' or 'csr', got {format!r}")
     largest = mode == "largest"
     sort = bool(sorted)
-    if is_sparse(x):
+    if type(x) is not np.ndarray and is_sparse(x):  # ndarray: skip the check
         ax = check_axis(axis, 2)
         out = sparse_top_k(x, k, ax, largest, sort, explicit, format, check_k)
         return out if format == "csr" else TopK(*out)
