@@ -55,7 +55,8 @@ def as_csr(x: Any, func: str, *, columns: bool = False) -> CSR:
         indptr, indices, data = _checked(x.indptr, x.indices, x.data, ncols, nrows, func)
         _check_indices(indptr, indices, nrows, func)  # before any index is used
         indptr, indices, data = K.transpose(indptr, indices, _kernel_data(data, func), nrows)
-        return _finish(indptr, indices, data, (nrows, ncols), x.dtype, canonical=False)
+        return _finish(indptr, indices, data, (nrows, ncols), x.dtype, canonical=False,
+                       sorted_rows=True)  # fmt: skip
     else:
         if x.format == "coo":
             _check_coo(x, func)
@@ -66,10 +67,11 @@ def as_csr(x: Any, func: str, *, columns: bool = False) -> CSR:
                    canonical=code == K.CANONICAL)  # fmt: skip
 
 
-def _finish(indptr, indices, data, shape, dtype, canonical):
-    if not canonical:  # two stable counting sorts, then merge equal columns
-        t = K.transpose(indptr, indices, data, shape[1])
-        indptr, indices, data = K.transpose(*t, shape[0])
+def _finish(indptr, indices, data, shape, dtype, canonical, sorted_rows=False):
+    if not canonical:  # two stable counting sorts (unless sorted), then merge equal columns
+        if not sorted_rows:
+            t = K.transpose(indptr, indices, data, shape[1])
+            indptr, indices, data = K.transpose(*t, shape[0])
         indptr, indices, data = K.sum_duplicates(indptr, indices, data)
         if dtype == np.bool_:
             data = (data != 0).view(np.uint8)  # True + True is True in toarray

@@ -350,3 +350,20 @@ def related_ref(dense, rows, measure: str = "conditional", min_count=1, exclude_
                 d[j] = mpmath.log(mpmath.mpf(ratio.numerator) / ratio.denominator)
             out.append(d)
     return out
+
+
+def snapshot(x):
+    """Everything a call could modify in an array or a sparse matrix (every
+    array attribute: bytes, dtype, shape; the cached format flags), read
+    without triggering SciPy's lazy checks."""
+    if isinstance(x, np.ndarray):
+        return (x.dtype.str, x.shape, x.tobytes())
+    out = {}
+    for name, v in sorted(vars(x).items()):
+        if isinstance(v, np.ndarray):
+            out[name] = (v.dtype.str, v.shape, v.tobytes())
+        elif isinstance(v, tuple) and all(isinstance(t, np.ndarray) for t in v):
+            out[name] = tuple((t.dtype.str, t.shape, t.tobytes()) for t in v)
+        else:
+            out[name] = repr(v)
+    return out

@@ -25,6 +25,7 @@ from reference import (
     entropy_ref,
     explicit_top_k_ref,
     same_values,
+    snapshot,
     top_k_ref,
 )
 from strategies import SPARSE_DTYPES, build_sparse, sparse_matrices
@@ -34,21 +35,6 @@ from fastroute import _jit
 from fastroute.kernels import csr as K
 
 # --------------------------------------------------------------------------- helpers
-
-
-def snapshot(m):
-    """Everything a call could modify in a sparse matrix: every array
-    attribute (bytes and dtype) and the cached format flags, read without
-    triggering SciPy's lazy checks."""
-    out = {}
-    for name, v in sorted(vars(m).items()):
-        if isinstance(v, np.ndarray):
-            out[name] = (v.dtype.str, v.shape, v.tobytes())
-        elif isinstance(v, tuple) and all(isinstance(t, np.ndarray) for t in v):
-            out[name] = tuple((t.dtype.str, t.shape, t.tobytes()) for t in v)
-        else:
-            out[name] = repr(v)
-    return out
 
 
 def stored_positions(m) -> set:

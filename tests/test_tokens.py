@@ -19,6 +19,7 @@ from reference import (
     normalize_rows_ref,
     related_ref,
     same_values,
+    snapshot,
 )
 from strategies import build_sparse, sparse_matrices, token_streams, zipf_row_lengths
 
@@ -26,20 +27,6 @@ import fastroute as fr
 from fastroute import _jit
 
 # --------------------------------------------------------------------------- helpers
-
-
-def snapshot(x):
-    if isinstance(x, np.ndarray):
-        return (x.dtype.str, x.shape, x.tobytes())
-    out = {}
-    for name, v in sorted(vars(x).items()):
-        if isinstance(v, np.ndarray):
-            out[name] = (v.dtype.str, v.shape, v.tobytes())
-        elif isinstance(v, tuple) and all(isinstance(t, np.ndarray) for t in v):
-            out[name] = tuple((t.dtype.str, t.shape, t.tobytes()) for t in v)
-        else:
-            out[name] = repr(v)
-    return out
 
 
 def assert_canonical(m, cls=sp.csr_array, zeros_ok=False):
