@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numba
 import numpy as np
 
+from ._drivers import n_chunks
 from ._jit import parallel_guard
 from .kernels import csr as K
 from .kernels._fast import KEYS_MAX_K
@@ -146,7 +146,7 @@ def _check_indices(indptr, indices, ncols, func) -> int:
     if indices.shape[0]:
         with parallel_guard(indices.shape[0] + nrows) as par:
             if par:
-                bounds = K.entry_chunks(indptr, _nchunks(nrows))
+                bounds = K.entry_chunks(indptr, n_chunks(nrows))
                 code, where = K.check_parallel(indptr, indices, ncols, bounds)
             else:
                 code, where = K.check_serial(indptr, indices, ncols)
@@ -166,17 +166,13 @@ def _check_coo(x, func):
             )
 
 
-def _nchunks(nrows: int) -> int:
-    return max(1, min(nrows, 16 * numba.get_num_threads()))
-
-
 def _launch(serial, parallel, m: CSR, row_cost: int, *args):
     """Run a row kernel serially, or in parallel on chunks of equal work
     (stored entries plus ``row_cost`` per row)."""
     nrows = m.shape[0]
     with parallel_guard(m.indices.shape[0] + row_cost * nrows) as par:
         if par and nrows > 1:
-            parallel(*args, K.entry_chunks(m.indptr, _nchunks(nrows), row_cost))
+            parallel(*args, K.entry_chunks(m.indptr, n_chunks(nrows), row_cost))
         else:
             serial(*args)
 
@@ -184,11 +180,21 @@ def _launch(serial, parallel, m: CSR, row_cost: int, *args):
 # --- top_k / entropy on sparse input ----------------------------------------------
 
 
+def canonical_result(like: Any, indptr, indices, data, shape) -> Any:
+    """A canonical CSR result: ``csr_matrix`` when ``like`` is one of SciPy's
+    matrix classes, else ``csr_array``; flagged canonical (no re-check)."""
+    import scipy.sparse as sp
+
+    cls = sp.csr_matrix if isinstance(like, sp.spmatrix) else sp.csr_array
+    out = cls((data, indices, indptr), shape=shape)
+    out.has_canonical_format = True
+    return out
+
+
 def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
+    """``top_k`` of a sparse matrix; ``axis`` already normalized to 0 or 1."""
     func = "top_k"
-    if axis not in (-2, -1, 0, 1):
-        raise np.exceptions.AxisError(axis, 2)
-    columns = axis in (0, -2)
+    columns = axis == 0
     m = as_csr(x, func, columns=columns)
     nrows, ncols = m.shape
     k = check_k(k, ncols, func)
@@ -211,24 +217,18 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
 
 
 def _pruned(x, vals, idxs, m, columns):
-    import scipy.sparse as sp
-
     indptr, indices, data = K.topk_to_csr(vals, idxs, m.indices[:0])
     if columns:  # kept entries of each column -> rows of the CSR result
         indptr, indices, data = K.transpose(indptr, indices, data, m.shape[1])
         shape = (m.shape[1], m.shape[0])
     else:
         shape = m.shape
-    cls = sp.csr_matrix if isinstance(x, sp.spmatrix) else sp.csr_array
-    out = cls((data, indices, indptr), shape=shape)
-    out.has_canonical_format = True
-    return out
+    return canonical_result(x, indptr, indices, data, shape)
 
 
 def sparse_entropy(x, axis, normalize, logits, func):
-    if axis not in (-2, -1, 0, 1):
-        raise np.exceptions.AxisError(axis, 2)
-    m = as_csr(x, func, columns=axis in (0, -2))
+    """Row (``axis=1``) or column (``axis=0``) entropies of a sparse matrix."""
+    m = as_csr(x, func, columns=axis == 0)
     nrows, ncols = m.shape
     out = np.empty(nrows, np.float64)
     status = np.zeros(nrows, np.uint8)
@@ -238,4 +238,4 @@ def sparse_entropy(x, axis, normalize, logits, func):
     return out, status, m.dtype
 
 
-__all__ = ["CSR", "as_csr", "is_sparse", "sparse_entropy", "sparse_top_k"]
+__all__ = ["CSR", "as_csr", "canonical_result", "is_sparse", "sparse_entropy", "sparse_top_k"]

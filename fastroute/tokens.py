@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from ._jit import parallel_guard
-from ._sparse import CSR, as_csr, is_sparse
+from ._sparse import CSR, as_csr, canonical_result, is_sparse
 from .entropy import entropy
 from .kernels import csr as K
 from .topk import TopK, top_k
@@ -46,14 +46,6 @@ def _as_matrix(x: Any, func: str) -> CSR:
             raise ValueError(f"{func}: expected a 2-D matrix, got {a.ndim} dimensions")
         x = _sparse_module().csr_array(a)
     return as_csr(x, func)
-
-
-def _result(x: Any, indptr, indices, data, shape):
-    sp = _sparse_module()
-    cls = sp.csr_matrix if (is_sparse(x) and isinstance(x, sp.spmatrix)) else sp.csr_array
-    out = cls((data, indices, indptr), shape=shape)
-    out.has_canonical_format = True
-    return out
 
 
 def cooccurrence(
@@ -99,7 +91,7 @@ def cooccurrence(
            [1, 1, 0]])
     """
     func = "cooccurrence"
-    sp = _sparse_module()
+    _sparse_module()  # a clear ImportError before any work
     t = np.asarray(tokens)
     if t.ndim != 1:
         raise ValueError(f"{func}: tokens must be a 1-D array of ids, got {t.ndim} dimensions")
@@ -134,9 +126,7 @@ def cooccurrence(
             indptr, indices, data = K.cooccurrence_parallel(*args, nchunks)
         else:
             indptr, indices, data = K.cooccurrence_serial(*args)
-    out = sp.csr_array((data, indices, indptr), shape=(vocab, vocab))
-    out.has_canonical_format = True
-    return out
+    return canonical_result(None, indptr, indices, data, (vocab, vocab))
 
 
 def normalize_rows(A: Any) -> Any:
@@ -177,7 +167,7 @@ def normalize_rows(A: Any) -> Any:
     indptr, indices, data = K.normalize_csr(
         m.indptr, m.indices, m.data, sums, np.empty(0, out_dtype)
     )
-    return _result(A, indptr, indices, data, m.shape)
+    return canonical_result(A, indptr, indices, data, m.shape)
 
 
 def _check_weights(m: CSR, func: str) -> None:
@@ -305,13 +295,11 @@ def related(
     rsum = K.row_sums(m.indptr, m.data)
     csum = K.col_sums(m.indices, m.data, ncols) if measure != "conditional" else rsum[:0]
     total = float(rsum.sum())
-    sp = _sparse_module()
     indptr, indices, data = K.related_csr(
         m.indptr, m.indices, m.data, r, _MEASURES[measure], float(min_count),
         bool(exclude_self), rsum, csum, total,
     )  # fmt: skip
-    scores = sp.csr_array((data, indices, indptr), shape=(r.size, ncols))
-    scores.has_canonical_format = True
+    scores = canonical_result(None, indptr, indices, data, (r.size, ncols))
     values, idx = top_k(scores, k, explicit=True)
     values[idx < 0] = np.nan
     if scalar:
