@@ -46,6 +46,19 @@ def _key(v, i, largest):
     return (ok << 32) | (_LOW32 - i)
 
 
+@jit(inline="always")
+def pop_best(keys, n):
+    """The index held by the largest of ``keys[:n]`` (one vectorized max
+    pass); that key is then replaced by the minimum, out of the running."""
+    best = _INT64_MIN
+    for i in range(n):
+        b = keys[i]
+        best = b if b > best else best
+    c = _LOW32 - (best & _LOW32)
+    keys[c] = _INT64_MIN
+    return c
+
+
 @jit
 def topk_keys_rows(x, k, largest, vals, idxs, lo, hi):
     """Top-k of rows ``lo:hi`` of the 2-D float32 array ``x``."""
@@ -58,12 +71,7 @@ def topk_keys_rows(x, k, largest, vals, idxs, lo, hi):
         for i in range(n):
             keys[i] = _key(x[r, i], i, largest)
         for j in range(k):
-            best = _INT64_MIN
-            for i in range(n):
-                b = keys[i]
-                best = b if b > best else best
-            c = _LOW32 - (best & _LOW32)
-            keys[c] = _INT64_MIN
+            c = pop_best(keys, n)
             idxs[r, j] = c
             vals[r, j] = x[r, c]
 

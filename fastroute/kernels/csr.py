@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from .._jit import _u, jit, pjit
-from ._fast import _INT64_MIN, _LOW32, KEYS_MAX_N, _key
+from ._fast import KEYS_MAX_N, _key, pop_best
 from ._math import BLOCK, log_normal
 from .entropy import (
     _entropy_one_pass,
@@ -213,12 +213,7 @@ def _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys):
         keys[i] = _key(np.float32(data2d[0, _u(a + i)]), i, largest)
     m = min(k, n)
     for j in range(m):
-        best = _INT64_MIN
-        for i in range(n):
-            v = keys[i]
-            best = v if v > best else best
-        c = _LOW32 - (best & _LOW32)
-        keys[c] = _INT64_MIN
+        c = pop_best(keys, n)
         idxs[ro, j] = a + c
         vals[ro, j] = data2d[0, _u(a + c)]
     return m
