@@ -9,10 +9,12 @@ cooccurrence          sparse co-occurrence counts of a token stream
 normalize_rows        conditional distributions P(j | i) of a count matrix
 top_entropy           the k rows (tokens) with the highest entropy
 related               the k columns most related to given rows (conditional, PMI, PPMI)
+route                 MoE token-choice routing: each token's top-k experts, grouped by expert
+expert_choice         MoE expert-choice routing: each expert's top-C tokens
+group_by_expert       stable grouping of expert assignments (counting sort)
 kernels               the plain ``@njit`` kernels, for use inside your own Numba code
 
 top_k, entropy and entropy_from_logits also take 2-D SciPy sparse matrices.
-kernels               the plain ``@njit`` kernels, for use inside your own Numba code
 
 Nothing is compiled at import: each kernel compiles on first use and is
 cached on disk for later processes.
@@ -24,6 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import kernels
 from .entropy import entropy, entropy_from_logits
+from .routing import ExpertChoice, Routing, expert_choice, group_by_expert, route
 from .tokens import cooccurrence, normalize_rows, related, top_entropy
 from .topk import TopK, top_k
 
@@ -35,5 +38,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "TopK", "top_k", "entropy", "entropy_from_logits",
     "cooccurrence", "normalize_rows", "top_entropy", "related",
+    "Routing", "route", "ExpertChoice", "expert_choice", "group_by_expert",
     "kernels", "__version__",
 ]  # fmt: skip

@@ -27,6 +27,8 @@ over the whole finite positive range, subnormals included.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import types
@@ -89,6 +91,12 @@ def bits_f64(typingctx, b):
     return _bitcast(types.int64, types.float64, b)
 
 
+@intrinsic
+def bits_f32(typingctx, b):
+    """The float32 whose IEEE bits are the int32 ``b``."""
+    return _bitcast(types.int32, types.float32, b)
+
+
 if numba.config.DISABLE_JIT:  # plain-Python stand-ins (NUMBA_DISABLE_JIT=1 runs)
 
     def f64_bits(x):  # noqa: F811
@@ -99,6 +107,9 @@ if numba.config.DISABLE_JIT:  # plain-Python stand-ins (NUMBA_DISABLE_JIT=1 runs
 
     def bits_f64(b):  # noqa: F811
         return np.int64(b).view(np.float64)
+
+    def bits_f32(b):  # noqa: F811
+        return np.int32(b).view(np.float32)
 
 
 @jit(inline="always")
@@ -176,3 +187,34 @@ def exp_neg(x):
     ki = np.int64(k)
     k1 = ki >> 1
     return p * bits_f64((k1 + 1023) << 52) * bits_f64((ki - k1 + 1023) << 52)
+
+
+# float32 exp: the same reduction in float32 arithmetic (twice the SIMD lanes)
+_F = np.float32
+_LN2_HI32 = _F(0.693359375)  # 8 significant bits: k * _LN2_HI32 is exact
+_LN2_LO32 = _F(-2.12194440e-4)
+_INV_LN2_32 = _F(1.44269504)
+_MAGIC32 = _F(12582912.0)  # 1.5 * 2**23
+#: exp_neg32 returns exactly 0 below this argument (exp is below half the
+#: smallest float32 subnormal there)
+EXP32_ZERO_BELOW = _F(-104.0)
+_C32 = tuple(_F(1.0 / math.factorial(n)) for n in range(8))
+
+
+@jit(inline="always")
+def exp_neg32(x):
+    """``exp(x)`` in float32 for float32 ``x <= 0`` (not NaN); exactly 0 below
+    ``EXP32_ZERO_BELOW``, ``-inf`` included. Branch-free; within 2 ulp."""
+    v = x if x > EXP32_ZERO_BELOW else EXP32_ZERO_BELOW
+    k = (v * _INV_LN2_32 + _MAGIC32) - _MAGIC32
+    r = (v - k * _LN2_HI32) - k * _LN2_LO32  # |r| <= 0.347
+    p = _C32[7]
+    p = p * r + _C32[6]
+    p = p * r + _C32[5]
+    p = p * r + _C32[4]
+    p = p * r + _C32[3]
+    p = p * r + _C32[2]
+    p = (p * r * r + r) + _C32[0]
+    ki = np.int32(k)
+    k1 = ki >> 1
+    return p * bits_f32(np.int32((k1 + 127) << 23)) * bits_f32(np.int32((ki - k1 + 127) << 23))

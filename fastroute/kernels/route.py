@@ -1,0 +1,920 @@
+"""Mixture-of-Experts routing of one token, and grouping of tokens by expert.
+
+``route_core`` routes one token whose logits are already float64 in
+``z[0, :E]``; everything in it is float64, so it compiles once for every
+input dtype. The block loops that read the caller's logits (float32,
+float64, bfloat16 bits, float16 bits) are small and specialised per dtype.
+
+Semantics of one token (the contract of ``fastroute.route``):
+
+* NaN logits make the token invalid (status ``BAD_NAN``), or with
+  ``nan_ignore`` count as ``-inf``. A ``+inf`` logit under softmax is
+  invalid (``BAD_POS_INF``): the distribution is undefined.
+* Scores: softmax ``exp(z - m) / sum(exp(z - m))`` or sigmoid, in float64.
+* Selection key: the logit itself when there is no bias and no grouping
+  (softmax and sigmoid are increasing, so this is the exact order of the
+  scores); otherwise ``score + bias`` (float64).
+* Groups: experts split into ``n_groups`` contiguous groups, a group's score
+  is its best key (``top2=False``) or the sum of its two best keys; the
+  ``topk_groups`` best groups stay eligible (ties: lower group), the keys
+  of every other expert become ``-inf``. A token none of whose eligible
+  experts has a logit above ``-inf`` is invalid (``BAD_ALL_INF``).
+* The ``k`` best keys are chosen (ties: lower expert id), their weights are
+  the unbiased scores, renormalised to sum 1 if asked (under softmax: a
+  softmax over the chosen logits), times ``scale``; then rounded to the
+  output precision and the row is ordered by weight, descending, ties to
+  the lower expert id.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from .._jit import _u, jit, pjit
+from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, f32_bits, f64_bits, log1p_pos
+
+#: status of a routed token
+OK = 0
+BAD_NAN = 1
+BAD_ALL_INF = 2
+BAD_POS_INF = 3
+
+_NAN = np.nan
+_NINF = -np.inf
+_NO_BIAS = np.empty(0, np.float64)
+_INT64_MIN = np.int64(-9223372036854775808)
+_LOW32 = np.int64(0xFFFFFFFF)
+
+
+# --- reading logits: float32/float64, bfloat16 and float16 as raw bits -------
+# Numba has neither 16-bit float type, so the wrappers pass bfloat16 arrays
+# as uint16 and float16 arrays as int16 (views, no copy); ``as_compute`` decodes
+# the bits exactly.
+
+
+def as_compute(v):  # the plain-Python meaning (used only with NUMBA_DISABLE_JIT)
+    if isinstance(v, np.uint16):
+        return np.array(np.uint32(v) << np.uint32(16)).view(np.float32)[()]
+    if isinstance(v, np.int16):
+        return np.float32(np.array(v).view(np.float16))
+    return v
+
+
+@jit(inline="always")
+def _bf16(v):
+    return bits_f32(np.int32(np.int32(v) << 16))
+
+
+@jit(inline="always")
+def _f16(v):
+    h = np.int64(v) & 0xFFFF
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    sub = np.float64(m) * 5.9604644775390625e-08  # m * 2**-24 (e == 0)
+    norm = np.float64(m + 1024) * bits_f64((e + 998) << 52)  # (1024 + m) * 2**(e - 25)
+    mag = sub if e == 0 else norm
+    mag = (np.inf if m == 0 else np.nan) if e == 31 else mag
+    return np.float32(-mag if h & 0x8000 else mag)  # exact
+
+
+@overload(as_compute)
+def _as_compute_impl(v):
+    if isinstance(v, types.Float):
+        return lambda v: v
+    if isinstance(v, types.Integer) and v.bitwidth == 16:
+        return (lambda v: _f16(v)) if v.signed else (lambda v: _bf16(v))
+    return None
+
+
+# --- compute precision ----------------------------------------------------------
+# Scores are computed in the dtype of the ``z`` buffer: float32 for float32,
+# bfloat16 and float16 logits, float64 for float64 logits. Sums are float64.
+# Selection runs on int64 keys: a float32 key packs its value and its index
+# (one vectorized max per choice, see ``_fast.pop_best``); a float64 key is
+# the order-preserving value alone, the index found by a second scan.
+
+
+def _exp_c(x):  # exp of x <= 0 in x's precision
+    return np.exp(x)
+
+
+def _ordkey(v, i):  # int64 key: larger is better, ties to the lower i
+    raise NotImplementedError
+
+
+def _packed(z):  # whether _ordkey packs the index
+    raise NotImplementedError
+
+
+def _typed(z, v):  # the constant v in z's dtype
+    raise NotImplementedError
+
+
+@overload(_exp_c)
+def _exp_c_impl(x):
+    if x == types.float32:
+        return lambda x: exp_neg32(x)
+    return lambda x: exp_neg(x)
+
+
+@overload(_ordkey)
+def _ordkey_impl(v, i):
+    if v == types.float32:
+
+        def key32(v, i):
+            b = np.int64(f32_bits(v + np.float32(0.0)))  # -0.0 -> +0.0
+            return ((b ^ ((b >> 31) & 0x7FFFFFFF)) << 32) | (_LOW32 - i)
+
+        return key32
+
+    def key64(v, i):
+        b = f64_bits(v + 0.0)
+        return b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)
+
+    return key64
+
+
+@overload(_packed)
+def _packed_impl(z):
+    packed = z.dtype == types.float32
+    return lambda z: packed
+
+
+@overload(_typed)
+def _typed_impl(z, v):
+    if z.dtype == types.float32:
+        return lambda z, v: np.float32(v)
+    return lambda z, v: np.float64(v)
+
+
+@jit(inline="always")
+def _rescan(keys, R, lane, lanes):
+    m = _INT64_MIN
+    for r in range(R):
+        kb = keys[_u(r * 16 + lane)]
+        m = kb if kb > m else m
+    lanes[lane] = m
+
+
+@jit(inline="always")
+def _select(keys, R, k, packed, idxs, off, lanes):
+    """The ``k`` best of ``keys[:16 R]`` into ``idxs[off:]`` (lowest index among
+    equal keys); ``lanes[ln]`` must hold the maximum of ``keys[ln::16]``.
+
+    A choice is the best of the 16 lane maxima; only the chosen key's lane
+    is then rescanned (R keys instead of 16 R). A packed key carries its
+    index; otherwise the first key equal to the best is found by a scan."""
+    for j in range(k):
+        best = _INT64_MIN
+        for ln in range(16):
+            best = lanes[ln] if lanes[ln] > best else best
+        if packed:
+            c = _LOW32 - (best & _LOW32)
+        else:
+            c = 0
+            while keys[c] != best:
+                c += 1
+        idxs[off + j] = c
+        keys[c] = _INT64_MIN
+        _rescan(keys, R, c & 15, lanes)
+
+
+@jit(inline="always")
+def _status(m, nans, nan_ignore, sigmoid):
+    if nans and not nan_ignore:
+        return BAD_NAN
+    if m == _NINF:
+        return BAD_ALL_INF
+    if m == np.inf and not sigmoid:
+        return BAD_POS_INF
+    return OK
+
+
+#: float32 rows of at most this many experts select across 16 tokens at once
+ACROSS_MAX_E = 32
+
+
+@jit(inline="always")
+def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, Q, status, mx):
+    """Step 1 of ``route_rows`` for float32 (packed keys), 16 tokens at a
+    time with one SIMD lane per token: the keys are stored transposed,
+    ``KT[e, ln]``, so every maximum over experts is an element-wise maximum
+    over rows, whatever E. A choice is that maximum; its key is then removed
+    (one store per lane). Lanes past the last token repeat it."""
+    KT = np.empty((max(E, 1), 16), np.int64)
+    best = np.empty(16, np.int64)
+    nanc = np.empty(16, np.int64)
+    ninf = np.float32(-np.inf)
+    for g0 in range(0, n, 16):
+        gl = min(16, n - g0)
+        for ln in range(16):
+            best[ln] = _INT64_MIN
+            nanc[ln] = 0
+        for e in range(E):
+            for ln in range(16):
+                p = _u(min(g0 + ln, n - 1) * P + e)
+                v = Z[p]
+                bad = v != v
+                nanc[ln] += 1 if bad else 0
+                v = ninf if bad else v
+                Z[p] = v
+                kb = _ordkey(v, e)
+                KT[e, ln] = kb
+                best[ln] = kb if kb > best[ln] else best[ln]
+        for ln in range(gl):
+            i = g0 + ln
+            c = _LOW32 - (best[ln] & _LOW32)
+            m = Z[i * P + c]
+            st = _status(m, nanc[ln], nan_ignore, sigmoid)
+            status[i] = st
+            mx[i] = m if (st == OK and m < np.inf) else 0.0
+        for j in range(k):
+            if j > 0:
+                for ln in range(16):
+                    best[ln] = _INT64_MIN
+                for e in range(E):
+                    for ln in range(16):
+                        kb = KT[e, ln]
+                        best[ln] = kb if kb > best[ln] else best[ln]
+            for ln in range(gl):
+                c = _LOW32 - (best[ln] & _LOW32)
+                KT[c, ln] = _INT64_MIN
+                idx[(g0 + ln) * Q + j] = c
+
+
+@jit(inline="always")
+def _log_sigmoid(z):
+    t = exp_neg(-abs(z))
+    return (z if z < 0 else 0.0) - log1p_pos(t)
+
+
+@jit(inline="always")
+def _sigmoid_c(z, one):
+    t = _exp_c(-abs(z))
+    return (one if z >= 0 else t) / (one + t)
+
+
+# --- a block of tokens --------------------------------------------------------
+# Per-token loops over E experts vectorize badly for small E (LLVM's vector
+# loops want more iterations than 8 or 16), so the arithmetic runs over the
+# whole block at once: logits of ``n`` tokens are rows of length ``P = 16
+# ceil(E / 16)`` (padded with -inf) in flat buffers, and every exp, sigmoid
+# and log is one long flat loop. Per token remain the key/selection steps and
+# short sums. Nothing mixes tokens: each token's bits depend on it alone.
+
+
+@jit(inline="always")
+def _row_sum(buf, off, R, acc):
+    """Sum (float64) of ``buf[off : off + 16 R]``: 16 lanes summed along the
+    row, then pairwise. The order depends on R alone."""
+    for ln in range(16):
+        acc[ln] = np.float64(buf[_u(off + ln)])
+    for r in range(1, R):
+        for ln in range(16):
+            acc[ln] += np.float64(buf[_u(off + r * 16 + ln)])
+    for half in (8, 4, 2, 1):
+        for ln in range(half):
+            acc[ln] += acc[ln + half]
+    return acc[0]
+
+
+def _zeros_like_typed(Z, n):  # float buffer of Z's dtype
+    raise NotImplementedError
+
+
+@overload(_zeros_like_typed)
+def _zeros_like_typed_impl(Z, n):
+    if Z.dtype == types.float32:
+        return lambda Z, n: np.empty(n, np.float32)
+    return lambda Z, n: np.empty(n, np.float64)
+
+
+@jit
+def route_rows(
+    Z, U, n, E, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
+    nan_ignore, stats, round32, idx, W, status, lse, ent, pacc, prio,
+):  # fmt: skip
+    """Route the ``n`` tokens whose logits are the rows ``Z[i*P : i*P + E]``
+    (float32 or float64; ``Z[i*P + E : (i+1)*P]`` must be -inf). NaN is
+    replaced in place by -inf. ``U`` (like ``Z``) receives the scores when
+    they are needed (``stats``, bias, groups or not ``renorm``).
+
+    Writes, per token ``i``: ``status[i]``; chosen experts ``idx[i*Q : i*Q
+    + k]`` and float64 weights ``W[i*Q : ...]`` (``Q = k``);
+    with ``stats``: ``lse[i]`` (logsumexp of the logits), ``ent[i]``
+    (entropy of the score distribution) and the distribution added to
+    ``pacc[:E]``; ``prio[i]`` (the unbiased score of the first choice) if
+    ``prio`` is not empty. ``bias`` (Z's dtype) of length 0: no bias.
+    """
+    R = (E + 15) >> 4
+    P = R * 16
+    Q = k
+    packed = _packed(Z)
+    ninf = _typed(Z, _NINF)
+    one = _typed(Z, 1.0)
+    has_bias = bias.shape[0] > 0
+    grouped = n_groups > 1
+    need_scores = stats or has_bias or grouped or not renorm
+    F = np.empty(n * P)  # float64 terms of sums
+    keys = np.empty(P, np.int64)
+    lanes = np.empty(16, np.int64)
+    acc = np.empty(16)
+    key = _zeros_like_typed(Z, P)
+    C = _zeros_like_typed(Z, n * Q)  # chosen logits (minus their max)
+    mx = _zeros_like_typed(Z, max(n, 1))
+    g = max(n_groups, 1)
+    gsc = np.empty(g)
+    gtaken = np.empty(g, np.bool_)
+
+    # 1. NaN, the keys of the logits, the maximum, the status; and the
+    # selection when it is on the logits themselves (no bias, no groups)
+    plain = not (has_bias or grouped)
+    if packed and E <= ACROSS_MAX_E:
+        _across(Z, P, n, E, k if plain else 0, nan_ignore, sigmoid, idx, Q, status, mx)
+    else:
+        for i in range(n):
+            o = i * P
+            nans = 0
+            for ln in range(16):
+                lanes[ln] = _INT64_MIN
+            for r in range(R):
+                for ln in range(16):
+                    e = _u(r * 16 + ln)
+                    v = Z[_u(o + e)]
+                    bad = v != v
+                    nans += 1 if bad else 0
+                    v = ninf if bad else v
+                    Z[_u(o + e)] = v
+                    kb = _ordkey(v, e) if e < E else _INT64_MIN
+                    keys[e] = kb
+                    lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
+            best = _INT64_MIN
+            for ln in range(16):
+                best = lanes[ln] if lanes[ln] > best else best
+            c = 0
+            if packed:
+                c = _LOW32 - (best & _LOW32)
+            else:
+                while keys[c] != best:
+                    c += 1
+            m = Z[o + c]
+            st = _status(m, nans, nan_ignore, sigmoid)
+            status[i] = st
+            mx[i] = m if (st == OK and m < np.inf) else 0.0
+            if plain and st == OK:
+                _select(keys, R, k, packed, idx, i * Q, lanes)
+
+    # 2. scores and statistics, flat over the block
+    if need_scores:
+        for i in range(n):
+            o = i * P
+            mi = mx[i]
+            for e in range(P):
+                U[_u(o + e)] = Z[_u(o + e)] - mi
+        if stats or not sigmoid:
+            for j in range(n * P):
+                t = _exp_c(U[j])
+                F[j] = np.float64(t) * -np.float64(U[j]) if t > 0 else 0.0
+                U[j] = t
+            for i in range(n):
+                if status[i] != OK:
+                    continue
+                o = i * P
+                s_sum = _row_sum(U, o, R, acc)
+                if stats:
+                    lse[i] = np.float64(mx[i]) + math.log(s_sum)
+                    if not sigmoid:
+                        ent[i] = math.log(s_sum) + _row_sum(F, o, R, acc) / s_sum
+                if not sigmoid:
+                    inv = 1.0 / s_sum
+                    for e in range(P):
+                        U[_u(o + e)] = np.float64(U[_u(o + e)]) * inv
+                    if stats:
+                        for e in range(E):
+                            pacc[e] += np.float64(U[o + e])
+        if sigmoid:
+            for j in range(n * P):
+                s = _sigmoid_c(Z[j], one)
+                U[j] = s
+                F[j] = np.float64(s) * _log_sigmoid(np.float64(Z[j])) if s > 0 else 0.0
+            if stats:
+                for i in range(n):
+                    if status[i] != OK:
+                        continue
+                    o = i * P
+                    if mx[i] == 0.0:  # the maximum may be +inf: then so is lse
+                        for e in range(E):
+                            if Z[o + e] == np.inf:
+                                lse[i] = np.inf
+                    pn = _row_sum(U, o, R, acc)
+                    ent[i] = math.log(pn) - _row_sum(F, o, R, acc) / pn
+                    inv = 1.0 / pn
+                    for e in range(E):
+                        pacc[e] += np.float64(U[o + e]) * inv
+
+    # 3. biased or group-limited selection, per token
+    if has_bias or grouped:
+        for i in range(n):
+            if status[i] != OK:
+                continue
+            o = i * P
+            for e in range(E):
+                key[e] = U[o + e] + bias[e] if has_bias else U[o + e]
+            if grouped:
+                gs = E // n_groups
+                for gg in range(n_groups):
+                    a = key[gg * gs]
+                    b = ninf
+                    for e in range(gg * gs + 1, (gg + 1) * gs):
+                        v = key[e]
+                        if v > a:
+                            b = a
+                            a = v
+                        elif v > b:
+                            b = v
+                    gsc[gg] = np.float64(a) + np.float64(b) if top2 else np.float64(a)
+                    gtaken[gg] = False
+                for _ in range(topk_groups):
+                    bg = -1
+                    for gg in range(n_groups):
+                        if not gtaken[gg] and (bg < 0 or gsc[gg] > gsc[bg]):
+                            bg = gg
+                    gtaken[bg] = True
+                finite = False
+                for gg in range(n_groups):
+                    for e in range(gg * gs, (gg + 1) * gs):
+                        if not gtaken[gg]:
+                            key[e] = ninf
+                        elif Z[o + e] > _NINF:
+                            finite = True
+                if not finite:
+                    status[i] = BAD_ALL_INF
+                    continue
+            for ln in range(16):
+                lanes[ln] = _INT64_MIN
+            for r in range(R):
+                for ln in range(16):
+                    e = _u(r * 16 + ln)
+                    kb = _ordkey(key[e], e) if e < E else _INT64_MIN
+                    keys[e] = kb
+                    lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
+            _select(keys, R, k, packed, idx, i * Q, lanes)
+
+    # 4. weights
+    if renorm:
+        for i in range(n):
+            o = i * Q
+            mk = ninf
+            if status[i] == OK:
+                for j in range(k):
+                    v = Z[i * P + idx[o + j]]
+                    C[o + j] = v
+                    mk = v if v > mk else mk
+            else:
+                for j in range(k):
+                    C[o + j] = ninf
+            for j in range(k, Q):
+                C[o + j] = ninf
+            if not sigmoid:
+                if mk > _NINF:
+                    for j in range(k):
+                        C[o + j] = C[o + j] - mk
+                # every chosen logit -inf (possible with a bias): weights 0
+        if sigmoid:
+            for j in range(n * Q):
+                W[j] = np.float64(_sigmoid_c(C[j], one))
+        else:
+            for j in range(n * Q):
+                W[j] = np.float64(_exp_c(C[j]))
+        for i in range(n):
+            o = i * Q
+            den = 0.0
+            for j in range(k):
+                den += W[o + j]
+            for j in range(k):
+                W[o + j] = W[o + j] / den * scale if den > 0.0 else 0.0
+    else:
+        for i in range(n):
+            if status[i] == OK:
+                for j in range(k):
+                    W[i * Q + j] = np.float64(U[i * P + idx[i * Q + j]]) * scale
+
+    # 5. round to the output precision, order by (weight desc, id asc); the
+    # chosen set is already fixed by the keys
+    for i in range(n):
+        if status[i] != OK:
+            continue
+        o = i * Q
+        for j in range(k):
+            wj = np.float64(np.float32(W[o + j])) if round32 else W[o + j]
+            ij = idx[o + j]
+            p = j
+            while p > 0 and (W[o + p - 1] < wj or (W[o + p - 1] == wj and idx[o + p - 1] > ij)):
+                W[o + p] = W[o + p - 1]
+                idx[o + p] = idx[o + p - 1]
+                p -= 1
+            W[o + p] = wj
+            idx[o + p] = ij
+        if prio.shape[0] > 0 and k > 0:
+            prio[i] = np.float64(U[i * P + idx[o]])
+
+
+def _zbuf(x, n):  # flat buffer of the compute dtype for logits x
+    raise NotImplementedError
+
+
+@overload(_zbuf)
+def _zbuf_impl(x, n):
+    if x.dtype == types.float64:
+        return lambda x, n: np.empty(n, np.float64)
+    return lambda x, n: np.empty(n, np.float32)
+
+
+@jit
+def route_block(
+    x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
+    nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
+):  # fmt: skip
+    """Route tokens ``b*bt : (b+1)*bt`` of the (T, E) logits ``x``.
+
+    Per token: ``experts``/``weights`` rows, ``status``; with ``stats`` also
+    ``ent[t]``, and the block's partial sums ``psum[b, :]`` (score
+    distributions) and ``zsum[b]`` (squared logsumexp); ``prio[t]`` when
+    ``prio`` is not empty. Blocks depend on ``T`` only, so the partial sums
+    are the same for any thread count.
+    """
+    T, E = x.shape
+    lo = b * bt
+    n = min(lo + bt, T) - lo
+    P = (E + 15) >> 4 << 4
+    Q = k
+    Z = _zbuf(x, n * P)
+    for i in range(n):
+        for e in range(E):
+            Z[i * P + e] = as_compute(x[lo + i, e])
+        for e in range(E, P):
+            Z[i * P + e] = -np.inf
+    idx = np.empty(max(n * Q, 1), np.int64)
+    W = np.empty(max(n * Q, 1))
+    st = np.empty(n, np.int8)
+    lse = np.empty(n)
+    h = np.empty(n)
+    pacc = np.zeros(E)
+    pr = np.empty(n if prio.shape[0] > 0 else 0)
+    route_rows(
+        Z, _zbuf(x, n * P), n, E, k, sigmoid, renorm, bias, n_groups, topk_groups,
+        top2, scale, nan_ignore, stats, round32, idx, W, st, lse, h, pacc, pr,
+    )  # fmt: skip
+    zs = 0.0
+    for i in range(n):
+        t = lo + i
+        status[t] = st[i]
+        ok = st[i] == OK
+        for j in range(k):
+            experts[t, j] = idx[i * Q + j] if ok else 0
+            weights[t, j] = W[i * Q + j] if ok else 0.0
+        if stats:
+            ent[t] = h[i] if ok else np.nan
+            zs += lse[i] * lse[i] if ok else 0.0
+        if pr.shape[0] > 0:
+            prio[t] = pr[i] if ok else 0.0
+    if stats:
+        zsum[b] = zs
+        for e in range(E):
+            psum[b, e] = pacc[e]
+
+
+def _wbuf(x, T, k):  # (T, k) weights of the output dtype for logits x
+    raise NotImplementedError
+
+
+@overload(_wbuf)
+def _wbuf_impl(x, T, k):
+    if x.dtype == types.float64:
+        return lambda x, T, k: np.empty((T, k), np.float64)
+    return lambda x, T, k: np.empty((T, k), np.float32)
+
+
+@jit
+def _outputs(x, bt, k, want_prio):
+    T, E = x.shape
+    nb = (T + bt - 1) // bt
+    return (
+        np.empty((T, k), np.int32), _wbuf(x, T, k), np.empty(T, np.int8), np.empty(T),
+        np.empty((nb, E)), np.empty(nb), np.empty(T if want_prio else 0),
+    )  # fmt: skip
+
+
+@jit
+def _finish(T, E, k, status, psum, zsum, hist):
+    """Serial tail shared by both drivers: the first invalid token (or -1),
+    the assignments per expert, aux_loss and z_loss (block sums added in
+    block order: the same bits for any thread count)."""
+    for t in range(T):
+        if status[t] != OK:
+            return t, np.empty(0, np.int64), _NAN, _NAN
+    p_mean = np.zeros(E)
+    for b in range(psum.shape[0]):
+        for e in range(E):
+            p_mean[e] += psum[b, e]
+    z_loss = _NAN
+    if T > 0:
+        zs = 0.0
+        for b in range(zsum.shape[0]):
+            zs += zsum[b]
+        z_loss = zs / T
+        for e in range(E):
+            p_mean[e] /= T
+    before = np.zeros(E, np.int64)
+    for c in range(hist.shape[0]):
+        for e in range(E):
+            before[e] += hist[c, e]
+    aux = _NAN
+    n = T * k
+    if n > 0:
+        acc = 0.0
+        for e in range(E):
+            acc += before[e] / n * p_mean[e]
+        aux = E * acc
+    return -1, before, aux, z_loss
+
+
+@jit
+def route_all_serial(
+    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
+    nan_ignore, round32, want_prio, nchunks,
+):  # fmt: skip
+    """Route every token of ``x`` and group the assignments (serial twin of
+    ``route_all_parallel``, same bits). Returns ``(bad, status, weights,
+    experts, ent, prio, before, counts, order, offsets, aux, z_loss)``;
+    ``bad`` >= 0 is the first invalid token (then only ``status`` is
+    meaningful). ``before`` counts assignments per expert, as do ``counts``
+    (the grouping's; the same without a capacity)."""
+    experts, weights, status, ent, psum, zsum, prio = _outputs(x, bt, k, want_prio)
+    for b in range(psum.shape[0]):
+        route_block(
+            x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
+            nan_ignore, True, round32, experts, weights, status, ent, psum, zsum, prio,
+        )  # fmt: skip
+    E = x.shape[1]
+    ids = experts.reshape(-1)
+    n = ids.shape[0]
+    hist = np.zeros((nchunks, E), np.int64)
+    for c in range(nchunks):
+        _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
+    bad, before, aux, z_loss = _finish(x.shape[0], E, k, status, psum, zsum, hist)
+    if bad >= 0:
+        return bad, status, weights, experts, ent, prio, before, before, before, before, aux, z_loss
+    counts, offsets, order = _layout(hist, 1, n)
+    for c in range(nchunks):
+        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
+    return bad, status, weights, experts, ent, prio, before, counts, order, offsets, aux, z_loss
+
+
+@pjit
+def route_all_parallel(
+    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
+    nan_ignore, round32, want_prio, nchunks,
+):  # fmt: skip
+    experts, weights, status, ent, psum, zsum, prio = _outputs(x, bt, k, want_prio)
+    for b in numba.prange(psum.shape[0]):
+        route_block(
+            x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
+            nan_ignore, True, round32, experts, weights, status, ent, psum, zsum, prio,
+        )  # fmt: skip
+    E = x.shape[1]
+    ids = experts.reshape(-1)
+    n = ids.shape[0]
+    hist = np.zeros((nchunks, E), np.int64)
+    for c in numba.prange(nchunks):
+        _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
+    bad, before, aux, z_loss = _finish(x.shape[0], E, k, status, psum, zsum, hist)
+    if bad >= 0:
+        return bad, status, weights, experts, ent, prio, before, before, before, before, aux, z_loss
+    counts, offsets, order = _layout(hist, 1, n)
+    for c in numba.prange(nchunks):
+        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
+    return bad, status, weights, experts, ent, prio, before, counts, order, offsets, aux, z_loss
+
+
+@jit
+def scores_block(x, b, bt, sigmoid, nan_ignore, scores, status):
+    """Score distributions of tokens ``b*bt : (b+1)*bt``, written transposed:
+    ``scores[e, t]`` (for expert choice)."""
+    T, E = x.shape
+    lo = b * bt
+    n = min(lo + bt, T) - lo
+    P = (E + 15) >> 4 << 4
+    Z = _zbuf(x, n * P)
+    U = _zbuf(x, n * P)
+    for i in range(n):
+        for e in range(E):
+            Z[i * P + e] = as_compute(x[lo + i, e])
+        for e in range(E, P):
+            Z[i * P + e] = -np.inf
+    st = np.empty(n, np.int8)
+    scratch = np.empty(max(n, 1))
+    route_rows(
+        Z, U, n, E, 0, sigmoid, True, np.empty(0, Z.dtype), 0, 0, False, 1.0,
+        nan_ignore, True, False, np.empty(1, np.int64), scratch, st, scratch, scratch,
+        np.zeros(E), np.empty(0),
+    )  # fmt: skip
+    for i in range(n):
+        status[lo + i] = st[i]
+        for e in range(E):
+            scores[e, lo + i] = U[i * P + e] if st[i] == OK else 0.0
+
+
+@jit
+def scores_serial(x, bt, sigmoid, nan_ignore, scores, status, nb):
+    for b in range(nb):
+        scores_block(x, b, bt, sigmoid, nan_ignore, scores, status)
+
+
+@pjit
+def scores_parallel(x, bt, sigmoid, nan_ignore, scores, status, nb):
+    for b in numba.prange(nb):
+        scores_block(x, b, bt, sigmoid, nan_ignore, scores, status)
+
+
+# --- capacity ----------------------------------------------------------------
+
+
+@jit
+def admit(experts, perm, capacity, num_experts, dropped):
+    """Admit assignments choice by choice (all first choices, then all
+    second choices, ...), tokens in the order ``perm``; an expert takes at
+    most ``capacity``. Fills ``dropped``; returns the kept counts."""
+    T, k = experts.shape
+    fill = np.zeros(num_experts, np.int64)
+    for j in range(k):
+        for i in range(T):
+            t = perm[i]
+            e = experts[t, j]
+            if fill[e] < capacity:
+                fill[e] += 1
+                dropped[t, j] = False
+            else:
+                dropped[t, j] = True
+    return fill
+
+
+# --- grouping by expert: a stable counting sort -------------------------------
+
+
+@jit
+def _histogram(ids, E, lo, hi, hist, c):
+    # counts of ids[lo:hi] per expert into hist[c]; False if an id is invalid
+    ok = True
+    for i in range(lo, hi):
+        v = ids[i]
+        if v >= 0 and v < E:
+            hist[c, v] += 1
+        elif v != -1:
+            ok = False
+    return ok
+
+
+@jit
+def _scatter(ids, lo, hi, start, c, order):
+    for i in range(lo, hi):
+        v = ids[i]
+        if v >= 0:
+            p = start[c, v]
+            order[p] = i
+            start[c, v] = p + 1
+
+
+@jit
+def _layout(hist, block_size, sentinel):
+    # counts, padded offsets, per-chunk write positions (in hist), and the
+    # order array with its padding already filled
+    nchunks, E = hist.shape
+    counts = np.zeros(E, np.int64)
+    for c in range(nchunks):
+        for e in range(E):
+            counts[e] += hist[c, e]
+    offsets = np.empty(E + 1, np.int64)
+    offsets[0] = 0
+    for e in range(E):
+        seg = (counts[e] + block_size - 1) // block_size * block_size
+        offsets[e + 1] = offsets[e] + seg
+    for e in range(E):
+        pos = offsets[e]
+        for c in range(nchunks):
+            n = hist[c, e]
+            hist[c, e] = pos
+            pos += n
+    order = np.empty(offsets[E], np.int64)
+    for e in range(E):
+        for p in range(offsets[e] + counts[e], offsets[e + 1]):
+            order[p] = sentinel
+    return counts, offsets, order
+
+
+@jit
+def group_serial(ids, E, block_size, sentinel, nchunks):
+    """Stable grouping of the flat expert ids ``ids`` (-1: skip).
+
+    Returns ``(ok, order, offsets, counts)``; ``ok`` is False when an id is
+    outside ``[-1, E)`` (nothing else is then valid)."""
+    n = ids.shape[0]
+    hist = np.zeros((nchunks, E), np.int64)
+    ok = True
+    for c in range(nchunks):
+        ok &= _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
+    if not ok:
+        return False, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+    counts, offsets, order = _layout(hist, block_size, sentinel)
+    for c in range(nchunks):
+        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
+    return True, order, offsets, counts
+
+
+@pjit
+def group_parallel(ids, E, block_size, sentinel, nchunks):
+    n = ids.shape[0]
+    hist = np.zeros((nchunks, E), np.int64)
+    good = np.empty(nchunks, np.bool_)
+    for c in numba.prange(nchunks):
+        good[c] = _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
+    if not good.all():
+        return False, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+    counts, offsets, order = _layout(hist, block_size, sentinel)
+    for c in numba.prange(nchunks):
+        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
+    return True, order, offsets, counts
+
+
+# --- public one-token kernel ---------------------------------------------------
+
+
+@jit
+def route_1d(
+    logits, k, sigmoid, renormalize, bias, n_groups, topk_groups, group_top2, scale,
+    experts, weights,
+):  # fmt: skip
+    """Route one token: its ``k`` experts and their weights.
+
+    Parameters
+    ----------
+    logits : 1-D float array (E,)
+    k : int, ``1 <= k <= E`` and at most the eligible experts (not checked)
+    sigmoid : bool, sigmoid scores (True) or softmax (False)
+    renormalize : bool, weights divided by their sum
+    bias : 1-D float64 array (E,) of selection biases, or length 0 for none
+    n_groups, topk_groups : int, group-limited routing (``n_groups <= 1``: off);
+        ``n_groups`` must divide E
+    group_top2 : bool, a group's score is the sum of its two best scores
+    scale : float, multiplies the weights
+    experts : 1-D integer array (k,), output
+    weights : 1-D float array (k,), output (float32 output rounds once)
+
+    Returns the status: 0 routed, 1 NaN logit, 2 no eligible expert has a
+    logit above -inf, 3 ``+inf`` logit under softmax. NaN is never ignored
+    here. Semantics are those of ``fastroute.route`` (see this module's doc);
+    scratch space is allocated per call.
+
+    Examples
+    --------
+    >>> import numba, numpy as np
+    >>> from fastroute.kernels import route_1d
+    >>> @numba.njit
+    ... def top2(z):
+    ...     e = np.empty(2, np.int32); w = np.empty(2, np.float32)
+    ...     route_1d(z, 2, False, True, np.empty(0), 0, 0, False, 1.0, e, w)
+    ...     return e, w
+    >>> top2(np.array([0.0, 2.0, 1.0, 2.0], np.float32))
+    (array([1, 3], dtype=int32), array([0.5, 0.5], dtype=float32))
+    """
+    E = logits.shape[0]
+    P = (E + 15) >> 4 << 4
+    Q = k
+    Z = _zbuf(logits, P)
+    for e in range(E):
+        Z[e] = as_compute(logits[e])
+    for e in range(E, P):
+        Z[e] = -np.inf
+    bc = np.empty(bias.shape[0], Z.dtype)
+    for e in range(bias.shape[0]):
+        bc[e] = bias[e]
+    idx = np.empty(max(Q, 1), np.int64)
+    W = np.empty(max(Q, 1))
+    status = np.empty(1, np.int8)
+    scratch = np.empty(1)
+    route_rows(
+        Z, _zbuf(logits, P), 1, E, k, sigmoid, renormalize, bc, n_groups, topk_groups,
+        group_top2, scale, False, False, weights.itemsize == 4, idx, W, status,
+        scratch, scratch, np.zeros(E), np.empty(0),
+    )  # fmt: skip
+    st = status[0]
+    if st == OK:
+        for j in range(k):
+            experts[j] = idx[j]
+            weights[j] = W[j]
+    return st

@@ -1,0 +1,530 @@
+"""Mixture-of-Experts routing: ``route``, ``expert_choice``, ``group_by_expert``."""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Literal, NamedTuple
+
+import numba
+import numpy as np
+
+from . import _drivers as drv
+from ._jit import PARALLEL_MIN_WORK, parallel_guard
+from .kernels import route as rk
+
+__all__ = ["Routing", "ExpertChoice", "route", "expert_choice", "group_by_expert"]
+
+
+def block_tokens(E: int) -> int:
+    """Tokens per block of the routing kernels: at most 256, and few enough
+    that a block's scratch (8 bytes per padded logit) stays below 64 KiB, in
+    cache and below malloc's fresh-pages threshold. Statistics are summed per
+    block, so this (a function of E alone) fixes their order of summation,
+    whatever the thread count."""
+    return max(1, min(256, 8192 // (-(-E // 16) * 16 or 16)))
+
+
+class Routing(NamedTuple):
+    """Result of :func:`route` (T tokens, E experts, k choices per token).
+
+    experts : (T, k) int32
+        Chosen experts of each token, by weight descending, ties to the lower id.
+    weights : (T, k) float32 (float64 for float64 logits)
+        Their routing weights.
+    counts : (E,) int64
+        Assignments each expert keeps (after dropping).
+    offsets : (E + 1,) int64
+        ``order[offsets[e]:offsets[e + 1]]`` are expert ``e``'s assignments.
+    order : (counts.sum(),) int64
+        Kept slots ``t * k + j`` grouped by expert, tokens ascending within an
+        expert: ``order // k`` are the tokens to gather for a grouped GEMM.
+    dropped : (T, k) bool
+        Assignments dropped for capacity (all False without a capacity).
+    aux_loss : float
+        Load-balancing loss ``E * sum_e f_e * P_e`` (Switch/GShard): ``f_e``
+        the share of assignments to ``e`` before dropping, ``P_e`` the mean
+        score distribution (softmax, or sigmoid scores normalised per token).
+    z_loss : float
+        Mean over tokens of ``logsumexp(logits) ** 2``.
+    entropy : (T,) float64
+        Entropy (nats) of each token's score distribution over all experts.
+    imbalance : float
+        ``max(counts) / mean(counts)`` (1.0 is perfect balance).
+    capacity : int or None
+        Assignments an expert may keep, None when dropless.
+    """
+
+    experts: np.ndarray
+    weights: np.ndarray
+    counts: np.ndarray
+    offsets: np.ndarray
+    order: np.ndarray
+    dropped: np.ndarray
+    aux_loss: float
+    z_loss: float
+    entropy: np.ndarray
+    imbalance: float
+    capacity: int | None
+
+
+class ExpertChoice(NamedTuple):
+    """Result of :func:`expert_choice` (E experts, capacity C, T tokens).
+
+    tokens : (E, C) int64
+        Tokens each expert picked, by score descending, ties to the lower token.
+    weights : (E, C) float32 (float64 for float64 logits)
+        Their scores.
+    coverage : (T,) int32
+        How many experts picked each token.
+    """
+
+    tokens: np.ndarray
+    weights: np.ndarray
+    coverage: np.ndarray
+
+
+# --- argument checks -----------------------------------------------------------
+
+
+def _int(v: Any, name: str, func: str, lo: int, hi: int | None = None) -> int:
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be an integer, got a bool")
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be an integer, got {type(v).__name__}") from None
+    if v < lo or (hi is not None and v > hi):
+        rng = f"{lo} <= {name}" + (f" <= {hi}" if hi is not None else "")
+        raise ValueError(f"{func}: {name}={v} is out of range; need {rng}")
+    return v
+
+
+def _real(v: Any, name: str, func: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{func}: {name} must be a real number, got {type(v).__name__}")
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"{func}: {name} must be finite, got {v!r}")
+    return f
+
+
+def _choice(v: Any, name: str, options: tuple[str, ...], func: str) -> str:
+    if v not in options:
+        opts = " or ".join(repr(o) for o in options)
+        raise ValueError(f"{func}: {name} must be {opts}, got {v!r}")
+    return v
+
+
+def _as_logits(x: Any, func: str) -> tuple[np.ndarray, type]:
+    """(T, E) logits as a C-contiguous array the kernels read, and the
+    output float dtype. bfloat16 is passed as uint16 bits and float16 as
+    int16 bits (views, no copy); other layouts are copied to C order once."""
+    if type(x) is np.ndarray and x.dtype.char in "fd" and x.ndim == 2:
+        a = x
+    elif type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+        a = _torch_logits(x, func)
+    else:
+        try:
+            a = np.asarray(x)
+        except Exception as exc:  # pragma: no cover - depends on the foreign object
+            raise TypeError(
+                f"{func}: cannot convert {type(x).__name__} to an array ({exc})"
+            ) from None
+        if a.dtype.name == "bfloat16":  # ml_dtypes
+            a = a.view(np.uint16)
+        elif a.dtype.char == "e":
+            a = a.view(np.int16)
+        elif a.dtype.kind != "f" or a.dtype.itemsize > 8:
+            raise TypeError(
+                f"{func}: logits must be float16, bfloat16, float32 or float64, got "
+                f"{a.dtype}; convert them, e.g. logits.astype(np.float32)"
+            )
+        if not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
+    if a.ndim != 2:
+        raise ValueError(
+            f"{func}: logits must be 2-D (tokens, experts), got shape {a.shape}; "
+            "for one token pass logits[None, :]"
+        )
+    out = np.float64 if a.dtype == np.float64 else np.float32
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return a, out
+
+
+def _torch_logits(x: Any, func: str) -> np.ndarray:
+    import torch
+
+    if x.device.type != "cpu":
+        raise TypeError(f"{func}: logits are on {x.device}; move them to the CPU first")
+    x = x.detach()
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(np.uint16)
+    if x.dtype == torch.float16:
+        return x.view(torch.int16).numpy()
+    if x.dtype in (torch.float32, torch.float64):
+        return x.numpy()
+    raise TypeError(f"{func}: logits must be float16, bfloat16, float32 or float64, got {x.dtype}")
+
+
+def _bias(bias: Any, E: int) -> np.ndarray:
+    if bias is None:
+        return _NO_BIAS
+    b = np.asarray(bias)
+    if b.dtype.kind not in "biuf" or b.dtype.kind == "b":
+        raise TypeError(f"route: bias must be a real array, got dtype {b.dtype}")
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    if b.shape != (E,):
+        raise ValueError(f"route: bias must have shape ({E},) (one per expert), got {b.shape}")
+    if not np.isfinite(b).all():
+        raise ValueError(f"route: bias must be finite; bias[{np.flatnonzero(~np.isfinite(b))[0]}]")
+    return b
+
+
+_NO_BIAS = np.empty(0, np.float64)
+
+_REASONS = {
+    rk.BAD_NAN: "has a NaN logit (pass nan='ignore' to treat NaN as -inf)",
+    rk.BAD_ALL_INF: "has no eligible expert with a logit above -inf",
+    rk.BAD_POS_INF: "has a +inf logit, for which softmax is undefined",
+}
+
+
+def _raise_status(status: np.ndarray, func: str) -> None:
+    t = int(np.flatnonzero(status)[0])
+    raise ValueError(f"{func}: token {t} {_REASONS[int(status[t])]}")
+
+
+def _chunks(n: int, E: int) -> int:
+    # equal chunks of >= 4096 ids, a multiple of the thread count for balance,
+    # and a bounded histogram (chunks x E)
+    if n <= 4096:
+        return 1
+    c = min(-(-n // 4096), 8 * numba.get_num_threads(), max(1, (1 << 22) // max(E, 1)))
+    return max(1, c)
+
+
+# --- route ---------------------------------------------------------------------
+
+
+def route(
+    logits: Any,
+    k: int,
+    /,
+    *,
+    scoring: Literal["softmax", "sigmoid"] = "softmax",
+    renormalize: bool = True,
+    bias: Any = None,
+    n_groups: int | None = None,
+    topk_groups: int | None = None,
+    group_score: Literal["max", "top2"] = "max",
+    scale: float = 1.0,
+    capacity_factor: float | None = None,
+    min_capacity: int = 0,
+    drop: Literal["position", "score"] = "position",
+    nan: Literal["raise", "ignore"] = "raise",
+) -> Routing:
+    """Route each token to its top-``k`` experts (token choice).
+
+    Parameters
+    ----------
+    logits : (T, E) array
+        Router logits: float32, float64, float16, or bfloat16 (an
+        ``ml_dtypes.bfloat16`` array or a torch CPU tensor), read as they
+        are (no upcast copy; a non-C-contiguous array is copied once).
+    k : int
+        Experts per token, ``0 <= k <= E``.
+    scoring : {"softmax", "sigmoid"}
+        Softmax over all E experts, or an independent sigmoid per expert.
+    renormalize : bool, default True
+        Weights of the chosen experts divided by their sum (for softmax:
+        a softmax over the chosen logits). False: the raw scores.
+    bias : (E,) array, optional
+        Selection-only bias (DeepSeek-V3): added to the scores to choose the
+        experts; the weights come from the unbiased scores.
+    n_groups, topk_groups : int, optional
+        Group-limited routing: the experts form ``n_groups`` equal contiguous
+        groups and only the ``topk_groups`` best groups are eligible.
+    group_score : {"max", "top2"}
+        A group's score: its best (biased) score, or the sum of its two best.
+    scale : float, default 1.0
+        Multiplies the final weights (DeepSeek's routed scaling factor).
+    capacity_factor : float, optional
+        None: dropless. Otherwise an expert keeps at most
+        ``C = max(ceil(capacity_factor * T * k / E), min_capacity)``
+        assignments; the others are dropped.
+    min_capacity : int, default 0
+        Lower bound of ``C``.
+    drop : {"position", "score"}
+        Which assignments an expert keeps when over capacity. Assignments are
+        admitted choice by choice (every token's first choice before any
+        second choice); within a choice, ``"position"`` takes tokens in order
+        (GShard, Switch, DeepSpeed) and ``"score"`` by the score of their first
+        choice, highest first, ties to the lower token (batch-prioritized
+        routing, V-MoE/Tutel).
+    nan : {"raise", "ignore"}
+        A token with a NaN logit raises ``ValueError``, or (``"ignore"``) its
+        NaN logits count as ``-inf``.
+
+    Returns
+    -------
+    Routing
+        See :class:`Routing` for every field.
+
+    Notes
+    -----
+    Scores, selection and weights are computed in float64; weights are
+    rounded once to the output dtype. Without bias and groups the experts
+    are chosen by their logits (the exact order of the scores); with them,
+    by the float64 ``score + bias``. Each row is then ordered by its output
+    weight, descending, ties to the lower expert id. ``-inf`` logits are
+    score 0 and may be chosen when fewer than ``k`` experts are finite;
+    under sigmoid ``+inf`` is score 1. A token with a NaN logit, with
+    ``+inf`` under softmax, or without an eligible finite logit raises
+    ``ValueError`` naming it. Experts of groups that are not kept behave as
+    ``-inf`` (never as 0). Results are the same bits for any thread count and
+    without a capacity for any split of the batch.
+
+    Examples
+    --------
+    >>> import numpy as np, fastroute as fr
+    >>> r = fr.route(np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 3.0]], np.float32), 2)
+    >>> r.experts
+    array([[0, 2],
+           [1, 2]], dtype=int32)
+    >>> r.weights.round(3)
+    array([[0.731, 0.269],
+           [0.5  , 0.5  ]], dtype=float32)
+    >>> r.order, r.offsets
+    (array([0, 2, 1, 3]), array([0, 1, 2, 4]))
+    """
+    func = "route"
+    a, out = _as_logits(logits, func)
+    T, E = a.shape
+    k = _int(k, "k", func, 0, E)
+    sigmoid = _choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
+    top2 = _choice(group_score, "group_score", ("max", "top2"), func) == "top2"
+    nan_ignore = _choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
+    _choice(drop, "drop", ("position", "score"), func)
+    b = _bias(bias, E).astype(out, copy=False)  # scores are computed in `out`
+    ng, tg = _groups(n_groups, topk_groups, E, k, top2)
+    scale = _real(scale, "scale", func)
+    cap = None
+    if capacity_factor is not None:
+        cf = _real(capacity_factor, "capacity_factor", func)
+        if cf <= 0:
+            raise ValueError(f"route: capacity_factor must be positive, got {capacity_factor!r}")
+        mc = _int(min_capacity, "min_capacity", func, 0)
+        cap = max(math.ceil(cf * T * k / E), mc) if E else mc
+
+    want_prio = cap is not None and drop == "score"
+    n = T * k
+    bt = block_tokens(E)
+    args = (
+        a, bt, k, sigmoid, bool(renormalize), b, ng, tg, top2, scale,
+        nan_ignore, out is np.float32, want_prio, _chunks(n, E),
+    )  # fmt: skip
+    if a.size < PARALLEL_MIN_WORK or T <= bt:
+        res = rk.route_all_serial(*args)
+    else:
+        with parallel_guard(a.size) as par:
+            res = (rk.route_all_parallel if par else rk.route_all_serial)(*args)
+    bad, status, weights, experts, ent, prio, before, counts, order, offsets, aux, z_loss = res
+    if bad >= 0:
+        raise ValueError(f"{func}: token {bad} {_REASONS[int(status[bad])]}")
+    if cap is None:
+        dropped = np.zeros((T, k), np.bool_)
+    else:
+        perm = np.arange(T) if drop == "position" else np.argsort(-prio, kind="stable")
+        dropped = np.empty((T, k), np.bool_)
+        rk.admit(experts, perm, cap, E, dropped)
+        kept = np.where(dropped.reshape(-1), np.int32(-1), experts.reshape(-1))
+        order, offsets, counts = _group(kept, E, 1, n)
+    total = int(offsets[-1])
+    imbalance = float(counts.max() / (total / E)) if total else math.nan
+    return Routing(
+        experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
+    )
+
+
+def _groups(n_groups: Any, topk_groups: Any, E: int, k: int, top2: bool) -> tuple[int, int]:
+    func = "route"
+    if n_groups is None:
+        if topk_groups is not None:
+            raise ValueError("route: topk_groups needs n_groups")
+        return 0, 0
+    ng = _int(n_groups, "n_groups", func, 1)
+    if E % ng:
+        raise ValueError(f"route: n_groups={ng} does not divide the number of experts E={E}")
+    if topk_groups is None:
+        raise ValueError("route: n_groups needs topk_groups (how many groups stay eligible)")
+    tg = _int(topk_groups, "topk_groups", func, 1, ng)
+    size = E // ng
+    if tg * size < k:
+        raise ValueError(
+            f"route: topk_groups={tg} groups of {size} experts hold fewer than k={k} experts"
+        )
+    if top2 and size < 2:
+        raise ValueError("route: group_score='top2' needs at least 2 experts per group")
+    return ng, tg
+
+
+# --- grouping ------------------------------------------------------------------
+
+
+def _group(ids: np.ndarray, E: int, block_size: int, sentinel: int):
+    n = ids.shape[0]
+    nchunks = _chunks(n, E)
+    if n < PARALLEL_MIN_WORK or nchunks == 1:
+        ok, order, offsets, counts = rk.group_serial(ids, E, block_size, sentinel, nchunks)
+    else:
+        with parallel_guard(n) as par:
+            fn = rk.group_parallel if par else rk.group_serial
+            ok, order, offsets, counts = fn(ids, E, block_size, sentinel, nchunks)
+    if not ok:
+        bad = np.flatnonzero((ids < -1) | (ids >= E))[0]
+        raise ValueError(
+            f"group_by_expert: experts[{bad}] = {ids[bad]} is not an expert id; "
+            f"need -1 (skip) or 0 <= id < num_experts={E}"
+        )
+    return order, offsets, counts
+
+
+def group_by_expert(
+    experts: Any, num_experts: int, /, *, block_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group assignments by expert: a stable counting sort.
+
+    Parameters
+    ----------
+    experts : integer array, any shape
+        Expert id of each assignment (flattened in C order); ``-1`` means
+        "skip this one".
+    num_experts : int
+        Number of experts E; ids must be in ``[0, E)`` or ``-1``.
+    block_size : int, optional
+        Pad each expert's segment to a multiple of ``block_size`` with the
+        sentinel ``experts.size`` (the layout of block-sparse / grouped GEMM
+        kernels).
+
+    Returns
+    -------
+    order : (offsets[-1],) int64
+        Flat positions of the assignments, grouped by expert, ascending within
+        an expert, then the padding sentinels of that expert.
+    offsets : (E + 1,) int64
+        Expert ``e``'s segment is ``order[offsets[e]:offsets[e + 1]]``.
+
+    Raises
+    ------
+    TypeError
+        ``experts`` not integer.
+    ValueError
+        An id outside ``[-1, E)``; bad ``num_experts`` or ``block_size``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastroute as fr
+    >>> fr.group_by_expert(np.array([[1, 0], [1, -1]]), 3)
+    (array([1, 0, 2]), array([0, 1, 3, 3]))
+    >>> fr.group_by_expert(np.array([[1, 0], [1, -1]]), 3, block_size=2)
+    (array([1, 4, 0, 2]), array([0, 2, 4, 4]))
+    """
+    func = "group_by_expert"
+    E = _int(num_experts, "num_experts", func, 0)
+    bs = 1 if block_size is None else _int(block_size, "block_size", func, 1)
+    a = np.asarray(experts)
+    if a.dtype.kind not in "iu":
+        raise TypeError(
+            f"{func}: experts must be an integer array, got dtype {a.dtype}; "
+            "for example experts.astype(np.int32)"
+        )
+    ids = a.reshape(-1)
+    if ids.dtype not in (np.int32, np.int64) or not ids.dtype.isnative:
+        if ids.size:
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < -1 or hi >= E:
+                bad = np.flatnonzero((ids < -1) | (ids >= E) if lo < -1 else ids >= E)[0]
+                raise ValueError(
+                    f"{func}: experts[{bad}] = {ids[bad]} is not an expert id; "
+                    f"need -1 (skip) or 0 <= id < num_experts={E}"
+                )
+        ids = ids.astype(np.int64)
+    ids = np.ascontiguousarray(ids)
+    order, offsets, _ = _group(ids, E, bs, ids.size)
+    return order, offsets
+
+
+# --- expert choice -------------------------------------------------------------
+
+
+def expert_choice(
+    logits: Any,
+    capacity: int,
+    /,
+    *,
+    scoring: Literal["softmax", "sigmoid"] = "softmax",
+    nan: Literal["raise", "ignore"] = "raise",
+) -> ExpertChoice:
+    """Expert-choice routing (Zhou et al. 2022): each expert picks its
+    ``capacity`` best tokens.
+
+    Parameters
+    ----------
+    logits : (T, E) array
+        Router logits, dtypes as for :func:`route`.
+    capacity : int
+        Tokens per expert, ``0 <= capacity <= T``.
+    scoring : {"softmax", "sigmoid"}
+        Token-expert scores: softmax over each token's experts, or sigmoid.
+    nan : {"raise", "ignore"}
+        As for :func:`route`.
+
+    Returns
+    -------
+    ExpertChoice(tokens, weights, coverage)
+        ``tokens[e]`` by score descending, ties to the lower token index;
+        ``weights`` are those scores (float64 computation rounded once to
+        float32, or float64 for float64 logits).
+
+    Examples
+    --------
+    >>> import numpy as np, fastroute as fr
+    >>> ec = fr.expert_choice(np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]]), 1)
+    >>> ec.tokens, ec.coverage
+    (array([[1],
+           [2]]), array([0, 1, 1], dtype=int32))
+    """
+    func = "expert_choice"
+    a, out = _as_logits(logits, func)
+    T, E = a.shape
+    C = _int(capacity, "capacity", func, 0, T)
+    sigmoid = _choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
+    nan_ignore = _choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
+    scores = np.empty((E, T), out)
+    status = np.empty(T, np.int8)
+    bt = block_tokens(E)
+    nb = -(-T // bt)
+    if T:
+        args = (a, bt, sigmoid, nan_ignore, scores, status, nb)
+        if a.size < PARALLEL_MIN_WORK or nb == 1:
+            rk.scores_serial(*args)
+        else:
+            with parallel_guard(a.size) as par:
+                (rk.scores_parallel if par else rk.scores_serial)(*args)
+        if status.any():
+            _raise_status(status, func)
+    tokens = np.empty((E, C), np.intp)
+    weights = np.empty((E, C), out)
+    if tokens.size:
+        if scores.size < PARALLEL_MIN_WORK:
+            drv.topk_serial(scores, C, True, True, weights, tokens)
+        else:
+            with parallel_guard(scores.size) as par:
+                if par:
+                    drv.topk_parallel(scores, C, True, True, weights, tokens, drv.n_chunks(E))
+                else:
+                    drv.topk_serial(scores, C, True, True, weights, tokens)
+    coverage = np.bincount(tokens.reshape(-1), minlength=T).astype(np.int32)
+    return ExpertChoice(tokens.astype(np.int64, copy=False), weights, coverage)
