@@ -116,11 +116,14 @@ def _choice(v: Any, name: str, options: tuple[str, ...], func: str) -> str:
     return v
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _as_logits(x: Any, func: str) -> tuple[np.ndarray, type]:
     """(T, E) logits as a C-contiguous array the kernels read, and the
     output float dtype. bfloat16 is passed as uint16 bits and float16 as
     int16 bits (views, no copy); other layouts are copied to C order once."""
-    if type(x) is np.ndarray and x.dtype.char in "fd" and x.ndim == 2:
+    if type(x) is np.ndarray and x.ndim == 2 and x.dtype in _NATIVE_FLOATS:
         a = x
     elif type(x).__module__.startswith("torch") and hasattr(x, "detach"):
         a = _torch_logits(x, func)

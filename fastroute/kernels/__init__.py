@@ -12,6 +12,10 @@ entropy_logits_1d(z, work) -> float
     entropy (nats) of ``softmax(z)``
 WORK_SIZE
     length of the float64 ``work`` scratch array the entropy kernels need
+route_1d(logits, k, sigmoid, renormalize, bias, n_groups, topk_groups, group_top2,
+         scale, experts, weights) -> int
+    one token's MoE routing (the rules of ``fastroute.route``) into
+    caller-provided ``experts``/``weights``; returns a status (0: routed)
 
 Example
 -------
@@ -30,6 +34,7 @@ array([1, 2])
 """
 
 from .entropy import WORK_SIZE, entropy_1d, entropy_logits_1d
+from .route import route_1d
 from .select import top_k_1d
 
-__all__ = ["top_k_1d", "entropy_1d", "entropy_logits_1d", "WORK_SIZE"]
+__all__ = ["top_k_1d", "entropy_1d", "entropy_logits_1d", "WORK_SIZE", "route_1d"]
