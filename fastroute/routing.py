@@ -41,13 +41,13 @@ class Routing(NamedTuple):
         expert: ``order // k`` are the tokens to gather for a grouped GEMM.
     dropped : (T, k) bool
         Assignments dropped for capacity (all False without a capacity).
-    aux_loss : float
+    aux_loss : float or None
         Load-balancing loss ``E * sum_e f_e * P_e`` (Switch/GShard): ``f_e``
         the share of assignments to ``e`` before dropping, ``P_e`` the mean
         score distribution (softmax, or sigmoid scores normalised per token).
-    z_loss : float
+    z_loss : float or None
         Mean over tokens of ``logsumexp(logits) ** 2``.
-    entropy : (T,) float64
+    entropy : (T,) float64 or None
         Entropy (nats) of each token's score distribution over all experts.
     imbalance : float
         ``max(counts) / mean(counts)`` (1.0 is perfect balance).
@@ -61,9 +61,9 @@ class Routing(NamedTuple):
     offsets: np.ndarray
     order: np.ndarray
     dropped: np.ndarray
-    aux_loss: float
-    z_loss: float
-    entropy: np.ndarray
+    aux_loss: float | None
+    z_loss: float | None
+    entropy: np.ndarray | None
     imbalance: float
     capacity: int | None
 
@@ -227,6 +227,7 @@ def route(
     min_capacity: int = 0,
     drop: Literal["position", "score"] = "position",
     nan: Literal["raise", "ignore"] = "raise",
+    stats: bool = True,
 ) -> Routing:
     """Route each token to its top-``k`` experts (token choice).
 
@@ -269,6 +270,9 @@ def route(
     nan : {"raise", "ignore"}
         A token with a NaN logit raises ``ValueError``, or (``"ignore"``) its
         NaN logits count as ``-inf``.
+    stats : bool, default True
+        Compute ``aux_loss``, ``z_loss`` and ``entropy`` (one more pass over
+        every token's scores); False leaves them None.
 
     Returns
     -------
@@ -326,7 +330,7 @@ def route(
     bt = block_tokens(E)
     args = (
         a, bt, k, sigmoid, bool(renormalize), b, ng, tg, top2, scale,
-        nan_ignore, out is np.float32, want_prio, _chunks(n, E),
+        nan_ignore, out is np.float32, want_prio, _chunks(n, E), stats or want_prio,
     )  # fmt: skip
     if a.size < PARALLEL_MIN_WORK or T <= bt:
         res = rk.route_all_serial(*args)
@@ -346,6 +350,8 @@ def route(
         order, offsets, counts = _group(kept, E, 1, n)
     total = int(offsets[-1])
     imbalance = float(counts.max() / (total / E)) if total else math.nan
+    if not stats:
+        aux = z_loss = ent = None
     return Routing(
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
     )

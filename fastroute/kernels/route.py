@@ -48,6 +48,7 @@ _NAN = np.nan
 _NINF = -np.inf
 _NO_BIAS = np.empty(0, np.float64)
 _INT64_MIN = np.int64(-9223372036854775808)
+_INT64_MAX = np.int64(9223372036854775807)
 _LOW32 = np.int64(0xFFFFFFFF)
 
 
@@ -162,13 +163,8 @@ def _rescan(keys, R, lane, lanes):
 
 
 @jit(inline="always")
-def _select(keys, R, k, packed, idxs, off, lanes):
-    """The ``k`` best of ``keys[:16 R]`` into ``idxs[off:]`` (lowest index among
-    equal keys); ``lanes[ln]`` must hold the maximum of ``keys[ln::16]``.
-
-    A choice is the best of the 16 lane maxima; only the chosen key's lane
-    is then rescanned (R keys instead of 16 R). A packed key carries its
-    index; otherwise the first key equal to the best is found by a scan."""
+def _select_pops(keys, R, k, packed, idxs, off, lanes):
+    # k rounds: the best of the 16 lane maxima, then a rescan of its lane
     for j in range(k):
         best = _INT64_MIN
         for ln in range(16):
@@ -182,6 +178,56 @@ def _select(keys, R, k, packed, idxs, off, lanes):
         idxs[off + j] = c
         keys[c] = _INT64_MIN
         _rescan(keys, R, c & 15, lanes)
+
+
+#: from this many rows of 16 keys on, selection filters by a threshold
+THRESHOLD_MIN_R = 4
+
+
+@jit(inline="always")
+def _select(keys, R, k, packed, idxs, off, lanes, cand):
+    """The ``k`` best of ``keys[:16 R]`` into ``idxs[off:]`` (lowest index among
+    equal keys); ``lanes[ln]`` must hold the maximum of ``keys[ln::16]``.
+    ``keys`` is clobbered; ``cand`` is int64 scratch of 2 * 16 R.
+
+    Long rows (k <= 16): the smallest lane maximum among the k largest is a
+    threshold no chosen key is below (k lanes reach it). One vectorized test
+    per row of 16 finds the few keys at or above it; they are ranked by
+    insertion in index order (an equal key never passes an earlier one).
+    Otherwise: k rounds over the lane maxima (see ``_select_pops``)."""
+    if R < THRESHOLD_MIN_R or k > 16 or k == 0:
+        _select_pops(keys, R, k, packed, idxs, off, lanes)
+        return
+    thr = _INT64_MAX
+    for a in range(16):
+        above = 0
+        la = lanes[a]
+        for b in range(16):
+            above += 1 if lanes[b] > la else 0
+        thr = la if (above < k and la < thr) else thr
+    n = 0
+    for r in range(R):
+        hits = 0
+        for ln in range(16):
+            hits += 1 if keys[_u(r * 16 + ln)] >= thr else 0
+        if hits:
+            for ln in range(16):
+                e = r * 16 + ln
+                kb = keys[e]
+                if kb >= thr:
+                    # insert (kb, e) into cand[0:n] (keys) / cand[P:P+n] (ids)
+                    j = min(n, k - 1) if n >= k else n
+                    if n >= k and not kb > cand[k - 1]:
+                        continue
+                    while j > 0 and kb > cand[j - 1]:
+                        cand[j] = cand[j - 1]
+                        cand[R * 16 + j] = cand[R * 16 + j - 1]
+                        j -= 1
+                    cand[j] = kb
+                    cand[R * 16 + j] = e
+                    n = min(n + 1, k)
+    for j in range(k):
+        idxs[off + j] = cand[R * 16 + j]
 
 
 @jit(inline="always")
@@ -322,6 +368,7 @@ def route_rows(
     need_scores = stats or has_bias or grouped or not renorm
     F = np.empty(n * P)  # float64 terms of sums
     keys = np.empty(P, np.int64)
+    cand = np.empty(2 * P, np.int64)
     lanes = np.empty(16, np.int64)
     acc = np.empty(16)
     key = _zeros_like_typed(Z, P)
@@ -367,20 +414,32 @@ def route_rows(
             status[i] = st
             mx[i] = m if (st == OK and m < np.inf) else 0.0
             if plain and st == OK:
-                _select(keys, R, k, packed, idx, i * Q, lanes)
+                _select(keys, R, k, packed, idx, i * Q, lanes, cand)
 
-    # 2. scores and statistics, flat over the block
+    # 2. scores and statistics: flat over the block for short rows (long
+    # flat loops vectorize), row by row for long ones (one pass fewer)
     if need_scores:
-        for i in range(n):
-            o = i * P
-            mi = mx[i]
-            for e in range(P):
-                U[_u(o + e)] = Z[_u(o + e)] - mi
         if stats or not sigmoid:
-            for j in range(n * P):
-                t = _exp_c(U[j])
-                F[j] = np.float64(t) * -np.float64(U[j]) if t > 0 else 0.0
-                U[j] = t
+            if P < 64:
+                for i in range(n):
+                    o = i * P
+                    mi = mx[i]
+                    for e in range(P):
+                        U[_u(o + e)] = Z[_u(o + e)] - mi
+                for j in range(n * P):
+                    u = U[j]
+                    t = _exp_c(u)
+                    F[j] = np.float64(t) * -np.float64(u) if t > 0 else 0.0
+                    U[j] = t
+            else:
+                for i in range(n):
+                    o = i * P
+                    mi = mx[i]
+                    for e in range(P):
+                        u = Z[_u(o + e)] - mi
+                        t = _exp_c(u)
+                        F[_u(o + e)] = np.float64(t) * -np.float64(u) if t > 0 else 0.0
+                        U[_u(o + e)] = t
             for i in range(n):
                 if status[i] != OK:
                     continue
@@ -392,16 +451,22 @@ def route_rows(
                         ent[i] = math.log(s_sum) + _row_sum(F, o, R, acc) / s_sum
                 if not sigmoid:
                     inv = 1.0 / s_sum
-                    for e in range(P):
-                        U[_u(o + e)] = np.float64(U[_u(o + e)]) * inv
                     if stats:
                         for e in range(E):
-                            pacc[e] += np.float64(U[o + e])
+                            U[_u(o + e)] = np.float64(U[_u(o + e)]) * inv
+                            pacc[e] += np.float64(U[_u(o + e)])
+                    else:
+                        for e in range(E):
+                            U[_u(o + e)] = np.float64(U[_u(o + e)]) * inv
         if sigmoid:
             for j in range(n * P):
-                s = _sigmoid_c(Z[j], one)
-                U[j] = s
-                F[j] = np.float64(s) * _log_sigmoid(np.float64(Z[j])) if s > 0 else 0.0
+                z = Z[j]
+                t = _exp_c(-abs(z))  # z = +-inf gives t = 0
+                sg = (one if z >= 0 else t) / (one + t)
+                U[j] = sg
+                # s log s, with log s = min(z, 0) - log1p(t)
+                lg = (np.float64(z) if z < 0 else 0.0) - log1p_pos(np.float64(t))
+                F[j] = np.float64(sg) * lg if sg > 0 else 0.0
             if stats:
                 for i in range(n):
                     if status[i] != OK:
@@ -463,7 +528,7 @@ def route_rows(
                     kb = _ordkey(key[e], e) if e < E else _INT64_MIN
                     keys[e] = kb
                     lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
-            _select(keys, R, k, packed, idx, i * Q, lanes)
+            _select(keys, R, k, packed, idx, i * Q, lanes, cand)
 
     # 4. weights
     if renorm:
@@ -555,8 +620,9 @@ def route_block(
     Q = k
     Z = _zbuf(x, n * P)
     for i in range(n):
+        t = _u(lo + i)
         for e in range(E):
-            Z[i * P + e] = as_compute(x[lo + i, e])
+            Z[_u(i * P + e)] = as_compute(x[t, e])
         for e in range(E, P):
             Z[i * P + e] = -np.inf
     idx = np.empty(max(n * Q, 1), np.int64)
@@ -647,7 +713,7 @@ def _finish(T, E, k, status, psum, zsum, hist):
 @jit
 def route_all_serial(
     x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-    nan_ignore, round32, want_prio, nchunks,
+    nan_ignore, round32, want_prio, nchunks, stats,
 ):  # fmt: skip
     """Route every token of ``x`` and group the assignments (serial twin of
     ``route_all_parallel``, same bits). Returns ``(bad, status, weights,
@@ -659,7 +725,7 @@ def route_all_serial(
     for b in range(psum.shape[0]):
         route_block(
             x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-            nan_ignore, True, round32, experts, weights, status, ent, psum, zsum, prio,
+            nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
         )  # fmt: skip
     E = x.shape[1]
     ids = experts.reshape(-1)
@@ -679,13 +745,13 @@ def route_all_serial(
 @pjit
 def route_all_parallel(
     x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-    nan_ignore, round32, want_prio, nchunks,
+    nan_ignore, round32, want_prio, nchunks, stats,
 ):  # fmt: skip
     experts, weights, status, ent, psum, zsum, prio = _outputs(x, bt, k, want_prio)
     for b in numba.prange(psum.shape[0]):
         route_block(
             x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-            nan_ignore, True, round32, experts, weights, status, ent, psum, zsum, prio,
+            nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
         )  # fmt: skip
     E = x.shape[1]
     ids = experts.reshape(-1)
