@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from typing import Any, Literal, NamedTuple
@@ -16,6 +17,7 @@ from .kernels import route as rk
 __all__ = ["Routing", "ExpertChoice", "route", "expert_choice", "group_by_expert"]
 
 
+@functools.lru_cache(maxsize=256)
 def block_tokens(E: int) -> int:
     """Tokens per block of the routing kernels: at most 256, and few enough
     that a block's scratch (8 bytes per padded logit) stays below 64 KiB, in
@@ -101,6 +103,8 @@ def _int(v: Any, name: str, func: str, lo: int, hi: int | None = None) -> int:
 
 
 def _real(v: Any, name: str, func: str) -> float:
+    if type(v) is float and math.isfinite(v):
+        return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{func}: {name} must be a real number, got {type(v).__name__}")
     f = float(v)
@@ -172,8 +176,6 @@ def _torch_logits(x: Any, func: str) -> np.ndarray:
 
 
 def _bias(bias: Any, E: int) -> np.ndarray:
-    if bias is None:
-        return _NO_BIAS
     b = np.asarray(bias)
     if b.dtype.kind not in "biuf" or b.dtype.kind == "b":
         raise TypeError(f"route: bias must be a real array, got dtype {b.dtype}")
@@ -185,7 +187,7 @@ def _bias(bias: Any, E: int) -> np.ndarray:
     return b
 
 
-_NO_BIAS = np.empty(0, np.float64)
+_NO_BIAS = {np.float32: np.empty(0, np.float32), np.float64: np.empty(0, np.float64)}
 
 _REASONS = {
     rk.BAD_NAN: "has a NaN logit (pass nan='ignore' to treat NaN as -inf)",
@@ -309,12 +311,15 @@ def route(
     func = "route"
     a, out = _as_logits(logits, func)
     T, E = a.shape
+    if E == 0 and T:
+        raise ValueError("route: the logits have no experts (shape (T, 0))")
     k = _int(k, "k", func, 0, E)
     sigmoid = _choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
     top2 = _choice(group_score, "group_score", ("max", "top2"), func) == "top2"
     nan_ignore = _choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
     _choice(drop, "drop", ("position", "score"), func)
-    b = _bias(bias, E).astype(out, copy=False)  # scores are computed in `out`
+    # scores (and score + bias) are computed in the output precision
+    b = _NO_BIAS[out] if bias is None else _bias(bias, E).astype(out)
     ng, tg = _groups(n_groups, topk_groups, E, k, top2)
     scale = _real(scale, "scale", func)
     cap = None
@@ -328,18 +333,28 @@ def route(
     want_prio = cap is not None and drop == "score"
     n = T * k
     bt = block_tokens(E)
+    experts = np.empty((T, k), np.int32)
+    weights = np.empty((T, k), out)
+    kstats = bool(stats) or want_prio  # the score priority needs the scores
+    ent = np.empty(T if kstats else 0)
+    prio = np.empty(T if want_prio else 0)
+    before = np.empty(E, np.int64)
+    counts = np.empty(E, np.int64)
+    order = np.empty(n, np.int64)
+    offsets = np.empty(E + 1, np.int64)
     args = (
-        a, bt, k, sigmoid, bool(renormalize), b, ng, tg, top2, scale,
-        nan_ignore, out is np.float32, want_prio, _chunks(n, E), stats or want_prio,
+        a, bt, k, sigmoid, bool(renormalize), b, ng, tg, top2, scale, nan_ignore,
+        out is np.float32, _chunks(n, E), kstats,
+        experts, weights, ent, prio, before, counts, order, offsets,
     )  # fmt: skip
     if a.size < PARALLEL_MIN_WORK or T <= bt:
         res = rk.route_all_serial(*args)
     else:
         with parallel_guard(a.size) as par:
             res = (rk.route_all_parallel if par else rk.route_all_serial)(*args)
-    bad, status, weights, experts, ent, prio, before, counts, order, offsets, aux, z_loss = res
+    bad, code, aux, z_loss = res
     if bad >= 0:
-        raise ValueError(f"{func}: token {bad} {_REASONS[int(status[bad])]}")
+        raise ValueError(f"{func}: token {bad} {_REASONS[code]}")
     if cap is None:
         dropped = np.zeros((T, k), np.bool_)
     else:
@@ -349,7 +364,7 @@ def route(
         kept = np.where(dropped.reshape(-1), np.int32(-1), experts.reshape(-1))
         order, offsets, counts = _group(kept, E, 1, n)
     total = int(offsets[-1])
-    imbalance = float(counts.max() / (total / E)) if total else math.nan
+    imbalance = float(max(counts.tolist()) / (total / E)) if total else math.nan
     if not stats:
         aux = z_loss = ent = None
     return Routing(
@@ -511,6 +526,10 @@ def expert_choice(
     C = _int(capacity, "capacity", func, 0, T)
     sigmoid = _choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
     nan_ignore = _choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
+    if E == 0:  # no experts: nothing to score
+        return ExpertChoice(
+            np.empty((0, C), np.int64), np.empty((0, C), out), np.zeros(T, np.int32)
+        )
     scores = np.empty((E, T), out)
     status = np.empty(T, np.int8)
     bt = block_tokens(E)

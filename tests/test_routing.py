@@ -237,6 +237,7 @@ def test_route_invalid_tokens_raise_naming_the_token(row, kw, reason):
         ((np.zeros(4), 1), {}, ValueError, "2-D"),
         ((np.zeros((2, 2, 2)), 1), {}, ValueError, "2-D"),
         ((np.zeros((2, 4), np.int32), 1), {}, TypeError, "float16, bfloat16"),
+        ((np.zeros((2, 0)), 0), {}, ValueError, "no experts"),
         ((np.zeros((2, 4), complex), 1), {}, TypeError, "float16, bfloat16"),
         ((np.zeros((2, 4)), 5), {}, ValueError, "k=5"),
         ((np.zeros((2, 4)), -1), {}, ValueError, "k=-1"),
@@ -511,6 +512,12 @@ def test_expert_choice_matches_reference(x, data):
         pairs = list(zip(got.weights[e].tolist(), got.tokens[e].tolist(), strict=True))
         assert pairs == sorted(pairs, key=lambda p: (-p[0], p[1]))
     np.testing.assert_array_equal(got.coverage, np.bincount(got.tokens.ravel(), minlength=T))
+
+
+def test_expert_choice_without_experts():
+    ec = fr.expert_choice(np.zeros((3, 0), np.float32), 2)
+    assert ec.tokens.shape == (0, 2) and ec.weights.shape == (0, 2)
+    np.testing.assert_array_equal(ec.coverage, [0, 0, 0])
 
 
 def test_expert_choice_errors_and_ties():

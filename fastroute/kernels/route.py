@@ -655,35 +655,14 @@ def route_block(
             psum[b, e] = pacc[e]
 
 
-def _wbuf(x, T, k):  # (T, k) weights of the output dtype for logits x
-    raise NotImplementedError
-
-
-@overload(_wbuf)
-def _wbuf_impl(x, T, k):
-    if x.dtype == types.float64:
-        return lambda x, T, k: np.empty((T, k), np.float64)
-    return lambda x, T, k: np.empty((T, k), np.float32)
-
-
 @jit
-def _outputs(x, bt, k, want_prio):
-    T, E = x.shape
-    nb = (T + bt - 1) // bt
-    return (
-        np.empty((T, k), np.int32), _wbuf(x, T, k), np.empty(T, np.int8), np.empty(T),
-        np.empty((nb, E)), np.empty(nb), np.empty(T if want_prio else 0),
-    )  # fmt: skip
-
-
-@jit
-def _finish(T, E, k, status, psum, zsum, hist):
+def _finish(T, E, k, status, psum, zsum, hist, before):
     """Serial tail shared by both drivers: the first invalid token (or -1),
-    the assignments per expert, aux_loss and z_loss (block sums added in
-    block order: the same bits for any thread count)."""
+    the assignments per expert (into ``before``), aux_loss and z_loss (block
+    sums added in block order: the same bits for any thread count)."""
     for t in range(T):
         if status[t] != OK:
-            return t, np.empty(0, np.int64), _NAN, _NAN
+            return t, _NAN, _NAN
     p_mean = np.zeros(E)
     for b in range(psum.shape[0]):
         for e in range(E):
@@ -696,7 +675,8 @@ def _finish(T, E, k, status, psum, zsum, hist):
         z_loss = zs / T
         for e in range(E):
             p_mean[e] /= T
-    before = np.zeros(E, np.int64)
+    for e in range(E):
+        before[e] = 0
     for c in range(hist.shape[0]):
         for e in range(E):
             before[e] += hist[c, e]
@@ -707,65 +687,74 @@ def _finish(T, E, k, status, psum, zsum, hist):
         for e in range(E):
             acc += before[e] / n * p_mean[e]
         aux = E * acc
-    return -1, before, aux, z_loss
+    return -1, aux, z_loss
 
 
 @jit
 def route_all_serial(
-    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-    nan_ignore, round32, want_prio, nchunks, stats,
+    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale, nan_ignore,
+    round32, nchunks, stats, experts, weights, ent, prio, before, counts, order, offsets,
 ):  # fmt: skip
-    """Route every token of ``x`` and group the assignments (serial twin of
-    ``route_all_parallel``, same bits). Returns ``(bad, status, weights,
-    experts, ent, prio, before, counts, order, offsets, aux, z_loss)``;
-    ``bad`` >= 0 is the first invalid token (then only ``status`` is
-    meaningful). ``before`` counts assignments per expert, as do ``counts``
-    (the grouping's; the same without a capacity)."""
-    experts, weights, status, ent, psum, zsum, prio = _outputs(x, bt, k, want_prio)
-    for b in range(psum.shape[0]):
+    """Route every token of ``x`` into the given outputs and group the
+    assignments (serial twin of ``route_all_parallel``, same bits).
+
+    Returns ``(bad, code, aux, z_loss)``: ``bad`` >= 0 is the first invalid
+    token and ``code`` its status (the outputs are then meaningless).
+    ``before`` gets the assignments per expert, ``counts``/``order``/
+    ``offsets`` their grouping (``order`` holds T * k)."""
+    T, E = x.shape
+    nb = (T + bt - 1) // bt
+    status = np.empty(T, np.int8)
+    psum = np.empty((nb, E))
+    zsum = np.empty(nb)
+    for b in range(nb):
         route_block(
             x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
             nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
         )  # fmt: skip
-    E = x.shape[1]
     ids = experts.reshape(-1)
     n = ids.shape[0]
     hist = np.zeros((nchunks, E), np.int64)
     for c in range(nchunks):
         _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    bad, before, aux, z_loss = _finish(x.shape[0], E, k, status, psum, zsum, hist)
+    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, before)
     if bad >= 0:
-        return bad, status, weights, experts, ent, prio, before, before, before, before, aux, z_loss
-    counts, offsets, order = _layout(hist, 1, n)
+        return bad, status[bad], aux, z_loss
+    _offsets(hist, 1, counts, offsets)
+    _starts(hist, counts, offsets, n, order)
     for c in range(nchunks):
         _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return bad, status, weights, experts, ent, prio, before, counts, order, offsets, aux, z_loss
+    return bad, 0, aux, z_loss
 
 
 @pjit
 def route_all_parallel(
-    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-    nan_ignore, round32, want_prio, nchunks, stats,
+    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale, nan_ignore,
+    round32, nchunks, stats, experts, weights, ent, prio, before, counts, order, offsets,
 ):  # fmt: skip
-    experts, weights, status, ent, psum, zsum, prio = _outputs(x, bt, k, want_prio)
-    for b in numba.prange(psum.shape[0]):
+    T, E = x.shape
+    nb = (T + bt - 1) // bt
+    status = np.empty(T, np.int8)
+    psum = np.empty((nb, E))
+    zsum = np.empty(nb)
+    for b in numba.prange(nb):
         route_block(
             x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
             nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
         )  # fmt: skip
-    E = x.shape[1]
     ids = experts.reshape(-1)
     n = ids.shape[0]
     hist = np.zeros((nchunks, E), np.int64)
     for c in numba.prange(nchunks):
         _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    bad, before, aux, z_loss = _finish(x.shape[0], E, k, status, psum, zsum, hist)
+    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, before)
     if bad >= 0:
-        return bad, status, weights, experts, ent, prio, before, before, before, before, aux, z_loss
-    counts, offsets, order = _layout(hist, 1, n)
+        return bad, status[bad], aux, z_loss
+    _offsets(hist, 1, counts, offsets)
+    _starts(hist, counts, offsets, n, order)
     for c in numba.prange(nchunks):
         _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return bad, status, weights, experts, ent, prio, before, counts, order, offsets, aux, z_loss
+    return bad, 0, aux, z_loss
 
 
 @jit
@@ -857,29 +846,44 @@ def _scatter(ids, lo, hi, start, c, order):
 
 
 @jit
-def _layout(hist, block_size, sentinel):
-    # counts, padded offsets, per-chunk write positions (in hist), and the
-    # order array with its padding already filled
+def _offsets(hist, block_size, counts, offsets):
+    # assignments per expert and the segment starts, each padded up to a
+    # multiple of block_size
     nchunks, E = hist.shape
-    counts = np.zeros(E, np.int64)
+    for e in range(E):
+        counts[e] = 0
     for c in range(nchunks):
         for e in range(E):
             counts[e] += hist[c, e]
-    offsets = np.empty(E + 1, np.int64)
     offsets[0] = 0
     for e in range(E):
         seg = (counts[e] + block_size - 1) // block_size * block_size
         offsets[e + 1] = offsets[e] + seg
+
+
+@jit
+def _starts(hist, counts, offsets, sentinel, order):
+    # each chunk's first write position per expert (into hist), and the
+    # padding of every segment filled with the sentinel
+    nchunks, E = hist.shape
     for e in range(E):
         pos = offsets[e]
         for c in range(nchunks):
             n = hist[c, e]
             hist[c, e] = pos
             pos += n
-    order = np.empty(offsets[E], np.int64)
-    for e in range(E):
         for p in range(offsets[e] + counts[e], offsets[e + 1]):
             order[p] = sentinel
+
+
+@jit
+def _layout(hist, block_size, sentinel):
+    E = hist.shape[1]
+    counts = np.empty(E, np.int64)
+    offsets = np.empty(E + 1, np.int64)
+    _offsets(hist, block_size, counts, offsets)
+    order = np.empty(offsets[E], np.int64)
+    _starts(hist, counts, offsets, sentinel, order)
     return counts, offsets, order
 
 
