@@ -76,10 +76,16 @@ __all__ = [
 #: Operations benchmarked, in display order.
 OPS: tuple[str, ...] = (
     "top_k", "entropy", "entropy_from_logits", "csr_top_k", "csr_entropy", "cooccurrence",
+    "route", "route_select", "deepseek", "group_by_expert",
 )  # fmt: skip
 
 #: Operations on sparse input (CSR matrices or token streams).
 SPARSE_OPS = frozenset({"csr_top_k", "csr_entropy", "cooccurrence"})
+
+#: MoE routing operations (router logits; group_by_expert: expert ids).
+ROUTE_OPS = frozenset({"route", "route_select", "deepseek", "group_by_expert"})
+
+_ITEMSIZE = {"bfloat16": 2}
 
 
 # --------------------------------------------------------------------------- cases
@@ -97,6 +103,7 @@ class Case:
     k: int | None = None
     dtype: str = "float32"
     quick: bool = False
+    experts: int | None = None  # group_by_expert: the number of experts
 
     @property
     def shape_str(self) -> str:
@@ -108,7 +115,10 @@ class Case:
         """The case without the operation: ``"65536x64 k=8"``."""
         if self.op == "cooccurrence":
             return f"{self.shape[0]} tokens V={self.shape[1]} w={_COOC_WINDOW}"
-        return self.shape_str + ("" if self.k is None else f" k={self.k}")
+        if self.op == "group_by_expert":
+            return f"{self.shape_str} E={self.experts}"
+        dt = "" if self.dtype in ("float32", "int32") else f" {self.dtype}"
+        return self.shape_str + ("" if self.k is None else f" k={self.k}") + dt
 
     @property
     def name(self) -> str:
@@ -118,7 +128,12 @@ class Case:
     @property
     def id(self) -> str:
         """Identifier without spaces: ``"top_k-65536x64-k8"``."""
-        return f"{self.op}-{self.shape_str}" + ("" if self.k is None else f"-k{self.k}")
+        tail = "" if self.k is None else f"-k{self.k}"
+        if self.experts is not None:
+            tail += f"-E{self.experts}"
+        if self.dtype not in ("float32", "int32"):
+            tail += f"-{self.dtype}"
+        return f"{self.op}-{self.shape_str}" + tail
 
     @property
     def nbytes(self) -> int:
@@ -127,7 +142,8 @@ class Case:
             return self.shape[0] * 4
         if self.op in SPARSE_OPS:
             return _CSR_NNZ * (np.dtype(self.dtype).itemsize + 4)
-        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+        size = _ITEMSIZE.get(self.dtype) or np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * size
 
 
 _ROUTER_ROWS = 65536
@@ -137,6 +153,8 @@ _VOCAB_SHAPE = (64, 128000)
 _VOCAB_K = 50
 _TINY_SHAPE = (1, 8)
 _TINY_K = 2
+_DECODE_SHAPE = (1, 64)  # one token of a 64-expert router
+_DECODE_K = 2
 _QUICK_EXPERTS = 64
 _CSR_SHAPE = (200_000, 50_000)
 _CSR_NNZ = 4_000_000
@@ -145,9 +163,31 @@ _COOC_SHAPE = (1_000_000, 50_000)  # tokens, vocabulary
 _COOC_WINDOW = 2
 
 
+def _route_cases(op: str) -> list[Case]:
+    if op == "group_by_expert":
+        return [
+            Case(op, (_ROUTER_ROWS, 2), dtype="int32", experts=8),
+            Case(op, (_ROUTER_ROWS, 8), dtype="int32", experts=256, quick=True),
+        ]
+    if op == "deepseek":
+        return [Case(op, (_ROUTER_ROWS, 256), 8, dtype=d) for d in ("float32", "bfloat16")]
+    cases = [
+        Case(op, (_ROUTER_ROWS, n), k, dtype=d, quick=(n == _QUICK_EXPERTS and d == "float32"))
+        for d in ("float32", "bfloat16")
+        for n in _ROUTER_EXPERTS
+        for k in _ROUTER_K
+    ]
+    if op == "route":
+        cases.append(Case(op, _DECODE_SHAPE, _DECODE_K, quick=True))
+    return cases
+
+
 def _build_cases() -> tuple[Case, ...]:
     cases: list[Case] = []
     for op in OPS:
+        if op in ROUTE_OPS:
+            cases += _route_cases(op)
+            continue
         if op in SPARSE_OPS:
             if op == "cooccurrence":
                 cases.append(Case(op, _COOC_SHAPE, None, dtype="int32"))
@@ -234,7 +274,20 @@ _FASTROUTE = {
         ("scipy",),
         "fastroute.cooccurrence(tokens, V, window=2)",
     ),  # fmt: skip
-}
+    "route": Impl("fastroute", "fastroute", "fastroute", (), "fastroute.route(x, k)"),
+    "route_select": Impl(
+        "fastroute", "fastroute", "fastroute", (),
+        "the routing kernel alone: experts and weights (no grouping, no statistics)",
+    ),
+    "deepseek": Impl(
+        "fastroute", "fastroute", "fastroute", (),
+        "fastroute.route(x, 8, scoring='sigmoid', bias=b, n_groups=8, topk_groups=4, "
+        "group_score='top2', scale=2.5, stats=False)",
+    ),
+    "group_by_expert": Impl(
+        "fastroute", "fastroute", "fastroute", (), "fastroute.group_by_expert(e, E)"
+    ),
+}  # fmt: skip
 
 _FLOOR = Impl(
     "floor",
@@ -311,6 +364,31 @@ _PEERS: dict[str, tuple[Impl, ...]] = {
             ("scipy",),
             "p = A.data / np.repeat(row sums, row lengths); "
             "np.add.reduceat(scipy.special.entr(p), A.indptr[:-1])",
+        ),
+    ),
+    "route": (
+        Impl(
+            "torch.pipeline", "torch pipeline", "peer", ("torch",),
+            "softmax(dtype=float32) -> topk -> w / w.sum -> bincount -> argsort(stable=True)",
+        ),
+    ),
+    "route_select": (
+        Impl(
+            "torch.select", "torch softmax+topk", "peer", ("torch",),
+            "softmax(dtype=float32) -> topk -> w / w.sum",
+        ),
+    ),
+    "deepseek": (
+        Impl(
+            "torch.deepseek", "torch DeepSeek-V3", "peer", ("torch",),
+            "sigmoid -> + bias -> group top-2 sums -> topk groups -> mask (-inf) -> topk "
+            "-> gather -> w / w.sum * 2.5 -> bincount -> argsort(stable=True)",
+        ),
+    ),
+    "group_by_expert": (
+        Impl(
+            "numpy.argsort", "argsort + bincount", "peer", (),
+            "np.argsort(e.ravel(), kind='stable'), np.bincount(e.ravel(), minlength=E)",
         ),
     ),
     "cooccurrence": (
@@ -395,12 +473,25 @@ def make_input(case: Case, seed: int = 0) -> Any:
     * ``csr_top_k``/``csr_entropy``: :func:`zipf_csr` (float32 counts-like
       values; entropy normalizes them).
     * ``cooccurrence``: Zipf(1.3) token ids modulo the vocabulary, int32.
+    * routing: standard normal logits (float32 or ml_dtypes bfloat16);
+      ``group_by_expert``: uniform expert ids, int32.
     """
     if case.op == "cooccurrence":  # Zipf(1.3)-distributed token ids
         rng = np.random.default_rng([seed, *case.shape])
         return ((rng.zipf(1.3, case.shape[0]) - 1) % case.shape[1]).astype(np.int32)
     if case.op in SPARSE_OPS:
         return zipf_csr(case.shape, _CSR_NNZ, seed, case.dtype)
+    if case.op == "group_by_expert":  # uniform expert ids
+        rng = np.random.default_rng([seed, *case.shape, case.experts or 0])
+        return rng.integers(0, case.experts, case.shape, dtype=np.int32)
+    if case.op in ROUTE_OPS:  # standard normal router logits
+        rng = np.random.default_rng([seed, *case.shape, case.k or 0])
+        z = rng.standard_normal(case.shape, dtype=np.float32)
+        if case.dtype == "bfloat16":
+            import ml_dtypes
+
+            return z.astype(ml_dtypes.bfloat16)
+        return z.astype(case.dtype, copy=False)
     rng = np.random.default_rng([seed, *case.shape, case.k or 0])
     dt = np.dtype(case.dtype)
     z = rng.standard_normal(case.shape, dtype=np.float32)
@@ -520,6 +611,51 @@ def scipy_cooccurrence(tokens: np.ndarray, vocab: int, window: int) -> Any:
     return C.tocsr()
 
 
+def deepseek_bias(E: int) -> np.ndarray:
+    """The fixed selection bias of the DeepSeek-V3 benchmark case."""
+    return np.random.default_rng(7).standard_normal(E) * 0.01
+
+
+def numpy_group_by_expert(e: np.ndarray, E: int) -> tuple[np.ndarray, np.ndarray]:
+    """The NumPy recipe: a stable argsort of the flat ids, offsets by bincount."""
+    flat = e.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    offsets = np.zeros(E + 1, np.int64)
+    np.cumsum(np.bincount(flat, minlength=E), out=offsets[1:])
+    return order, offsets
+
+
+def torch_route(torch: Any, t: Any, k: int, group: bool) -> tuple[Any, ...]:
+    """The usual PyTorch router (HF Mixtral/Qwen-MoE) on the CPU: float32
+    softmax, topk, renormalize; with ``group``, counts by ``bincount`` and the
+    grouping permutation by a stable ``argsort``."""
+    p = torch.softmax(t, dim=-1, dtype=torch.float32)
+    w, e = torch.topk(p, k, dim=-1)
+    w = w / w.sum(-1, keepdim=True)
+    if not group:
+        return e, w
+    flat = e.reshape(-1)
+    counts = torch.bincount(flat, minlength=t.shape[1])
+    return e, w, counts, torch.argsort(flat, stable=True)
+
+
+def torch_deepseek(torch: Any, t: Any, k: int, bias: Any) -> tuple[Any, ...]:
+    """DeepSeek-V3's gate transcribed to PyTorch (8 groups, 4 kept, top-2 group
+    scores, routed scaling 2.5), then counts and the grouping permutation."""
+    scores = t.float().sigmoid()
+    choice = scores + bias
+    T, E = choice.shape
+    group_scores = choice.view(T, 8, -1).topk(2, dim=-1)[0].sum(-1)
+    group_idx = group_scores.topk(4, dim=-1, sorted=False)[1]
+    mask = torch.zeros_like(group_scores).scatter_(1, group_idx, 1)
+    mask = mask.unsqueeze(-1).expand(T, 8, E // 8).reshape(T, E)
+    e = choice.masked_fill(~mask.bool(), float("-inf")).topk(k, dim=-1)[1]
+    w = scores.gather(1, e)
+    w = w / w.sum(-1, keepdim=True) * 2.5
+    flat = e.reshape(-1)
+    return e, w, torch.bincount(flat, minlength=E), torch.argsort(flat, stable=True)
+
+
 def _torch() -> Any:
     """Import torch and give it the same number of threads as Numba."""
     import torch
@@ -543,6 +679,9 @@ def make_callable(case: Case, impl: Impl, x: np.ndarray) -> Callable[[], Any]:
             return lambda: (read_floor(x.data), read_floor(x.indices))
         if op == "csr_entropy":  # the values and the row boundaries
             return lambda: (read_floor(x.data), read_floor(x.indptr))
+        if case.dtype == "bfloat16":  # the same bytes, read as integers
+            bits = x.view(np.uint16)
+            return lambda: read_floor(bits)
         return lambda: read_floor(x)
     if impl.role == "fastroute":
         import fastroute as fr
@@ -557,6 +696,20 @@ def make_callable(case: Case, impl: Impl, x: np.ndarray) -> Callable[[], Any]:
             return lambda: fr.top_k(x, k)
         if op == "entropy":
             return lambda: fr.entropy(x)
+        if op == "route":
+            return lambda: fr.route(x, k)
+        if op == "route_select":
+            from .routing import select_only
+
+            return lambda: select_only(x, k)
+        if op == "deepseek":
+            b = deepseek_bias(case.shape[1])
+            return lambda: fr.route(
+                x, k, scoring="sigmoid", bias=b, n_groups=8, topk_groups=4,
+                group_score="top2", scale=2.5, stats=False,
+            )  # fmt: skip
+        if op == "group_by_expert":
+            return lambda: fr.group_by_expert(x, case.experts)
         return lambda: fr.entropy_from_logits(x)
 
     key = impl.key
@@ -568,6 +721,8 @@ def make_callable(case: Case, impl: Impl, x: np.ndarray) -> Callable[[], Any]:
         return lambda: scipy_cooccurrence(x, case.shape[1], _COOC_WINDOW)
     if key == "numpy":
         return lambda: numpy_top_k(x, k)
+    if key == "numpy.argsort":
+        return lambda: numpy_group_by_expert(x, case.experts)
     if key == "scipy.stats":
         from scipy.stats import entropy as sp_entropy
 
@@ -586,7 +741,17 @@ def make_callable(case: Case, impl: Impl, x: np.ndarray) -> Callable[[], Any]:
         return recipe
     if key.startswith("torch."):
         torch = _torch()
-        t = torch.from_numpy(x)
+        if case.dtype == "bfloat16":
+            t = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+        else:
+            t = torch.from_numpy(x)
+        if key == "torch.pipeline":
+            return lambda: torch_route(torch, t, k, group=True)
+        if key == "torch.select":
+            return lambda: torch_route(torch, t, k, group=False)
+        if key == "torch.deepseek":
+            b = torch.from_numpy(deepseek_bias(case.shape[1]).astype(np.float32))
+            return lambda: torch_deepseek(torch, t, k, b)
         if key == "torch.topk":
             return lambda: torch.topk(t, k, dim=1, largest=True, sorted=True)
         if key == "torch.entr":
@@ -601,6 +766,13 @@ def summarize(case: Case, result: Any) -> np.ndarray:
     """The comparable part of a result: top-k values, or the entropies (float64)."""
     if case.op in ("top_k", "csr_top_k"):
         result = result[0]
+    if case.op == "group_by_expert":
+        result = np.concatenate([np.asarray(result[0]), np.asarray(result[1])])
+    elif case.op in ROUTE_OPS:  # each token's weights, sorted
+        w = result.weights if hasattr(result, "weights") else result[1]
+        if hasattr(w, "detach"):
+            w = w.detach().cpu().numpy()
+        return -np.sort(-np.asarray(w, dtype=np.float64), axis=1)
     if case.op == "cooccurrence":  # structure and counts, exactly
         result = np.concatenate([result.indptr, result.indices, result.data])
     if hasattr(result, "detach"):
@@ -620,7 +792,15 @@ def check_agreement(case: Case, impl: Impl, reference: Any, result: Any) -> str 
     ref, got = summarize(case, reference), summarize(case, result)
     if ref.shape != got.shape:
         return f"{impl.label}: shape {got.shape} != fastroute's {ref.shape}"
-    if case.op in ("top_k", "csr_top_k", "cooccurrence"):
+    if case.op in ("route", "route_select", "deepseek"):
+        # routing weights to float32 accuracy; a token whose choice differs at
+        # a near-tie (unordered in torch) may differ, 1 in 1000 at most
+        rows = ~np.isclose(got, ref, rtol=1e-4, atol=1e-6).all(axis=1)
+        bad = int(np.count_nonzero(rows))
+        if bad <= got.shape[0] // 1000:
+            return None
+        return f"{impl.label}: the weights of {bad} tokens differ from fastroute"
+    if case.op in ("top_k", "csr_top_k", "cooccurrence", "group_by_expert"):
         bad = int(np.count_nonzero(ref != got))
         what = "counts" if case.op == "cooccurrence" else "top-k values"
         return None if bad == 0 else f"{impl.label}: {bad} {what} differ from fastroute"

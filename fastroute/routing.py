@@ -372,6 +372,23 @@ def route(
     )
 
 
+def select_only(logits: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Experts and weights of plain softmax routing, without grouping or
+    statistics: the routing kernel alone (for benchmarks; not public API)."""
+    a, out = _as_logits(logits, "route")
+    T, E = a.shape
+    k = _int(k, "k", "route", 0, E)
+    experts = np.empty((T, k), np.int32)
+    weights = np.empty((T, k), out)
+    status = np.empty(T, np.int8)
+    args = (a, block_tokens(E), k, _NO_BIAS[out], out is np.float32, experts, weights, status)
+    with parallel_guard(a.size) as par:
+        (rk.select_parallel if par else rk.select_serial)(*args)
+    if status.any():
+        _raise_status(status, "route")
+    return experts, weights
+
+
 def _groups(n_groups: Any, topk_groups: Any, E: int, k: int, top2: bool) -> tuple[int, int]:
     func = "route"
     if n_groups is None:

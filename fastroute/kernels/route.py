@@ -758,6 +758,30 @@ def route_all_parallel(
 
 
 @jit
+def select_serial(x, bt, k, nobias, round32, experts, weights, status):
+    """Experts and weights only (plain softmax routing, no statistics), for
+    measuring the routing kernel alone; serial twin of ``select_parallel``."""
+    nb = (x.shape[0] + bt - 1) // bt
+    none = np.empty(0)
+    for b in range(nb):
+        route_block(
+            x, b, bt, k, False, True, nobias, 0, 0, False, 1.0, False, False, round32,
+            experts, weights, status, none, np.empty((0, 0)), none, none,
+        )  # fmt: skip
+
+
+@pjit
+def select_parallel(x, bt, k, nobias, round32, experts, weights, status):
+    nb = (x.shape[0] + bt - 1) // bt
+    none = np.empty(0)
+    for b in numba.prange(nb):
+        route_block(
+            x, b, bt, k, False, True, nobias, 0, 0, False, 1.0, False, False, round32,
+            experts, weights, status, none, np.empty((0, 0)), none, none,
+        )  # fmt: skip
+
+
+@jit
 def scores_block(x, b, bt, sigmoid, nan_ignore, scores, status):
     """Score distributions of tokens ``b*bt : (b+1)*bt``, written transposed:
     ``scores[e, t]`` (for expert choice)."""
