@@ -242,41 +242,33 @@ def _status(m, nans, nan_ignore, sigmoid):
 
 
 #: float32 rows of at most this many experts select across 16 tokens at once
-ACROSS_MAX_E = 32
+ACROSS_MAX_E = 64
 
 
 @jit(inline="always")
-def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, Q, status, mx):
-    """Step 1 of ``route_rows`` for float32 (packed keys), 16 tokens at a
-    time with one SIMD lane per token: the keys are stored transposed,
-    ``KT[e, ln]``, so every maximum over experts is an element-wise maximum
-    over rows, whatever E. A choice is that maximum; its key is then removed
-    (one store per lane). Lanes past the last token repeat it."""
+def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, Q, status, mx, nans):
+    """Step 1 of ``route_rows`` for float32 (packed keys) and short rows, 16
+    tokens at a time with one SIMD lane per token: the keys are stored
+    transposed, ``KT[e, ln]``, so every maximum over experts is an
+    element-wise maximum over rows. A choice is that maximum; its key is then
+    removed (one store per lane). Lanes past the last token repeat it. NaN
+    must already be replaced (``nans[i]`` counts token i's)."""
     KT = np.empty((max(E, 1), 16), np.int64)
     best = np.empty(16, np.int64)
-    nanc = np.empty(16, np.int64)
-    ninf = np.float32(-np.inf)
     for g0 in range(0, n, 16):
         gl = min(16, n - g0)
         for ln in range(16):
             best[ln] = _INT64_MIN
-            nanc[ln] = 0
         for e in range(E):
             for ln in range(16):
-                p = _u(min(g0 + ln, n - 1) * P + e)
-                v = Z[p]
-                bad = v != v
-                nanc[ln] += 1 if bad else 0
-                v = ninf if bad else v
-                Z[p] = v
-                kb = _ordkey(v, e)
+                kb = _ordkey(Z[_u(min(g0 + ln, n - 1) * P + e)], e)
                 KT[e, ln] = kb
                 best[ln] = kb if kb > best[ln] else best[ln]
         for ln in range(gl):
             i = g0 + ln
             c = _LOW32 - (best[ln] & _LOW32)
             m = Z[i * P + c]
-            st = _status(m, nanc[ln], nan_ignore, sigmoid)
+            st = _status(m, nans[i], nan_ignore, sigmoid)
             status[i] = st
             mx[i] = m if (st == OK and m < np.inf) else 0.0
         for j in range(k):
@@ -378,26 +370,32 @@ def route_rows(
     gsc = np.empty(g)
     gtaken = np.empty(g, np.bool_)
 
-    # 1. NaN, the keys of the logits, the maximum, the status; and the
-    # selection when it is on the logits themselves (no bias, no groups)
+    # 1. NaN (one flat test; replaced by -inf only where present), the keys
+    # of the logits, the maximum, the status; and the selection when it is
+    # on the logits themselves (no bias, no groups)
+    nz = np.zeros(max(n, 1), np.int64)
+    nan_total = 0
+    for j in range(n * P):
+        nan_total += 1 if Z[j] != Z[j] else 0
+    if nan_total:
+        for i in range(n):
+            for e in range(E):
+                if Z[i * P + e] != Z[i * P + e]:
+                    nz[i] += 1
+                    Z[i * P + e] = ninf
     plain = not (has_bias or grouped)
     if packed and E <= ACROSS_MAX_E:
-        _across(Z, P, n, E, k if plain else 0, nan_ignore, sigmoid, idx, Q, status, mx)
+        _across(Z, P, n, E, k if plain else 0, nan_ignore, sigmoid, idx, Q, status, mx, nz)
     else:
         for i in range(n):
             o = i * P
-            nans = 0
             for ln in range(16):
                 lanes[ln] = _INT64_MIN
+            # the -inf padding gets keys too: they rank after every expert
             for r in range(R):
                 for ln in range(16):
                     e = _u(r * 16 + ln)
-                    v = Z[_u(o + e)]
-                    bad = v != v
-                    nans += 1 if bad else 0
-                    v = ninf if bad else v
-                    Z[_u(o + e)] = v
-                    kb = _ordkey(v, e) if e < E else _INT64_MIN
+                    kb = _ordkey(Z[_u(o + e)], e)
                     keys[e] = kb
                     lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
             best = _INT64_MIN
@@ -410,7 +408,7 @@ def route_rows(
                 while keys[c] != best:
                     c += 1
             m = Z[o + c]
-            st = _status(m, nans, nan_ignore, sigmoid)
+            st = _status(m, nz[i], nan_ignore, sigmoid)
             status[i] = st
             mx[i] = m if (st == OK and m < np.inf) else 0.0
             if plain and st == OK:
