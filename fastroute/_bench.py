@@ -368,26 +368,38 @@ _PEERS: dict[str, tuple[Impl, ...]] = {
     ),
     "route": (
         Impl(
-            "torch.pipeline", "torch pipeline", "peer", ("torch",),
+            "torch.pipeline",
+            "torch pipeline",
+            "peer",
+            ("torch",),
             "softmax(dtype=float32) -> topk -> w / w.sum -> bincount -> argsort(stable=True)",
         ),
     ),
     "route_select": (
         Impl(
-            "torch.select", "torch softmax+topk", "peer", ("torch",),
+            "torch.select",
+            "torch softmax+topk",
+            "peer",
+            ("torch",),
             "softmax(dtype=float32) -> topk -> w / w.sum",
         ),
     ),
     "deepseek": (
         Impl(
-            "torch.deepseek", "torch DeepSeek-V3", "peer", ("torch",),
+            "torch.deepseek",
+            "torch DeepSeek-V3",
+            "peer",
+            ("torch",),
             "sigmoid -> + bias -> group top-2 sums -> topk groups -> mask (-inf) -> topk "
             "-> gather -> w / w.sum * 2.5 -> bincount -> argsort(stable=True)",
         ),
     ),
     "group_by_expert": (
         Impl(
-            "numpy.argsort", "argsort + bincount", "peer", (),
+            "numpy.argsort",
+            "argsort + bincount",
+            "peer",
+            (),
             "np.argsort(e.ravel(), kind='stable'), np.bincount(e.ravel(), minlength=E)",
         ),
     ),

@@ -113,6 +113,8 @@ def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
         "fastroute.kernels",
         "fastroute.kernels.select",
         "fastroute.kernels.entropy",
+        "fastroute.routing",
+        "fastroute.kernels.route",
     ],
 )
 def test_docstring_examples(module):

@@ -1,19 +1,22 @@
-"""Mixture-of-Experts routing of one token, and grouping of tokens by expert.
+"""Mixture-of-Experts routing of blocks of tokens, and grouping by expert.
 
-``route_core`` routes one token whose logits are already float64 in
-``z[0, :E]``; everything in it is float64, so it compiles once for every
-input dtype. The block loops that read the caller's logits (float32,
-float64, bfloat16 bits, float16 bits) are small and specialised per dtype.
+``route_rows`` routes a block of tokens whose logits were copied into a
+flat buffer of the compute dtype (float32 for float32, bfloat16 and float16
+logits, float64 for float64), so it compiles twice whatever the input dtype;
+``route_block`` reads the caller's logits (bfloat16 and float16 as raw bits)
+into that buffer. ``route_all_*`` route every block, sum the statistics in
+block order and group the assignments by expert (a counting sort).
 
 Semantics of one token (the contract of ``fastroute.route``):
 
 * NaN logits make the token invalid (status ``BAD_NAN``), or with
   ``nan_ignore`` count as ``-inf``. A ``+inf`` logit under softmax is
   invalid (``BAD_POS_INF``): the distribution is undefined.
-* Scores: softmax ``exp(z - m) / sum(exp(z - m))`` or sigmoid, in float64.
+* Scores: softmax ``exp(z - m) * (1 / sum(exp(z - m)))`` or sigmoid, in the
+  compute dtype; sums in float64.
 * Selection key: the logit itself when there is no bias and no grouping
   (softmax and sigmoid are increasing, so this is the exact order of the
-  scores); otherwise ``score + bias`` (float64).
+  scores); otherwise ``score + bias`` in the compute dtype.
 * Groups: experts split into ``n_groups`` contiguous groups, a group's score
   is its best key (``top2=False``) or the sum of its two best keys; the
   ``topk_groups`` best groups stay eligible (ties: lower group), the keys
