@@ -447,9 +447,10 @@ def route_rows(
                 o = i * P
                 s_sum = _row_sum(U, o, R, acc)
                 if stats:
-                    lse[i] = np.float64(mx[i]) + math.log(s_sum)
+                    log_s = math.log(s_sum)
+                    lse[i] = np.float64(mx[i]) + log_s
                     if not sigmoid:
-                        ent[i] = math.log(s_sum) + _row_sum(F, o, R, acc) / s_sum
+                        ent[i] = log_s + _row_sum(F, o, R, acc) / s_sum
                 if not sigmoid:
                     inv = 1.0 / s_sum
                     if stats:
