@@ -187,6 +187,7 @@ def _bias(bias: Any, E: int) -> np.ndarray:
     return b
 
 
+_EMPTY = np.empty(0)
 _NO_BIAS = {np.float32: np.empty(0, np.float32), np.float64: np.empty(0, np.float64)}
 
 _REASONS = {
@@ -336,23 +337,22 @@ def route(
     experts = np.empty((T, k), np.int32)
     weights = np.empty((T, k), out)
     kstats = bool(stats) or want_prio  # the score priority needs the scores
-    ent = np.empty(T if kstats else 0)
-    prio = np.empty(T if want_prio else 0)
-    before = np.empty(E, np.int64)
+    ent = np.empty(T) if kstats else _EMPTY
+    prio = np.empty(T) if want_prio else _EMPTY
     counts = np.empty(E, np.int64)
     order = np.empty(n, np.int64)
     offsets = np.empty(E + 1, np.int64)
     args = (
         a, bt, k, sigmoid, bool(renormalize), b, ng, tg, top2, scale, nan_ignore,
         out is np.float32, _chunks(n, E), kstats,
-        experts, weights, ent, prio, before, counts, order, offsets,
+        experts, weights, ent, prio, counts, order, offsets,
     )  # fmt: skip
     if a.size < PARALLEL_MIN_WORK or T <= bt:
         res = rk.route_all_serial(*args)
     else:
         with parallel_guard(a.size) as par:
             res = (rk.route_all_parallel if par else rk.route_all_serial)(*args)
-    bad, code, aux, z_loss = res
+    bad, code, aux, z_loss, cmax = res
     if bad >= 0:
         raise ValueError(f"{func}: token {bad} {_REASONS[code]}")
     if cap is None:
@@ -363,8 +363,9 @@ def route(
         rk.admit(experts, perm, cap, E, dropped)
         kept = np.where(dropped.reshape(-1), np.int32(-1), experts.reshape(-1))
         order, offsets, counts = _group(kept, E, 1, n)
+        cmax = int(counts.max()) if E else 0
     total = int(offsets[-1])
-    imbalance = float(max(counts.tolist()) / (total / E)) if total else math.nan
+    imbalance = cmax / (total / E) if total else math.nan
     if not stats:
         aux = z_loss = ent = None
     return Routing(

@@ -289,12 +289,6 @@ def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, Q, status, mx, nans):
 
 
 @jit(inline="always")
-def _log_sigmoid(z):
-    t = exp_neg(-abs(z))
-    return (z if z < 0 else 0.0) - log1p_pos(t)
-
-
-@jit(inline="always")
 def _sigmoid_c(z, one):
     t = _exp_c(-abs(z))
     return (one if z >= 0 else t) / (one + t)
@@ -371,6 +365,8 @@ def route_rows(
     mx = _zeros_like_typed(Z, max(n, 1))
     g = max(n_groups, 1)
     gsc = np.empty(g)
+    ga = _zeros_like_typed(Z, g)
+    gb = _zeros_like_typed(Z, g)
     gtaken = np.empty(g, np.bool_)
 
     # 1. NaN (one flat test; replaced by -inf only where present), the keys
@@ -461,14 +457,18 @@ def route_rows(
                         for e in range(E):
                             U[_u(o + e)] = np.float64(U[_u(o + e)]) * inv
         if sigmoid:
-            for j in range(n * P):
-                z = Z[j]
-                t = _exp_c(-abs(z))  # z = +-inf gives t = 0
-                sg = (one if z >= 0 else t) / (one + t)
-                U[j] = sg
-                # s log s, with log s = min(z, 0) - log1p(t)
-                lg = (np.float64(z) if z < 0 else 0.0) - log1p_pos(np.float64(t))
-                F[j] = np.float64(sg) * lg if sg > 0 else 0.0
+            if stats:
+                for j in range(n * P):
+                    z = Z[j]
+                    t = _exp_c(-abs(z))  # z = +-inf gives t = 0
+                    sg = (one if z >= 0 else t) / (one + t)
+                    U[j] = sg
+                    # s log s, with log s = min(z, 0) - log1p(t)
+                    lg = (np.float64(z) if z < 0 else 0.0) - log1p_pos(np.float64(t))
+                    F[j] = np.float64(sg) * lg if sg > 0 else 0.0
+            else:
+                for j in range(n * P):
+                    U[j] = _sigmoid_c(Z[j], one)
             if stats:
                 for i in range(n):
                     if status[i] != OK:
@@ -493,18 +493,21 @@ def route_rows(
             for e in range(E):
                 key[e] = U[o + e] + bias[e] if has_bias else U[o + e]
             if grouped:
+                # the best two keys of every group, all groups at once
                 gs = E // n_groups
                 for gg in range(n_groups):
-                    a = key[gg * gs]
-                    b = ninf
-                    for e in range(gg * gs + 1, (gg + 1) * gs):
-                        v = key[e]
-                        if v > a:
-                            b = a
-                            a = v
-                        elif v > b:
-                            b = v
-                    gsc[gg] = np.float64(a) + np.float64(b) if top2 else np.float64(a)
+                    ga[gg] = ninf
+                    gb[gg] = ninf
+                for j in range(gs):
+                    for gg in range(n_groups):
+                        v = key[gg * gs + j]
+                        a = ga[gg]
+                        ga[gg] = v if v > a else a
+                        lo = a if v > a else v
+                        gb[gg] = lo if lo > gb[gg] else gb[gg]
+                for gg in range(n_groups):
+                    a = np.float64(ga[gg])
+                    gsc[gg] = a + np.float64(gb[gg]) if top2 else a
                     gtaken[gg] = False
                 for _ in range(topk_groups):
                     bg = -1
@@ -512,24 +515,46 @@ def route_rows(
                         if not gtaken[gg] and (bg < 0 or gsc[gg] > gsc[bg]):
                             bg = gg
                     gtaken[bg] = True
+                # keys of the kept groups' experts; the others can never be
+                # chosen (the kept groups hold at least k experts)
+                for ln in range(16):
+                    lanes[ln] = _INT64_MIN
+                for e in range(E, P):
+                    keys[e] = _INT64_MIN
                 finite = False
                 for gg in range(n_groups):
-                    for e in range(gg * gs, (gg + 1) * gs):
-                        if not gtaken[gg]:
-                            key[e] = ninf
-                        elif Z[o + e] > _NINF:
-                            finite = True
+                    base = gg * gs
+                    if not gtaken[gg]:
+                        for e in range(base, base + gs):
+                            keys[e] = _INT64_MIN
+                        continue
+                    for e in range(base, base + gs):
+                        finite |= Z[o + e] > _NINF
+                    if gs % 16 == 0:
+                        for r in range(gs >> 4):
+                            for ln in range(16):
+                                e = _u(base + r * 16 + ln)
+                                kb = _ordkey(key[e], e)
+                                keys[e] = kb
+                                lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
+                    else:
+                        for e in range(base, base + gs):
+                            kb = _ordkey(key[e], e)
+                            keys[e] = kb
+                            ln = e & 15
+                            lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
                 if not finite:
                     status[i] = BAD_ALL_INF
                     continue
-            for ln in range(16):
-                lanes[ln] = _INT64_MIN
-            for r in range(R):
+            else:
                 for ln in range(16):
-                    e = _u(r * 16 + ln)
-                    kb = _ordkey(key[e], e) if e < E else _INT64_MIN
-                    keys[e] = kb
-                    lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
+                    lanes[ln] = _INT64_MIN
+                for r in range(R):
+                    for ln in range(16):
+                        e = _u(r * 16 + ln)
+                        kb = _ordkey(key[e], e) if e < E else _INT64_MIN
+                        keys[e] = kb
+                        lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
             _select(keys, R, k, packed, idx, i * Q, lanes, cand)
 
     # 4. weights
@@ -695,15 +720,15 @@ def _finish(T, E, k, status, psum, zsum, hist, before):
 @jit
 def route_all_serial(
     x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale, nan_ignore,
-    round32, nchunks, stats, experts, weights, ent, prio, before, counts, order, offsets,
+    round32, nchunks, stats, experts, weights, ent, prio, counts, order, offsets,
 ):  # fmt: skip
     """Route every token of ``x`` into the given outputs and group the
     assignments (serial twin of ``route_all_parallel``, same bits).
 
-    Returns ``(bad, code, aux, z_loss)``: ``bad`` >= 0 is the first invalid
-    token and ``code`` its status (the outputs are then meaningless).
-    ``before`` gets the assignments per expert, ``counts``/``order``/
-    ``offsets`` their grouping (``order`` holds T * k)."""
+    Returns ``(bad, code, aux, z_loss, max_count)``: ``bad`` >= 0 is the
+    first invalid token and ``code`` its status (the outputs are then
+    meaningless). ``counts``/``order``/``offsets`` get the grouping of all
+    assignments (``order`` holds T * k)."""
     T, E = x.shape
     nb = (T + bt - 1) // bt
     status = np.empty(T, np.int8)
@@ -719,20 +744,23 @@ def route_all_serial(
     hist = np.zeros((nchunks, E), np.int64)
     for c in range(nchunks):
         _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, before)
+    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, np.empty(E, np.int64))
     if bad >= 0:
-        return bad, status[bad], aux, z_loss
+        return bad, status[bad], aux, z_loss, 0
     _offsets(hist, 1, counts, offsets)
     _starts(hist, counts, offsets, n, order)
     for c in range(nchunks):
         _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return bad, 0, aux, z_loss
+    cmax = 0
+    for e in range(E):
+        cmax = max(cmax, counts[e])
+    return bad, 0, aux, z_loss, cmax
 
 
 @pjit
 def route_all_parallel(
     x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale, nan_ignore,
-    round32, nchunks, stats, experts, weights, ent, prio, before, counts, order, offsets,
+    round32, nchunks, stats, experts, weights, ent, prio, counts, order, offsets,
 ):  # fmt: skip
     T, E = x.shape
     nb = (T + bt - 1) // bt
@@ -749,14 +777,17 @@ def route_all_parallel(
     hist = np.zeros((nchunks, E), np.int64)
     for c in numba.prange(nchunks):
         _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, before)
+    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, np.empty(E, np.int64))
     if bad >= 0:
-        return bad, status[bad], aux, z_loss
+        return bad, status[bad], aux, z_loss, 0
     _offsets(hist, 1, counts, offsets)
     _starts(hist, counts, offsets, n, order)
     for c in numba.prange(nchunks):
         _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return bad, 0, aux, z_loss
+    cmax = 0
+    for e in range(E):
+        cmax = max(cmax, counts[e])
+    return bad, 0, aux, z_loss, cmax
 
 
 @jit
