@@ -284,10 +284,11 @@ def route(
 
     Notes
     -----
-    Scores, selection and weights are computed in float64; weights are
-    rounded once to the output dtype. Without bias and groups the experts
-    are chosen by their logits (the exact order of the scores); with them,
-    by the float64 ``score + bias``. Each row is then ordered by its output
+    Scores and weights are computed in float32 (float64 for float64
+    logits; every sum in float64) and weights are rounded once to the
+    output dtype. Without bias and groups the experts are chosen by their
+    logits (the exact order of the scores); with them, by ``score + bias``
+    in that precision. Each row is then ordered by its output
     weight, descending, ties to the lower expert id. ``-inf`` logits are
     score 0 and may be chosen when fewer than ``k`` experts are finite;
     under sigmoid ``+inf`` is score 1. A token with a NaN logit, with
@@ -527,8 +528,8 @@ def expert_choice(
     -------
     ExpertChoice(tokens, weights, coverage)
         ``tokens[e]`` by score descending, ties to the lower token index;
-        ``weights`` are those scores (float64 computation rounded once to
-        float32, or float64 for float64 logits).
+        ``weights`` are those scores (float32, or float64 for float64
+        logits), the values that are ranked.
 
     Examples
     --------
