@@ -357,6 +357,37 @@ def test_exp_neg_within_2_ulp():
     assert got[-10] == 1.0 and got[-9] == 1.0  # exp(±0) is exactly 1
 
 
+@numba.njit
+def _exp32_values(x):
+    out = np.empty(x.shape[0], np.float32)
+    for i in range(x.shape[0]):
+        out[i] = _math.exp_neg32(x[i])
+    return out
+
+
+def test_exp_neg32_within_2_ulp():
+    """The float32 exp of the routing kernels, in float32 ulp (subnormals included)."""
+    rng = np.random.default_rng(13)
+    x = np.concatenate(
+        [
+            -rng.random(20000) * 110.0,
+            -rng.random(2000) * 1e-3,
+            rng.uniform(-104.0, -86.0, 3000),  # subnormal results and underflow
+            [0.0, -0.0, -1e-30, -1.0, -87.33, -103.27, -103.97, -104.0, -1e4, -np.inf],
+        ]
+    ).astype(np.float32)
+    got = _exp32_values(x)
+    worst = 0.0
+    with mpmath.workprec(REF_PREC):
+        for g, v in zip(got.tolist(), x.tolist(), strict=True):
+            e = mpmath.exp(mpmath.mpf(v)) if v > -math.inf else mpmath.mpf(0)
+            ulp = max(float(np.spacing(np.float32(float(e)))), 2.0**-149)
+            worst = max(worst, float(abs(mpmath.mpf(g) - e) / mpmath.mpf(ulp)))
+    assert worst <= 2.0, worst
+    assert got[-10] == 1.0 and got[-9] == 1.0
+    assert got[-3] == 0.0 and got[-2] == 0.0 and got[-1] == 0.0  # below the threshold
+
+
 def test_exp_neg_is_exactly_zero_below_threshold():
     lim = _math.EXP_ZERO_BELOW
     x = np.array(
