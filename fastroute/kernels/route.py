@@ -318,12 +318,12 @@ def _row_sum(buf, off, R, acc):
     return acc[0]
 
 
-def _zeros_like_typed(Z, n):  # float buffer of Z's dtype
+def _empty_typed(Z, n):  # np.empty(n) of Z's dtype
     raise NotImplementedError
 
 
-@overload(_zeros_like_typed)
-def _zeros_like_typed_impl(Z, n):
+@overload(_empty_typed)
+def _empty_typed_impl(Z, n):
     if Z.dtype == types.float32:
         return lambda Z, n: np.empty(n, np.float32)
     return lambda Z, n: np.empty(n, np.float64)
@@ -360,13 +360,13 @@ def route_rows(
     cand = np.empty(2 * P, np.int64)
     lanes = np.empty(16, np.int64)
     acc = np.empty(16)
-    key = _zeros_like_typed(Z, P)
-    C = _zeros_like_typed(Z, n * Q)  # chosen logits (minus their max)
-    mx = _zeros_like_typed(Z, max(n, 1))
+    key = _empty_typed(Z, P)
+    C = _empty_typed(Z, n * Q)  # chosen logits (minus their max)
+    mx = _empty_typed(Z, max(n, 1))
     g = max(n_groups, 1)
     gsc = np.empty(g)
-    ga = _zeros_like_typed(Z, g)
-    gb = _zeros_like_typed(Z, g)
+    ga = _empty_typed(Z, g)
+    gb = _empty_typed(Z, g)
     gtaken = np.empty(g, np.bool_)
 
     # 1. NaN (one flat test; replaced by -inf only where present), the keys
@@ -831,9 +831,10 @@ def scores_block(x, b, bt, sigmoid, nan_ignore, scores, status):
             Z[i * P + e] = -np.inf
     st = np.empty(n, np.int8)
     scratch = np.empty(max(n, 1))
+    # k = 0 and renorm off: the scores alone, no statistics
     route_rows(
-        Z, U, n, E, 0, sigmoid, True, np.empty(0, Z.dtype), 0, 0, False, 1.0,
-        nan_ignore, True, False, np.empty(1, np.int64), scratch, st, scratch, scratch,
+        Z, U, n, E, 0, sigmoid, False, np.empty(0, Z.dtype), 0, 0, False, 1.0,
+        nan_ignore, False, False, np.empty(1, np.int64), scratch, st, scratch, scratch,
         np.zeros(E), np.empty(0),
     )  # fmt: skip
     for i in range(n):
