@@ -330,7 +330,8 @@ def route(
         if cf <= 0:
             raise ValueError(f"route: capacity_factor must be positive, got {capacity_factor!r}")
         mc = _int(min_capacity, "min_capacity", func, 0)
-        cap = max(math.ceil(cf * T * k / E), mc) if E else mc
+        c = cf * T * k / E if E else 0.0
+        cap = max(math.ceil(c) if c < 2.0**62 else 2**62, mc)
 
     want_prio = cap is not None and drop == "score"
     n = T * k
@@ -361,7 +362,7 @@ def route(
     else:
         perm = np.arange(T) if drop == "position" else np.argsort(-prio, kind="stable")
         dropped = np.empty((T, k), np.bool_)
-        rk.admit(experts, perm, cap, E, dropped)
+        rk.admit(experts, perm, min(cap, T), E, dropped)  # no expert gets > T
         kept = np.where(dropped.reshape(-1), np.int32(-1), experts.reshape(-1))
         order, offsets, counts = _group(kept, E, 1, n)
         cmax = int(counts.max()) if E else 0

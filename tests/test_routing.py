@@ -184,6 +184,14 @@ def test_route_without_statistics():
     assert bare.imbalance == full.imbalance
 
 
+def test_route_huge_capacity_drops_nothing():
+    x = RNG.standard_normal((50, 4)).astype(np.float32)
+    for kw in ({"capacity_factor": 1e300}, {"capacity_factor": 1.0, "min_capacity": 10**30}):
+        r = fr.route(x, 2, **kw)
+        assert not r.dropped.any() and r.capacity >= 50
+        np.testing.assert_array_equal(r.order, fr.route(x, 2).order)
+
+
 def test_route_k_zero_and_k_equal_e():
     x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
     r0 = fr.route(x, 0)
