@@ -570,8 +570,6 @@ def route_rows(
             else:
                 for j in range(k):
                     C[o + j] = ninf
-            for j in range(k, Q):
-                C[o + j] = ninf
             if not sigmoid:
                 if mk > _NINF:
                     for j in range(k):
