@@ -54,18 +54,25 @@ def as_real_array(x: Any, func: str) -> np.ndarray:
     return a
 
 
-def check_k(k: Any, n: int, func: str) -> int:
-    if isinstance(k, (bool, np.bool_)):
-        raise TypeError(f"{func}: k must be an integer, got a bool")
+def check_int(v: Any, name: str, func: str, lo: int, hi: int | None = None, why: str = "") -> int:
+    """``v`` as a Python int in ``[lo, hi]`` (no upper bound when ``hi`` is
+    None); bools and non-integers are a ``TypeError``."""
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be an integer, got a bool")
     try:
-        k = operator.index(k)
+        v = operator.index(v)
     except TypeError:
-        raise TypeError(f"{func}: k must be an integer, got {type(k).__name__} {k!r}") from None
-    if not 0 <= k <= n:
-        raise ValueError(
-            f"{func}: k={k} is out of range; need 0 <= k <= {n} (the length along axis)"
-        )
-    return k
+        raise TypeError(
+            f"{func}: {name} must be an integer, got {type(v).__name__} {v!r}"
+        ) from None
+    if v < lo or (hi is not None and v > hi):
+        need = f"{lo} <= {name}" + (f" <= {hi}" if hi is not None else "")
+        raise ValueError(f"{func}: {name}={v} is out of range; need {need}{why}")
+    return v
+
+
+def check_k(k: Any, n: int, func: str) -> int:
+    return check_int(k, "k", func, 0, n, " (the length along axis)")
 
 
 def check_axis(axis: Any, ndim: int) -> int:

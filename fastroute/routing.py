@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from typing import Any, Literal, NamedTuple
 
 import numba
@@ -12,6 +11,7 @@ import numpy as np
 
 from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
+from ._validate import check_int as _int
 from .kernels import route as rk
 
 __all__ = ["Routing", "ExpertChoice", "route", "expert_choice", "group_by_expert"]
@@ -87,19 +87,6 @@ class ExpertChoice(NamedTuple):
 
 
 # --- argument checks -----------------------------------------------------------
-
-
-def _int(v: Any, name: str, func: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{func}: {name} must be an integer, got a bool")
-    try:
-        v = operator.index(v)
-    except TypeError:
-        raise TypeError(f"{func}: {name} must be an integer, got {type(v).__name__}") from None
-    if v < lo or (hi is not None and v > hi):
-        rng = f"{lo} <= {name}" + (f" <= {hi}" if hi is not None else "")
-        raise ValueError(f"{func}: {name}={v} is out of range; need {rng}")
-    return v
 
 
 def _real(v: Any, name: str, func: str) -> float:

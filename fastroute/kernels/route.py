@@ -318,15 +318,15 @@ def _row_sum(buf, off, R, acc):
     return acc[0]
 
 
-def _empty_typed(Z, n):  # np.empty(n) of Z's dtype
+def _zbuf(x, n):  # np.empty(n) of the compute dtype of x (float64 or float32)
     raise NotImplementedError
 
 
-@overload(_empty_typed)
-def _empty_typed_impl(Z, n):
-    if Z.dtype == types.float32:
-        return lambda Z, n: np.empty(n, np.float32)
-    return lambda Z, n: np.empty(n, np.float64)
+@overload(_zbuf)
+def _zbuf_impl(x, n):
+    if x.dtype == types.float64:
+        return lambda x, n: np.empty(n, np.float64)
+    return lambda x, n: np.empty(n, np.float32)
 
 
 @jit
@@ -360,13 +360,13 @@ def route_rows(
     cand = np.empty(2 * P, np.int64)
     lanes = np.empty(16, np.int64)
     acc = np.empty(16)
-    key = _empty_typed(Z, P)
-    C = _empty_typed(Z, n * Q)  # chosen logits (minus their max)
-    mx = _empty_typed(Z, max(n, 1))
+    key = _zbuf(Z, P)
+    C = _zbuf(Z, n * Q)  # chosen logits (minus their max)
+    mx = _zbuf(Z, max(n, 1))
     g = max(n_groups, 1)
     gsc = np.empty(g)
-    ga = _empty_typed(Z, g)
-    gb = _empty_typed(Z, g)
+    ga = _zbuf(Z, g)
+    gb = _zbuf(Z, g)
     gtaken = np.empty(g, np.bool_)
 
     # 1. NaN (one flat test; replaced by -inf only where present), the keys
@@ -612,17 +612,6 @@ def route_rows(
             idx[o + p] = ij
         if prio.shape[0] > 0 and k > 0:
             prio[i] = np.float64(U[i * P + idx[o]])
-
-
-def _zbuf(x, n):  # flat buffer of the compute dtype for logits x
-    raise NotImplementedError
-
-
-@overload(_zbuf)
-def _zbuf_impl(x, n):
-    if x.dtype == types.float64:
-        return lambda x, n: np.empty(n, np.float64)
-    return lambda x, n: np.empty(n, np.float32)
 
 
 @jit
