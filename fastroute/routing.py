@@ -414,12 +414,16 @@ def _group(ids: np.ndarray, E: int, block_size: int, sentinel: int):
             fn = rk.group_parallel if par else rk.group_serial
             ok, order, offsets, counts = fn(ids, E, block_size, sentinel, nchunks)
     if not ok:
-        bad = np.flatnonzero((ids < -1) | (ids >= E))[0]
-        raise ValueError(
-            f"group_by_expert: experts[{bad}] = {ids[bad]} is not an expert id; "
-            f"need -1 (skip) or 0 <= id < num_experts={E}"
-        )
+        _raise_bad_id(ids, E)
     return order, offsets, counts
+
+
+def _raise_bad_id(ids: np.ndarray, E: int) -> None:
+    bad = np.flatnonzero((ids < -1) | (ids >= E))[0]
+    raise ValueError(
+        f"group_by_expert: experts[{bad}] = {ids[bad]} is not an expert id; "
+        f"need -1 (skip) or 0 <= id < num_experts={E}"
+    )
 
 
 def group_by_expert(
@@ -473,14 +477,9 @@ def group_by_expert(
         )
     ids = a.reshape(-1)
     if ids.dtype not in (np.int32, np.int64) or not ids.dtype.isnative:
-        if ids.size:
-            lo, hi = int(ids.min()), int(ids.max())
-            if lo < -1 or hi >= E:
-                bad = np.flatnonzero((ids < -1) | (ids >= E) if lo < -1 else ids >= E)[0]
-                raise ValueError(
-                    f"{func}: experts[{bad}] = {ids[bad]} is not an expert id; "
-                    f"need -1 (skip) or 0 <= id < num_experts={E}"
-                )
+        # check before the cast to int64 (it would wrap large unsigned ids)
+        if ids.size and (int(ids.min()) < -1 or int(ids.max()) >= E):
+            _raise_bad_id(ids, E)
         ids = ids.astype(np.int64)
     ids = np.ascontiguousarray(ids)
     order, offsets, _ = _group(ids, E, bs, ids.size)

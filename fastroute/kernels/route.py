@@ -670,13 +670,16 @@ def route_block(
 
 
 @jit
-def _finish(T, E, k, status, psum, zsum, hist, before):
-    """Serial tail shared by both drivers: the first invalid token (or -1),
-    the assignments per expert (into ``before``), aux_loss and z_loss (block
-    sums added in block order: the same bits for any thread count)."""
+def _finish(T, E, k, status, psum, zsum, hist, counts, offsets, order):
+    """Serial middle shared by both drivers, between the histogram and the
+    scatter. Returns ``(bad, code, aux, z_loss, max_count)``: the first
+    invalid token and its status (or -1, 0), aux_loss and z_loss (block sums
+    added in block order: the same bits for any thread count), and the
+    largest count. Fills ``counts``/``offsets`` and the write positions of
+    the scatter (in ``hist``)."""
     for t in range(T):
         if status[t] != OK:
-            return t, _NAN, _NAN
+            return t, status[t], _NAN, _NAN, 0
     p_mean = np.zeros(E)
     for b in range(psum.shape[0]):
         for e in range(E):
@@ -689,19 +692,19 @@ def _finish(T, E, k, status, psum, zsum, hist, before):
         z_loss = zs / T
         for e in range(E):
             p_mean[e] /= T
-    for e in range(E):
-        before[e] = 0
-    for c in range(hist.shape[0]):
-        for e in range(E):
-            before[e] += hist[c, e]
-    aux = _NAN
     n = T * k
+    _offsets(hist, 1, counts, offsets)
+    _starts(hist, counts, offsets, n, order)
+    aux = _NAN
     if n > 0:
         acc = 0.0
         for e in range(E):
-            acc += before[e] / n * p_mean[e]
+            acc += counts[e] / n * p_mean[e]
         aux = E * acc
-    return -1, aux, z_loss
+    cmax = 0
+    for e in range(E):
+        cmax = max(cmax, counts[e])
+    return -1, 0, aux, z_loss, cmax
 
 
 @jit
@@ -731,17 +734,11 @@ def route_all_serial(
     hist = np.zeros((nchunks, E), np.int64)
     for c in range(nchunks):
         _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, np.empty(E, np.int64))
-    if bad >= 0:
-        return bad, status[bad], aux, z_loss, 0
-    _offsets(hist, 1, counts, offsets)
-    _starts(hist, counts, offsets, n, order)
-    for c in range(nchunks):
-        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    cmax = 0
-    for e in range(E):
-        cmax = max(cmax, counts[e])
-    return bad, 0, aux, z_loss, cmax
+    res = _finish(T, E, k, status, psum, zsum, hist, counts, offsets, order)
+    if res[0] < 0:
+        for c in range(nchunks):
+            _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
+    return res
 
 
 @pjit
@@ -764,17 +761,11 @@ def route_all_parallel(
     hist = np.zeros((nchunks, E), np.int64)
     for c in numba.prange(nchunks):
         _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    bad, aux, z_loss = _finish(T, E, k, status, psum, zsum, hist, np.empty(E, np.int64))
-    if bad >= 0:
-        return bad, status[bad], aux, z_loss, 0
-    _offsets(hist, 1, counts, offsets)
-    _starts(hist, counts, offsets, n, order)
-    for c in numba.prange(nchunks):
-        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    cmax = 0
-    for e in range(E):
-        cmax = max(cmax, counts[e])
-    return bad, 0, aux, z_loss, cmax
+    res = _finish(T, E, k, status, psum, zsum, hist, counts, offsets, order)
+    if res[0] < 0:
+        for c in numba.prange(nchunks):
+            _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
+    return res
 
 
 @jit
