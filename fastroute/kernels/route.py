@@ -49,7 +49,6 @@ BAD_POS_INF = 3
 
 _NAN = np.nan
 _NINF = -np.inf
-_NO_BIAS = np.empty(0, np.float64)
 _INT64_MIN = np.int64(-9223372036854775808)
 _INT64_MAX = np.int64(9223372036854775807)
 _LOW32 = np.int64(0xFFFFFFFF)
