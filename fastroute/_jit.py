@@ -21,6 +21,14 @@ back to when neither TBB nor OpenMP is usable) aborts the process if two
 threads launch parallel regions at once; a caller that finds the lock busy
 simply runs the serial twin instead, which gives the same bits. fastroute
 never changes the process-wide threading layer.
+
+Fork safety: GNU OpenMP (Numba's ``omp`` layer on a plain pip install)
+cannot run in a child forked from a process that has started it; Numba
+terminates such a child at its first parallel launch, and a
+``multiprocessing`` pool waits for it forever. A fork handler therefore
+marks the child of such a process, and every fastroute call in it (and in
+its own children) takes the serial twin, which gives the same bits.
+Children made by ``spawn`` or ``forkserver`` start clean and run in parallel.
 """
 
 from __future__ import annotations
@@ -66,13 +74,31 @@ PARALLEL_MIN_WORK = 1 << 15
 
 _launch_lock = threading.Lock()
 
+#: True in a process forked from one whose threading layer cannot run in a
+#: forked child (GNU OpenMP): every call then takes the serial twin.
+_serial_after_fork = False
+
+
+def _after_fork_in_child() -> None:
+    global _serial_after_fork
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # the parent never started a threading layer
+        return
+    if layer == "omp":
+        _serial_after_fork = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class parallel_guard:
     """Context manager: ``with parallel_guard(work) as par:`` gives ``par`` True
     when the parallel driver may be used for this call.
 
-    It is False for small work, when only one Numba thread is configured, or
-    when another thread of this process is inside a parallel launch.
+    It is False for small work, when only one Numba thread is configured,
+    in a child forked from a process running GNU OpenMP, or when another
+    thread of this process is inside a parallel launch.
     """
 
     __slots__ = ("_held", "_work")
@@ -82,7 +108,7 @@ class parallel_guard:
         self._held = False
 
     def __enter__(self) -> bool:
-        if self._work < PARALLEL_MIN_WORK or numba.get_num_threads() < 2:
+        if self._work < PARALLEL_MIN_WORK or _serial_after_fork or numba.get_num_threads() < 2:
             return False
         self._held = _launch_lock.acquire(blocking=False)
         return self._held

@@ -5,7 +5,9 @@ Every error message says what was wrong and how to fix it.
 
 from __future__ import annotations
 
+import functools
 import operator
+import os
 from typing import Any
 
 import numpy as np
@@ -71,6 +73,28 @@ def check_int(v: Any, name: str, func: str, lo: int, hi: int | None = None, why:
     return v
 
 
+@functools.lru_cache(maxsize=1)
+def physical_memory() -> int:
+    """Bytes of physical memory (2**62 when the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return 2**62
+
+
+def check_alloc(nbytes: int, what: str, func: str, fix: str = "") -> None:
+    """``ValueError`` before allocating when ``nbytes`` (a Python int, so
+    the size computation cannot overflow) is more than the machine's
+    physical memory: a size that no machine could hold is an argument
+    error, not a ``MemoryError`` halfway through the work."""
+    limit = physical_memory()
+    if nbytes > limit:
+        raise ValueError(
+            f"{func}: {what} would need {nbytes / 2**30:.3g} GiB, more than this "
+            f"machine's {limit / 2**30:.3g} GiB of memory{fix}"
+        )
+
+
 def check_k(k: Any, n: int, func: str) -> int:
     return check_int(k, "k", func, 0, n, " (the length along axis)")
 
@@ -82,6 +106,8 @@ def check_axis(axis: Any, ndim: int) -> int:
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
+    if not -ndim <= axis < ndim:  # before NumPy sees it: 2**70 is no C long
+        raise np.exceptions.AxisError(axis, ndim)
     return normalize_axis_index(axis, ndim)
 
 

@@ -284,7 +284,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     timings["tokenize"] = time.perf_counter() - t
     if ids.size < 2:
         raise CLIError(f"{args.file or 'the corpus'} has {ids.size} word(s); need at least 2")
-    result = A.analyze_tokens(ids, vocab, window=args.window, source=source, timings=timings,
+    window = args.window
+    if window > ids.size - 1:  # a wider window counts the same pairs
+        window = ids.size - 1
+        print(f"note: --window {args.window} is more than the text's {ids.size:,} words allow; "
+              f"using {window:,}", file=sys.stderr)  # fmt: skip
+    result = A.analyze_tokens(ids, vocab, window=window, source=source, timings=timings,
                               **opts)  # fmt: skip
     return _print_analysis(result, args)
 
@@ -322,10 +327,10 @@ def _analyze_npz(args: argparse.Namespace, opts: dict[str, Any], timings: dict[s
     vocab = None
     if args.vocab:
         vocab = _read_text(args.vocab).splitlines()
-        if len(vocab) < max(C.shape):
+        if len(vocab) != max(C.shape):
             raise CLIError(
                 f"{args.vocab} names {len(vocab)} tokens but the matrix is {C.shape[0]} x "
-                f"{C.shape[1]}; need one line per row/column"
+                f"{C.shape[1]}; need exactly one line per row/column ({max(C.shape)} lines)"
             )
     if C.shape[0] == 0 or C.shape[1] == 0:
         raise CLIError(f"{args.file} holds an empty {C.shape[0]} x {C.shape[1]} matrix")
@@ -338,6 +343,12 @@ def _analyze_npz(args: argparse.Namespace, opts: dict[str, Any], timings: dict[s
 
 
 def _print_analysis(result: Any, args: argparse.Namespace) -> int:
+    p = result.params
+    for flag, asked, used, what in (("-k", args.k, p["k"], "tokens"),
+                                    ("--related", args.related, p["related"], "columns")):  # fmt: skip
+        if asked > used:  # said on stderr, so --json output stays clean
+            print(f"note: {flag} {asked} is more than the {used:,} {what}; using {used:,}",
+                  file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
@@ -347,7 +358,6 @@ def _print_analysis(result: Any, args: argparse.Namespace) -> int:
     else:
         what = src.get("path", "?")
     size = f"{result.tokens:,} tokens, " if result.tokens is not None else ""
-    p = result.params
     print(f"{what}: {size}{result.vocabulary_size:,} types, {result.stored_pairs:,} stored pairs")
     window = f"window {p['window']}, " if "window" in p else ""
     print(

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
+from ._validate import check_alloc, physical_memory
 from ._validate import check_int as _int
 from .kernels import route as rk
 
@@ -125,17 +126,18 @@ def _as_logits(x: Any, func: str) -> tuple[np.ndarray, type]:
             raise TypeError(
                 f"{func}: cannot convert {type(x).__name__} to an array ({exc})"
             ) from None
-        if a.dtype.name == "bfloat16":  # ml_dtypes
-            a = a.view(np.uint16)
-        elif a.dtype.char == "e":
-            a = a.view(np.int16)
-        elif a.dtype.kind != "f" or a.dtype.itemsize > 8:
+        bf16 = a.dtype.name == "bfloat16"  # ml_dtypes
+        if not (bf16 or (a.dtype.kind == "f" and a.dtype.itemsize <= 8)):
             raise TypeError(
                 f"{func}: logits must be float16, bfloat16, float32 or float64, got "
                 f"{a.dtype}; convert them, e.g. logits.astype(np.float32)"
             )
-        if not a.dtype.isnative:
+        if not a.dtype.isnative:  # fix the byte order before reading the bits
             a = a.astype(a.dtype.newbyteorder("="))
+        if bf16:
+            a = a.view(np.uint16)
+        elif a.dtype.char == "e":
+            a = a.view(np.int16)
     if a.ndim != 2:
         raise ValueError(
             f"{func}: logits must be 2-D (tokens, experts), got shape {a.shape}; "
@@ -162,15 +164,22 @@ def _torch_logits(x: Any, func: str) -> np.ndarray:
     raise TypeError(f"{func}: logits must be float16, bfloat16, float32 or float64, got {x.dtype}")
 
 
-def _bias(bias: Any, E: int) -> np.ndarray:
+def _bias(bias: Any, E: int, dtype: type) -> np.ndarray:
+    """The bias in the compute dtype, where it must be finite (1e300 is not
+    a float32)."""
     b = np.asarray(bias)
-    if b.dtype.kind not in "biuf" or b.dtype.kind == "b":
+    if b.dtype.kind not in "iuf":
         raise TypeError(f"route: bias must be a real array, got dtype {b.dtype}")
-    b = np.ascontiguousarray(b, dtype=np.float64)
     if b.shape != (E,):
         raise ValueError(f"route: bias must have shape ({E},) (one per expert), got {b.shape}")
+    with np.errstate(over="ignore"):
+        b = np.ascontiguousarray(b.astype(np.float64).astype(dtype))
     if not np.isfinite(b).all():
-        raise ValueError(f"route: bias must be finite; bias[{np.flatnonzero(~np.isfinite(b))[0]}]")
+        e = int(np.flatnonzero(~np.isfinite(b))[0])
+        raise ValueError(
+            f"route: bias[{e}] = {np.asarray(bias)[e].item()!r} is not a finite "
+            f"{np.dtype(dtype).name}; the bias must be finite in the compute precision"
+        )
     return b
 
 
@@ -308,15 +317,15 @@ def route(
     nan_ignore = _choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
     _choice(drop, "drop", ("position", "score"), func)
     # scores (and score + bias) are computed in the output precision
-    b = _NO_BIAS[out] if bias is None else _bias(bias, E).astype(out)
+    b = _NO_BIAS[out] if bias is None else _bias(bias, E, out)
     ng, tg = _groups(n_groups, topk_groups, E, k, top2)
     scale = _real(scale, "scale", func)
     cap = None
+    mc = _int(min_capacity, "min_capacity", func, 0)
     if capacity_factor is not None:
         cf = _real(capacity_factor, "capacity_factor", func)
         if cf <= 0:
             raise ValueError(f"route: capacity_factor must be positive, got {capacity_factor!r}")
-        mc = _int(min_capacity, "min_capacity", func, 0)
         c = cf * T * k / E if E else 0.0
         cap = max(math.ceil(c) if c < 2.0**62 else 2**62, mc)
 
@@ -456,7 +465,9 @@ def group_by_expert(
     TypeError
         ``experts`` not integer.
     ValueError
-        An id outside ``[-1, E)``; bad ``num_experts`` or ``block_size``.
+        An id outside ``[-1, E)``; bad ``num_experts`` or ``block_size``
+        (``1 <= block_size <= 2**62``), or a result (per-expert counters, the
+        padded order) larger than the machine's memory.
 
     Examples
     --------
@@ -468,7 +479,7 @@ def group_by_expert(
     """
     func = "group_by_expert"
     E = _int(num_experts, "num_experts", func, 0)
-    bs = 1 if block_size is None else _int(block_size, "block_size", func, 1)
+    bs = 1 if block_size is None else _int(block_size, "block_size", func, 1, 2**62)
     a = np.asarray(experts)
     if a.dtype.kind not in "iu":
         raise TypeError(
@@ -482,7 +493,16 @@ def group_by_expert(
             _raise_bad_id(ids, E)
         ids = ids.astype(np.int64)
     ids = np.ascontiguousarray(ids)
-    order, offsets, _ = _group(ids, E, bs, ids.size)
+    n = ids.size
+    # per-expert counters (histogram, counts, offsets) and the padded result
+    check_alloc(8 * 3 * (E + 1), f"num_experts={E}", func, "; pass the real number of experts")
+    if n + min(E, n) * (bs - 1) > physical_memory() // 8:  # maybe too much padding: count
+        if n and (int(ids.min()) < -1 or int(ids.max()) >= E):
+            _raise_bad_id(ids, E)
+        counts = np.bincount(ids[ids >= 0], minlength=E)
+        padded = int((-(-counts // bs)).sum()) * bs
+        check_alloc(8 * padded, f"padding to block_size={bs}", func, "; use a smaller block_size")
+    order, offsets, _ = _group(ids, E, bs, n)
     return order, offsets
 
 

@@ -10,7 +10,8 @@ import numba
 import numpy as np
 
 from ._jit import parallel_guard
-from ._sparse import CSR, as_csr, canonical_result, is_sparse
+from ._sparse import CSR, as_csr, canonical_result, counting_sort_ok, is_sparse
+from ._validate import as_real_array, check_alloc
 from .entropy import entropy
 from .kernels import csr as K
 from .topk import TopK, top_k
@@ -41,11 +42,27 @@ def _index(value: Any, name: str, func: str) -> int:
 def _as_matrix(x: Any, func: str) -> CSR:
     """Canonical CSR of a sparse matrix or a 2-D array."""
     if not is_sparse(x):
-        a = np.asarray(x)
+        a = as_real_array(x, func)
         if a.ndim != 2:
             raise ValueError(f"{func}: expected a 2-D matrix, got {a.ndim} dimensions")
+        if a.dtype == np.float16:  # SciPy has no float16; float32 holds it exactly
+            a = a.astype(np.float32)
         x = _sparse_module().csr_array(a)
     return as_csr(x, func)
+
+
+def _row_sums(m: CSR) -> tuple[np.ndarray, np.ndarray]:
+    """float64 row sums and the per-row scale they are sums of: 1, or for a
+    row whose sum overflows float64, the power of two ``2**-e`` (exact)
+    that brings it back in range."""
+    scale = np.ones(m.shape[0])
+    sums = K.row_sums(m.indptr, m.data, scale)
+    over = np.isinf(sums)  # the entries are finite: their sum overflowed
+    if over.any():
+        _, e = np.frexp(np.diff(m.indptr)[over].astype(np.float64))  # row length < 2**e
+        scale[over] = np.ldexp(1.0, -(e + 1))  # length * max entry * scale < 2**1023
+        sums = K.row_sums(m.indptr, m.data, scale)
+    return sums, scale
 
 
 def cooccurrence(
@@ -70,7 +87,8 @@ def cooccurrence(
     vocab_size : int
         Number of rows and columns.
     window : int, default 2
-        Largest distance counted, ``>= 1``.
+        Largest distance counted, ``>= 1`` (a window beyond the stream counts
+        the same pairs as ``len(tokens) - 1``).
     symmetric : bool, default True
     dtype : int32, int64, float32 or float64, default int64
         Dtype of the counts.
@@ -111,18 +129,24 @@ def cooccurrence(
     out_dtype = np.dtype(dtype)
     if out_dtype not in _COUNT_DTYPES:
         raise TypeError(f"{func}: dtype must be int32, int64, float32 or float64, got {out_dtype}")
+    n = t.shape[0]
+    w = min(w, max(n - 1, 1))  # a wider window counts the same pairs
+    pairs = max(0, n - 1) * w * (2 if symmetric else 1)
+    nchunks = max(1, min(8, numba.get_num_threads(), n))  # vocab_size counters each
+    # counters per vocabulary entry, then per pair a column, a count and a value
+    check_alloc(8 * (nchunks + 4) * (vocab + 1) + 24 * pairs,
+                f"counting {pairs} pairs over vocab_size={vocab}", func,
+                "; check vocab_size, or count fewer tokens or a smaller window")  # fmt: skip
     bad = K.tokens_problem(t, vocab)
     if bad >= 0:
         raise ValueError(
             f"{func}: token id {int(t[bad])} at position {bad} is outside [0, {vocab}); "
             "ids must index the vocabulary"
         )
-    pairs = max(0, t.shape[0] - 1) * w * (2 if symmetric else 1)
     index_dtype = np.int32 if max(vocab, pairs) < 2**31 else np.int64
     args = (t, vocab, w, bool(symmetric), np.empty(0, index_dtype), np.empty(0, out_dtype))
     with parallel_guard(pairs) as par:
         if par:  # one chunk per thread: each holds a vocab_size row of counts
-            nchunks = max(1, min(8, numba.get_num_threads(), t.shape[0]))
             indptr, indices, data = K.cooccurrence_parallel(*args, nchunks)
         else:
             indptr, indices, data = K.cooccurrence_serial(*args)
@@ -143,8 +167,10 @@ def normalize_rows(A: Any) -> Any:
     scipy.sparse.csr_array or csr_matrix
         The input's sparse class (``csr_array`` for dense input), canonical,
         without stored zeros: an all-zero row stays empty. float32 for
-        float16/float32 input, float64 otherwise. Row sums are accumulated in
-        float64.
+        float16/float32 input (dense only: float16 sparse data is a
+        ``TypeError``), float64 otherwise. Row sums are accumulated in
+        float64; a row whose sum would overflow (``[1.7e308, 1.7e308]``) is
+        summed and divided scaled by a power of two, which is exact.
 
     Raises
     ------
@@ -162,10 +188,10 @@ def normalize_rows(A: Any) -> Any:
     func = "normalize_rows"
     m = _as_matrix(A, func)
     _check_weights(m, func)
-    sums = K.row_sums(m.indptr, m.data)
+    sums, scale = _row_sums(m)
     out_dtype = np.float32 if m.dtype.char in "ef" else np.float64
     indptr, indices, data = K.normalize_csr(
-        m.indptr, m.indices, m.data, sums, np.empty(0, out_dtype)
+        m.indptr, m.indices, m.data, sums, scale, np.empty(0, out_dtype)
     )
     return canonical_result(A, indptr, indices, data, m.shape)
 
@@ -218,6 +244,34 @@ def top_entropy(P: Any, k: int, /, *, normalize: bool = True, base: float | None
     return top_k(h, k)
 
 
+def _pmi_sums(m: CSR):
+    """Row sums, column sums and total of the counts for PMI, and the per-row
+    scales and per-entry column slots they belong to.
+
+    PMI does not change when every count is scaled: if the total overflows
+    float64, all counts are taken times one power of two (exact, except for
+    counts below about 1e-290 next to a total beyond 1e308). Column sums are
+    kept for the columns that occur when the columns far outnumber the stored
+    entries (memory scales with the entries, not with the columns)."""
+    nrows, ncols = m.shape
+    nnz = m.indices.shape[0]
+    scale = np.ones(nrows)
+    rsum = K.row_sums(m.indptr, m.data, scale)
+    total = float(rsum.sum())
+    if total == np.inf:
+        _, e = np.frexp(float(max(nnz, 1)))
+        scale[:] = np.ldexp(1.0, -(int(e) + 1))
+        rsum = K.row_sums(m.indptr, m.data, scale)
+        total = float(rsum.sum())
+    if counting_sort_ok(ncols, nnz, nrows):
+        colpos, ncs = m.indices, ncols
+    else:
+        uniq, colpos = np.unique(m.indices, return_inverse=True)
+        colpos, ncs = colpos.astype(np.int64), uniq.shape[0]
+    csum = K.col_sums(colpos, m.data, ncs, float(scale[0]) if nrows else 1.0)
+    return rsum, scale, colpos, csum, total
+
+
 def related(
     C: Any,
     rows: Any,
@@ -255,7 +309,10 @@ def related(
         Shape ``(len(rows), k)`` (``(k,)`` for a scalar ``rows``): float64
         scores, descending, equal scores keep the lower column first; rows
         with fewer than ``k`` candidates are padded with index ``-1`` and
-        score NaN. Sums are taken over all entries, before ``min_count``.
+        score NaN. Sums are taken over all entries, before ``min_count``;
+        where they would overflow float64, over the counts scaled by a power
+        of two (per row for ``"conditional"``, over the whole matrix for PMI,
+        which scaling does not change).
 
     Examples
     --------
@@ -292,12 +349,17 @@ def related(
     k = _index(k, "k", func)
     if not 0 <= k <= ncols:
         raise ValueError(f"{func}: k={k} is out of range; need 0 <= k <= {ncols} (columns)")
-    rsum = K.row_sums(m.indptr, m.data)
-    csum = K.col_sums(m.indices, m.data, ncols) if measure != "conditional" else rsum[:0]
-    total = float(rsum.sum())
+    # the candidates of every requested row, then the top k of each
+    cand = int(np.diff(m.indptr)[r].sum()) if r.size else 0
+    check_alloc(16 * (cand + r.size * (k + 1)), f"scoring {r.size} rows", func)
+    if measure == "conditional":
+        rsum, scale = _row_sums(m)
+        colpos, csum, total = m.indices, rsum[:0], 0.0
+    else:
+        rsum, scale, colpos, csum, total = _pmi_sums(m)
     indptr, indices, data = K.related_csr(
         m.indptr, m.indices, m.data, r, _MEASURES[measure], float(min_count),
-        bool(exclude_self), rsum, csum, total,
+        bool(exclude_self), rsum, scale, colpos, csum, total,
     )  # fmt: skip
     scores = canonical_result(None, indptr, indices, data, (r.size, ncols))
     values, idx = top_k(scores, k, explicit=True)

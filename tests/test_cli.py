@@ -187,3 +187,27 @@ def test_analyze_runs_as_a_module():
         timeout=600,
     )
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_analyze_says_when_it_clamps(tmp_path, capsys):
+    f = tmp_path / "t.txt"
+    f.write_text("the cat sat on the mat\n", encoding="utf-8")
+    code, out, err = run(capsys, "analyze", str(f), "-k", str(10**12), "--related", "2",
+                         "--window", str(10**12), "--min-count", "1", "--json")  # fmt: skip
+    assert code == 0, err
+    res = json.loads(out)  # stdout stays clean JSON
+    assert res["params"]["k"] == 5 and res["params"]["window"] == 5
+    assert f"note: -k {10**12} is more than the 5 tokens; using 5" in err
+    assert f"note: --window {10**12} is more than the text's 6 words allow; using 5" in err
+    ids, vocab, _ = tokenize(f.read_text())
+    C = counts_ref(ids, len(vocab), 5)
+    assert res["stored_pairs"] == C.nnz
+
+
+def test_analyze_vocabulary_must_match(tmp_path, capsys):
+    sp.save_npz(tmp_path / "c.npz", sp.csr_array(np.eye(3)))
+    (tmp_path / "long.txt").write_text("a\nb\nc\nd\n")
+    code, out, err = run(capsys, "analyze", str(tmp_path / "c.npz"), "--vocab",
+                         str(tmp_path / "long.txt"))  # fmt: skip
+    assert code == 2 and out == ""
+    assert "names 4 tokens but the matrix is 3 x 3" in err and "exactly one line" in err

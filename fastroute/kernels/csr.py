@@ -7,9 +7,10 @@ matrix row ``r`` as its segment ``indptr[r]:indptr[r + 1]``, so they reuse the
 dense kernels of ``select`` and ``entropy`` without a view per row.
 
 Most kernels need the *canonical* form: column indices strictly increasing
-within each row (sorted, no duplicates). ``check`` says whether a matrix
-already is; ``transpose`` + ``sum_duplicates`` produce it otherwise, summing
-duplicates in storage order starting from 0, exactly as ``toarray`` does.
+within each row (sorted, no duplicates). ``check_serial`` says whether a
+matrix already is; ``transpose`` (or ``sort_rows``) + ``sum_duplicates``
+produce it otherwise, summing duplicates in storage order starting from 0,
+exactly as ``toarray`` does.
 
 Parallel work is split by stored entries (``entry_chunks``), not by rows:
 real matrices are Zipf-shaped, a few rows holding most of the entries.
@@ -43,7 +44,7 @@ ENTROPY_ROW_COST = 8
 COOC_ROW_COST = 16  # a co-occurrence bucket (measured best of 4..64)
 ROW_COST = 4  # the other kernels (checks)
 
-# check() result codes
+# check_serial() / check_parallel() result codes
 CANONICAL = 0
 UNSORTED = 1  # valid, but unsorted or duplicate column indices
 BAD_INDEX = 2  # a column index outside [0, ncols)
@@ -172,6 +173,44 @@ def transpose(indptr, indices, data, ncols):
             tind[q] = r
             tdat[q] = data[p]
     return tptr, tind, tdat
+
+
+@jit
+def group_rows(keys, minor, data, nrows):
+    """Entries ``(keys[p], minor[p], data[p])`` grouped by ``keys`` (a stable
+    counting sort): CSR arrays whose rows keep the storage order. Index
+    arrays have the dtype of ``minor`` (the caller makes both alike)."""
+    nnz = keys.shape[0]
+    ptr = np.zeros(nrows + 1, minor.dtype)
+    for p in range(nnz):
+        ptr[keys[p] + 1] += 1
+    for r in range(nrows):
+        ptr[r + 1] += ptr[r]
+    fill = ptr[:-1].copy()
+    ind = np.empty(nnz, minor.dtype)
+    dat = np.empty(nnz, data.dtype)
+    for p in range(nnz):
+        r = keys[p]
+        q = fill[r]
+        fill[r] = q + 1
+        ind[q] = minor[p]
+        dat[q] = data[p]
+    return ptr, ind, dat
+
+
+@jit
+def sort_rows(indptr, indices, data):
+    """Sort each row's entries by column, stably, in place. Memory and time
+    scale with the stored entries, not with the number of columns (the
+    counting sort of ``transpose`` needs one counter per column)."""
+    for r in range(indptr.shape[0] - 1):
+        a, b = indptr[r], indptr[r + 1]
+        if b - a > 1:
+            order = np.argsort(indices[a:b], kind="mergesort")
+            ind = indices[a:b][order]
+            dat = data[a:b][order]
+            indices[a:b] = ind
+            data[a:b] = dat
 
 
 @jit
@@ -642,47 +681,51 @@ def bad_weight(data):
 
 
 @jit
-def row_sums(indptr, data):
-    """float64 sum of each row, in storage order."""
+def row_sums(indptr, data, scale):
+    """float64 sum of each row's entries times ``scale[r]``, in storage order."""
     nrows = indptr.shape[0] - 1
     out = np.zeros(nrows)
     for r in range(nrows):
         s = 0.0
+        c = scale[r]
         for p in range(indptr[r], indptr[r + 1]):
-            s += data[p]
+            s += np.float64(data[p]) * c
         out[r] = s
     return out
 
 
 @jit
-def col_sums(indices, data, ncols):
+def col_sums(colpos, data, ncols, scale):
+    """float64 sum of the entries times ``scale`` of each column
+    ``colpos[p]``, in storage order."""
     out = np.zeros(ncols)
-    for p in range(indices.shape[0]):
-        out[indices[p]] += data[p]
+    for p in range(colpos.shape[0]):
+        out[colpos[p]] += np.float64(data[p]) * scale
     return out
 
 
 @jit
-def normalize_csr(indptr, indices, data, sums, out_like):
-    """Rows divided by their sums, zeros dropped: stored zeros and quotients
-    that underflow to 0 (so all-zero rows become empty)."""
+def normalize_csr(indptr, indices, data, sums, scale, out_like):
+    """Rows divided by their sums (``data[p] * scale[r] / sums[r]``), zeros
+    dropped: stored zeros and quotients that underflow to 0 (so all-zero rows
+    become empty)."""
     nrows = indptr.shape[0] - 1
     dt = out_like.dtype
     optr = np.zeros(nrows + 1, indptr.dtype)
     for r in range(nrows):
         u = 0
-        s = sums[r]
+        s, c = sums[r], scale[r]
         for p in range(indptr[r], indptr[r + 1]):
-            q = np.float64(data[p]) / s  # NaN for the stored zeros of a zero row
+            q = np.float64(data[p]) * c / s  # NaN for the stored zeros of a zero row
             u += 1 if (data[p] != 0 and out_like.dtype.type(q) != 0) else 0
         optr[r + 1] = optr[r] + u
     oind = np.empty(optr[nrows], indices.dtype)
     odat = np.empty(optr[nrows], dt)
     t = 0
     for r in range(nrows):
-        s = sums[r]
+        s, c = sums[r], scale[r]
         for p in range(indptr[r], indptr[r + 1]):
-            q = out_like.dtype.type(np.float64(data[p]) / s)
+            q = out_like.dtype.type(np.float64(data[p]) * c / s)
             if data[p] != 0 and q != 0:
                 oind[t] = indices[p]
                 odat[t] = q
@@ -698,9 +741,11 @@ PPMI = 2
 
 @jit
 def related_csr(indptr, indices, data, rows, measure, min_count, exclude_self,
-                rsum, csum, total):  # fmt: skip
+                rsum, scale, colpos, csum, total):  # fmt: skip
     """Scores of the candidate columns of the requested rows, as CSR arrays
-    (one output row per requested row, columns ascending)."""
+    (one output row per requested row, columns ascending). Entry ``p`` of
+    row ``r`` counts ``data[p] * scale[r]`` in the scores (``rsum``, ``csum``
+    and ``total`` are sums of those); its column sum is ``csum[colpos[p]]``."""
     n = rows.shape[0]
     optr = np.zeros(n + 1, np.int64)
     for t in range(n):
@@ -708,7 +753,7 @@ def related_csr(indptr, indices, data, rows, measure, min_count, exclude_self,
         u = 0
         for p in range(indptr[r], indptr[r + 1]):
             u += 1 if _candidate(indices[p], data[p], r, measure, min_count, exclude_self,
-                                 rsum, csum, total) else 0  # fmt: skip
+                                 rsum, scale, csum[colpos[p]], total) else 0  # fmt: skip
         optr[t + 1] = optr[t] + u
     oind = np.empty(optr[n], np.int64)
     odat = np.empty(optr[n])
@@ -717,30 +762,33 @@ def related_csr(indptr, indices, data, rows, measure, min_count, exclude_self,
         r = rows[t]
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
-            if _candidate(c, data[p], r, measure, min_count, exclude_self, rsum, csum, total):
+            cs = csum[colpos[p]]
+            if _candidate(c, data[p], r, measure, min_count, exclude_self, rsum, scale, cs,
+                          total):  # fmt: skip
                 oind[q] = c
-                odat[q] = _score(np.float64(data[p]), r, c, measure, rsum, csum, total)
+                odat[q] = _score(np.float64(data[p]), r, measure, rsum, scale, cs, total)
                 q += 1
     return optr, oind, odat
 
 
 @jit(inline="always")
-def _score(v, r, c, measure, rsum, csum, total):
+def _score(v, r, measure, rsum, scale, cs, total):
+    v = v * scale[r]
     if measure == CONDITIONAL:
         return v / rsum[r]
     num = v * total
-    den = rsum[r] * csum[c]
+    den = rsum[r] * cs
     if num < np.inf and 0.0 < den < np.inf:  # one rounding: independence gives 0 exactly
         return math.log(num / den)
-    return math.log(v / rsum[r]) + math.log(total / csum[c])
+    return math.log(v / rsum[r]) + math.log(total / cs)
 
 
 @jit(inline="always")
-def _candidate(c, v, r, measure, min_count, exclude_self, rsum, csum, total):
+def _candidate(c, v, r, measure, min_count, exclude_self, rsum, scale, cs, total):
     if not (v >= min_count and v > 0) or (exclude_self and c == r):
         return False
     if measure == PPMI:
-        return _score(np.float64(v), r, c, measure, rsum, csum, total) > 0.0
+        return _score(np.float64(v), r, measure, rsum, scale, cs, total) > 0.0
     return True
 
 
@@ -748,6 +796,7 @@ __all__ = [
     "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "CONDITIONAL", "PMI", "PPMI", "ROW_COST",
     "TOPK_ROW_COST", "ENTROPY_ROW_COST",
     "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
+    "group_rows", "sort_rows",
     "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "entropy_serial",
     "entropy_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums",
     "col_sums", "normalize_csr", "related_csr",

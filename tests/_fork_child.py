@@ -1,0 +1,47 @@
+"""Run by ``test_robustness.test_workers_after_a_parallel_call``: parallel
+calls in this process, then pools of every start method mapping fastroute
+calls. Prints the threading layer, then "ok"."""
+
+import multiprocessing as mp
+
+import numba
+import numpy as np
+
+import fastroute as fr
+from fastroute import _drivers as drv
+
+
+def work(seed):
+    x = np.random.default_rng(seed).standard_normal((20000, 16)).astype(np.float32)
+    return (
+        fr.top_k(x, 2).indices.tolist(),
+        fr.entropy_from_logits(x).tolist(),
+        fr.route(x, 2).order.tolist(),
+    )
+
+
+def main():
+    calls = []
+    real = drv.topk_keys_parallel
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+
+    drv.topk_keys_parallel = spy
+    want = [work(s) for s in range(3)]  # parallel, in this process
+    assert calls, "the parent did not take the parallel path"
+    print(numba.threading_layer(), flush=True)
+    for method in ("fork", "forkserver", "spawn"):
+        with mp.get_context(method).Pool(2) as pool:
+            got = pool.map_async(work, range(3)).get(timeout=300)
+        assert got == want, f"{method}: different results"
+        print(method, "ok", flush=True)
+    n = len(calls)
+    work(0)
+    assert len(calls) == n + 1, "the parent lost its parallel path"
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
