@@ -344,7 +344,7 @@ def _analyze_npz(args: argparse.Namespace, opts: dict[str, Any], timings: dict[s
 
 def _print_analysis(result: Any, args: argparse.Namespace) -> int:
     p = result.params
-    for flag, asked, used, what in (("-k", args.k, p["k"], "tokens"),
+    for flag, asked, used, what in (("-k", args.k, p["k"], "token types"),
                                     ("--related", args.related, p["related"], "columns")):  # fmt: skip
         if asked > used:  # said on stderr, so --json output stays clean
             print(f"note: {flag} {asked} is more than the {used:,} {what}; using {used:,}",

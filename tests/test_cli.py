@@ -197,7 +197,7 @@ def test_analyze_says_when_it_clamps(tmp_path, capsys):
     assert code == 0, err
     res = json.loads(out)  # stdout stays clean JSON
     assert res["params"]["k"] == 5 and res["params"]["window"] == 5
-    assert f"note: -k {10**12} is more than the 5 tokens; using 5" in err
+    assert f"note: -k {10**12} is more than the 5 token types; using 5" in err
     assert f"note: --window {10**12} is more than the text's 6 words allow; using 5" in err
     ids, vocab, _ = tokenize(f.read_text())
     C = counts_ref(ids, len(vocab), 5)
