@@ -40,6 +40,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from ._jit import PARALLEL_MIN_WORK as _PAR_MIN
+
 __all__ = [
     "OPS",
     "CASES",
@@ -519,12 +521,7 @@ def make_input(case: Case, seed: int = 0) -> Any:
 
 
 # --------------------------------------------------------------------------- read floor
-
-#: Below this many elements the floor runs serially, like fastroute's own drivers.
-try:
-    from ._jit import PARALLEL_MIN_WORK as _PAR_MIN
-except ImportError:  # pragma: no cover - the kernels module is being reworked
-    _PAR_MIN = 1 << 15
+# (below _PAR_MIN elements the floor runs serially, like fastroute's own drivers)
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)

@@ -340,9 +340,9 @@ def related(
     scalar = r.ndim == 0
     if r.dtype.kind not in "iu" and not (r.size == 0 and r.dtype.kind == "f"):
         raise TypeError(f"{func}: rows must be integer row ids, got dtype {r.dtype}")
-    r = r.reshape(-1).astype(np.int64)
-    if r.ndim != 1 or (np.asarray(rows).ndim > 1):
+    if r.ndim > 1:
         raise ValueError(f"{func}: rows must be an integer or a 1-D array of integers")
+    r = r.reshape(-1).astype(np.int64)
     if r.size and (int(r.min()) < 0 or int(r.max()) >= nrows):
         bad = int(r[(r < 0) | (r >= nrows)][0])
         raise ValueError(f"{func}: row id {bad} is outside [0, {nrows})")

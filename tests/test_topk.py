@@ -11,13 +11,8 @@ from reference import same_values, top_k_ref
 from strategies import ALL_DTYPES, arrays_and_axis
 
 import fastroute as fr
-from fastroute import _drivers as drv
-from fastroute.kernels import select as sel
-
-KEYS_MAX_N = getattr(drv, "KEYS_MAX_N", 1024)
-KEYS_MAX_K = getattr(drv, "KEYS_MAX_K", 16)
-INSERTION_MAX_K = getattr(sel, "INSERTION_MAX_K", 24)
-
+from fastroute.kernels._fast import KEYS_MAX_K, KEYS_MAX_N
+from fastroute.kernels.select import INSERTION_MAX_K
 
 # --------------------------------------------------------------------------- helpers
 
