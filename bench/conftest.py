@@ -10,7 +10,7 @@ Cases, inputs and callables come from the registry in ``fastroute/_bench.py``,
 which ``python -m fastroute bench`` uses too. A test module sets ``OP`` and
 asks for the ``case`` and ``impl`` arguments; :func:`pytest_generate_tests`
 parametrizes it with every (case, implementation) pair of that operation,
-ids like ``65536x64-k8-numpy``. Every callable is called once before timing
+ids like ``65536x64-k8-float32-numpy`` (unique: dtype, k and E included). Every callable is called once before timing
 (compile time and lazy imports excluded) and its result is checked against
 fastroute's, so a benchmark never compares different computations.
 """
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numba
-import numpy as np
 import pytest
 
 from fastroute import _bench as B
@@ -44,8 +43,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 continue
             for impl in B.impls(op):
                 params.append((case, impl))
-                k = "" if case.k is None else f"-k{case.k}"
-                ids.append(f"{case.shape_str}{k}-{impl.key}")
+                ids.append(f"{case.test_id}-{impl.key}")
         metafunc.parametrize(("case", "impl"), params, ids=ids)
 
 
@@ -63,17 +61,15 @@ class _CaseCache:
 
     def __init__(self) -> None:
         self.key: str | None = None
-        self.x: np.ndarray | None = None
+        self.x: Any = None
         self.reference: Any = None
 
-    def get(self, case: B.Case) -> tuple[np.ndarray, Any]:
+    def get(self, case: B.Case) -> tuple[Any, Any]:
         if self.key != case.id:
             self.key, self.x, self.reference = None, None, None
             x = B.make_input(case)
-            fastroute = B.impls(case.op)[0]
-            self.reference = B.make_callable(case, fastroute, x)()
+            self.reference = B.make_callable(case, B.impls(case.op)[0], x)()
             self.key, self.x = case.id, x
-        assert self.x is not None
         return self.x, self.reference
 
 
@@ -94,7 +90,7 @@ def run_case(benchmark: Any, case_cache: _CaseCache) -> Callable[[B.Case, B.Impl
         x, reference = case_cache.get(case)
         fn = B.make_callable(case, impl, x)
         result = fn()  # warm-up: compilation, lazy imports, first touch
-        diff = B.check_agreement(case, impl, reference, result)
+        diff = B.check_agreement(case, impl, x, reference, result)
         assert diff is None, f"{case.name}: {diff}"
         benchmark.group = case.name
         benchmark.extra_info.update(
@@ -103,7 +99,7 @@ def run_case(benchmark: Any, case_cache: _CaseCache) -> Callable[[B.Case, B.Impl
             shape=list(case.shape),
             k=case.k,
             dtype=case.dtype,
-            nbytes=case.nbytes,
+            nbytes=B.input_nbytes(x),
             impl=impl.key,
             label=impl.label,
             role=impl.role,

@@ -115,6 +115,98 @@ def render(data: dict[str, Any], stat: str = "median") -> str:
     return "\n\n".join(parts)
 
 
+#: Panels of the plot: a title and the operations it shows.
+FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("top-k (÷ read floor)", ("top_k", "csr_top_k")),
+    ("entropies (÷ compute floor)", ("entropy", "entropy_from_logits", "csr_entropy")),
+    ("MoE routing (÷ compute floor; grouping ÷ read floor)",
+     ("route", "route_stats", "route_select", "deepseek", "expert_choice", "group_by_expert")),
+)  # fmt: skip
+
+
+def floor_multiples(
+    timings: list[dict[str, Any]], stat: str = "median"
+) -> dict[str, list[tuple[str, dict[str, float]]]]:
+    """Per operation, per case: each implementation's time as a multiple of the
+    case's compute floor (its read floor where it has none)."""
+    field = f"{stat}_s"
+    times: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
+    for r in timings:
+        if r.get(field):
+            times.setdefault((r["op"], r["case"]), {})[r["impl"]] = (r["role"], r[field])
+    out: dict[str, list[tuple[str, dict[str, float]]]] = {}
+    labels = {i.key: i.label for op in B.OPS for i in B.impls(op)}
+    for (op, case), by_impl in times.items():
+        floor = by_impl.get("compute_floor", by_impl.get("read_floor"))
+        if floor is None:
+            continue
+        cells = {
+            labels.get(key, key): t / floor[1]
+            for key, (role, t) in by_impl.items()
+            if role in ("fastroute", "peer")
+        }
+        out.setdefault(op, []).append((case, cells))
+    return out
+
+
+def plot(timings: list[dict[str, Any]], path: Path, stat: str = "median") -> None:
+    """Save the floor-multiple chart (one panel per family, log scale) as PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ReportError("--plot needs matplotlib: pip install '.[bench]'") from None
+    data = floor_multiples(timings, stat)
+    panels = [(t, [op for op in ops if op in data]) for t, ops in FAMILIES]
+    panels = [(t, ops) for t, ops in panels if ops]
+    if not panels:
+        raise ReportError("no timings with a floor to plot")
+    rows = [sum(len(data[op]) for op in ops) for _, ops in panels]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(9, 1.2 + 0.24 * sum(rows) + 0.6 * len(panels)),
+        gridspec_kw={"height_ratios": rows}, squeeze=False,
+    )  # fmt: skip
+    markers = "osD^v<>phX*"
+    impl_style: dict[str, tuple[str, str]] = {}
+    cmap = plt.get_cmap("tab10")
+    for ax, (title, ops) in zip(axes[:, 0], panels, strict=True):
+        names, y = [], 0
+        for op in ops:
+            for case, cells in data[op]:
+                for impl, v in cells.items():
+                    if impl not in impl_style:
+                        n = len(impl_style)
+                        impl_style[impl] = (markers[n % len(markers)], cmap(n % 10))
+                    m, c = impl_style[impl]
+                    big = impl == "fastroute"
+                    ax.scatter(v, y, marker=m, color="black" if big else c,
+                               s=60 if big else 28, zorder=3 if big else 2,
+                               label=impl)  # fmt: skip
+                names.append(f"{op} {case}")
+                y += 1
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="grey", lw=0.8)
+        ax.grid(axis="x", which="both", alpha=0.3)
+        ax.set_title(title, fontsize=9, loc="left")
+    handles, labels = [], []
+    for ax in axes[:, 0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    height = fig.get_figheight()
+    legend_rows = -(-len(labels) // 4)
+    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=7, frameon=False)
+    axes[-1, 0].set_xlabel(f"time ÷ floor ({stat}; 1 = the floor; left is faster)")
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.2 + 0.16 * legend_rows) / height))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def rewrite_readme(readme: Path, table: str, source: str) -> bool:
     """Replace the marked section of ``readme`` with ``table``; False if no markers."""
     text = readme.read_text(encoding="utf-8")
@@ -150,9 +242,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="median",
         help="pytest-benchmark statistic to compare (default: median)",
     )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="also save the chart of times as multiples of the floors (needs matplotlib)",
+    )
     args = parser.parse_args(argv)
     try:
-        table = render(load(args.json), args.stat)
+        data = load(args.json)
+        table = render(data, args.stat)
+        if args.plot is not None:
+            plot(records(data)[0], args.plot, args.stat)
+            print(f"report.py: wrote {args.plot}", file=sys.stderr)
     except ReportError as exc:
         print(f"report.py: error: {exc}", file=sys.stderr)
         return 1

@@ -26,7 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import kernels
 from .entropy import entropy, entropy_from_logits
-from .routing import ExpertChoice, Routing, expert_choice, group_by_expert, route
+from .routing import ExpertChoice, Grouping, Routing, expert_choice, group_by_expert, route
 from .tokens import cooccurrence, normalize_rows, related, top_entropy
 from .topk import TopK, top_k
 
@@ -38,6 +38,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "TopK", "top_k", "entropy", "entropy_from_logits",
     "cooccurrence", "normalize_rows", "top_entropy", "related",
-    "Routing", "route", "ExpertChoice", "expert_choice", "group_by_expert",
+    "Routing", "route", "ExpertChoice", "expert_choice", "Grouping", "group_by_expert",
     "kernels", "__version__",
 ]  # fmt: skip

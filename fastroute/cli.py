@@ -105,7 +105,10 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--threading-layer",
         choices=_LAYERS,
-        help="Numba threading layer for this run (default: NUMBA_THREADING_LAYER or 'default')",
+        help=(
+            "Numba threading layer: the benchmark runs in a child process with "
+            "NUMBA_THREADING_LAYER set (default: this process's layer)"
+        ),
     )
     bench.add_argument(
         "--compile",
@@ -157,6 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = _build_parser()
         args = parser.parse_args(argv)
@@ -165,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    args.argv = argv
     try:
         if args.command == "info":
             return _cmd_info(args)
@@ -183,9 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 1
-    except Exception as exc:  # one clear line instead of a traceback
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"{_PROG} {args.command}: error: {type(exc).__name__}: {msg}", file=sys.stderr)
+    except Exception:  # not a user error: a bug, shown with its traceback
+        import traceback
+
+        traceback.print_exc()
+        print(
+            f"{_PROG} {args.command}: internal error (a bug in fastroute; please report it "
+            "with the traceback above)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -389,6 +400,16 @@ def _progress(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
+def _bench_in_child(args: argparse.Namespace) -> int:
+    """Run this bench command again in a child process with the requested
+    threading layer: Numba picks its layer once per process, and fastroute
+    never changes it in the caller's process."""
+    import subprocess
+
+    env = dict(os.environ, NUMBA_THREADING_LAYER=args.threading_layer, _FASTROUTE_BENCH_CHILD="1")
+    return subprocess.run([sys.executable, "-m", "fastroute", *args.argv], env=env).returncode
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import numba
 
@@ -400,21 +421,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise CLIError(
                 f"--threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {args.threads}"
             )
-        numba.set_num_threads(args.threads)
-    if args.threading_layer is not None:
-        if numba.config.THREADING_LAYER != args.threading_layer:
-            try:
-                numba.threading_layer()
-            except ValueError:  # not chosen yet: it can still be changed
-                numba.config.THREADING_LAYER = args.threading_layer
-            else:
-                raise CLIError("the threading layer was already chosen in this process")
-        layer = B.threading_layer(probe=True)
-        if layer.startswith("unavailable"):
-            raise CLIError(f"threading layer {args.threading_layer!r} is {layer}")
     if args.budget is not None and not args.budget > 0:
         raise CLIError(f"--budget must be a positive number of seconds, got {args.budget}")
-
     cases = B.select_cases(args.cases, quick=args.quick)
     if not cases:
         scope = "the --quick subset" if args.quick else "the cases"
@@ -423,60 +431,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for c in cases:
             print(c.name + ("  [quick]" if c.quick else ""))
         return 0
+    if args.threading_layer is not None:
+        if os.environ.get("_FASTROUTE_BENCH_CHILD") != "1":
+            return _bench_in_child(args)
+        layer = B.threading_layer(probe=True)
+        if layer.startswith("unavailable"):
+            raise CLIError(f"threading layer {args.threading_layer!r} is {layer}")
+    if args.threads is not None:
+        numba.set_num_threads(args.threads)
 
     budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.2)
-    launch_start = B.parallel_launch_latency()
     err = sys.stderr
-    results: list[dict[str, Any]] = []
-    notes: list[str] = []
-    missing: dict[str, list[str]] = {}
-    fastroute_failed = False
     t_start = time.perf_counter()
-
-    for i, case in enumerate(cases, 1):
-        _progress(err, f"[{i}/{len(cases)}] {case.name} ...")
-        t_case = time.perf_counter()
-        x = B.make_input(case)
-        reference: Any = None
-        for impl in B.impls(case.op):
-            lacking = B.missing_requirements(impl)
-            if lacking:
-                missing.setdefault(", ".join(lacking), [])
-                if impl.label not in missing[", ".join(lacking)]:
-                    missing[", ".join(lacking)].append(impl.label)
-                continue
-            rec: dict[str, Any] = {
-                "op": case.op,
-                "case": case.label,
-                "shape": list(case.shape),
-                "k": case.k,
-                "dtype": case.dtype,
-                "impl": impl.key,
-                "label": impl.label,
-                "role": impl.role,
-                "call": impl.call,
-            }
-            try:
-                m = B.time_callable(B.make_callable(case, impl, x), budget=budget)
-            except Exception as exc:
-                rec["error"] = f"{type(exc).__name__}: {exc}"
-                notes.append(f"{case.name}: {impl.label} failed: {rec['error']}")
-                fastroute_failed |= impl.role == "fastroute"
-            else:
-                result = m.pop("result")
-                if impl.role == "fastroute":
-                    reference = result
-                elif reference is not None:
-                    diff = B.check_agreement(case, impl, reference, result)
-                    if diff:
-                        rec["mismatch"] = diff
-                        notes.append(f"{case.name}: {diff}")
-                rec.update(m)
-            results.append(rec)
-        del x, reference
-        _progress(err, f" {time.perf_counter() - t_case:.1f} s\n")
-
-    _add_ratios(results)
+    launch_start = B.parallel_launch_latency()
+    results, notes = B.run_cases(cases, budget=budget, stat=args.stat, progress=err)
+    fastroute_failed = any(r.get("error") for r in results if r["role"] == "fastroute")
     analyze_result: dict[str, Any] | None = None
     if not args.quick and not args.cases:
         _progress(err, "[analyze] embedded corpus, 4 fresh processes ...")
@@ -500,12 +469,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     env = B.environment(launch=True)
     env["parallel_launch_start"] = launch_start
-    for lacking, labels in missing.items():
-        notes.append(f"{lacking} not installed: skipped {', '.join(labels)}")
     settings = {
         "quick": bool(args.quick),
         "cases": args.cases,
         "budget_s": budget,
+        "stat": args.stat,
         "timer": "time.perf_counter; median and min of repeats after one warm-up call",
         "elapsed_s": time.perf_counter() - t_start,
     }
@@ -537,17 +505,3 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"note: {note}")
     return 1 if fastroute_failed else 0
-
-
-def _add_ratios(results: list[dict[str, Any]]) -> None:
-    """Add ``speedup`` (peer / fastroute) and ``floor_ratio`` (fastroute / floor)."""
-    fr = {(r["op"], r["case"]): r for r in results if r["role"] == "fastroute" and "median_s" in r}
-    floors = {(r["op"], r["case"]): r for r in results if r["role"] == "floor" and "median_s" in r}
-    for r in results:
-        key = (r["op"], r["case"])
-        if "median_s" not in r or key not in fr:
-            continue
-        if r["role"] == "peer":
-            r["speedup"] = r["median_s"] / fr[key]["median_s"]
-        elif r["role"] == "fastroute" and key in floors:
-            r["floor_ratio"] = r["median_s"] / floors[key]["median_s"]

@@ -71,6 +71,25 @@ class Routing(NamedTuple):
     capacity: int | None
 
 
+class Grouping(NamedTuple):
+    """Result of :func:`group_by_expert` (unpacks as ``order, offsets, counts``).
+
+    Attributes
+    ----------
+    order : (offsets[-1],) int64
+        Flat positions of the assignments, grouped by expert, ascending within
+        an expert, then the padding sentinels of that expert.
+    offsets : (E + 1,) int64
+        Expert ``e``'s segment is ``order[offsets[e]:offsets[e + 1]]``.
+    counts : (E,) int64
+        Assignments per expert (padding not counted).
+    """
+
+    order: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+
+
 class ExpertChoice(NamedTuple):
     """Result of :func:`expert_choice` (E experts, capacity C, T tokens).
 
@@ -437,7 +456,7 @@ def _raise_bad_id(ids: np.ndarray, E: int) -> None:
 
 def group_by_expert(
     experts: Any, num_experts: int, /, *, block_size: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Grouping:
     """Group assignments by expert: a stable counting sort.
 
     Parameters
@@ -454,11 +473,12 @@ def group_by_expert(
 
     Returns
     -------
-    order : (offsets[-1],) int64
-        Flat positions of the assignments, grouped by expert, ascending within
-        an expert, then the padding sentinels of that expert.
-    offsets : (E + 1,) int64
-        Expert ``e``'s segment is ``order[offsets[e]:offsets[e + 1]]``.
+    Grouping
+        ``order`` (offsets[-1],) int64: flat positions of the assignments,
+        grouped by expert, ascending within an expert, then the padding
+        sentinels of that expert; ``offsets`` (E + 1,) int64: expert ``e``'s
+        segment is ``order[offsets[e]:offsets[e + 1]]``; ``counts`` (E,)
+        int64: assignments per expert, padding not counted.
 
     Raises
     ------
@@ -472,9 +492,11 @@ def group_by_expert(
     Examples
     --------
     >>> import numpy as np, fastroute as fr
-    >>> fr.group_by_expert(np.array([[1, 0], [1, -1]]), 3)
-    (array([1, 0, 2]), array([0, 1, 3, 3]))
-    >>> fr.group_by_expert(np.array([[1, 0], [1, -1]]), 3, block_size=2)
+    >>> g = fr.group_by_expert(np.array([[1, 0], [1, -1]]), 3)
+    >>> g.order, g.offsets, g.counts
+    (array([1, 0, 2]), array([0, 1, 3, 3]), array([1, 2, 0]))
+    >>> order, offsets, counts = fr.group_by_expert(np.array([[1, 0], [1, -1]]), 3, block_size=2)
+    >>> order, offsets
     (array([1, 4, 0, 2]), array([0, 2, 4, 4]))
     """
     func = "group_by_expert"
@@ -502,8 +524,7 @@ def group_by_expert(
         counts = np.bincount(ids[ids >= 0], minlength=E)
         padded = int((-(-counts // bs)).sum()) * bs
         check_alloc(8 * padded, f"padding to block_size={bs}", func, "; use a smaller block_size")
-    order, offsets, _ = _group(ids, E, bs, n)
-    return order, offsets
+    return Grouping(*_group(ids, E, bs, n))
 
 
 # --- expert choice -------------------------------------------------------------

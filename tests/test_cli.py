@@ -211,3 +211,56 @@ def test_analyze_vocabulary_must_match(tmp_path, capsys):
                          str(tmp_path / "long.txt"))  # fmt: skip
     assert code == 2 and out == ""
     assert "names 4 tokens but the matrix is 3 x 3" in err and "exactly one line" in err
+
+
+def test_bench_list_and_unknown_cases(capsys):
+    code, out, _ = run(capsys, "bench", "--list", "--cases", "route_stats")
+    assert code == 0 and "route_stats 65536x8 k=2 bfloat16" in out
+    code, _, err = run(capsys, "bench", "--cases", "no-such-case")
+    assert code == 2 and "no case" in err
+
+
+def test_bench_threading_layer_runs_in_a_child(monkeypatch, capsys):
+    """--threading-layer never changes this process's layer: the run happens
+    in a child process with NUMBA_THREADING_LAYER set."""
+    import fastroute.cli as cli
+
+    seen = {}
+
+    def fake_run(cmd, env):
+        seen.update(cmd=cmd, layer=env["NUMBA_THREADING_LAYER"])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.delenv("_FASTROUTE_BENCH_CHILD", raising=False)
+    argv = ["bench", "--quick", "--cases", "top_k 1x8", "--threading-layer", "workqueue"]
+    assert cli.main(argv) == 0
+    assert seen["layer"] == "workqueue"
+    assert seen["cmd"][1:] == ["-m", "fastroute", *argv]
+
+
+def test_bench_in_a_chosen_layer_end_to_end():
+    cmd = [sys.executable, "-m", "fastroute", "bench", "--quick", "--json", "--budget", "0.01",
+           "--cases", "entropy 1x8", "--threading-layer", "workqueue"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["environment"]["threading_layer"] == "workqueue"
+    roles = {r["role"] for r in out["results"]}
+    assert {"fastroute", "read_floor", "compute_floor"} <= roles
+    fr_rec = next(r for r in out["results"] if r["role"] == "fastroute")
+    assert fr_rec["ratio_stat"] == "median" and fr_rec["compute_floor_ratio"] > 0
+
+
+def test_a_bug_shows_its_traceback(monkeypatch, capsys):
+    """User errors are one line; an unexpected exception keeps its traceback."""
+    import fastroute.analyze as A
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("an internal slip")
+
+    monkeypatch.setattr(A, "analyze_tokens", broken)
+    code, _, err = run(capsys, "analyze")
+    assert code == 1
+    assert "Traceback (most recent call last)" in err and "ZeroDivisionError" in err
+    assert "internal error" in err

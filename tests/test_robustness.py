@@ -158,9 +158,10 @@ def test_group_by_expert_huge_block_size():
     with pytest.raises(ValueError, match=r"block_size=\d+ is out of range"):
         fr.group_by_expert(np.array([0]), 4, block_size=2**63)
     # all skipped: nothing to pad, whatever the block size
-    order, offsets = fr.group_by_expert(np.array([-1, -1]), 3, block_size=2**62)
+    order, offsets, _ = fr.group_by_expert(np.array([-1, -1]), 3, block_size=2**62)
     assert order.size == 0 and offsets.tolist() == [0, 0, 0, 0]
-    order, offsets = fr.group_by_expert(np.array([2, 0, 2]), 3, block_size=4)
+    order, offsets, counts = fr.group_by_expert(np.array([2, 0, 2]), 3, block_size=4)
+    assert counts.tolist() == [1, 0, 2]
     assert offsets.tolist() == [0, 4, 4, 8]
     assert order.tolist() == [1, 3, 3, 3, 0, 2, 3, 3]
 

@@ -475,17 +475,22 @@ def test_group_by_expert_matches_reference(data):
     ids = np.array(data.draw(st.lists(pool, min_size=n, max_size=n)), np.int64)
     ids = ids.reshape(shape).astype(dtype)
     bs = data.draw(st.sampled_from([None, 1, 3]))
-    order, offsets = fr.group_by_expert(ids, E, block_size=bs)
+    g = fr.group_by_expert(ids, E, block_size=bs)
+    assert isinstance(g, fr.Grouping)
+    order, offsets, counts = g
     ro, roff = group_by_expert_ref(ids, E, bs)
     np.testing.assert_array_equal(order, ro)
     np.testing.assert_array_equal(offsets, roff)
-    assert order.dtype == np.int64 and offsets.dtype == np.int64
+    flat = ids.reshape(-1).astype(np.int64)
+    np.testing.assert_array_equal(counts, np.bincount(flat[flat >= 0], minlength=E)[:E])
+    assert order.dtype == counts.dtype == offsets.dtype == np.int64
 
 
 def test_group_by_expert_large_parallel():
     ids = RNG.integers(-1, 256, size=(65536, 8)).astype(np.int32)
-    order, offsets = fr.group_by_expert(ids, 256, block_size=16)
+    order, offsets, counts = fr.group_by_expert(ids, 256, block_size=16)
     flat = ids.reshape(-1)
+    np.testing.assert_array_equal(counts, np.bincount(flat[flat >= 0], minlength=256))
     for e in (0, 17, 255):
         seg = order[offsets[e] : offsets[e + 1]]
         real = np.flatnonzero(flat == e)

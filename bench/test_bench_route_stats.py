@@ -1,0 +1,18 @@
+"""Benchmarks: fastroute's route_stats against its peers and the read floor.
+
+Cases and callables: ``fastroute/_bench.py``; parametrization and timing:
+``bench/conftest.py``. One pytest-benchmark group per case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastroute._bench import Case, Impl
+
+OP = "route_stats"
+
+
+def test_route_stats(run_case: Callable[[Case, Impl], None], case: Case, impl: Impl) -> None:
+    """Time one implementation on one case (after a checked warm-up call)."""
+    run_case(case, impl)
