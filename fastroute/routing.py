@@ -50,8 +50,10 @@ class Routing(NamedTuple):
         score distribution (softmax, or sigmoid scores normalised per token).
     z_loss : float or None
         Mean over tokens of ``logsumexp(logits) ** 2``.
-    entropy : (T,) float64 or None
-        Entropy (nats) of each token's score distribution over all experts.
+    entropy : (T,) float32 (float64 for float64 logits) or None
+        Entropy (nats) of each token's score distribution over all experts,
+        accumulated in float64 and rounded once (the rule of
+        ``entropy_from_logits``).
     imbalance : float
         ``max(counts) / mean(counts)`` (1.0 is perfect balance).
     capacity : int or None
@@ -385,6 +387,8 @@ def route(
     imbalance = cmax / (total / E) if total else math.nan
     if not stats:
         aux = z_loss = ent = None
+    elif out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
+        ent = ent.astype(np.float32)
     return Routing(
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
     )

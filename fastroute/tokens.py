@@ -68,6 +68,7 @@ def _row_sums(m: CSR) -> tuple[np.ndarray, np.ndarray]:
 def cooccurrence(
     tokens: Any,
     vocab_size: int,
+    /,
     *,
     window: int = 2,
     symmetric: bool = True,
@@ -153,7 +154,7 @@ def cooccurrence(
     return canonical_result(None, indptr, indices, data, (vocab, vocab))
 
 
-def normalize_rows(A: Any) -> Any:
+def normalize_rows(A: Any, /) -> Any:
     """Each row of a count (or weight) matrix divided by its sum: the
     conditional distributions ``P(j | i) = A[i, j] / sum_j A[i, j]``.
 
@@ -276,6 +277,7 @@ def related(
     C: Any,
     rows: Any,
     k: int,
+    /,
     *,
     measure: Literal["conditional", "pmi", "ppmi"] = "conditional",
     min_count: float = 1,

@@ -115,6 +115,7 @@ def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
         "fastroute.kernels.entropy",
         "fastroute.routing",
         "fastroute.kernels.route",
+        "fastroute.tokens",
     ],
 )
 def test_docstring_examples(module):
@@ -122,3 +123,16 @@ def test_docstring_examples(module):
     res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert res.attempted > 0, f"{module} has no examples"
     assert res.failed == 0
+
+
+def test_every_public_module_runs_its_examples():
+    """Each module defining a public function is in the doctest list above."""
+    import fastroute
+
+    listed = set(test_docstring_examples.pytestmark[0].args[1])
+    public = {
+        getattr(fastroute, name).__module__
+        for name in fastroute.__all__
+        if callable(getattr(fastroute, name)) and not isinstance(getattr(fastroute, name), type)
+    }
+    assert public <= listed, f"modules whose examples never run: {sorted(public - listed)}"

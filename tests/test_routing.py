@@ -99,7 +99,7 @@ def check_route(x, k, **kw):
     assert r.experts.shape == (T, k) and r.experts.dtype == np.int32
     assert r.weights.shape == (T, k) and r.weights.dtype == out
     assert r.dropped.shape == (T, k) and r.dropped.dtype == np.bool_
-    assert r.entropy.shape == (T,) and r.entropy.dtype == np.float64
+    assert r.entropy.shape == (T,) and r.entropy.dtype == out
     plain = kw.get("bias") is None and kw.get("n_groups") is None
     if plain:  # chosen by the exact logits: the same set, the same order
         np.testing.assert_array_equal(r.experts, ref.experts)
@@ -448,15 +448,21 @@ def test_route_bits_do_not_depend_on_threads_or_batch_split(restore_numba_thread
         np.testing.assert_array_equal(part.entropy, whole.entropy[lo:hi])
 
 
-def test_route_parallel_path_runs(monkeypatch):
-    calls = []
+def _spy_parallel(monkeypatch) -> list[int]:
+    """Record each launch of the parallel routing driver."""
+    calls: list[int] = []
     real = fr.routing.rk.route_all_parallel
     monkeypatch.setattr(fr.routing.rk, "route_all_parallel", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_route_parallel_path_runs(monkeypatch, restore_numba_threads):
+    calls = _spy_parallel(monkeypatch)
+    numba.set_num_threads(2)  # conftest guarantees NUMBA_NUM_THREADS >= 2
     x = RNG.standard_normal((4096, 64)).astype(np.float32)
-    if numba.get_num_threads() > 1:
-        check = fr.route(x, 2)
-        assert calls
-        np.testing.assert_array_equal(check.experts, mixtral_recipe(x, 2)[0])
+    check = fr.route(x, 2)
+    assert calls, "a 4096 x 64 batch with 2 threads must take the parallel driver"
+    np.testing.assert_array_equal(check.experts, mixtral_recipe(x, 2)[0])
 
 
 # --------------------------------------------------------------------------- group_by_expert
@@ -593,12 +599,32 @@ def test_route_1d_inside_njit_equals_route(dtype):
     assert _route_rows(bad, 3, False, True, np.empty(0), 0, 0, False, 1.0)[2][0] == 1
 
 
-def test_guard_serial_fallback_same_bits(monkeypatch):
+def test_guard_serial_fallback_same_bits(monkeypatch, restore_numba_threads):
+    """While another Python thread holds the launch lock (it is inside a
+    parallel launch), a call takes the serial twin and gives the same bits."""
+    import threading
+
+    calls = _spy_parallel(monkeypatch)
+    numba.set_num_threads(2)
     x = RNG.standard_normal((5000, 64)).astype(np.float32)
     want = fr.route(x, 4)
-    monkeypatch.setattr(_jit, "PARALLEL_MIN_WORK", 1 << 62)
-    monkeypatch.setattr(fr.routing, "PARALLEL_MIN_WORK", 1 << 62)
-    got = fr.route(x, 4)
-    np.testing.assert_array_equal(got.weights, want.weights)
-    np.testing.assert_array_equal(got.order, want.order)
-    assert got.aux_loss == want.aux_loss
+    assert calls == [1], "without contention the call runs in parallel"
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with _jit._launch_lock:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert held.wait(60)
+        got = fr.route(x, 4)
+    finally:
+        release.set()
+        holder.join()
+    assert calls == [1], "with the lock busy the call must not launch in parallel"
+    for f in ("experts", "weights", "order", "offsets", "entropy"):
+        np.testing.assert_array_equal(getattr(got, f), getattr(want, f))
+    assert (got.aux_loss, got.z_loss) == (want.aux_loss, want.z_loss)

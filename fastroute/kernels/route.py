@@ -248,7 +248,7 @@ ACROSS_MAX_E = 64
 
 
 @jit(inline="always")
-def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, Q, status, mx, nans):
+def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, stride, status, mx, nans):
     """Step 1 of ``route_rows`` for float32 (packed keys) and short rows, 16
     tokens at a time with one SIMD lane per token: the keys are stored
     transposed, ``KT[e, ln]``, so every maximum over experts is an
@@ -284,7 +284,7 @@ def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, Q, status, mx, nans):
             for ln in range(gl):
                 c = _LOW32 - (best[ln] & _LOW32)
                 KT[c, ln] = _INT64_MIN
-                idx[(g0 + ln) * Q + j] = c
+                idx[(g0 + ln) * stride + j] = c
 
 
 @jit(inline="always")
@@ -338,8 +338,8 @@ def route_rows(
     replaced in place by -inf. ``U`` (like ``Z``) receives the scores when
     they are needed (``stats``, bias, groups or not ``renorm``).
 
-    Writes, per token ``i``: ``status[i]``; chosen experts ``idx[i*Q : i*Q
-    + k]`` and float64 weights ``W[i*Q : ...]`` (``Q = k``);
+    Writes, per token ``i``: ``status[i]``; chosen experts ``idx[i*k : i*k
+    + k]`` and float64 weights ``W[i*k : ...]``;
     with ``stats``: ``lse[i]`` (logsumexp of the logits), ``ent[i]``
     (entropy of the score distribution) and the distribution added to
     ``pacc[:E]``; ``prio[i]`` (the unbiased score of the first choice) if
@@ -347,7 +347,6 @@ def route_rows(
     """
     R = (E + 15) >> 4
     P = R * 16
-    Q = k
     packed = _packed(Z)
     ninf = _typed(Z, _NINF)
     one = _typed(Z, 1.0)
@@ -360,7 +359,7 @@ def route_rows(
     lanes = np.empty(16, np.int64)
     acc = np.empty(16)
     key = _zbuf(Z, P)
-    C = _zbuf(Z, n * Q)  # chosen logits (minus their max)
+    C = _zbuf(Z, n * k)  # chosen logits (minus their max)
     mx = _zbuf(Z, max(n, 1))
     g = max(n_groups, 1)
     gsc = np.empty(g)
@@ -383,7 +382,7 @@ def route_rows(
                     Z[i * P + e] = ninf
     plain = not (has_bias or grouped)
     if packed and E <= ACROSS_MAX_E:
-        _across(Z, P, n, E, k if plain else 0, nan_ignore, sigmoid, idx, Q, status, mx, nz)
+        _across(Z, P, n, E, k if plain else 0, nan_ignore, sigmoid, idx, k, status, mx, nz)
     else:
         for i in range(n):
             o = i * P
@@ -410,7 +409,7 @@ def route_rows(
             status[i] = st
             mx[i] = m if (st == OK and m < np.inf) else 0.0
             if plain and st == OK:
-                _select(keys, R, k, packed, idx, i * Q, lanes, cand)
+                _select(keys, R, k, packed, idx, i * k, lanes, cand)
 
     # 2. scores and statistics: flat over the block for short rows (long
     # flat loops vectorize), row by row for long ones (one pass fewer)
@@ -554,12 +553,12 @@ def route_rows(
                         kb = _ordkey(key[e], e) if e < E else _INT64_MIN
                         keys[e] = kb
                         lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
-            _select(keys, R, k, packed, idx, i * Q, lanes, cand)
+            _select(keys, R, k, packed, idx, i * k, lanes, cand)
 
     # 4. weights
     if renorm:
         for i in range(n):
-            o = i * Q
+            o = i * k
             mk = ninf
             if status[i] == OK:
                 for j in range(k):
@@ -575,13 +574,13 @@ def route_rows(
                         C[o + j] = C[o + j] - mk
                 # every chosen logit -inf (possible with a bias): weights 0
         if sigmoid:
-            for j in range(n * Q):
+            for j in range(n * k):
                 W[j] = np.float64(_sigmoid_c(C[j], one))
         else:
-            for j in range(n * Q):
+            for j in range(n * k):
                 W[j] = np.float64(_exp_c(C[j]))
         for i in range(n):
-            o = i * Q
+            o = i * k
             den = 0.0
             for j in range(k):
                 den += W[o + j]
@@ -591,14 +590,14 @@ def route_rows(
         for i in range(n):
             if status[i] == OK:
                 for j in range(k):
-                    W[i * Q + j] = np.float64(U[i * P + idx[i * Q + j]]) * scale
+                    W[i * k + j] = np.float64(U[i * P + idx[i * k + j]]) * scale
 
     # 5. round to the output precision, order by (weight desc, id asc); the
     # chosen set is already fixed by the keys
     for i in range(n):
         if status[i] != OK:
             continue
-        o = i * Q
+        o = i * k
         for j in range(k):
             wj = np.float64(np.float32(W[o + j])) if round32 else W[o + j]
             ij = idx[o + j]
@@ -630,7 +629,6 @@ def route_block(
     lo = b * bt
     n = min(lo + bt, T) - lo
     P = (E + 15) >> 4 << 4
-    Q = k
     Z = _zbuf(x, n * P)
     for i in range(n):
         t = _u(lo + i)
@@ -638,8 +636,8 @@ def route_block(
             Z[_u(i * P + e)] = as_compute(x[t, e])
         for e in range(E, P):
             Z[i * P + e] = -np.inf
-    idx = np.empty(max(n * Q, 1), np.int64)
-    W = np.empty(max(n * Q, 1))
+    idx = np.empty(max(n * k, 1), np.int64)
+    W = np.empty(max(n * k, 1))
     st = np.empty(n, np.int8)
     lse = np.empty(n)
     h = np.empty(n)
@@ -655,8 +653,8 @@ def route_block(
         status[t] = st[i]
         ok = st[i] == OK
         for j in range(k):
-            experts[t, j] = idx[i * Q + j] if ok else 0
-            weights[t, j] = W[i * Q + j] if ok else 0.0
+            experts[t, j] = idx[i * k + j] if ok else 0
+            weights[t, j] = W[i * k + j] if ok else 0.0
         if stats:
             ent[t] = h[i] if ok else np.nan
             zs += lse[i] * lse[i] if ok else 0.0
@@ -999,7 +997,6 @@ def route_1d(
     """
     E = logits.shape[0]
     P = (E + 15) >> 4 << 4
-    Q = k
     Z = _zbuf(logits, P)
     for e in range(E):
         Z[e] = as_compute(logits[e])
@@ -1008,8 +1005,8 @@ def route_1d(
     bc = np.empty(bias.shape[0], Z.dtype)
     for e in range(bias.shape[0]):
         bc[e] = bias[e]
-    idx = np.empty(max(Q, 1), np.int64)
-    W = np.empty(max(Q, 1))
+    idx = np.empty(max(k, 1), np.int64)
+    W = np.empty(max(k, 1))
     status = np.empty(1, np.int8)
     scratch = np.empty(1)
     route_rows(
