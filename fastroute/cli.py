@@ -143,8 +143,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="co-occurrence window in tokens, text input only (default 2)",
     )  # fmt: skip
     analyze.add_argument(
-        "--measure", choices=("conditional", "pmi", "ppmi"), default="pmi",
-        help="relatedness: P(j|i), PMI or positive PMI (default pmi)",
+        "--measure", choices=("conditional", "pmi", "ppmi", "npmi"), default="ppmi",
+        help=(
+            "relatedness: P(j|i), PMI, positive PMI or normalized PMI (default ppmi, with "
+            "--cds 0.75: it ranks words seen only a few times lower than plain PMI does)"
+        ),
+    )  # fmt: skip
+    analyze.add_argument(
+        "--cds", type=float, default=None, metavar="ALPHA",
+        help=(
+            "context-distribution smoothing exponent for pmi/ppmi, in (0, 1] "
+            "(default 0.75; 1 turns it off)"
+        ),
     )  # fmt: skip
     analyze.add_argument(
         "--min-count", type=float, default=3, metavar="N",
@@ -277,7 +287,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         raise CLIError(f"--min-count must be > 0, got {args.min_count}")
     if args.vocab and not (args.file or "").endswith(".npz"):
         raise CLIError("--vocab applies to .npz input only")
-    opts = dict(k=args.k, related_k=args.related, measure=args.measure, min_count=args.min_count)
+    if args.cds is not None:
+        if args.measure not in ("pmi", "ppmi"):
+            raise CLIError(f"--cds applies to --measure pmi or ppmi, not {args.measure}")
+        if not 0 < args.cds <= 1:
+            raise CLIError(f"--cds must be in (0, 1], got {args.cds}")
+    cds = A.DEFAULT_CDS if args.cds is None else args.cds
+    opts = dict(k=args.k, related_k=args.related, measure=args.measure, cds=cds,
+                min_count=args.min_count)  # fmt: skip
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if args.file is None:
@@ -373,11 +390,12 @@ def _print_analysis(result: Any, args: argparse.Namespace) -> int:
     window = f"window {p['window']}, " if "window" in p else ""
     print(
         f"{len(result.top)} highest-entropy tokens of P(next | token) ({window}entropy in bits); "
-        f"related by {p['measure']} (min count {p['min_count']:g})"
+        f"related by {_measure_name(p)} (min count {p['min_count']:g})"
     )
     print()
     width = max([5] + [len(row["token"]) for row in result.top])
-    print(f"{'rank':>4}  {'token':<{width}}  {'H bits':>7}  {'freq':>8}  related")
+    fname = {"occurrences": "count", "row sum": "row sum"}.get(p.get("frequency"), "freq")
+    print(f"{'rank':>4}  {'token':<{width}}  {'H bits':>7}  {fname:>8}  related")
     for row in result.top:
         rel = ", ".join(f"{r['token']} {r['score']:.2f}" for r in row["related"]) or "-"
         freq = row["frequency"]
@@ -387,9 +405,29 @@ def _print_analysis(result: Any, args: argparse.Namespace) -> int:
             f"{freq_s:>8}  {rel}"
         )
     print()
-    stages = ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in result.timings.items())
-    print(f"time: {stages}; total {sum(result.timings.values()):.2f} s")
+    times = dict(result.timings)
+    compiled = times.pop("compile", 0.0)
+    stages = ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in times.items())
+    total = sum(times.values()) + compiled
+    line = f"time: {stages}; total {total:.2f} s"
+    if compiled:
+        line += (
+            f", of which {compiled:.1f} s compiling kernels on first use (a later run "
+            "loads them from Numba's cache)"
+        )
+    print(line)
+    if fname != "freq":
+        what = "occurrences in the text" if fname == "count" else "row sums of the count matrix"
+        print(f"{fname}: {what}")
     return 0
+
+
+def _measure_name(p: dict[str, Any]) -> str:
+    m = {"conditional": "P(j | i)", "pmi": "PMI", "ppmi": "positive PMI",
+         "npmi": "normalized PMI"}[p["measure"]]  # fmt: skip
+    if p.get("cds"):
+        m += f" with context-distribution smoothing {p['cds']:g}"
+    return m
 
 
 # --------------------------------------------------------------------------- bench

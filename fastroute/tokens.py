@@ -19,7 +19,7 @@ from .topk import TopK, top_k
 __all__ = ["cooccurrence", "normalize_rows", "top_entropy", "related"]
 
 _COUNT_DTYPES = tuple(np.dtype(t) for t in (np.int32, np.int64, np.float32, np.float64))
-_MEASURES = {"conditional": K.CONDITIONAL, "pmi": K.PMI, "ppmi": K.PPMI}
+_MEASURES = {"conditional": K.CONDITIONAL, "pmi": K.PMI, "ppmi": K.PPMI, "npmi": K.NPMI}
 
 
 def _sparse_module():
@@ -279,9 +279,10 @@ def related(
     k: int,
     /,
     *,
-    measure: Literal["conditional", "pmi", "ppmi"] = "conditional",
+    measure: Literal["conditional", "pmi", "ppmi", "npmi"] = "conditional",
     min_count: float = 1,
     exclude_self: bool = False,
+    cds: float | None = None,
 ) -> TopK:
     """The ``k`` columns most related to each requested row of a count matrix.
 
@@ -294,16 +295,25 @@ def related(
         Row ids, each in ``[0, C.shape[0])``.
     k : int
         ``0 <= k <= C.shape[1]``.
-    measure : {"conditional", "pmi", "ppmi"}
+    measure : {"conditional", "pmi", "ppmi", "npmi"}
         ``"conditional"``: ``P(j | i) = c_ij / c_i``. ``"pmi"``:
         ``log(c_ij N / (c_i c_j))`` with row sums ``c_i``, column sums ``c_j``
         and total ``N``. ``"ppmi"``: as ``"pmi"``, keeping only positive
-        scores (a pair with PMI <= 0 is no candidate).
+        scores (a pair with PMI <= 0 is no candidate). ``"npmi"``: PMI
+        divided by ``-log(c_ij / N)`` (Bouma 2009), in ``[-1, 1]``: 1 for
+        pairs that always occur together, 0 for independence; it damps the
+        large PMI of rare pairs.
     min_count : float, default 1
         Entries with ``c_ij < min_count`` are no candidates (zero entries
         never are).
     exclude_self : bool, default False
         Drop the column equal to the row id (a token is not related to itself).
+    cds : float in (0, 1], optional
+        Context-distribution smoothing for ``"pmi"``/``"ppmi"`` (Levy,
+        Goldberg & Dagan 2015; 0.75 is the usual value): the column sums
+        are raised to the power ``cds``, ``log(c_ij S / (c_i c_j**cds))``
+        with ``S = sum_j c_j**cds``, which lowers the scores of rare
+        columns.
 
     Returns
     -------
@@ -311,7 +321,13 @@ def related(
         Shape ``(len(rows), k)`` (``(k,)`` for a scalar ``rows``): float64
         scores, descending, equal scores keep the lower column first; rows
         with fewer than ``k`` candidates are padded with index ``-1`` and
-        score NaN. Sums are taken over all entries, before ``min_count``;
+        score NaN. The order is decided exactly, not on the rounded
+        scores: within a row, conditional scores rank by ``c_ij`` and PMI
+        and PPMI by the ratio ``c_ij / c_j`` (``c_ij / c_j**cds``), compared
+        by exact cross-multiplication of the float64 counts and column sums
+        (exact for counts below 1e290), so columns whose scores are equal
+        mathematically keep the lower column first even where their
+        rounded scores differ by an ulp; NPMI ranks by its computed score. Sums are taken over all entries, before ``min_count``;
         where they would overflow float64, over the counts scaled by a power
         of two (per row for ``"conditional"``, over the whole matrix for PMI,
         which scaling does not change).
@@ -335,6 +351,15 @@ def related(
         raise TypeError(f"{func}: min_count must be a number, got {type(min_count).__name__}")
     if not min_count > 0:
         raise ValueError(f"{func}: min_count must be > 0, got {min_count!r}")
+    if cds is not None:
+        if measure not in ("pmi", "ppmi"):
+            raise ValueError(f"{func}: cds applies to measure='pmi' or 'ppmi', not {measure!r}")
+        if isinstance(cds, (bool, np.bool_)) or not isinstance(
+            cds, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"{func}: cds must be a number in (0, 1], got {type(cds).__name__}")
+        if not 0 < cds <= 1:
+            raise ValueError(f"{func}: cds must be in (0, 1] (0.75 is usual), got {cds!r}")
     m = _as_matrix(C, func)
     _check_weights(m, func)
     nrows, ncols = m.shape
@@ -351,21 +376,22 @@ def related(
     k = _index(k, "k", func)
     if not 0 <= k <= ncols:
         raise ValueError(f"{func}: k={k} is out of range; need 0 <= k <= {ncols} (columns)")
-    # the candidates of every requested row, then the top k of each
-    cand = int(np.diff(m.indptr)[r].sum()) if r.size else 0
-    check_alloc(16 * (cand + r.size * (k + 1)), f"scoring {r.size} rows", func)
+    # the candidates of every requested row, ranked exactly, the top k kept
+    longest = int(np.diff(m.indptr)[r].max()) if r.size else 0
+    check_alloc(40 * longest + 16 * r.size * k, f"ranking {r.size} rows", func)
     if measure == "conditional":
         rsum, scale = _row_sums(m)
-        colpos, csum, total = m.indices, rsum[:0], 0.0
+        sums = (rsum, scale, m.indices, rsum[:0], 0.0, 0.0)
     else:
         rsum, scale, colpos, csum, total = _pmi_sums(m)
-    indptr, indices, data = K.related_csr(
-        m.indptr, m.indices, m.data, r, _MEASURES[measure], float(min_count),
-        bool(exclude_self), rsum, scale, colpos, csum, total,
-    )  # fmt: skip
-    scores = canonical_result(None, indptr, indices, data, (r.size, ncols))
-    values, idx = top_k(scores, k, explicit=True)
-    values[idx < 0] = np.nan
+        if cds is None:
+            sums = (rsum, scale, colpos, csum, total, total)
+        else:
+            cw = np.power(csum, float(cds))
+            sums = (rsum, scale, colpos, cw, float(cw.sum()), total)
+    opts = (_MEASURES[measure], float(min_count), bool(exclude_self))
+    values, idx = K.related_top(m.indptr, m.indices, m.data, r, k, opts, sums)
+    idx = idx.astype(np.intp, copy=False)
     if scalar:
         return TopK(values[0], idx[0])
     return TopK(values, idx)

@@ -316,14 +316,18 @@ def normalize_rows_ref(dense: np.ndarray) -> np.ndarray:
     return out
 
 
-def related_ref(dense, rows, measure: str = "conditional", min_count=1, exclude_self=False):
+def related_ref(
+    dense, rows, measure: str = "conditional", min_count=1, exclude_self=False, cds=None
+):
     """Reference scores of ``related``: for each requested row a dict
     ``column -> exact score`` (an ``mpmath.mpf`` at ``REF_PREC`` bits) of its
     candidates, from the formulas with sums over all entries of ``dense``:
     ``conditional`` ``c_ij / c_i``, ``pmi`` ``log(c_ij N / (c_i c_j))``,
     ``ppmi`` the pmi candidates with ``c_ij N > c_i c_j`` (PMI > 0, decided
-    exactly). Candidates: ``c_ij >= min_count`` and ``c_ij > 0`` (and
-    ``j != i`` with ``exclude_self``)."""
+    exactly), ``npmi`` ``pmi / -log(c_ij / N)`` (1 when ``c_ij = N``). With
+    ``cds`` the column sums of pmi/ppmi become ``c_j**cds`` and ``N`` their
+    sum. Candidates: ``c_ij >= min_count`` and ``c_ij > 0`` (and ``j != i``
+    with ``exclude_self``)."""
     from fractions import Fraction
 
     a = np.asarray(dense)
@@ -344,10 +348,27 @@ def related_ref(dense, rows, measure: str = "conditional", min_count=1, exclude_
                     ratio = c / rsum[i]
                     d[j] = mpmath.mpf(ratio.numerator) / ratio.denominator
                     continue
+                if cds is not None:
+                    w = [mpmath.mpf(cs.numerator) / cs.denominator for cs in csum]
+                    w = [x ** mpmath.mpf(cds) for x in w]
+                    pmi = mpmath.log(
+                        mpmath.mpf(c.numerator) / c.denominator * sum(w)
+                        / (mpmath.mpf(rsum[i].numerator) / rsum[i].denominator * w[j])
+                    )  # fmt: skip
+                    if measure == "ppmi" and not pmi > 0:
+                        continue
+                    d[j] = pmi
+                    continue
                 ratio = c * total / (rsum[i] * csum[j])
                 if measure == "ppmi" and not ratio > 1:
                     continue
-                d[j] = mpmath.log(mpmath.mpf(ratio.numerator) / ratio.denominator)
+                pmi = mpmath.log(mpmath.mpf(ratio.numerator) / ratio.denominator)
+                if measure == "npmi":
+                    pij = c / total
+                    pmi = mpmath.mpf(1) if pij == 1 else pmi / -mpmath.log(
+                        mpmath.mpf(pij.numerator) / pij.denominator
+                    )  # fmt: skip
+                d[j] = pmi
             out.append(d)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -39,15 +40,20 @@ def entropy_bits_ref(C: sp.csr_array) -> np.ndarray:
     return h
 
 
-def pmi_ref(C: sp.csr_array, r: int, min_count: float) -> dict[int, float]:
+def pmi_ref(
+    C: sp.csr_array, r: int, min_count: float, cds: float = 1.0, positive: bool = False
+) -> dict[int, float]:
+    """PMI of row r's pairs, the column sums raised to ``cds`` (1: plain PMI)."""
     rs = np.asarray(C.sum(axis=1)).ravel()
-    cs = np.asarray(C.sum(axis=0)).ravel()
-    n = rs.sum()
+    cs = np.asarray(C.sum(axis=0)).ravel() ** cds
+    n = cs.sum()
     out = {}
     for p in range(C.indptr[r], C.indptr[r + 1]):
         j, c = int(C.indices[p]), C.data[p]
         if c >= min_count and j != r:
-            out[j] = float(np.log(c * n / (rs[r] * cs[j])))
+            s = float(np.log(c * n / (rs[r] * cs[j])))
+            if s > 0 or not positive:
+                out[j] = s
     return out
 
 
@@ -74,13 +80,22 @@ def test_analyze_embedded_corpus_matches_a_scipy_reference(capsys):
         i = row["id"]
         assert row["token"] == vocab[i] and row["frequency"] == freq[i]
         assert row["entropy_bits"] == pytest.approx(h[i], rel=1e-12)
-        ref = pmi_ref(C, i, 3)
-        best = sorted(ref.values(), reverse=True)[:3]
-        assert [r["score"] for r in row["related"]] == pytest.approx(best, rel=1e-12)
+        # the default: positive PMI with context-distribution smoothing 0.75
+        ref = pmi_ref(C, i, 3, cds=0.75, positive=True)
+        best = sorted(ref, key=lambda j, ref=ref: (-ref[j], j))[:3]
+        assert [r["score"] for r in row["related"]] == pytest.approx(
+            [ref[j] for j in best], rel=1e-12
+        )
+        assert [r["id"] for r in row["related"]] == best
         for r in row["related"]:
             assert r["score"] == pytest.approx(ref[r["id"]], rel=1e-12)
             assert r["token"] == vocab[r["id"]]
     assert set(res["timings_s"]) >= {"tokenize", "cooccurrence", "top_entropy", "related"}
+    assert res["params"]["measure"] == "ppmi" and res["params"]["cds"] == 0.75
+    assert res["params"]["frequency"] == "occurrences"
+    code, out, err = run(capsys, "analyze", "-k", "2", "--related", "2")
+    assert "related by positive PMI with context-distribution smoothing 0.75" in out
+    assert "   count  related" in out and "count: occurrences in the text" in out
 
 
 def test_analyze_text_file_plain_and_json(tmp_path, capsys):
@@ -124,6 +139,9 @@ def test_analyze_npz_with_vocabulary(tmp_path, capsys):
     ]
     gamma = next(t for t in res["top"] if t["token"] == "gamma")
     assert gamma["frequency"] == 3
+    assert res["params"]["frequency"] == "row sum"  # not token counts: say so
+    code, out, err = run(capsys, "analyze", str(tmp_path / "c.npz"), "-k", "2")
+    assert "  row sum  related" in out and "row sum: row sums of the count matrix" in out
     assert [r["token"] for r in gamma["related"]] == ["beta", "alpha"]
 
 
@@ -264,3 +282,44 @@ def test_a_bug_shows_its_traceback(monkeypatch, capsys):
     assert code == 1
     assert "Traceback (most recent call last)" in err and "ZeroDivisionError" in err
     assert "internal error" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--measure", "conditional", "--cds", "0.75"], "--cds applies to --measure pmi or ppmi"),
+        (["--measure", "npmi", "--cds", "0.5"], "--cds applies"),
+        (["--cds", "0"], r"--cds must be in \(0, 1\]"),
+        (["--measure", "pmi", "--cds", "1.5"], r"--cds must be in \(0, 1\]"),
+    ],
+)
+def test_analyze_cds_errors(capsys, args, message):
+    code, _, err = run(capsys, "analyze", *args)
+    assert code == 2 and re.search(message, err), err
+
+
+def test_analyze_reports_compile_time_apart():
+    """A stage's time excludes what Numba spent compiling during it, which is
+    reported as "compile" (a fresh function compiles inside the stage)."""
+    import time
+
+    import numba
+
+    from fastroute.analyze import stage
+
+    @numba.njit
+    def slow_to_compile(x):
+        return x + 1
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    with stage("work", timings):
+        slow_to_compile(1)
+    wall = time.perf_counter() - t
+    assert timings["compile"] > 0
+    assert timings["work"] >= 0 and timings["work"] + timings["compile"] == pytest.approx(
+        wall, abs=0.05
+    )
+    with stage("again", timings):  # compiled already: nothing more is compiling
+        slow_to_compile(2)
+    assert timings["again"] < timings["compile"]

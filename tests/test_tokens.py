@@ -327,13 +327,28 @@ def _score_tol(ref: float, total: float) -> float:
     return 1e-12 * abs(ref) + 8 * 2.0**-53 * (2 * abs(math.log(max(total, 2.0))) + 1)
 
 
-def check_related(C, rows, k, measure="conditional", min_count=1, exclude_self=False):
-    """``related`` against the exact reference scores: the same scores rank by
-    rank (within rounding), indices equal except inside groups of
-    mathematically equal scores, the tie rule on the returned scores exact,
-    padding with -1/NaN."""
+def _exact_order(ref: dict) -> list[int]:
+    """Columns by exact score, descending; equal scores -> lower column
+    (scores within 1e-25 count as equal: irrational cds scores of equal
+    mathematical value may differ in the reference's last bits)."""
+    import functools
+
+    def cmp(a, b):
+        sa, sb = ref[a], ref[b]
+        if abs(sa - sb) <= 1e-25 * max(1, abs(sa)):
+            return a - b
+        return -1 if sa > sb else 1
+
+    return sorted(ref, key=functools.cmp_to_key(cmp))
+
+
+def check_related(C, rows, k, measure="conditional", min_count=1, exclude_self=False, cds=None):
+    """``related`` against the exact reference scores: scores within rounding,
+    indices exactly the reference's order (equal scores -> lower column, the
+    order decided exactly), padding with -1/NaN."""
     before = snapshot(C)
-    res = fr.related(C, rows, k, measure=measure, min_count=min_count, exclude_self=exclude_self)
+    res = fr.related(C, rows, k, measure=measure, min_count=min_count,
+                     exclude_self=exclude_self, cds=cds)  # fmt: skip
     assert snapshot(C) == before, "input was modified"
     assert isinstance(res, fr.TopK)
     v, i = res
@@ -345,26 +360,25 @@ def check_related(C, rows, k, measure="conditional", min_count=1, exclude_self=F
     v2, i2 = v.reshape(len(rows_list), k), i.reshape(len(rows_list), k)
     dense = C.toarray() if sp.issparse(C) else np.asarray(C)
     total = float(dense.sum())
-    refs = related_ref(dense, rows_list, measure, min_count, exclude_self)
+    refs = related_ref(dense, rows_list, measure, min_count, exclude_self, cds)
     # ppmi: a pair with PMI exactly 0 is no candidate; its computed score may
     # round to +-1 ulp, which this property test tolerates (see
     # test_ppmi_excludes_exactly_independent_pairs for the strict rule)
     zero = [{}] * len(rows_list)
     if measure == "ppmi":
-        pmi = related_ref(dense, rows_list, "pmi", min_count, exclude_self)
+        pmi = related_ref(dense, rows_list, "pmi", min_count, exclude_self, cds)
         zero = [{c: s for c, s in d.items() if s == 0} for d in pmi]
     with mpmath.workprec(REF_PREC):
         for t, ref in enumerate(refs):
             vals, idx = v2[t], i2[t]
-            order = sorted(ref, key=lambda c, ref=ref: (-ref[c], c))
+            order = _exact_order(ref)
             n = min(k, len(ref))
             m = int(np.sum(idx >= 0))
             assert np.all(idx[:m] >= 0) and np.all(idx[m:] == -1), idx
             assert np.isnan(vals[m:]).all()
             assert n <= m <= min(k, len(ref) + len(zero[t])), (m, n, ref, zero[t])
             assert len(set(idx[:m].tolist())) == m
-            for j in range(m - 1):  # the tie rule on the returned scores
-                assert vals[j] > vals[j + 1] or (vals[j] == vals[j + 1] and idx[j] < idx[j + 1])
+            np.testing.assert_array_equal(idx[:n], order[:n])  # the exact order
             for j in range(n):
                 c = int(idx[j])
                 assert c in ref, (c, ref)
@@ -375,8 +389,6 @@ def check_related(C, rows, k, measure="conditional", min_count=1, exclude_self=F
                 assert abs(exact - want) <= 2 * _score_tol(want, total), (j, c, order[j])
             for j in range(n, m):  # only the exactly-independent extras
                 assert int(idx[j]) in zero[t] and abs(vals[j]) <= _score_tol(0.0, total)
-            if measure == "conditional":  # exact ties: the indices exactly
-                np.testing.assert_array_equal(idx[:n], order[:n])
     return res
 
 
@@ -414,10 +426,42 @@ def test_related_matches_reference(data):
     else:
         rows = data.draw(st.lists(st.integers(0, nrows - 1), max_size=4))
     k = data.draw(st.one_of(st.just(ncols), st.integers(0, ncols)))
-    measure = data.draw(st.sampled_from(["conditional", "pmi", "ppmi"]))
+    measure = data.draw(st.sampled_from(["conditional", "pmi", "ppmi", "npmi"]))
     min_count = data.draw(st.sampled_from([1, 1, 2, 1.5, 0.5, 3]))
     exclude_self = data.draw(st.booleans())
-    check_related(C, rows, k, measure, min_count, exclude_self)
+    cds = data.draw(st.sampled_from([None, 0.75, 0.5])) if measure in ("pmi", "ppmi") else None
+    check_related(C, rows, k, measure, min_count, exclude_self, cds)
+
+
+def test_pmi_ties_are_exact_for_huge_counts():
+    """Columns with mathematically equal PMI keep the lower column first even
+    when c_ij * N passes 2**53 and the rounded scores differ by an ulp."""
+    C = [[850773601, 637324725, 511625343, 0], [0, 0, 0, 5056378869]]
+    v, i = fr.related(C, 0, 3, measure="pmi")
+    np.testing.assert_array_equal(i, [0, 1, 2])  # all three scores are log(N / c_0)
+    assert np.ptp(v) <= 4e-16 * abs(v[0])
+    check_related(np.array(C), [0, 1], 4, "pmi")
+    check_related(np.array(C), [0, 1], 4, "npmi")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_related_exact_order_with_counts_up_to_1e11(seed):
+    """Random count tables with counts up to 1e11 and many exact PMI ties
+    (columns seen with equal counts and equal column sums), checked against
+    the exact reference (Fractions), all four measures and cds."""
+    rng = np.random.default_rng(seed)
+    nrows, ncols = 6, 9
+    base = rng.integers(1, 10**11, ncols)
+    C = np.zeros((nrows, ncols), np.int64)
+    for r in range(nrows):  # row r: each column j proportional to base[j] or zero
+        keep = rng.random(ncols) < 0.7
+        C[r, keep] = rng.choice([1, 2, 3], keep.sum()) * (base[keep] // 3)
+    C[:, 1] = C[:, 0]  # two columns with identical counts everywhere: exact ties
+    C[:, 5] = C[:, 4] * 2
+    rows = list(range(nrows))
+    for measure, cds in (("conditional", None), ("pmi", None), ("ppmi", None),
+                         ("npmi", None), ("pmi", 0.75)):  # fmt: skip
+        check_related(sp.csr_array(C), rows, ncols, measure, 1, False, cds)
 
 
 def test_related_docstring_example():
@@ -478,7 +522,14 @@ def test_related_errors():
     with pytest.raises(ValueError, match=r"k=-1 is out of range"):
         fr.related(C, 0, -1)
     with pytest.raises(ValueError, match="measure must be one of"):
-        fr.related(C, 0, 1, measure="npmi")
+        fr.related(C, 0, 1, measure="jaccard")
+    with pytest.raises(ValueError, match="cds applies to measure='pmi' or 'ppmi'"):
+        fr.related(C, 0, 1, cds=0.75)
+    for bad in (0, 1.5, -0.75, float("nan")):
+        with pytest.raises(ValueError, match=r"cds must be in \(0, 1\]"):
+            fr.related(C, 0, 1, measure="pmi", cds=bad)
+    with pytest.raises(TypeError, match="cds must be a number"):
+        fr.related(C, 0, 1, measure="ppmi", cds="0.75")
     for mc in (0, -1, 0.0):
         with pytest.raises(ValueError, match="min_count must be > 0"):
             fr.related(C, 0, 1, min_count=mc)

@@ -733,71 +733,162 @@ def normalize_csr(indptr, indices, data, sums, scale, out_like):
     return optr, oind, odat
 
 
-#: measure codes of ``related_csr``
+#: measure codes of ``related_top``
 CONDITIONAL = 0
 PMI = 1
 PPMI = 2
+NPMI = 3
+
+_SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's constant for float64
+_EXACT_MAX = 1e290  # below this, a product and its rounding error are finite
+
+
+@jit(inline="always")
+def _two_product(a, b):
+    # a * b == hi + lo exactly (Dekker's product with Veltkamp splitting),
+    # for |a|, |b| < _EXACT_MAX and no underflow
+    hi = a * b
+    t = _SPLIT * a
+    ah = t - (t - a)
+    al = a - ah
+    t = _SPLIT * b
+    bh = t - (t - b)
+    bl = b - bh
+    lo = ((ah * bh - hi) + ah * bl + al * bh) + al * bl
+    return hi, lo
+
+
+@jit(inline="always")
+def _greater_product(a, b, c, d):
+    """``a * b > c * d`` decided exactly (error-free products compared
+    lexicographically: rounding is monotonic, so different rounded products
+    order the exact ones)."""
+    if max(a, b, c, d) >= _EXACT_MAX:
+        return a * b > c * d
+    h1, l1 = _two_product(a, b)
+    h2, l2 = _two_product(c, d)
+    return h1 > h2 or (h1 == h2 and l1 > l2)
+
+
+@jit(inline="always")
+def _score(v, r, measure, sums, cw):
+    # the reported score of entry value v (already scaled) in row r, whose
+    # column weight is cw
+    rsum, _, _, _, cwsum, total = sums
+    if measure == CONDITIONAL:
+        return v / rsum[r]
+    num = v * cwsum
+    den = rsum[r] * cw
+    if num < np.inf and 0.0 < den < np.inf:  # one rounding: independence gives 0 exactly
+        pmi = math.log(num / den)
+    else:
+        pmi = math.log(v / rsum[r]) + math.log(cwsum / cw)
+    if measure != NPMI:
+        return pmi
+    if v >= total:  # the only pair there is: perfect co-occurrence
+        return 1.0
+    return pmi / -math.log(v / total)
+
+
+@jit(inline="always")
+def _ahead(a, b, va, vb, wa, wb, sa, sb, measure):
+    """Entry a ranks strictly before entry b of the same row: by the exact
+    order of the score (conditional: the counts; PMI and PPMI: the ratios
+    count / column weight, compared by exact cross-multiplication; NPMI: the
+    computed scores)."""
+    if measure == CONDITIONAL:
+        return va > vb
+    if measure == NPMI:
+        return sa > sb
+    return _greater_product(va, wb, vb, wa)
 
 
 @jit
-def related_csr(indptr, indices, data, rows, measure, min_count, exclude_self,
-                rsum, scale, colpos, csum, total):  # fmt: skip
-    """Scores of the candidate columns of the requested rows, as CSR arrays
-    (one output row per requested row, columns ascending). Entry ``p`` of
-    row ``r`` counts ``data[p] * scale[r]`` in the scores (``rsum``, ``csum``
-    and ``total`` are sums of those); its column sum is ``csum[colpos[p]]``."""
+def related_top(indptr, indices, data, rows, k, opts, sums):
+    """The ``k`` best candidate columns of each requested row.
+
+    ``opts = (measure, min_count, exclude_self)``; ``sums = (rsum, scale,
+    colpos, cw, cwsum, total)``: entry ``p`` of row ``r`` counts ``data[p] *
+    scale[r]`` (``rsum``, ``cw``, ``cwsum``, ``total`` are sums of those),
+    its column weight is ``cw[colpos[p]]`` (the column sum, or its
+    ``cds``-th power). Rows must be canonical (columns ascending). Returns
+    (values (n, k) float64, indices (n, k) int64), padded with NaN and -1.
+    Exact ties keep the lower column (a stable merge sort on rows whose
+    columns ascend).
+    """
+    measure, min_count, exclude_self = opts
+    rsum, scale, colpos, cw, _, _ = sums
     n = rows.shape[0]
-    optr = np.zeros(n + 1, np.int64)
+    vals = np.full((n, k), np.nan)
+    idx = np.full((n, k), -1, np.int64)
+    longest = 0
+    for t in range(n):
+        longest = max(longest, indptr[rows[t] + 1] - indptr[rows[t]])
+    pos = np.empty(longest, np.int64)
+    one = np.empty(longest, np.int64)
+    two = np.empty(longest, np.int64)
+    v = np.empty(longest)
+    w = np.empty(longest)
+    sc = np.empty(longest)
     for t in range(n):
         r = rows[t]
-        u = 0
+        m = 0
         for p in range(indptr[r], indptr[r + 1]):
-            u += 1 if _candidate(indices[p], data[p], r, measure, min_count, exclude_self,
-                                 rsum, scale, csum[colpos[p]], total) else 0  # fmt: skip
-        optr[t + 1] = optr[t] + u
-    oind = np.empty(optr[n], np.int64)
-    odat = np.empty(optr[n])
-    q = 0
-    for t in range(n):
-        r = rows[t]
-        for p in range(indptr[r], indptr[r + 1]):
-            c = indices[p]
-            cs = csum[colpos[p]]
-            if _candidate(c, data[p], r, measure, min_count, exclude_self, rsum, scale, cs,
-                          total):  # fmt: skip
-                oind[q] = c
-                odat[q] = _score(np.float64(data[p]), r, measure, rsum, scale, cs, total)
-                q += 1
-    return optr, oind, odat
-
-
-@jit(inline="always")
-def _score(v, r, measure, rsum, scale, cs, total):
-    v = v * scale[r]
-    if measure == CONDITIONAL:
-        return v / rsum[r]
-    num = v * total
-    den = rsum[r] * cs
-    if num < np.inf and 0.0 < den < np.inf:  # one rounding: independence gives 0 exactly
-        return math.log(num / den)
-    return math.log(v / rsum[r]) + math.log(total / cs)
-
-
-@jit(inline="always")
-def _candidate(c, v, r, measure, min_count, exclude_self, rsum, scale, cs, total):
-    if not (v >= min_count and v > 0) or (exclude_self and c == r):
-        return False
-    if measure == PPMI:
-        return _score(np.float64(v), r, measure, rsum, scale, cs, total) > 0.0
-    return True
+            x = data[p]
+            if not (x >= min_count and x > 0) or (exclude_self and indices[p] == r):
+                continue
+            vv = np.float64(x) * scale[r]
+            ww = 1.0 if measure == CONDITIONAL else cw[colpos[p]]
+            s = _score(vv, r, measure, sums, ww)
+            if measure == PPMI and not s > 0.0:
+                continue
+            pos[m] = p
+            v[m] = vv
+            w[m] = ww
+            sc[m] = s
+            m += 1
+        # bottom-up stable merge sort of the candidate slots 0..m-1
+        src, buf = one[:m], two[:m]
+        for i in range(m):
+            src[i] = i
+        width = 1
+        while width < m:
+            for lo in range(0, m, 2 * width):
+                mid = min(lo + width, m)
+                hi = min(lo + 2 * width, m)
+                i, j, o = lo, mid, lo
+                while i < mid and j < hi:
+                    a, b = src[j], src[i]
+                    if _ahead(a, b, v[a], v[b], w[a], w[b], sc[a], sc[b], measure):
+                        buf[o] = a
+                        j += 1
+                    else:
+                        buf[o] = b
+                        i += 1
+                    o += 1
+                while i < mid:
+                    buf[o] = src[i]
+                    i += 1
+                    o += 1
+                while j < hi:
+                    buf[o] = src[j]
+                    j += 1
+                    o += 1
+            src, buf = buf, src
+            width *= 2
+        for j in range(min(k, m)):
+            a = src[j]
+            vals[t, j] = sc[a]
+            idx[t, j] = indices[pos[a]]
+    return vals, idx
 
 
 __all__ = [
-    "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "CONDITIONAL", "PMI", "PPMI", "ROW_COST",
+    "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "CONDITIONAL", "PMI", "PPMI", "NPMI", "ROW_COST",
     "TOPK_ROW_COST", "ENTROPY_ROW_COST",
     "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
     "group_rows", "sort_rows",
     "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "entropy_serial",
     "entropy_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums",
-    "col_sums", "normalize_csr", "related_csr",
+    "col_sums", "normalize_csr", "related_top",
 ]  # fmt: skip
