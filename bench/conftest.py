@@ -6,7 +6,7 @@ Run explicitly (the normal test run only collects ``tests/`` and passes
     python -m pytest bench --benchmark-enable --benchmark-json=bench.json
     python bench/report.py bench.json --readme README.md
 
-Cases, inputs and callables come from the registry in ``fastroute/_bench.py``,
+Cases, inputs and callables come from the registry in ``fastroute/_bench/``,
 which ``python -m fastroute bench`` uses too. A test module sets ``OP`` and
 asks for the ``case`` and ``impl`` arguments; :func:`pytest_generate_tests`
 parametrizes it with every (case, implementation) pair of that operation,

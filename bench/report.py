@@ -15,7 +15,7 @@ included ``bench/test_bench_compile.py``. ``--readme`` replaces the text between
 without the markers is left alone and the table is printed instead.
 
 The table layout is shared with ``python -m fastroute bench`` (both render
-through ``fastroute/_bench.py``).
+through ``fastroute/_bench/``).
 """
 
 from __future__ import annotations

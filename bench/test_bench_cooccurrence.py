@@ -1,6 +1,6 @@
 """Benchmarks: fastroute's cooccurrence against its NumPy/SciPy baseline and the read floor.
 
-Cases and callables: ``fastroute/_bench.py``; parametrization and timing:
+Cases and callables: ``fastroute/_bench/``; parametrization and timing:
 ``bench/conftest.py``.
 """
 

@@ -1,6 +1,6 @@
-"""Benchmarks: fastroute's deepseek against its peers and the read floor.
+"""Benchmarks: fastroute's deepseek against its peers, the read and the compute floor.
 
-Cases and callables: ``fastroute/_bench.py``; parametrization and timing:
+Cases and callables: ``fastroute/_bench/``; parametrization and timing:
 ``bench/conftest.py``. One pytest-benchmark group per case.
 """
 

@@ -1,6 +1,6 @@
-"""Benchmarks: fastroute.entropy against scipy.stats.entropy, scipy.special.entr, torch.special.entr and the read floor.
+"""Benchmarks: fastroute.entropy against SciPy, PyTorch, JAX, the read and the compute floor.
 
-Cases and callables: ``fastroute/_bench.py``; parametrization and timing:
+Cases and callables: ``fastroute/_bench/``; parametrization and timing:
 ``bench/conftest.py``. One pytest-benchmark group per case.
 """
 

@@ -1,6 +1,6 @@
-"""Benchmarks: fastroute.entropy_from_logits against a SciPy log_softmax recipe, torch Categorical and the read floor.
+"""Benchmarks: fastroute.entropy_from_logits against SciPy, PyTorch, JAX, the read and the compute floor.
 
-Cases and callables: ``fastroute/_bench.py``; parametrization and timing:
+Cases and callables: ``fastroute/_bench/``; parametrization and timing:
 ``bench/conftest.py``. One pytest-benchmark group per case.
 """
 

@@ -1,6 +1,6 @@
-"""Benchmarks: fastroute.top_k against the NumPy recipe, torch.topk and the read floor.
+"""Benchmarks: fastroute.top_k against the NumPy recipe, torch.topk, jax.lax.top_k and the read floor.
 
-Cases and callables: ``fastroute/_bench.py``; parametrization and timing:
+Cases and callables: ``fastroute/_bench/``; parametrization and timing:
 ``bench/conftest.py``. One pytest-benchmark group per case.
 """
 

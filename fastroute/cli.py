@@ -4,8 +4,8 @@
     Versions, CPU, Numba threads and threading layer, SVML status.
 ``bench``
     Time fastroute against NumPy/SciPy/PyTorch (those installed) and the
-    memory-read floor on this machine, using the same cases and callables as
-    the pytest-benchmark suite in ``bench/`` (see ``fastroute/_bench.py``).
+    read and compute floors on this machine, using the same cases and callables as
+    the pytest-benchmark suite in ``bench/`` (see ``fastroute/_bench/``).
 ``analyze``
     The highest-entropy tokens of a text (or a saved count matrix) and the
     tokens most related to each (``fastroute/analyze.py``).
@@ -60,10 +60,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="compare fastroute with NumPy/SciPy/PyTorch on this machine",
+        help="compare fastroute with NumPy/SciPy/PyTorch/JAX on this machine",
         description=(
-            "Time fastroute against NumPy/SciPy recipes, PyTorch (if installed) and the "
-            "memory-read floor, on the same cases as the pytest-benchmark suite. Each "
+            "Time fastroute against NumPy/SciPy recipes, PyTorch and JAX (if installed), the "
+            "read and compute floors, on the same cases as the pytest-benchmark suite. Each "
             "call is warmed up once (compile time excluded); the reported time is the "
             "median over repeats filling about --budget seconds per measurement. "
             "Progress goes to stderr, the table to stdout."
@@ -246,6 +246,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("llvmlite", env["llvmlite"] or "?"),
         ("scipy", env["scipy"] or "not installed"),
         ("torch", env["torch"] or "not installed"),
+        ("jax", env["jax"] or "not installed"),
         ("cpu", f"{env['cpu']} ({env['cores']} logical cores, {env['usable_cores']} usable)"),
         (
             "numba threads",

@@ -402,6 +402,7 @@ def environment(*, launch: bool = False) -> dict[str, Any]:
         "llvmlite": _dist_version("llvmlite"),
         "scipy": _dist_version("scipy"),
         "torch": _dist_version("torch"),
+        "jax": _dist_version("jax"),
         "numba_threads": numba.get_num_threads(),
         "torch_threads": torch_threads,
         "threading_layer": threading_layer(),

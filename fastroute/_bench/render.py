@@ -27,6 +27,7 @@ def render_header(env: Mapping[str, Any], *, markdown: bool = True) -> str:
         ("numba", "Numba"),
         ("scipy", "SciPy"),
         ("torch", "PyTorch"),
+        ("jax", "JAX"),
     ):
         vers.append(f"{name} {env[key]}" if env.get(key) else f"{name} not installed")
     threads = f"{env.get('numba_threads')} threads"
