@@ -384,13 +384,12 @@ _READERS = {
 
 def _launch(serial, parallel, m: CSR, row_cost: int, *args):
     """Run a row kernel serially, or in parallel on chunks of equal work
-    (stored entries plus ``row_cost`` per row)."""
+    (stored entries plus ``row_cost`` per row); returns what it returns."""
     nrows = m.shape[0]
     with parallel_guard(m.indices.shape[0] + row_cost * nrows) as par:
         if par and nrows > 1:
-            parallel(*args, K.entry_chunks(m.indptr, n_chunks(nrows), row_cost))
-        else:
-            serial(*args)
+            return parallel(*args, K.entry_chunks(m.indptr, n_chunks(nrows), row_cost))
+        return serial(*args)
 
 
 # --- top_k / entropy on sparse input ----------------------------------------------

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from ._jit import parallel_guard
-from ._sparse import CSR, as_csr, canonical_result, counting_sort_ok, is_sparse
+from ._sparse import CSR, _launch, as_csr, canonical_result, counting_sort_ok, is_sparse
 from ._validate import as_real_array, check_alloc
 from .entropy import entropy
 from .kernels import csr as K
@@ -51,17 +51,24 @@ def _as_matrix(x: Any, func: str) -> CSR:
     return as_csr(x, func)
 
 
+def _sums_scaled(m: CSR, scale: np.ndarray) -> np.ndarray:
+    # float64 row sums of the entries times scale[r] (in parallel when large)
+    out = np.empty(m.shape[0])
+    _launch(K.row_sums, K.row_sums_parallel, m, K.ROW_COST, m.indptr, m.data, scale, out)
+    return out
+
+
 def _row_sums(m: CSR) -> tuple[np.ndarray, np.ndarray]:
     """float64 row sums and the per-row scale they are sums of: 1, or for a
     row whose sum overflows float64, the power of two ``2**-e`` (exact)
     that brings it back in range."""
     scale = np.ones(m.shape[0])
-    sums = K.row_sums(m.indptr, m.data, scale)
+    sums = _sums_scaled(m, scale)
     over = np.isinf(sums)  # the entries are finite: their sum overflowed
     if over.any():
         _, e = np.frexp(np.diff(m.indptr)[over].astype(np.float64))  # row length < 2**e
         scale[over] = np.ldexp(1.0, -(e + 1))  # length * max entry * scale < 2**1023
-        sums = K.row_sums(m.indptr, m.data, scale)
+        sums = _sums_scaled(m, scale)
     return sums, scale
 
 
@@ -191,9 +198,14 @@ def normalize_rows(A: Any, /) -> Any:
     _check_weights(m, func)
     sums, scale = _row_sums(m)
     out_dtype = np.float32 if m.dtype.char in "ef" else np.float64
-    indptr, indices, data = K.normalize_csr(
-        m.indptr, m.indices, m.data, sums, scale, np.empty(0, out_dtype)
-    )
+    q = np.empty(m.data.shape[0], out_dtype)
+    kept = np.empty(m.shape[0], np.int64)
+    _launch(K.normalize_serial, K.normalize_parallel, m, K.ROW_COST,
+            m.indptr, m.data, sums, scale, q, kept)  # fmt: skip
+    if int(kept.sum()) == q.shape[0]:  # nothing to drop: the same structure
+        indptr, indices, data = m.indptr.copy(), m.indices.copy(), q
+    else:  # stored zeros, all-zero rows or quotients that underflow
+        indptr, indices, data = K.drop_zeros(m.indptr, m.indices, m.data, q, kept)
     return canonical_result(A, indptr, indices, data, m.shape)
 
 
@@ -257,12 +269,12 @@ def _pmi_sums(m: CSR):
     nrows, ncols = m.shape
     nnz = m.indices.shape[0]
     scale = np.ones(nrows)
-    rsum = K.row_sums(m.indptr, m.data, scale)
+    rsum = _sums_scaled(m, scale)
     total = float(rsum.sum())
     if total == np.inf:
         _, e = np.frexp(float(max(nnz, 1)))
         scale[:] = np.ldexp(1.0, -(int(e) + 1))
-        rsum = K.row_sums(m.indptr, m.data, scale)
+        rsum = _sums_scaled(m, scale)
         total = float(rsum.sum())
     if counting_sort_ok(ncols, nnz, nrows):
         colpos, ncs = m.indices, ncols

@@ -27,6 +27,7 @@ from strategies import build_sparse, sparse_matrices, token_streams, zipf_row_le
 
 import fastroute as fr
 from fastroute import _jit
+from fastroute.kernels import csr as K
 
 # --------------------------------------------------------------------------- helpers
 
@@ -593,3 +594,27 @@ def test_token_pipeline_large_same_bits_for_any_thread_count(restore_numba_threa
         np.testing.assert_allclose(pv[t, :n], best, rtol=1e-12, atol=1e-13)
         for j in range(n):
             assert abs(pmi[int(pi[t, j])] - best[j]) <= 1e-12
+
+
+def test_normalize_rows_parallel_path_same_bits(monkeypatch, restore_numba_threads):
+    """A large matrix takes the parallel row-sum and quotient kernels with 2
+    threads; the bits equal the serial ones (1 thread) and the reference."""
+    calls = []
+    for name in ("normalize_parallel", "row_sums_parallel"):
+        real = getattr(K, name)
+        monkeypatch.setattr(K, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    rng = np.random.default_rng(3)
+    C = sp.random_array((3000, 500), density=0.05, rng=rng, format="csr")
+    C.data = np.ceil(C.data * 7)
+    C.data[::97] = 0.0  # stored zeros: dropped from the result
+    numba.set_num_threads(2)
+    two = fr.normalize_rows(C)
+    assert set(calls) == {"normalize_parallel", "row_sums_parallel"}
+    numba.set_num_threads(1)
+    one = fr.normalize_rows(C)
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+    assert two.nnz == C.nnz - np.count_nonzero(C.data == 0)
+    dense = C.toarray()
+    np.testing.assert_array_equal(two.toarray(), normalize_rows_ref(dense))
+    assert not np.shares_memory(two.indices, C.indices)

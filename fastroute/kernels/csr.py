@@ -672,26 +672,46 @@ def tokens_problem(tokens, vocab):
 
 @jit
 def bad_weight(data):
-    """-1 if every entry is finite and >= 0, else the first bad position."""
-    for p in range(data.shape[0]):
-        v = data[p]
-        if not (v >= 0 and v <= np.inf) or v == np.inf:
-            return p
+    """-1 if every entry is finite and >= 0, else the first bad position.
+
+    Blocks are scanned without early exit (a loop LLVM vectorizes); only a
+    block holding a bad entry is searched for it."""
+    n = data.shape[0]
+    for start in range(0, n, 4096):
+        stop = min(start + 4096, n)
+        bad = 0
+        for p in range(start, stop):
+            v = data[p]
+            bad += 0 if (v >= 0 and v < np.inf) else 1
+        if bad:
+            for p in range(start, stop):
+                v = data[p]
+                if not (v >= 0 and v < np.inf):
+                    return p
     return -1
 
 
 @jit
-def row_sums(indptr, data, scale):
-    """float64 sum of each row's entries times ``scale[r]``, in storage order."""
-    nrows = indptr.shape[0] - 1
-    out = np.zeros(nrows)
-    for r in range(nrows):
+def _row_sums_chunk(indptr, data, scale, out, lo, hi):
+    for r in range(lo, hi):
         s = 0.0
         c = scale[r]
         for p in range(indptr[r], indptr[r + 1]):
             s += np.float64(data[p]) * c
         out[r] = s
-    return out
+
+
+@jit
+def row_sums(indptr, data, scale, out):
+    """``out[r]``: float64 sum of row r's entries times ``scale[r]``, in storage order."""
+    _row_sums_chunk(indptr, data, scale, out, 0, indptr.shape[0] - 1)
+
+
+@pjit
+def row_sums_parallel(indptr, data, scale, out, bounds):
+    """:func:`row_sums` on the row chunks ``bounds`` (the same bits)."""
+    for c in numba.prange(bounds.shape[0] - 1):
+        _row_sums_chunk(indptr, data, scale, out, bounds[c], bounds[c + 1])
 
 
 @jit
@@ -705,30 +725,47 @@ def col_sums(colpos, data, ncols, scale):
 
 
 @jit
-def normalize_csr(indptr, indices, data, sums, scale, out_like):
-    """Rows divided by their sums (``data[p] * scale[r] / sums[r]``), zeros
-    dropped: stored zeros and quotients that underflow to 0 (so all-zero rows
-    become empty)."""
+def _normalize_chunk(indptr, data, sums, scale, q, kept, lo, hi):
+    # q[p] = data[p] * scale[r] / sums[r] rounded to q's dtype, for rows lo:hi;
+    # kept[r]: the row's entries that stay (nonzero data and quotient)
+    for r in range(lo, hi):
+        s, c = sums[r], scale[r]
+        u = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            v = q.dtype.type(np.float64(data[p]) * c / s)  # NaN for zeros of a zero row
+            q[p] = v
+            u += 1 if (data[p] != 0 and v != 0) else 0
+        kept[r] = u
+
+
+@jit
+def normalize_serial(indptr, data, sums, scale, q, kept):
+    """Quotients of every stored entry into ``q`` and the kept entries per row."""
+    _normalize_chunk(indptr, data, sums, scale, q, kept, 0, indptr.shape[0] - 1)
+
+
+@pjit
+def normalize_parallel(indptr, data, sums, scale, q, kept, bounds):
+    """:func:`normalize_serial` on the row chunks ``bounds`` (equal work)."""
+    for c in numba.prange(bounds.shape[0] - 1):
+        _normalize_chunk(indptr, data, sums, scale, q, kept, bounds[c], bounds[c + 1])
+
+
+@jit
+def drop_zeros(indptr, indices, data, q, kept):
+    """The CSR arrays without the entries whose data or quotient is zero."""
     nrows = indptr.shape[0] - 1
-    dt = out_like.dtype
     optr = np.zeros(nrows + 1, indptr.dtype)
     for r in range(nrows):
-        u = 0
-        s, c = sums[r], scale[r]
-        for p in range(indptr[r], indptr[r + 1]):
-            q = np.float64(data[p]) * c / s  # NaN for the stored zeros of a zero row
-            u += 1 if (data[p] != 0 and out_like.dtype.type(q) != 0) else 0
-        optr[r + 1] = optr[r] + u
+        optr[r + 1] = optr[r] + kept[r]
     oind = np.empty(optr[nrows], indices.dtype)
-    odat = np.empty(optr[nrows], dt)
+    odat = np.empty(optr[nrows], q.dtype)
     t = 0
     for r in range(nrows):
-        s, c = sums[r], scale[r]
         for p in range(indptr[r], indptr[r + 1]):
-            q = out_like.dtype.type(np.float64(data[p]) * c / s)
-            if data[p] != 0 and q != 0:
+            if data[p] != 0 and q[p] != 0:
                 oind[t] = indices[p]
-                odat[t] = q
+                odat[t] = q[p]
                 t += 1
     return optr, oind, odat
 
@@ -889,6 +926,6 @@ __all__ = [
     "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
     "group_rows", "sort_rows",
     "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "entropy_serial",
-    "entropy_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums",
-    "col_sums", "normalize_csr", "related_top",
+    "entropy_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums", "row_sums_parallel",
+    "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "related_top",
 ]  # fmt: skip
