@@ -435,7 +435,14 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
 
 
 def _pruned(x, vals, idxs, m, columns):
-    indptr, indices, data = K.topk_to_csr(vals, idxs, m.indices[:0])
+    like = m.indices[:0]
+    with parallel_guard(vals.size) as par:
+        if par and vals.shape[0] > 1:
+            indptr, indices, data = K.topk_to_csr_parallel(
+                vals, idxs, like, n_chunks(vals.shape[0])
+            )
+        else:
+            indptr, indices, data = K.topk_to_csr(vals, idxs, like)
     if columns:  # kept entries of each column -> rows of the CSR result
         indptr, indices, data = K.transpose(indptr, indices, data, m.shape[1])
         shape = (m.shape[1], m.shape[0])

@@ -615,3 +615,29 @@ def test_same_bits_for_any_thread_count(restore_numba_threads):
     for a, b in zip(one, two, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert a.tobytes() == b.tobytes()
+
+
+def test_pruned_csr_parallel_path_same_bits(monkeypatch, restore_numba_threads):
+    """format="csr" on a Zipf matrix large enough for the parallel conversion:
+    the same arrays with 1 and 2 threads, and exactly the top-k entries of
+    each row in column order."""
+    from fastroute._bench.cases import zipf_csr
+
+    calls = []
+    real = K.topk_to_csr_parallel
+    monkeypatch.setattr(K, "topk_to_csr_parallel", lambda *a: calls.append(1) or real(*a))
+    A = zipf_csr((6000, 900), 60_000, seed=4)
+    A.data[::7] *= -1.0  # negatives rank below the implicit zeros
+    numba.set_num_threads(2)
+    two = fr.top_k(A, 8, format="csr")
+    assert calls, "a 6000 x 8 result with 2 threads must convert in parallel"
+    numba.set_num_threads(1)
+    one = fr.top_k(A, 8, format="csr")
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+    v, i = top_k_ref(A.toarray(), 8)
+    keep = np.zeros(A.shape, A.dtype)
+    rr = np.broadcast_to(np.arange(A.shape[0])[:, None], i.shape)
+    keep[rr, i] = v
+    np.testing.assert_array_equal(two.toarray(), keep)
+    assert two.has_canonical_format and np.all(two.data != 0)

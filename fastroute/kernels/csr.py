@@ -354,34 +354,71 @@ def topk_parallel(indptr, indices, data2d, ncols, k, largest, sort, explicit, us
 
 
 @jit
+def _kept_counts(vals, idxs, indptr, lo, hi):
+    # indptr[r + 1] = the kept (nonzero, not padding) pairs of row r, rows lo:hi
+    for r in range(lo, hi):
+        u = 0
+        for j in range(vals.shape[1]):
+            u += 1 if (idxs[r, j] >= 0 and vals[r, j] != 0) else 0
+        indptr[r + 1] = u
+
+
+@jit
+def _kept_pairs(vals, idxs, indptr, indices, data, lo, hi):
+    # the kept pairs of rows lo:hi, columns ascending: each pair goes to the
+    # rank of its column among the row's kept columns (distinct), found by
+    # branch-free comparisons (an insertion sort mispredicts on random columns)
+    k = vals.shape[1]
+    cols = np.empty(k, np.int64)
+    vs = np.empty(k, vals.dtype)
+    for r in range(lo, hi):
+        m = 0
+        for j in range(k):
+            c = idxs[r, j]
+            v = vals[r, j]
+            if c >= 0 and v != 0:
+                cols[m] = c
+                vs[m] = v
+                m += 1
+        q0 = indptr[r]
+        for j in range(m):
+            c = cols[j]
+            rank = 0
+            for i in range(m):
+                rank += 1 if cols[i] < c else 0
+            indices[q0 + rank] = c
+            data[q0 + rank] = vs[j]
+
+
+@jit
 def topk_to_csr(vals, idxs, index_dtype_like):
     """The nonzero (value, column) pairs of each row of a top-k result as
     canonical CSR arrays (columns ascending within a row)."""
-    n, k = vals.shape
+    n = vals.shape[0]
     indptr = np.zeros(n + 1, index_dtype_like.dtype)
+    _kept_counts(vals, idxs, indptr, 0, n)
     for r in range(n):
-        u = 0
-        for j in range(k):
-            u += 1 if (idxs[r, j] >= 0 and vals[r, j] != 0) else 0
-        indptr[r + 1] = indptr[r] + u
+        indptr[r + 1] += indptr[r]
     indices = np.empty(indptr[n], index_dtype_like.dtype)
     data = np.empty(indptr[n], vals.dtype)
+    _kept_pairs(vals, idxs, indptr, indices, data, 0, n)
+    return indptr, indices, data
+
+
+@pjit
+def topk_to_csr_parallel(vals, idxs, index_dtype_like, nchunks):
+    """:func:`topk_to_csr` with both passes split over ``nchunks`` row chunks."""
+    n = vals.shape[0]
+    indptr = np.zeros(n + 1, index_dtype_like.dtype)
+    for c in numba.prange(nchunks):
+        _kept_counts(vals, idxs, indptr, c * n // nchunks, (c + 1) * n // nchunks)
     for r in range(n):
-        q0 = indptr[r]
-        q = q0
-        for j in range(k):
-            c = idxs[r, j]
-            if c < 0 or vals[r, j] == 0:
-                continue
-            v = vals[r, j]
-            s = q  # insertion by column
-            while s > q0 and indices[s - 1] > c:
-                indices[s] = indices[s - 1]
-                data[s] = data[s - 1]
-                s -= 1
-            indices[s] = c
-            data[s] = v
-            q += 1
+        indptr[r + 1] += indptr[r]
+    indices = np.empty(indptr[n], index_dtype_like.dtype)
+    data = np.empty(indptr[n], vals.dtype)
+    for c in numba.prange(nchunks):
+        lo, hi = c * n // nchunks, (c + 1) * n // nchunks
+        _kept_pairs(vals, idxs, indptr, indices, data, lo, hi)
     return indptr, indices, data
 
 
@@ -925,7 +962,7 @@ __all__ = [
     "TOPK_ROW_COST", "ENTROPY_ROW_COST",
     "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
     "group_rows", "sort_rows",
-    "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "entropy_serial",
+    "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "topk_to_csr_parallel", "entropy_serial",
     "entropy_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums", "row_sums_parallel",
     "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "related_top",
 ]  # fmt: skip
