@@ -58,6 +58,12 @@ def _sums_scaled(m: CSR, scale: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_number(v: Any, name: str, func: str, what: str = "") -> None:
+    # a real number (not bool), else TypeError
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{func}: {name} must be a number{what}, got {type(v).__name__}")
+
+
 def _row_sums(m: CSR) -> tuple[np.ndarray, np.ndarray]:
     """float64 row sums and the per-row scale they are sums of: 1, or for a
     row whose sum overflows float64, the power of two ``2**-e`` (exact)
@@ -339,8 +345,9 @@ def related(
         by exact cross-multiplication of the float64 counts and column sums
         (exact for counts below 1e290), so columns whose scores are equal
         mathematically keep the lower column first even where their
-        rounded scores differ by an ulp; NPMI ranks by its computed score. Sums are taken over all entries, before ``min_count``;
-        where they would overflow float64, over the counts scaled by a power
+        rounded scores differ by an ulp; NPMI ranks by its computed score.
+        Sums are taken over all entries, before ``min_count``; where they
+        would overflow float64, over the counts scaled by a power
         of two (per row for ``"conditional"``, over the whole matrix for PMI,
         which scaling does not change).
 
@@ -357,19 +364,13 @@ def related(
     func = "related"
     if measure not in _MEASURES:
         raise ValueError(f"{func}: measure must be one of {sorted(_MEASURES)}, got {measure!r}")
-    if isinstance(min_count, (bool, np.bool_)) or not isinstance(
-        min_count, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{func}: min_count must be a number, got {type(min_count).__name__}")
+    _check_number(min_count, "min_count", func)
     if not min_count > 0:
         raise ValueError(f"{func}: min_count must be > 0, got {min_count!r}")
     if cds is not None:
         if measure not in ("pmi", "ppmi"):
             raise ValueError(f"{func}: cds applies to measure='pmi' or 'ppmi', not {measure!r}")
-        if isinstance(cds, (bool, np.bool_)) or not isinstance(
-            cds, (int, float, np.integer, np.floating)
-        ):
-            raise TypeError(f"{func}: cds must be a number in (0, 1], got {type(cds).__name__}")
+        _check_number(cds, "cds", func, " in (0, 1]")
         if not 0 < cds <= 1:
             raise ValueError(f"{func}: cds must be in (0, 1] (0.75 is usual), got {cds!r}")
     m = _as_matrix(C, func)

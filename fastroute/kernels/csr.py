@@ -391,16 +391,22 @@ def _kept_pairs(vals, idxs, indptr, indices, data, lo, hi):
 
 
 @jit
+def _pruned_storage(indptr, vals):
+    # row counts in indptr[1:] -> offsets, in place; the result's empty arrays
+    n = indptr.shape[0] - 1
+    for r in range(n):
+        indptr[r + 1] += indptr[r]
+    return np.empty(indptr[n], indptr.dtype), np.empty(indptr[n], vals.dtype)
+
+
+@jit
 def topk_to_csr(vals, idxs, index_dtype_like):
     """The nonzero (value, column) pairs of each row of a top-k result as
     canonical CSR arrays (columns ascending within a row)."""
     n = vals.shape[0]
     indptr = np.zeros(n + 1, index_dtype_like.dtype)
     _kept_counts(vals, idxs, indptr, 0, n)
-    for r in range(n):
-        indptr[r + 1] += indptr[r]
-    indices = np.empty(indptr[n], index_dtype_like.dtype)
-    data = np.empty(indptr[n], vals.dtype)
+    indices, data = _pruned_storage(indptr, vals)
     _kept_pairs(vals, idxs, indptr, indices, data, 0, n)
     return indptr, indices, data
 
@@ -412,10 +418,7 @@ def topk_to_csr_parallel(vals, idxs, index_dtype_like, nchunks):
     indptr = np.zeros(n + 1, index_dtype_like.dtype)
     for c in numba.prange(nchunks):
         _kept_counts(vals, idxs, indptr, c * n // nchunks, (c + 1) * n // nchunks)
-    for r in range(n):
-        indptr[r + 1] += indptr[r]
-    indices = np.empty(indptr[n], index_dtype_like.dtype)
-    data = np.empty(indptr[n], vals.dtype)
+    indices, data = _pruned_storage(indptr, vals)
     for c in numba.prange(nchunks):
         lo, hi = c * n // nchunks, (c + 1) * n // nchunks
         _kept_pairs(vals, idxs, indptr, indices, data, lo, hi)
