@@ -162,8 +162,13 @@ def _rows(x2, out, status, normalize, logits):
         return
     # short C-contiguous rows: many rows per vectorized loop (same bits)
     flat = not logits and x2.shape[1] <= FLAT_MAX_N and x2.flags.c_contiguous
+    f32 = not logits and x2.dtype == np.float32
     with parallel_guard(x2.size) as par:
-        if logits and par:
+        if f32 and par:
+            drv.entropy32_parallel(x2, normalize, out, status, drv.n_chunks(x2.shape[0]))
+        elif f32:
+            drv.entropy32_serial(x2, normalize, out, status)
+        elif logits and par:
             drv.logits_parallel(x2, out, drv.n_chunks(x2.shape[0]))
         elif logits:
             drv.logits_serial(x2, out)

@@ -240,6 +240,86 @@ def test_entropy_near_deterministic_generated(m, ratio, n):
     assert_close(fr.entropy_from_logits(z), entropy_from_logits_ref(z))
 
 
+# --------------------------------------------------------------------------- float32 kernel
+# float32 rows take kernels.entropy32: a float32 mantissa log with a runtime
+# error bound, the exact float64 kernel for rows the bound rejects. Both
+# sides of SHORT_N (transposed lanes / per-row lanes) and of BLOCK.
+
+F32_LENGTHS = [1, 2, 7, 8, 63, 64, 65, 255, 256, 257, 1000]
+
+
+def _f32_batch(rng, n, rows=40):
+    out = []
+    for kind in range(rows):
+        if kind % 8 == 0:  # softmax of wide logits: many tiny entries
+            z = rng.normal(0, 6, n)
+            p = np.exp(z - z.max())
+        elif kind % 8 == 1:  # near-deterministic: the bound must reject it
+            p = np.full(n, 10.0 ** -rng.uniform(3, 9))
+            p[rng.integers(n)] = 1.0
+        elif kind % 8 == 2:  # counts
+            p = np.floor(rng.pareto(1.2, n) * 1000)
+        elif kind % 8 == 3:  # huge values (the sum near float32's max)
+            p = rng.random(n) * 3e38 / n
+        elif kind % 8 == 4:  # tiny normal values
+            p = rng.random(n) * 1e-36 + 1.2e-38
+        elif kind % 8 == 5:  # zeros and ties
+            p = rng.integers(0, 3, n).astype(np.float64)
+        elif kind % 8 == 6:  # uniform
+            p = np.ones(n)
+        else:  # Dirichlet
+            p = rng.dirichlet(np.full(n, 0.05))
+        out.append(p)
+    return np.array(out, np.float64).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", F32_LENGTHS)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_entropy_float32_kernel_contract(n, normalize):
+    p = _f32_batch(np.random.default_rng(n), n)
+    got = fr.entropy(p, normalize=normalize)
+    ref = entropy_ref(p, normalize=normalize)
+    if normalize:
+        assert_close(got, ref)
+    else:
+        with np.errstate(all="ignore"):
+            t = np.abs(p.astype(np.float64) * np.log(p.astype(np.float64)))
+        assert_close(got, ref, np.maximum(np.nansum(t, axis=1), np.abs(ref)))
+
+
+@numba.njit
+def _log32_all(ix, mant_log):
+    for i in range(ix.shape[0]):
+        e, f, rest = _math.log32_parts(ix[i])
+        mant_log[i] = np.float64(f) + np.float64(rest)
+
+
+def test_log32_parts_error_bound_exhaustive():
+    """Every float32 mantissa in [sqrt(1/2), sqrt(2)): the bound LOG32_REL_ERR
+    that kernels.entropy32 relies on holds (float64 log as the reference, whose
+    own error, 2**-53 relative, is far below the 2**-24 scale checked)."""
+    lo = np.float32(np.sqrt(0.5)).view(np.int32)
+    hi = np.float32(np.sqrt(2.0)).view(np.int32)
+    ix = np.arange(lo - 2, hi + 2, dtype=np.int32)
+    got = np.empty(ix.size)
+    _log32_all(ix, got)
+    x = ix.view(np.float32).astype(np.float64)
+    e = ((ix - 0x3F3504F3) >> 23).astype(np.float64)  # the kernel's split at sqrt(1/2)
+    exact = np.log(x) - e * math.log(2.0)
+    err = np.abs(got - exact)
+    bound = _math.LOG32_REL_ERR * 2.0**-24 * np.abs(exact)
+    worst = int(np.argmax(err - bound))
+    assert np.all(err <= bound), (x[worst], err[worst] / (2.0**-24 * abs(exact[worst])))
+
+
+def test_log32_parts_of_zero_and_extremes():
+    ix = np.array([0, 1, 0x00800000, 0x7F7FFFFF, 0x3F800000], np.int32)
+    got = np.empty(ix.size)
+    _log32_all(ix, got)
+    assert got[0] == 0.0  # zero: the mantissa part vanishes, 0 * (-127 log 2) = 0
+    assert got[4] == 0.0  # log(1) is exact
+
+
 # --------------------------------------------------------------------------- _math scalars
 # The branch-free log/exp are inline Numba functions; they are checked inside
 # a vectorizable loop, the way the kernels use them.

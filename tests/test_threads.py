@@ -78,6 +78,12 @@ CASES = {
         _probs,
         np.float64,
     ),
+    "entropy f32": (lambda x: (fr.entropy(np.nan_to_num(x)),), _probs, np.float32),
+    "entropy f32 unnormalized": (
+        lambda x: (fr.entropy(np.nan_to_num(x), normalize=False),),
+        _probs,
+        np.float32,
+    ),
     "logits f64": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float64),
 }
 
@@ -126,6 +132,35 @@ def test_bits_independent_of_thread_count_and_batch(case, restore_numba_threads,
     for r in (0, 1, 5, len(small) - 1, len(big) - 1):
         alone = _call(case, big[r : r + 1])
         assert _same_bits(alone, [a[r : r + 1] for a in two]), f"row {r} differs alone"
+
+
+@pytest.mark.parametrize("n", [12, 63, 64, 65, 300])
+def test_float32_entropy_bits_any_threads_batch_and_layout(
+    n, restore_numba_threads, parallel_calls
+):
+    """The float32 kernel groups short rows into SIMD lanes and long rows into
+    blocks; a row's bits must not depend on its group, the thread count, the
+    batch or the memory layout."""
+    rows = THRESHOLD // n + 77
+    p = np.nan_to_num(_probs(rows, n=n, dtype=np.float32, seed=n))
+    p[3] = 0.0  # an all-zero row
+    p[4, :] = 1e-7
+    p[4, 0] = 1.0  # near-deterministic: the exact fallback inside a group
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        for normalize in (True, False):
+            results.append((threads, normalize, fr.entropy(p, normalize=normalize)))
+    assert any(parallel_calls) and not all(parallel_calls)
+    for normalize in (True, False):
+        a, b = (r for t, nz, r in results if nz == normalize)
+        assert a.tobytes() == b.tobytes()
+        ref = a
+        for lo, hi in ((0, 1), (5, 6), (0, 70), (63, 130), (rows - 3, rows)):
+            assert fr.entropy(p[lo:hi], normalize=normalize).tobytes() == ref[lo:hi].tobytes()
+        pt = np.asfortranarray(p)  # strided rows
+        assert fr.entropy(pt, normalize=normalize).tobytes() == ref.tobytes()
+        assert fr.entropy(p.T, axis=0, normalize=normalize).tobytes() == ref.tobytes()
 
 
 @pytest.mark.parametrize("dtype", [np.float64])

@@ -42,13 +42,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from .._jit import _u, jit
 from ._math import BLOCK, EXP_ZERO_BELOW, exp_neg, log1p_pos, log_normal
 from ._reduce import tree_sum
 
-#: Length of the float64 scratch array the kernels need (``work`` argument).
-WORK_SIZE = 3 * BLOCK
+#: Length of the float64 scratch array the kernels need (``work`` argument):
+#: what the float32 kernel needs for one row (``entropy32.WORK32_ONE_ROW``)
+#: plus its two result slots.
+WORK_SIZE = 4 * BLOCK + 2
 
 #: Status codes returned by ``entropy_status_1d``.
 OK = 0
@@ -342,6 +346,40 @@ def entropy_logits_row(z, r, acc, tmp):
     return entropy_logits_segment(z, r, 0, z.shape[1], 0, acc, tmp)
 
 
+# float32 slices take the float32-log kernel of ``entropy32`` (as the public
+# functions do, so the bits agree); imported here, below the names it uses
+from .entropy32 import WORK32_ONE_ROW, entropy32_rows  # noqa: E402
+
+
+def _slice_entropy(p2, normalize, work):
+    """(h, status) of the one-row 2-D ``p2``: the kernel of its dtype."""
+    if p2.dtype == np.float32:
+        out = work[WORK32_ONE_ROW : WORK32_ONE_ROW + 1]
+        status = work[WORK32_ONE_ROW + 1 : WORK32_ONE_ROW + 2].view(np.int64)
+        entropy32_rows(p2, normalize, out, status, 0, 1, work)
+        return out[0], status[0]
+    return entropy_row(p2, 0, normalize, work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK :])
+
+
+@overload(_slice_entropy, jit_options={"error_model": "numpy"})
+def _slice_entropy_impl(p2, normalize, work):
+    if p2.dtype == types.float32:
+
+        def one_row32(p2, normalize, work):
+            out = work[WORK32_ONE_ROW : WORK32_ONE_ROW + 1]
+            status = work[WORK32_ONE_ROW + 1 : WORK32_ONE_ROW + 2].view(np.int64)
+            entropy32_rows(p2, normalize, out, status, 0, 1, work)
+            return out[0], status[0]
+
+        return one_row32
+
+    def one_row(p2, normalize, work):
+        b0, b1, b2 = work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK : 3 * BLOCK]
+        return entropy_row(p2, 0, normalize, b0, b1, b2)
+
+    return one_row
+
+
 @jit
 def entropy_status_1d(p, normalize, work):
     """Entropy (nats, float64) of the 1-D slice ``p`` and a status code.
@@ -350,9 +388,7 @@ def entropy_status_1d(p, normalize, work):
     the slice holds a negative number, else ``OK``. ``work`` is a float64
     scratch array of at least ``WORK_SIZE`` elements.
     """
-    return entropy_row(
-        np.expand_dims(p, 0), 0, normalize, work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK :]
-    )
+    return _slice_entropy(np.expand_dims(p, 0), normalize, work)
 
 
 @jit
