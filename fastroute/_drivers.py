@@ -15,7 +15,7 @@ from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
 from .kernels.entropy import entropy_flat_rows, entropy_logits_row, entropy_row
-from .kernels.entropy32 import WORK32_SIZE, entropy32_rows
+from .kernels.entropy32 import WORK32_SIZE, exact_rows, long_rows, short_rows
 from .kernels.select import top_k_row
 
 # Every parallel twin takes `nchunks` from the caller (see `n_chunks`):
@@ -102,16 +102,30 @@ def entropy_flat_parallel(p, flat, normalize, out, status, nchunks):
         entropy_flat_rows(p, flat, normalize, out, status, lo, hi)
 
 
-@jit
-def entropy32_serial(p, normalize, out, status):
-    entropy32_rows(p, normalize, out, status, 0, p.shape[0], np.empty(WORK32_SIZE))
+# float32 rows: the fast kernels are called directly for the serial path (a
+# jitted wrapper would compile their code a second time); rows they leave
+# to the exact kernel are marked EXACT.
 
 
 @pjit
-def entropy32_parallel(p, normalize, out, status, nchunks):
+def entropy32_short_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
-        entropy32_rows(p, normalize, out, status, lo, hi, np.empty(WORK32_SIZE))
+        short_rows(p, normalize, out, status, lo, hi, np.empty(WORK32_SIZE))
+
+
+@pjit
+def entropy32_long_parallel(p, normalize, out, status, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, p.shape[0])
+        long_rows(p, normalize, out, status, lo, hi, np.empty(WORK32_SIZE))
+
+
+@pjit
+def entropy32_exact_parallel(p, normalize, out, status, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, p.shape[0])
+        exact_rows(p, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK))
 
 
 # --- entropy of logits -------------------------------------------------------

@@ -18,6 +18,8 @@ from ._validate import (
     rows_view,
     unravel_row,
 )
+from .kernels import entropy32 as K32
+from .kernels._math import BLOCK
 from .kernels.entropy import FLAT_MAX_N, NEGATIVE
 
 __all__ = ["entropy", "entropy_from_logits"]
@@ -164,10 +166,8 @@ def _rows(x2, out, status, normalize, logits):
     flat = not logits and x2.shape[1] <= FLAT_MAX_N and x2.flags.c_contiguous
     f32 = not logits and x2.dtype == np.float32
     with parallel_guard(x2.size) as par:
-        if f32 and par:
-            drv.entropy32_parallel(x2, normalize, out, status, drv.n_chunks(x2.shape[0]))
-        elif f32:
-            drv.entropy32_serial(x2, normalize, out, status)
+        if f32:
+            _rows32(x2, normalize, out, status, par)
         elif logits and par:
             drv.logits_parallel(x2, out, drv.n_chunks(x2.shape[0]))
         elif logits:
@@ -182,6 +182,31 @@ def _rows(x2, out, status, normalize, logits):
             drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(x2.shape[0]))
         else:
             drv.entropy_serial(x2, normalize, out, status)
+
+
+def _rows32(x2, normalize, out, status, par):
+    # float32: the kernel of the row length, then the exact kernel for the
+    # rows the float32 bound could not certify (compiled only when needed)
+    nrows = x2.shape[0]
+    if x2.shape[1] <= K32.SHORT_N:
+        fast, fast_par = K32.short_rows, drv.entropy32_short_parallel
+    else:
+        fast, fast_par = K32.long_rows, drv.entropy32_long_parallel
+    if par:
+        fast_par(x2, normalize, out, status, drv.n_chunks(nrows))
+    else:
+        fast(x2, normalize, out, status, 0, nrows, np.empty(K32.WORK32_SIZE))
+    exact = np.flatnonzero(status == K32.EXACT)
+    if exact.size == 0:
+        return
+    lo, hi = int(exact[0]), int(exact[-1]) + 1
+    with parallel_guard(exact.size * x2.shape[1]) as par_exact:
+        if par_exact:
+            drv.entropy32_exact_parallel(
+                x2[lo:hi], normalize, out[lo:hi], status[lo:hi], drv.n_chunks(hi - lo)
+            )
+        else:
+            K32.exact_rows(x2, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK))
 
 
 def _finish(out64, dtype, base):

@@ -40,7 +40,10 @@ from ._math import BLOCK, LOG32_REL_ERR, f32_bits, fma, log32_parts, log_normal
 from ._reduce import tree_sum
 from .entropy import OK, _entropy_two_pass
 
-__all__ = ["entropy32_rows", "SHORT_N", "LANES", "WORK32_SIZE"]
+#: status of a row the float32 kernel leaves to the exact one
+EXACT = 2
+
+__all__ = ["entropy32_rows", "short_rows", "long_rows", "exact_rows", "EXACT", "SHORT_N", "LANES", "WORK32_SIZE"]
 
 #: rows up to this length are processed LANES rows at a time, transposed
 SHORT_N = 64
@@ -78,14 +81,26 @@ def _finish(s, a, b, depth, normalize):
     return h, (err <= 2.5 * _E24 * abs(h)) & (s > 0.0)
 
 
-@jit
-def _decide(x, r, s, bad, normalize, out, status, b0, b1):
-    # a row the one-pass sums cannot answer within the bound (or at all)
-    if s == 0.0 and not bad:  # all zeros (or empty)
+@jit(inline="always")
+def _set(r, s, bad, h, ok, normalize, out, status):
+    # the row's result, or EXACT for the exact kernel
+    if ok and not bad:
+        out[r] = h
+        status[r] = OK
+    elif s == 0.0 and not bad:  # all zeros (or empty)
         out[r] = np.nan if normalize else 0.0
         status[r] = OK
     else:  # NaN, inf, negative or subnormal entries, or a failed bound
-        out[r], status[r] = _entropy_two_pass(x, r, 0, x.shape[1], normalize, b0, b1)
+        status[r] = EXACT
+
+
+@jit
+def exact_rows(x, normalize, out, status, lo, hi, b0, b1):
+    """The exact float64 kernel for the rows in ``lo:hi`` marked ``EXACT``."""
+    n = x.shape[1]
+    for r in range(lo, hi):
+        if status[r] == EXACT:
+            out[r], status[r] = _entropy_two_pass(x, r, 0, n, normalize, b0, b1)
 
 
 @jit
@@ -93,16 +108,20 @@ def entropy32_rows(x, normalize, out, status, lo, hi, work):
     """Entropy (nats) and status of rows ``lo:hi`` of the 2-D float32 ``x``
     into ``out`` (float64) and ``status`` (``OK``/``NEGATIVE``).
 
-    ``work``: float64 scratch of at least ``WORK32_SIZE`` elements.
+    ``work``: float64 scratch of at least ``WORK32_SIZE`` elements (or
+    ``WORK32_ONE_ROW`` for a single row). The public functions call the
+    three steps below one by one, so that a call compiles only the kernel
+    its row length needs, and the exact kernel only when a row needs it.
     """
     if x.shape[1] <= SHORT_N:
-        _short_rows(x, normalize, out, status, lo, hi, work)
+        short_rows(x, normalize, out, status, lo, hi, work)
     else:
-        _long_rows(x, normalize, out, status, lo, hi, work)
+        long_rows(x, normalize, out, status, lo, hi, work)
+    exact_rows(x, normalize, out, status, lo, hi, work[:BLOCK], work[BLOCK : 2 * BLOCK])
 
 
 @jit
-def _short_rows(x, normalize, out, status, lo, hi, work):
+def short_rows(x, normalize, out, status, lo, hi, work):
     n = x.shape[1]
     nl = min(LANES, hi - lo)  # lanes in use: fewer for a few rows (same bits)
     tile = n * nl
@@ -115,8 +134,6 @@ def _short_rows(x, normalize, out, status, lo, hi, work):
     a_a = work[o + nl : o + 2 * nl]
     a_b = work[o + 2 * nl : o + 3 * nl].view(np.float32)[:nl]
     flags = work[o + 3 * nl : o + 4 * nl].view(np.int32)[:nl]
-    b0 = work[o + 4 * nl : o + 4 * nl + BLOCK]
-    b1 = work[o + 4 * nl + BLOCK : o + 4 * nl + 2 * BLOCK]
     depth = float(n)
     for r0 in range(lo, hi, nl):
         g = min(nl, hi - r0)
@@ -154,18 +171,13 @@ def _short_rows(x, normalize, out, status, lo, hi, work):
         for rr in range(nl):  # the one-pass values and their bounds, vectorized
             h, ok = _finish(a_s[rr], a_a[rr], np.float64(a_b[rr]), depth, normalize)
             a_a[rr] = h
-            flags[rr] |= np.int32(not ok) << 1
+            flags[rr] |= np.int32(not ok) << 1  # bit 0: bad entries, bit 1: bound failed
         for rr in range(g):
-            r = r0 + rr
-            if flags[rr] == 0:
-                out[r] = a_a[rr]
-                status[r] = OK
-            else:
-                _decide(x, r, a_s[rr], flags[rr] & 1, normalize, out, status, b0, b1)
+            _set(r0 + rr, a_s[rr], flags[rr] & 1, a_a[rr], flags[rr] == 0, normalize, out, status)
 
 
 @jit
-def _long_rows(x, normalize, out, status, lo, hi, work):
+def long_rows(x, normalize, out, status, lo, hi, work):
     n = x.shape[1]
     w = min(n, BLOCK)
     a_s = work[:BLOCK]
@@ -174,7 +186,6 @@ def _long_rows(x, normalize, out, status, lo, hi, work):
     fb = f32[:BLOCK]
     rb = f32[BLOCK : 2 * BLOCK]
     a_b = f32[2 * BLOCK : 3 * BLOCK]
-    b0, b1 = a_s, a_a  # the exact path runs after the lane sums are read
     depth = float((n + BLOCK - 1) // BLOCK) + 9.0
     for r in range(lo, hi):
         top = np.int32(0)
@@ -209,10 +220,5 @@ def _long_rows(x, normalize, out, status, lo, hi, work):
         a = tree_sum(a_a, w)
         b = np.float64(tree_sum(a_b, w))
         bad = top >= _INF_BITS or low < _MIN_NORMAL_BITS
-        if not bad and s > 0.0:
-            h, ok = _finish(s, a, b, depth, normalize)
-            if ok:
-                out[r] = h
-                status[r] = OK
-                continue
-        _decide(x, r, s, bad, normalize, out, status, b0, b1)
+        h, ok = _finish(s, a, b, depth, normalize)
+        _set(r, s, bad, h, ok, normalize, out, status)
