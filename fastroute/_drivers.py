@@ -14,9 +14,15 @@ import numpy as np
 from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
-from .kernels.entropy import entropy_flat_rows, entropy_logits_row, entropy_row
-from .kernels.entropy32 import WORK32_SIZE, exact_rows, long_rows, short_rows
-from .kernels.select import top_k_row
+from .kernels.entropy import (
+    EXACT,
+    _entropy_one_pass,
+    entropy_flat_rows,
+    entropy_logits_row,
+    exact_rows,
+)
+from .kernels.entropy32 import WORK32_SIZE, long_rows, short_rows
+from .kernels.select import _select_heap, _select_insertion
 
 # Every parallel twin takes `nchunks` from the caller (see `n_chunks`):
 # reading the thread count inside a cached kernel would freeze it.
@@ -32,33 +38,46 @@ def n_chunks(nrows: int) -> int:
     return max(1, min(nrows, 16 * numba.get_num_threads()))
 
 
+# Each family has a ``*_serial`` kernel over rows ``lo:hi`` (called directly
+# by the wrappers: a jitted wrapper around it would compile its code a second
+# time) and a ``*_parallel`` twin, a thin prange loop over chunks of rows.
+
 # --- top-k: generic (any dtype, any k) ---------------------------------------
 
 
 @jit
-def _topk_rows(x, k, largest, sort, vals, idxs, lo, hi):
+def topk_serial(x, k, largest, sort, vals, idxs, lo, hi):
+    # k <= INSERTION_MAX_K: the sorted insertion buffer
+    n = x.shape[1]
     for r in range(lo, hi):
-        top_k_row(x, r, k, largest, sort, vals, idxs)
-
-
-@jit
-def topk_serial(x, k, largest, sort, vals, idxs):
-    _topk_rows(x, k, largest, sort, vals, idxs, 0, x.shape[0])
+        _select_insertion(x, r, 0, n, k, largest, vals, idxs, r)
 
 
 @pjit
 def topk_parallel(x, k, largest, sort, vals, idxs, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, x.shape[0])
-        _topk_rows(x, k, largest, sort, vals, idxs, lo, hi)
+        topk_serial(x, k, largest, sort, vals, idxs, lo, hi)
+
+
+@jit
+def topk_heap_serial(x, k, largest, sort, vals, idxs, lo, hi):
+    # larger k: the binary heap
+    n = x.shape[1]
+    for r in range(lo, hi):
+        _select_heap(x, r, 0, n, k, largest, sort, vals, idxs, r)
+
+
+@pjit
+def topk_heap_parallel(x, k, largest, sort, vals, idxs, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, x.shape[0])
+        topk_heap_serial(x, k, largest, sort, vals, idxs, lo, hi)
 
 
 # --- top-k: short float32 rows, small k -------------------------------------
 
-
-@jit
-def topk_keys_serial(x, k, largest, vals, idxs):
-    topk_keys_rows(x, k, largest, vals, idxs, 0, x.shape[0])
+topk_keys_serial = topk_keys_rows
 
 
 @pjit
@@ -68,31 +87,28 @@ def topk_keys_parallel(x, k, largest, vals, idxs, nchunks):
         topk_keys_rows(x, k, largest, vals, idxs, lo, hi)
 
 
-# --- entropy of probabilities / counts --------------------------------------
+# --- entropy of probabilities / counts (float64, integers) ------------------
 
 
 @jit
-def _entropy_rows(p, normalize, out, status, lo, hi):
+def entropy_serial(p, normalize, out, status, lo, hi):
+    # the one-pass formula; rows its bound rejects are marked EXACT
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    n = p.shape[1]
     for r in range(lo, hi):
-        out[r], status[r] = entropy_row(p, r, normalize, b0, b1, b2)
-
-
-@jit
-def entropy_serial(p, normalize, out, status):
-    _entropy_rows(p, normalize, out, status, 0, p.shape[0])
+        h, st, ok = _entropy_one_pass(p, r, 0, n, normalize, b0, b1, b2)
+        out[r] = h
+        status[r] = st if ok else EXACT
 
 
 @pjit
 def entropy_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
-        _entropy_rows(p, normalize, out, status, lo, hi)
+        entropy_serial(p, normalize, out, status, lo, hi)
 
 
-@jit
-def entropy_flat_serial(p, flat, normalize, out, status):
-    entropy_flat_rows(p, flat, normalize, out, status, 0, p.shape[0])
+entropy_flat_serial = entropy_flat_rows
 
 
 @pjit
@@ -102,9 +118,11 @@ def entropy_flat_parallel(p, flat, normalize, out, status, nchunks):
         entropy_flat_rows(p, flat, normalize, out, status, lo, hi)
 
 
-# float32 rows: the fast kernels are called directly for the serial path (a
-# jitted wrapper would compile their code a second time); rows they leave
-# to the exact kernel are marked EXACT.
+# --- entropy of float32 probabilities / counts -------------------------------
+# the kernel of the row length, then the exact one for rows marked EXACT
+
+entropy32_short_serial = short_rows
+entropy32_long_serial = long_rows
 
 
 @pjit
@@ -121,8 +139,13 @@ def entropy32_long_parallel(p, normalize, out, status, nchunks):
         long_rows(p, normalize, out, status, lo, hi, np.empty(WORK32_SIZE))
 
 
+# --- the exact kernel, for rows marked EXACT (any dtype) --------------------
+
+entropy_exact_serial = exact_rows
+
+
 @pjit
-def entropy32_exact_parallel(p, normalize, out, status, nchunks):
+def entropy_exact_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
         exact_rows(p, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK))
@@ -132,22 +155,17 @@ def entropy32_exact_parallel(p, normalize, out, status, nchunks):
 
 
 @jit
-def _logits_rows(z, out, lo, hi):
+def logits_serial(z, out, lo, hi):
     b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
         out[r] = entropy_logits_row(z, r, b0, b1)
-
-
-@jit
-def logits_serial(z, out):
-    _logits_rows(z, out, 0, z.shape[0])
 
 
 @pjit
 def logits_parallel(z, out, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, z.shape[0])
-        _logits_rows(z, out, lo, hi)
+        logits_serial(z, out, lo, hi)
 
 
 @jit

@@ -20,7 +20,7 @@ from ._validate import (
 )
 from .kernels import entropy32 as K32
 from .kernels._math import BLOCK
-from .kernels.entropy import FLAT_MAX_N, NEGATIVE
+from .kernels.entropy import EXACT, FLAT_MAX_N, NEGATIVE
 
 __all__ = ["entropy", "entropy_from_logits"]
 
@@ -171,42 +171,50 @@ def _rows(x2, out, status, normalize, logits):
         elif logits and par:
             drv.logits_parallel(x2, out, drv.n_chunks(x2.shape[0]))
         elif logits:
-            drv.logits_serial(x2, out)
+            drv.logits_serial(x2, out, 0, x2.shape[0])
         elif flat and par:
             drv.entropy_flat_parallel(
                 x2, x2.reshape(-1), normalize, out, status, drv.n_chunks(x2.shape[0])
             )
         elif flat:
-            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status)
+            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status, 0, x2.shape[0])
         elif par:
             drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(x2.shape[0]))
         else:
-            drv.entropy_serial(x2, normalize, out, status)
+            drv.entropy_serial(x2, normalize, out, status, 0, x2.shape[0])
+    if not logits:
+        _exact_rows(x2, normalize, out, status)
 
 
 def _rows32(x2, normalize, out, status, par):
-    # float32: the kernel of the row length, then the exact kernel for the
-    # rows the float32 bound could not certify (compiled only when needed)
+    # float32: the kernel of the row length (exact rows left marked EXACT)
     nrows = x2.shape[0]
     if x2.shape[1] <= K32.SHORT_N:
-        fast, fast_par = K32.short_rows, drv.entropy32_short_parallel
+        fast, fast_par = drv.entropy32_short_serial, drv.entropy32_short_parallel
     else:
-        fast, fast_par = K32.long_rows, drv.entropy32_long_parallel
+        fast, fast_par = drv.entropy32_long_serial, drv.entropy32_long_parallel
     if par:
         fast_par(x2, normalize, out, status, drv.n_chunks(nrows))
     else:
         fast(x2, normalize, out, status, 0, nrows, np.empty(K32.WORK32_SIZE))
-    exact = np.flatnonzero(status == K32.EXACT)
+
+
+def _exact_rows(x2, normalize, out, status):
+    # the exact kernel for the rows the one-pass bound could not certify
+    # (compiled only when some row needs it)
+    exact = np.flatnonzero(status == EXACT)
     if exact.size == 0:
         return
     lo, hi = int(exact[0]), int(exact[-1]) + 1
-    with parallel_guard(exact.size * x2.shape[1]) as par_exact:
-        if par_exact:
-            drv.entropy32_exact_parallel(
+    with parallel_guard(exact.size * x2.shape[1]) as par:
+        if par:
+            drv.entropy_exact_parallel(
                 x2[lo:hi], normalize, out[lo:hi], status[lo:hi], drv.n_chunks(hi - lo)
             )
         else:
-            K32.exact_rows(x2, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK))
+            drv.entropy_exact_serial(
+                x2, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK)
+            )
 
 
 def _finish(out64, dtype, base):

@@ -9,11 +9,11 @@ from typing import Any, Literal, NamedTuple
 import numba
 import numpy as np
 
-from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._validate import check_alloc, physical_memory
 from ._validate import check_int as _int
 from .kernels import route as rk
+from .topk import _launch as topk_rows
 
 __all__ = ["Routing", "ExpertChoice", "route", "expert_choice", "group_by_expert"]
 
@@ -598,12 +598,9 @@ def expert_choice(
     weights = np.empty((E, C), out)
     if tokens.size:
         if scores.size < PARALLEL_MIN_WORK:
-            drv.topk_serial(scores, C, True, True, weights, tokens)
+            topk_rows(scores, C, True, True, weights, tokens, False, False)
         else:
             with parallel_guard(scores.size) as par:
-                if par:
-                    drv.topk_parallel(scores, C, True, True, weights, tokens, drv.n_chunks(E))
-                else:
-                    drv.topk_serial(scores, C, True, True, weights, tokens)
+                topk_rows(scores, C, True, True, weights, tokens, False, par)
     coverage = np.bincount(tokens.reshape(-1), minlength=T).astype(np.int32)
     return ExpertChoice(tokens.astype(np.int64, copy=False), weights, coverage)

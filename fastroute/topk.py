@@ -11,6 +11,7 @@ from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._sparse import is_sparse, sparse_top_k
 from ._validate import HALF_BLOCK_ELEMENTS, as_real_array, check_axis, check_k, rows_view
 from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N
+from .kernels.select import INSERTION_MAX_K
 
 __all__ = ["TopK", "top_k"]
 
@@ -182,8 +183,14 @@ def _launch(x2, k, largest, sort, vals, idxs, keys, par):
     if keys and par:
         drv.topk_keys_parallel(x2, k, largest, vals, idxs, drv.n_chunks(x2.shape[0]))
     elif keys:
-        drv.topk_keys_serial(x2, k, largest, vals, idxs)
-    elif par:
+        drv.topk_keys_serial(x2, k, largest, vals, idxs, 0, x2.shape[0])
+    elif k == 0:
+        return
+    elif k <= INSERTION_MAX_K and par:
         drv.topk_parallel(x2, k, largest, sort, vals, idxs, drv.n_chunks(x2.shape[0]))
+    elif k <= INSERTION_MAX_K:
+        drv.topk_serial(x2, k, largest, sort, vals, idxs, 0, x2.shape[0])
+    elif par:
+        drv.topk_heap_parallel(x2, k, largest, sort, vals, idxs, drv.n_chunks(x2.shape[0]))
     else:
-        drv.topk_serial(x2, k, largest, sort, vals, idxs)
+        drv.topk_heap_serial(x2, k, largest, sort, vals, idxs, 0, x2.shape[0])

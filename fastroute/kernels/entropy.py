@@ -57,6 +57,8 @@ WORK_SIZE = 4 * BLOCK + 2
 #: Status codes returned by ``entropy_status_1d``.
 OK = 0
 NEGATIVE = 1
+#: internal: a row the one-pass kernels leave to the exact one (``exact_rows``)
+EXACT = 2
 
 _POS_INF_BITS = 0x7FF0000000000000
 _HUGE = 2.0**1000
@@ -180,8 +182,9 @@ def entropy_flat_rows(p, flat, normalize, out, status, lo, hi):
     Short rows leave the per-row loop too short to vectorize, so the
     element-wise terms of many rows are computed in one flat loop. Every row
     then gets exactly the operations of ``entropy_row`` (same terms, same
-    pairwise sums of its own ``n`` terms, same fallback), so its bits do not
-    depend on this path.
+    pairwise sums of its own ``n`` terms); rows the one-pass bound rejects
+    are marked ``EXACT`` for ``exact_rows``. Its bits do not depend on this
+    path.
     """
     n = p.shape[1]
     g_rows = max(1, min(_FLAT // max(n, 1), hi - lo))
@@ -226,13 +229,11 @@ def entropy_flat_rows(p, flat, normalize, out, status, lo, hi):
             h, st, ok = _one_pass_decide(
                 rs[rr], ra[rr], rh[rr], re[rr], rf[rr] & 1, rf[rr] >> 1, normalize
             )
-            if not ok:
-                h, st = _entropy_two_pass(p, r, 0, n, normalize, b0, b1)
             out[r] = h
-            status[r] = st
+            status[r] = st if ok else EXACT
 
 
-@jit(inline="always")
+@jit
 def _entropy_two_pass(p, r, lo, hi, normalize, buf, rest):
     """Exact entropy (nats) and status of ``p[r, lo:hi]``."""
     mx, has_nan, has_inf, neg = _scan_nonneg(p, r, lo, hi, buf)
@@ -344,6 +345,16 @@ def entropy_logits_segment(z, r, lo, hi, nzeros, acc, tmp):
 def entropy_logits_row(z, r, acc, tmp):
     """Entropy (nats) of ``softmax`` of row ``r`` of the 2-D array ``z``."""
     return entropy_logits_segment(z, r, 0, z.shape[1], 0, acc, tmp)
+
+
+@jit
+def exact_rows(x, normalize, out, status, lo, hi, b0, b1):
+    """The exact two-pass kernel for the rows in ``lo:hi`` marked ``EXACT``
+    (``b0``, ``b1``: float64 scratch of ``BLOCK`` elements)."""
+    n = x.shape[1]
+    for r in range(lo, hi):
+        if status[r] == EXACT:
+            out[r], status[r] = _entropy_two_pass(x, r, 0, n, normalize, b0, b1)
 
 
 # float32 slices take the float32-log kernel of ``entropy32`` (as the public

@@ -38,12 +38,18 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import BLOCK, LOG32_REL_ERR, f32_bits, fma, log32_parts, log_normal
 from ._reduce import tree_sum
-from .entropy import OK, _entropy_two_pass
+from .entropy import EXACT, OK, exact_rows
 
-#: status of a row the float32 kernel leaves to the exact one
-EXACT = 2
-
-__all__ = ["entropy32_rows", "short_rows", "long_rows", "exact_rows", "EXACT", "SHORT_N", "LANES", "WORK32_SIZE"]
+__all__ = [
+    "entropy32_rows",
+    "short_rows",
+    "long_rows",
+    "exact_rows",
+    "EXACT",
+    "SHORT_N",
+    "LANES",
+    "WORK32_SIZE",
+]
 
 #: rows up to this length are processed LANES rows at a time, transposed
 SHORT_N = 64
@@ -92,15 +98,6 @@ def _set(r, s, bad, h, ok, normalize, out, status):
         status[r] = OK
     else:  # NaN, inf, negative or subnormal entries, or a failed bound
         status[r] = EXACT
-
-
-@jit
-def exact_rows(x, normalize, out, status, lo, hi, b0, b1):
-    """The exact float64 kernel for the rows in ``lo:hi`` marked ``EXACT``."""
-    n = x.shape[1]
-    for r in range(lo, hi):
-        if status[r] == EXACT:
-            out[r], status[r] = _entropy_two_pass(x, r, 0, n, normalize, b0, b1)
 
 
 @jit

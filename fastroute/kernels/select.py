@@ -106,7 +106,7 @@ def _sift_down(vals, idxs, ro, start, size, largest):
     idxs[ro, j] = ix
 
 
-@jit(inline="always")
+@jit
 def _sift_up(vals, idxs, ro, pos, largest):
     v = vals[ro, pos]
     ix = idxs[ro, pos]
@@ -122,7 +122,7 @@ def _sift_up(vals, idxs, ro, pos, largest):
     idxs[ro, j] = ix
 
 
-@jit(inline="always")
+@jit
 def _fill_nans(x, r, lo, hi, cnt, k, vals, idxs, ro):
     # the scan skipped NaNs; append them in position order until k are chosen
     for i in range(lo, hi):
@@ -136,7 +136,7 @@ def _fill_nans(x, r, lo, hi, cnt, k, vals, idxs, ro):
     return cnt
 
 
-@jit(inline="always")
+@jit
 def _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
     cnt = 0
     i = lo
@@ -157,7 +157,7 @@ def _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
     return cnt
 
 
-@jit(inline="always")
+@jit
 def _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
     cnt = 0
     i = lo
@@ -195,7 +195,7 @@ def _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
     return cnt
 
 
-@jit(inline="always")
+@jit
 def top_k_segment(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
     """Top ``k`` of ``x[r, lo:hi]`` into ``vals[ro, :m]``/``idxs[ro, :m]``
     (``idxs`` get positions in ``[lo, hi)``); returns ``m = min(k, hi - lo)``."""
