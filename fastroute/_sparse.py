@@ -382,14 +382,15 @@ _READERS = {
 }  # fmt: skip
 
 
-def _launch(serial, parallel, m: CSR, row_cost: int, *args):
+def _launch(serial, parallel, m: CSR, row_cost: int, *args, rows=False):
     """Run a row kernel serially, or in parallel on chunks of equal work
-    (stored entries plus ``row_cost`` per row); returns what it returns."""
+    (stored entries plus ``row_cost`` per row); returns what it returns.
+    ``rows=True``: the serial kernel takes the row range ``0, nrows`` last."""
     nrows = m.shape[0]
     with parallel_guard(m.indices.shape[0] + row_cost * nrows) as par:
         if par and nrows > 1:
             return parallel(*args, K.entry_chunks(m.indptr, n_chunks(nrows), row_cost))
-        return serial(*args)
+        return serial(*args, 0, nrows) if rows else serial(*args)
 
 
 # --- top_k / entropy on sparse input ----------------------------------------------
@@ -422,9 +423,14 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
     idxs = np.empty((nrows, k), np.intp)
     if nrows and k:
         keys = m.data.dtype == np.float32 and k <= KEYS_MAX_K
-        args = (m.indptr, m.indices, m.data.reshape(1, -1), ncols, k, largest, sort,
-                bool(explicit), keys)  # fmt: skip
-        _launch(K.topk_serial, K.topk_parallel, m, K.TOPK_ROW_COST, *args, vals, idxs)
+        d2 = m.data.reshape(1, -1)
+        if explicit:
+            args = (m.indptr, m.indices, d2, k, largest, sort, keys, vals, idxs)
+            serial, parallel = K.topk_explicit_serial, K.topk_explicit_parallel
+        else:
+            args = (m.indptr, m.indices, d2, ncols, k, largest, keys, vals, idxs)
+            serial, parallel = K.topk_dense_serial, K.topk_dense_parallel
+        _launch(serial, parallel, m, K.TOPK_ROW_COST, *args, rows=True)
     if m.dtype == np.bool_:
         vals = vals.view(np.bool_)
     if fmt == "csr":
@@ -458,8 +464,17 @@ def sparse_entropy(x, axis, normalize, logits, func):
     out = np.empty(nrows, np.float64)
     status = np.zeros(nrows, np.uint8)
     if nrows:
-        args = (m.indptr, m.data.reshape(1, -1), ncols, bool(normalize), logits)
-        _launch(K.entropy_serial, K.entropy_parallel, m, K.ENTROPY_ROW_COST, *args, out, status)
+        d2 = m.data.reshape(1, -1)
+        cost = K.ENTROPY_ROW_COST
+        if logits:
+            _launch(
+                K.logits_serial, K.logits_parallel, m, cost, m.indptr, d2, ncols, out, rows=True
+            )
+        else:
+            args = (m.indptr, d2, bool(normalize), out, status)
+            _launch(K.entropy_serial, K.entropy_parallel, m, cost, *args, rows=True)
+            if np.any(status == K.EXACT):  # the exact kernel, compiled only when needed
+                _launch(K.exact_serial, K.exact_parallel, m, cost, *args, rows=True)
     return out, status, m.dtype
 
 

@@ -540,11 +540,20 @@ def zipf_matrix(nrows, ncols, seed, dtype=np.float64, index_dtype=np.int32, fmt=
                         index_dtype)  # fmt: skip
 
 
+PARALLEL_KERNELS = (
+    "topk_dense_parallel",
+    "topk_explicit_parallel",
+    "entropy_parallel",
+    "logits_parallel",
+    "check_parallel",
+)
+
+
 @pytest.fixture
 def parallel_kernels(monkeypatch):
     """Records the parallel CSR kernels launched (by name)."""
     seen: list[str] = []
-    for name in ("topk_parallel", "entropy_parallel", "check_parallel"):
+    for name in PARALLEL_KERNELS:
         disp = getattr(K, name)
 
         def call(*args, _d=disp, _n=name):
@@ -585,7 +594,7 @@ def test_large_zipf_matches_dense(index_dtype, parallel_kernels):
     assert np.array_equal(np.isnan(hz), np.isnan(hzd))
     np.testing.assert_allclose(hz, hzd, rtol=2e-12, atol=4e-15)
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        assert {"topk_parallel", "entropy_parallel", "check_parallel"} <= set(parallel_kernels)
+        assert set(PARALLEL_KERNELS) <= set(parallel_kernels)
 
 
 def test_same_bits_for_any_thread_count(restore_numba_threads):

@@ -27,6 +27,7 @@ from .._jit import _u, jit, pjit
 from ._fast import KEYS_MAX_N, _key, pop_best
 from ._math import BLOCK, log_normal
 from .entropy import (
+    EXACT,
     _entropy_one_pass,
     _entropy_two_pass,
     _one_pass_decide,
@@ -319,36 +320,46 @@ def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si
         j += 1
 
 
+# Explicit and dense rows are separate entry points, each compiled only when
+# used; the serial ones are the row kernels themselves (rows lo:hi), the
+# parallel ones thin prange loops over chunks of equal work.
+
+
 @jit
-def _topk_rows(indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs,
-               lo, hi):  # fmt: skip
-    sv = np.empty((1, max(k, 1)), data2d.dtype)
-    si = np.empty((1, max(k, 1)), np.intp)
-    # use_keys (float32, k <= KEYS_MAX_K): key passes for rows up to KEYS_MAX_N
+def topk_explicit_serial(indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
+                         lo, hi):  # fmt: skip
+    """Top-k among the stored entries of rows ``lo:hi`` (see ``_explicit_row``);
+    ``use_keys`` only for float32 data with ``k <= KEYS_MAX_K``."""
     keys = np.empty(KEYS_MAX_N if use_keys else 0, np.int64)
     for r in range(lo, hi):
-        if explicit:
-            _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys)
-        else:
-            _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, keys)
-
-
-@jit
-def topk_serial(indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs):
-    """Top-k of every row (see ``_explicit_row`` and ``_dense_row``);
-    ``use_keys`` only for float32 data with ``k <= KEYS_MAX_K``."""
-    _topk_rows(
-        indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs,
-        0, indptr.shape[0] - 1,
-    )  # fmt: skip
+        _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys)
 
 
 @pjit
-def topk_parallel(indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals,
-                  idxs, bounds):  # fmt: skip
+def topk_explicit_parallel(indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
+                           bounds):  # fmt: skip
     for c in numba.prange(bounds.shape[0] - 1):
-        _topk_rows(
-            indptr, indices, data2d, ncols, k, largest, sort, explicit, use_keys, vals, idxs,
+        topk_explicit_serial(
+            indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
+            bounds[c], bounds[c + 1],
+        )  # fmt: skip
+
+
+@jit
+def topk_dense_serial(indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs, lo, hi):
+    """Top-k of rows ``lo:hi`` as ``toarray()`` gives them (see ``_dense_row``)."""
+    sv = np.empty((1, max(k, 1)), data2d.dtype)
+    si = np.empty((1, max(k, 1)), np.intp)
+    keys = np.empty(KEYS_MAX_N if use_keys else 0, np.int64)
+    for r in range(lo, hi):
+        _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, keys)
+
+
+@pjit
+def topk_dense_parallel(indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        topk_dense_serial(
+            indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs,
             bounds[c], bounds[c + 1],
         )  # fmt: skip
 
@@ -439,32 +450,42 @@ _GROUP_ENTRIES = 4096
 
 
 @jit
-def _logits_rows(indptr, data2d, ncols, out, lo, hi, b0, b1):
+def logits_serial(indptr, data2d, ncols, out, lo, hi):
+    """Entropy of ``softmax`` of rows ``lo:hi``, implicit entries logits 0."""
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
         a, b = indptr[r], indptr[r + 1]
         out[r] = entropy_logits_segment(data2d, 0, a, b, ncols - (b - a), b0, b1)
 
 
-@jit
-def _two_pass(data2d, a, b, normalize, b0, b1):
-    return _entropy_two_pass(data2d, 0, a, b, normalize, b0, b1)
+@pjit
+def logits_parallel(indptr, data2d, ncols, out, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        logits_serial(indptr, data2d, ncols, out, bounds[c], bounds[c + 1])
 
 
 @jit
-def _long_row(data2d, a, b, normalize, b0, b1, b2):
-    # entropy_segment, with the exact fallback shared (not inlined)
-    h, status, ok = _entropy_one_pass(data2d, 0, a, b, normalize, b0, b1, b2)
-    if ok:
-        return h, status
-    return _two_pass(data2d, a, b, normalize, b0, b1)
+def exact_serial(indptr, data2d, normalize, out, status, lo, hi):
+    """The exact two-pass kernel for the rows of ``lo:hi`` marked ``EXACT``."""
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        if status[r] == EXACT:
+            out[r], status[r] = _entropy_two_pass(
+                data2d, 0, indptr[r], indptr[r + 1], normalize, b0, b1
+            )
+
+
+@pjit
+def exact_parallel(indptr, data2d, normalize, out, status, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        exact_serial(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
 
 
 @jit
-def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi):
+def entropy_serial(indptr, data2d, normalize, out, status, lo, hi):
+    """One-pass entropy of rows ``lo:hi``; rows its error bound rejects are
+    marked ``EXACT`` (for ``exact_serial``/``exact_parallel``)."""
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
-    if logits:
-        _logits_rows(indptr, data2d, ncols, out, lo, hi, b0, b1)
-        return
     # scratch of the short-row groups: per entry, then per row
     ta, tb = np.empty(_GROUP_ENTRIES), np.empty(_GROUP_ENTRIES)
     fl = np.empty(_GROUP_ENTRIES, np.int64)
@@ -475,7 +496,9 @@ def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi)
     while r < hi:
         a = indptr[r]
         if indptr[r + 1] - a > SHORT_ROW:
-            out[r], status[r] = _long_row(data2d, a, indptr[r + 1], normalize, b0, b1, b2)
+            h, st, ok = _entropy_one_pass(data2d, 0, a, indptr[r + 1], normalize, b0, b1, b2)
+            out[r] = h
+            status[r] = st if ok else EXACT
             r += 1
             continue
         r1 = r + 1  # a group of consecutive short rows
@@ -483,17 +506,17 @@ def _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, lo, hi)
                and indptr[r1 + 1] - a <= _GROUP_ENTRIES):  # fmt: skip
             r1 += 1
         _short_rows(indptr, data2d, normalize, out, status, r, r1,
-                    ta, tb, fl, rs, ra, rb, rh, re, rn, rf, b0, b1)  # fmt: skip
+                    ta, tb, fl, rs, ra, rb, rh, re, rn, rf)  # fmt: skip
         r = r1
 
 
 @jit
 def _short_rows(indptr, data2d, normalize, out, status, r0, r1,
-                ta, tb, fl, rs, ra, rb, rh, re, rn, rf, b0, b1):  # fmt: skip
+                ta, tb, fl, rs, ra, rb, rh, re, rn, rf):  # fmt: skip
     # the one-pass entropy of many short rows: the per-entry terms (with the
     # vectorized log) in one loop over all their entries, then the per-row
     # sums, then the per-row finish in one more vectorized loop; rows whose
-    # error bound is too large take the exact two-pass path as usual
+    # error bound is too large are marked EXACT
     a0 = indptr[r0]
     m = indptr[r1] - a0
     for t in range(m):
@@ -528,23 +551,14 @@ def _short_rows(indptr, data2d, normalize, out, status, r0, r1,
         h, st, ok = _one_pass_decide(
             rs[rr], ra[rr], rh[rr], re[rr], rf[rr] & 1, rf[rr] >> 1, normalize
         )
-        if not ok:
-            h, st = _two_pass(data2d, indptr[r], indptr[r + 1], normalize, b0, b1)
         out[r] = h
-        status[r] = st
-
-
-@jit
-def entropy_serial(indptr, data2d, ncols, normalize, logits, out, status):
-    _entropy_rows(indptr, data2d, ncols, normalize, logits, out, status, 0, indptr.shape[0] - 1)
+        status[r] = st if ok else EXACT
 
 
 @pjit
-def entropy_parallel(indptr, data2d, ncols, normalize, logits, out, status, bounds):
+def entropy_parallel(indptr, data2d, normalize, out, status, bounds):
     for c in numba.prange(bounds.shape[0] - 1):
-        _entropy_rows(
-            indptr, data2d, ncols, normalize, logits, out, status, bounds[c], bounds[c + 1]
-        )
+        entropy_serial(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
 
 
 # --- co-occurrence counts -------------------------------------------------------------
@@ -965,7 +979,8 @@ __all__ = [
     "TOPK_ROW_COST", "ENTROPY_ROW_COST",
     "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
     "group_rows", "sort_rows",
-    "sum_duplicates", "topk_serial", "topk_parallel", "topk_to_csr", "topk_to_csr_parallel", "entropy_serial",
-    "entropy_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums", "row_sums_parallel",
+    "sum_duplicates", "topk_explicit_serial", "topk_explicit_parallel", "topk_dense_serial",
+    "topk_dense_parallel", "topk_to_csr", "topk_to_csr_parallel", "entropy_serial",
+    "entropy_parallel", "exact_serial", "exact_parallel", "logits_serial", "logits_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums", "row_sums_parallel",
     "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "related_top",
 ]  # fmt: skip
