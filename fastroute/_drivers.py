@@ -46,33 +46,39 @@ def n_chunks(nrows: int) -> int:
 
 
 @jit
-def topk_serial(x, k, largest, sort, vals, idxs, lo, hi):
+def _topk_rows(x, k, largest, sort, vals, idxs, lo, hi):
     # k <= INSERTION_MAX_K: the sorted insertion buffer
     n = x.shape[1]
     for r in range(lo, hi):
         _select_insertion(x, r, 0, n, k, largest, vals, idxs, r)
 
 
+topk_serial = _topk_rows
+
+
 @pjit
 def topk_parallel(x, k, largest, sort, vals, idxs, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, x.shape[0])
-        topk_serial(x, k, largest, sort, vals, idxs, lo, hi)
+        _topk_rows(x, k, largest, sort, vals, idxs, lo, hi)
 
 
 @jit
-def topk_heap_serial(x, k, largest, sort, vals, idxs, lo, hi):
+def _topk_heap_rows(x, k, largest, sort, vals, idxs, lo, hi):
     # larger k: the binary heap
     n = x.shape[1]
     for r in range(lo, hi):
         _select_heap(x, r, 0, n, k, largest, sort, vals, idxs, r)
 
 
+topk_heap_serial = _topk_heap_rows
+
+
 @pjit
 def topk_heap_parallel(x, k, largest, sort, vals, idxs, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, x.shape[0])
-        topk_heap_serial(x, k, largest, sort, vals, idxs, lo, hi)
+        _topk_heap_rows(x, k, largest, sort, vals, idxs, lo, hi)
 
 
 # --- top-k: short float32 rows, small k -------------------------------------
@@ -91,7 +97,7 @@ def topk_keys_parallel(x, k, largest, vals, idxs, nchunks):
 
 
 @jit
-def entropy_serial(p, normalize, out, status, lo, hi):
+def _entropy_rows(p, normalize, out, status, lo, hi):
     # the one-pass formula; rows its bound rejects are marked EXACT
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     n = p.shape[1]
@@ -101,11 +107,14 @@ def entropy_serial(p, normalize, out, status, lo, hi):
         status[r] = st if ok else EXACT
 
 
+entropy_serial = _entropy_rows
+
+
 @pjit
 def entropy_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
-        entropy_serial(p, normalize, out, status, lo, hi)
+        _entropy_rows(p, normalize, out, status, lo, hi)
 
 
 entropy_flat_serial = entropy_flat_rows
@@ -155,17 +164,20 @@ def entropy_exact_parallel(p, normalize, out, status, nchunks):
 
 
 @jit
-def logits_serial(z, out, lo, hi):
+def _logits_rows(z, out, lo, hi):
     b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
         out[r] = entropy_logits_row(z, r, b0, b1)
+
+
+logits_serial = _logits_rows
 
 
 @pjit
 def logits_parallel(z, out, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, z.shape[0])
-        logits_serial(z, out, lo, hi)
+        _logits_rows(z, out, lo, hi)
 
 
 @jit

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _drivers as drv
-from ._jit import parallel_guard
+from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._sparse import is_sparse, sparse_entropy
 from ._validate import (
     HALF_BLOCK_ELEMENTS,
@@ -78,6 +78,10 @@ def entropy(
     >>> fr.entropy(np.array([[1, 1, 0, 0], [3, 1, 0, 0]]), base=2)
     array([1.        , 0.81127812])
     """
+    if type(p) is np.ndarray and axis == -1 and base is None and p.dtype in _FAST_DTYPES:
+        small = _small_rows(p, bool(normalize), False)  # None: not the small case
+        if small is not None:
+            return small
     b = check_base(base, "entropy")
     if type(p) is not np.ndarray and is_sparse(p):
         ax = check_axis(axis, 2)
@@ -87,7 +91,7 @@ def entropy(
         a = as_real_array(p, "entropy")
         ax = check_axis(axis, a.ndim)
         lead = a.shape[:ax] + a.shape[ax + 1 :]
-        out64 = np.empty(lead, np.float64)
+        out64 = np.empty(lead, _out_dtype(a.dtype, b))
         status = np.zeros(lead, np.uint8)
         _run(a, ax, out64.reshape(-1), status.reshape(-1), bool(normalize), False)
         dtype = a.dtype
@@ -133,6 +137,10 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     >>> fr.entropy_from_logits(np.array([[0.0, 0.0], [1e30, -1e30]]))
     array([0.69314718, 0.        ])
     """
+    if type(z) is np.ndarray and axis == -1 and base is None and z.dtype in _FAST_DTYPES:
+        small = _small_rows(z, False, True)
+        if small is not None:
+            return small
     b = check_base(base, "entropy_from_logits")
     if type(z) is not np.ndarray and is_sparse(z):
         out64, _, dtype = sparse_entropy(z, check_axis(axis, 2), False, True, "entropy_from_logits")
@@ -140,9 +148,53 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     a = as_real_array(z, "entropy_from_logits")
     ax = check_axis(axis, a.ndim)
     lead = a.shape[:ax] + a.shape[ax + 1 :]
-    out64 = np.empty(lead, np.float64)
+    out64 = np.empty(lead, _out_dtype(a.dtype, b))
     _run(a, ax, out64.reshape(-1), None, False, True)
     return _finish(out64, a.dtype, b)
+
+
+_FAST_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+_F32 = np.dtype(np.float32)
+
+
+def _out_dtype(dtype, base):
+    # the kernels write float32 results directly (rounded from the float64
+    # value, as the conversion after a division by log(base) would)
+    return np.float32 if base is None and dtype.char in "ef" else np.float64
+
+
+def _small_rows(x, normalize, logits):
+    """The lean path of a small 1-D or 2-D float32/float64 array along its
+    last axis: the serial kernel called directly, nothing else (one-row calls
+    cost about a microsecond of Python). None when ``x`` is not that case;
+    the same kernels as the general path, so the same bits."""
+    if x.size >= PARALLEL_MIN_WORK or x.ndim > 2 or x.ndim == 0:
+        return None
+    x2 = x if x.ndim == 2 else x.reshape(1, -1)
+    rows, n = x2.shape
+    if n == 0 or rows == 0:
+        return None
+    f32 = x2.dtype == _F32
+    out = np.empty(rows, np.float32 if f32 else np.float64)
+    if logits:
+        drv.logits_serial(x2, out, 0, rows)
+    else:
+        status = np.zeros(rows, np.uint8)
+        if f32 and n <= K32.SHORT_N:
+            nl = min(K32.LANES, rows)
+            work = np.empty((3 * n * nl + 1) // 2 + 4 * nl)  # K32.work_size(n, rows)
+            drv.entropy32_short_serial(x2, normalize, out, status, 0, rows, work)
+        elif f32:
+            drv.entropy32_long_serial(x2, normalize, out, status, 0, rows, np.empty(4 * BLOCK))
+        elif n <= FLAT_MAX_N and x2.flags.c_contiguous:
+            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status, 0, rows)
+        else:
+            drv.entropy_serial(x2, normalize, out, status, 0, rows)
+        if np.count_nonzero(status):  # (faster than .any() on small arrays)
+            _exact_rows(x2, normalize, out, status)
+            if np.count_nonzero(status):
+                return None  # a negative entry: the general path names it
+    return out.reshape(()) if x.ndim == 1 else out
 
 
 def _run(a, ax, out, status, normalize, logits):
@@ -220,7 +272,7 @@ def _exact_rows(x2, normalize, out, status):
 def _finish(out64, dtype, base):
     if base is not None:
         out64 /= math.log(base)
-    if dtype.char in "ef":
+    if dtype.char in "ef" and out64.dtype != np.float32:
         out32 = np.empty(out64.shape, np.float32)
         drv.to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf
         return out32

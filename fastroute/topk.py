@@ -113,6 +113,25 @@ def top_k(
            [0. , 0. , 0. ]]), indices=array([[ 3,  1, -1],
            [-1, -1, -1]]))
     """
+    if (
+        type(x) is np.ndarray
+        and x.ndim == 2
+        and axis == -1
+        and format == "dense"
+        and not explicit
+        and x.size < PARALLEL_MIN_WORK
+        and x.dtype in _FAST_DTYPES
+        and type(k) is int
+        and 0 <= k <= x.shape[1]
+        and (mode == "largest" or mode == "smallest")
+    ):  # the lean path of small 2-D float arrays: checks and a serial kernel
+        values = np.empty((x.shape[0], k), x.dtype)
+        indices = np.empty((x.shape[0], k), np.intp)
+        if values.size:
+            largest = mode == "largest"
+            keys = x.dtype == _F32 and x.shape[1] <= KEYS_MAX_N and k <= KEYS_MAX_K
+            _launch(x, k, largest, bool(sorted), values, indices, keys, False)
+        return TopK(values, indices)
     if mode not in ("largest", "smallest"):
         raise ValueError(f"top_k: mode must be 'largest' or 'smallest', got {mode!r}")
     if format not in ("dense", "csr"):
@@ -156,6 +175,10 @@ def top_k(
         values = np.ascontiguousarray(np.moveaxis(values, -1, ax))
         indices = np.ascontiguousarray(np.moveaxis(indices, -1, ax))
     return TopK(values, indices)
+
+
+_FAST_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+_F32 = np.dtype(np.float32)
 
 
 def _select(x2, k, largest, sort, vals, idxs):

@@ -67,6 +67,16 @@ _EXP_LOG_MAX = 105.0
 #: rows: 3 float32 tiles of SHORT_N x LANES, lane sums and the exact path's
 #: two BLOCK buffers; long rows: 4 BLOCK-long lane buffers)
 WORK32_SIZE = 3 * SHORT_N * LANES // 2 + 4 * LANES + 2 * BLOCK
+
+
+def work_size(n: int, rows: int) -> int:
+    """float64 scratch ``entropy32_rows`` needs for ``rows`` rows of ``n``."""
+    if n > SHORT_N:
+        return 4 * BLOCK
+    nl = min(LANES, rows)
+    return (3 * n * nl + 1) // 2 + 4 * nl
+
+
 #: enough for a single row of any length
 WORK32_ONE_ROW = max(3 * SHORT_N // 2 + 1 + 4 + 2 * BLOCK, 4 * BLOCK)
 
