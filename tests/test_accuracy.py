@@ -468,6 +468,20 @@ def test_exp_neg32_within_2_ulp():
     assert got[-3] == 0.0 and got[-2] == 0.0 and got[-1] == 0.0  # below the threshold
 
 
+def test_exp_neg_lo_within_its_bound():
+    """The float64 exp of float32 logits: within 2**-36 relative (against mpmath)."""
+    rng = np.random.default_rng(11)
+    x = np.concatenate([-rng.exponential(3.0, 3000), -rng.uniform(0, 745, 3000), [0.0, -1e-300]])
+    got = _elementwise(_math.exp_neg_lo, x)
+    with mpmath.workdps(40):
+        worst = max(
+            abs(mpmath.mpf(float(g)) / mpmath.exp(mpmath.mpf(float(v))) - 1)
+            for g, v in zip(got, x)
+            if v > -700  # above the subnormal range of the result
+        )
+    assert worst <= 2.0**-36, float(worst)
+
+
 def test_exp_neg_is_exactly_zero_below_threshold():
     lim = _math.EXP_ZERO_BELOW
     x = np.array(

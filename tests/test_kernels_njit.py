@@ -92,7 +92,7 @@ def test_entropy_1d_in_prange_matches_public_api(dtype):
     assert np.isnan(batched_entropy(q, True)[3])
 
 
-@pytest.mark.parametrize("dtype", [np.float64])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
     rng = np.random.default_rng(3)
     z = (rng.normal(0, 10, (61, 300))).astype(dtype)

@@ -46,7 +46,7 @@ from numba import types
 from numba.extending import overload
 
 from .._jit import _u, jit
-from ._math import BLOCK, EXP_ZERO_BELOW, exp_neg, log1p_pos, log_normal
+from ._math import BLOCK, EXP_ZERO_BELOW, exp_neg, exp_neg_lo, log1p_pos, log_normal
 from ._reduce import tree_sum
 
 #: Length of the float64 scratch array the kernels need (``work`` argument):
@@ -297,6 +297,18 @@ def _scan_logits(z, r, lo, hi, buf):
     return buf[0], nan > 0
 
 
+def _exp_for(z, u):
+    """``exp(u)`` (float64 ``u <= 0``) to the precision ``z``'s results need."""
+    return exp_neg(u)
+
+
+@overload(_exp_for)
+def _exp_for_impl(z, u):
+    if z.dtype == types.float32:  # float32 results: 2**-36 is plenty
+        return lambda z, u: exp_neg_lo(u)
+    return lambda z, u: exp_neg(u)
+
+
 @jit(inline="always")
 def entropy_logits_segment(z, r, lo, hi, nzeros, acc, tmp):
     """Entropy (nats) of ``softmax`` over the logits ``z[r, lo:hi]`` together
@@ -321,7 +333,7 @@ def entropy_logits_segment(z, r, lo, hi, nzeros, acc, tmp):
         m = min(BLOCK, hi - start)
         for i in range(m):
             u = np.float64(z[r, _u(start + i)]) - top  # <= 0, -inf allowed
-            e = exp_neg(u)
+            e = _exp_for(z, u)
             uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW  # exp is exactly 0 there
             acc[i] = e * (-uc)
             tmp[i] = e if u < 0.0 else 0.0
@@ -330,7 +342,7 @@ def entropy_logits_segment(z, r, lo, hi, nzeros, acc, tmp):
         w_sum += tree_sum(tmp, m)
     if nzeros > 0:
         u = -top
-        e = exp_neg(u)
+        e = _exp_for(z, u)
         uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW
         t_sum += nzeros * (e * (-uc))
         if u < 0.0:
