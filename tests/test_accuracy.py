@@ -476,7 +476,7 @@ def test_exp_neg_lo_within_its_bound():
     with mpmath.workdps(40):
         worst = max(
             abs(mpmath.mpf(float(g)) / mpmath.exp(mpmath.mpf(float(v))) - 1)
-            for g, v in zip(got, x)
+            for g, v in zip(got, x, strict=True)
             if v > -700  # above the subnormal range of the result
         )
     assert worst <= 2.0**-36, float(worst)
