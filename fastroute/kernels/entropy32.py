@@ -18,9 +18,10 @@ Its error is bounded by what is summed anyway: the mantissa logs are within
 A row is accepted when that is at most ``2.5 * 2**-24 * |H|``: with the
 final rounding to float32 the result is then within 3 ulp. Rows that fail
 (near-deterministic rows, where ``H`` is tiny against the terms) and rows
-with NaN, infinities, negative or subnormal entries take the exact float64
-two-pass kernel (``entropy._entropy_two_pass``); its result is accurate to
-float64, so the rule that picks it keeps the contract too.
+with NaN, infinities, negative or subnormal entries are marked ``EXACT``
+and then computed by the exact float64 two-pass kernel
+(``entropy.exact_rows``, compiled only when some row needs it); its result
+is accurate to float64, so the rule that picks it keeps the contract too.
 
 The summation order depends on the row length ``n`` alone, so a row's bits
 do not depend on the batch, the thread count or the path:
@@ -64,9 +65,9 @@ _E52 = 2.0**-52
 _EXP_LOG_MAX = 105.0
 
 #: float64 elements of scratch ``entropy32_rows`` needs for any rows (short
-#: rows: 3 float32 tiles of SHORT_N x LANES, lane sums and the exact path's
-#: two BLOCK buffers; long rows: 4 BLOCK-long lane buffers)
-WORK32_SIZE = 3 * SHORT_N * LANES // 2 + 4 * LANES + 2 * BLOCK
+#: rows: 3 float32 tiles of SHORT_N x LANES and the lane sums; long rows: 4
+#: BLOCK-long lane buffers; the exact kernel afterwards: 2 BLOCK buffers)
+WORK32_SIZE = max(3 * SHORT_N * LANES // 2 + 4 * LANES, 4 * BLOCK)
 
 
 def work_size(n: int, rows: int) -> int:
@@ -78,7 +79,7 @@ def work_size(n: int, rows: int) -> int:
 
 
 #: enough for a single row of any length
-WORK32_ONE_ROW = max(3 * SHORT_N // 2 + 1 + 4 + 2 * BLOCK, 4 * BLOCK)
+WORK32_ONE_ROW = max(work_size(SHORT_N, 1), 4 * BLOCK)
 
 
 @jit(inline="always")
