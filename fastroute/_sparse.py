@@ -457,6 +457,19 @@ def _pruned(x, vals, idxs, m, columns):
     return canonical_result(x, indptr, indices, data, shape)
 
 
+def _exact(m: CSR, exact: np.ndarray, args: tuple) -> None:
+    # the exact kernel over the rows marked EXACT: parallel only when their
+    # own work is large (they are usually a few near-deterministic rows)
+    ip = m.indptr
+    work = int((ip[exact + 1] - ip[exact]).sum()) + K.ENTROPY_ROW_COST * exact.size
+    lo, hi = int(exact[0]), int(exact[-1]) + 1
+    with parallel_guard(work) as par:
+        if par and exact.size > 1:
+            K.exact_parallel(*args, K.entry_chunks(ip, n_chunks(m.shape[0]), K.ENTROPY_ROW_COST))
+        else:
+            K.exact_serial(*args, lo, hi)
+
+
 def sparse_entropy(x, axis, normalize, logits, func):
     """Row (``axis=1``) or column (``axis=0``) entropies of a sparse matrix."""
     m = as_csr(x, func, columns=axis == 0)
@@ -473,8 +486,9 @@ def sparse_entropy(x, axis, normalize, logits, func):
         else:
             args = (m.indptr, d2, bool(normalize), out, status)
             _launch(K.entropy_serial, K.entropy_parallel, m, cost, *args, rows=True)
-            if np.any(status == K.EXACT):  # the exact kernel, compiled only when needed
-                _launch(K.exact_serial, K.exact_parallel, m, cost, *args, rows=True)
+            exact = np.flatnonzero(status == K.EXACT)
+            if exact.size:  # the exact kernel, compiled only when needed
+                _exact(m, exact, args)
     return out, status, m.dtype
 
 
