@@ -60,6 +60,11 @@ def entropy(
     For float64 input the error is at most ``1e-12 * H + 2e-15`` also for
     near-deterministic slices such as ``[1e6, 1]``: the largest entry is
     handled through ``log1p`` and every summed term is non-negative.
+    float16/float32 input is within 4 float32 ulp of the exact entropy (in
+    practice correctly rounded): the logs are float32, the sums float64, and
+    a row whose error bound does not prove the 4 ulp is recomputed exactly.
+    The bits of a slice's result do not depend on the thread count, on the
+    other slices or on the memory layout.
     Sparse input sums over the stored entries only: it agrees with the dense
     result on ``p.toarray()`` within that bound, not always to the last bit.
     The row is split into parallel work by stored entries.
