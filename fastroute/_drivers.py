@@ -16,10 +16,12 @@ from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
 from .kernels.entropy import (
     EXACT,
+    LOGITS_WORK_SIZE,
     _entropy_one_pass,
     entropy_flat_rows,
     entropy_logits_row,
     exact_rows,
+    logits_short_rows,
 )
 from .kernels.entropy32 import WORK32_SIZE, long_rows, short_rows
 from .kernels.select import _select_heap, _select_insertion
@@ -146,6 +148,18 @@ def entropy32_long_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
         long_rows(p, normalize, out, status, lo, hi, np.empty(WORK32_SIZE))
+
+
+# --- entropy of short logit rows (rows as SIMD lanes) ----------------------
+
+logits_short_serial = logits_short_rows
+
+
+@pjit
+def logits_short_parallel(z, out, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, z.shape[0])
+        logits_short_rows(z, out, lo, hi, np.empty(LOGITS_WORK_SIZE))
 
 
 # --- the exact kernel, for rows marked EXACT (any dtype) --------------------

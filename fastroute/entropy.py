@@ -20,7 +20,7 @@ from ._validate import (
 )
 from .kernels import entropy32 as K32
 from .kernels._math import BLOCK
-from .kernels.entropy import EXACT, FLAT_MAX_N, NEGATIVE
+from .kernels.entropy import EXACT, FLAT_MAX_N, LOGIT_LANES, NEGATIVE, SHORT_LOGITS_N
 
 __all__ = ["entropy", "entropy_from_logits"]
 
@@ -181,7 +181,10 @@ def _small_rows(x, normalize, logits):
         return None
     f32 = x2.dtype == _F32
     out = np.empty(rows, np.float32 if f32 else np.float64)
-    if logits:
+    if logits and n <= SHORT_LOGITS_N:
+        nl = min(LOGIT_LANES, rows)
+        drv.logits_short_serial(x2, out, 0, rows, np.empty((n + 5) * nl))
+    elif logits:
         drv.logits_serial(x2, out, 0, rows)
     else:
         status = np.zeros(rows, np.uint8)
@@ -225,6 +228,12 @@ def _rows(x2, out, status, normalize, logits):
     with parallel_guard(x2.size) as par:
         if f32:
             _rows32(x2, normalize, out, status, par)
+        elif logits and x2.shape[1] <= SHORT_LOGITS_N and par:
+            drv.logits_short_parallel(x2, out, drv.n_chunks(x2.shape[0]))
+        elif logits and x2.shape[1] <= SHORT_LOGITS_N:
+            nl = min(LOGIT_LANES, x2.shape[0])
+            work = np.empty((x2.shape[1] + 5) * nl)
+            drv.logits_short_serial(x2, out, 0, x2.shape[0], work)
         elif logits and par:
             drv.logits_parallel(x2, out, drv.n_chunks(x2.shape[0]))
         elif logits:

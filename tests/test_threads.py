@@ -85,6 +85,7 @@ CASES = {
         np.float32,
     ),
     "logits f64": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float64),
+    "logits f32": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float32),
 }
 
 

@@ -359,6 +359,70 @@ def entropy_logits_row(z, r, acc, tmp):
     return entropy_logits_segment(z, r, 0, z.shape[1], 0, acc, tmp)
 
 
+#: logit rows up to this length are processed LOGIT_LANES rows at a time,
+#: transposed, one row per SIMD lane (each row's sums in index order)
+SHORT_LOGITS_N = 64
+LOGIT_LANES = 64
+#: float64 scratch ``logits_short_rows`` needs
+LOGITS_WORK_SIZE = (SHORT_LOGITS_N + 5) * LOGIT_LANES
+
+
+@jit
+def logits_short_rows(z, out, lo, hi, work):
+    """Entropy of ``softmax`` of rows ``lo:hi`` of the 2-D ``z``,
+    ``z.shape[1] <= SHORT_LOGITS_N``: the rows transposed into SIMD lanes, so
+    that the maximum, the exponentials, the sums and the finish (a ``log1p``
+    and a division per row) are all vector operations. The same formula as
+    ``entropy_logits_segment``; a row's sums run in index order, so its bits
+    depend on the row alone. ``work``: float64, ``LOGITS_WORK_SIZE``
+    elements (fewer for fewer rows: ``(n + 5) * min(rows, LOGIT_LANES)``)."""
+    n = z.shape[1]
+    nl = min(LOGIT_LANES, hi - lo)
+    zt = work[: n * nl].reshape((n, nl))
+    o = n * nl
+    top = work[o : o + nl]
+    w_sum = work[o + nl : o + 2 * nl]
+    t_sum = work[o + 2 * nl : o + 3 * nl]
+    n_top = work[o + 3 * nl : o + 4 * nl]
+    bad = work[o + 4 * nl : o + 5 * nl]
+    for r0 in range(lo, hi, nl):
+        g = min(nl, hi - r0)
+        for rr in range(g):
+            for j in range(n):
+                zt[j, rr] = np.float64(z[_u(r0 + rr), j])
+        for rr in range(g, nl):  # idle lanes: harmless zeros
+            for j in range(n):
+                zt[j, rr] = 0.0
+        for rr in range(nl):
+            top[rr] = -np.inf
+            bad[rr] = 0.0
+        for j in range(n):
+            for rr in range(nl):
+                v = zt[j, rr]
+                top[rr] = v if v > top[rr] else top[rr]
+                bad[rr] = 1.0 if v != v else bad[rr]
+        for rr in range(nl):
+            w_sum[rr] = 0.0
+            t_sum[rr] = 0.0
+            n_top[rr] = 0.0
+        for j in range(n):
+            for rr in range(nl):
+                u = zt[j, rr] - top[rr]  # <= 0, -inf allowed (NaN rows: flagged)
+                e = _exp_for(z, u)
+                uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW
+                t_sum[rr] += e * (-uc)
+                w_sum[rr] += e if u < 0.0 else 0.0
+                n_top[rr] += 1.0 if u == 0.0 else 0.0
+        for rr in range(nl):  # the finish, one lane per row
+            w = w_sum[rr] + (n_top[rr] - 1.0)  # tied maxima other than the first
+            h = log1p_pos(w) + t_sum[rr] / (1.0 + w)
+            m = top[rr]
+            ok = bad[rr] == 0.0 and m != np.inf and m != -np.inf
+            t_sum[rr] = h if ok else np.nan
+        for rr in range(g):
+            out[r0 + rr] = t_sum[rr]
+
+
 @jit
 def exact_rows(x, normalize, out, status, lo, hi, b0, b1):
     """The exact two-pass kernel for the rows in ``lo:hi`` marked ``EXACT``
@@ -459,4 +523,9 @@ def entropy_logits_1d(z, work):
     >>> float(h(np.array([1e30, 0.0, -1e30])))
     0.0
     """
-    return entropy_logits_row(np.expand_dims(z, 0), 0, work[:BLOCK], work[BLOCK:])
+    z2 = np.expand_dims(z, 0)
+    if z.shape[0] <= SHORT_LOGITS_N:  # as the public function does (same bits)
+        out = work[-1:]
+        logits_short_rows(z2, out, 0, 1, work[:-1])
+        return out[0]
+    return entropy_logits_row(z2, 0, work[:BLOCK], work[BLOCK:])
