@@ -23,6 +23,10 @@ _SUPPORTED = frozenset(
     )
 )  # fmt: skip
 
+#: dtypes of the lean small-array paths of the public functions
+FAST_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+F32 = np.dtype(np.float32)
+
 #: float16 inputs are widened to float32 in row blocks of this many elements
 HALF_BLOCK_ELEMENTS = 1 << 20
 

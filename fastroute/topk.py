@@ -9,7 +9,15 @@ import numpy as np
 from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._sparse import is_sparse, sparse_top_k
-from ._validate import HALF_BLOCK_ELEMENTS, as_real_array, check_axis, check_k, rows_view
+from ._validate import (
+    F32,
+    FAST_DTYPES,
+    HALF_BLOCK_ELEMENTS,
+    as_real_array,
+    check_axis,
+    check_k,
+    rows_view,
+)
 from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N
 from .kernels.select import INSERTION_MAX_K
 
@@ -120,7 +128,7 @@ def top_k(
         and format == "dense"
         and not explicit
         and x.size < PARALLEL_MIN_WORK
-        and x.dtype in _FAST_DTYPES
+        and x.dtype in FAST_DTYPES
         and type(k) is int
         and 0 <= k <= x.shape[1]
         and (mode == "largest" or mode == "smallest")
@@ -129,7 +137,7 @@ def top_k(
         indices = np.empty((x.shape[0], k), np.intp)
         if values.size:
             largest = mode == "largest"
-            keys = x.dtype == _F32 and x.shape[1] <= KEYS_MAX_N and k <= KEYS_MAX_K
+            keys = x.dtype == F32 and x.shape[1] <= KEYS_MAX_N and k <= KEYS_MAX_K
             _launch(x, k, largest, bool(sorted), values, indices, keys, False)
         return TopK(values, indices)
     if mode not in ("largest", "smallest"):
@@ -175,10 +183,6 @@ def top_k(
         values = np.ascontiguousarray(np.moveaxis(values, -1, ax))
         indices = np.ascontiguousarray(np.moveaxis(indices, -1, ax))
     return TopK(values, indices)
-
-
-_FAST_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
-_F32 = np.dtype(np.float32)
 
 
 def _select(x2, k, largest, sort, vals, idxs):

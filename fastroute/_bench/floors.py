@@ -25,7 +25,9 @@ import numba
 import numpy as np
 
 from .._jit import PARALLEL_MIN_WORK
-from ..kernels._math import bits_f32, f32_bits
+from ..kernels._math import _EXP_MASK32 as _MANT_MASK32  # sign and exponent bits
+from ..kernels._math import _LOG32_P as _LP  # Cephes' log(1 + f) coefficients
+from ..kernels._math import _SQRT_HALF_BITS32, bits_f32, f32_bits
 
 __all__ = [
     "read_floor",
@@ -37,17 +39,6 @@ __all__ = [
 ]
 
 _F = np.float32
-# log: cephes' minimax polynomial for log(1 + f), f in [sqrt(1/2) - 1, sqrt(2) - 1)
-_LP = tuple(
-    _F(c)
-    for c in (
-        7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
-        1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
-        3.3333331174e-1,
-    )
-)  # fmt: skip
-_SQRT_HALF_BITS32 = np.int32(0x3F3504F3)
-_MANT_MASK32 = np.int32(-8388608)  # 0xFF800000 as int32: sign and exponent bits
 _LN2_32 = _F(0.6931471805599453)
 _LN2_HI32 = _F(0.693359375)
 _LN2_LO32 = _F(-2.12194440e-4)

@@ -438,33 +438,26 @@ def exact_rows(x, normalize, out, status, lo, hi, b0, b1):
 from .entropy32 import WORK32_ONE_ROW, entropy32_rows  # noqa: E402
 
 
+def _one_row32(p2, normalize, work):
+    out = work[WORK32_ONE_ROW : WORK32_ONE_ROW + 1]
+    status = work[WORK32_ONE_ROW + 1 : WORK32_ONE_ROW + 2].view(np.int64)
+    entropy32_rows(p2, normalize, out, status, 0, 1, work)
+    return out[0], status[0]
+
+
+def _one_row64(p2, normalize, work):
+    b0, b1, b2 = work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK : 3 * BLOCK]
+    return entropy_row(p2, 0, normalize, b0, b1, b2)
+
+
 def _slice_entropy(p2, normalize, work):
     """(h, status) of the one-row 2-D ``p2``: the kernel of its dtype."""
-    if p2.dtype == np.float32:
-        out = work[WORK32_ONE_ROW : WORK32_ONE_ROW + 1]
-        status = work[WORK32_ONE_ROW + 1 : WORK32_ONE_ROW + 2].view(np.int64)
-        entropy32_rows(p2, normalize, out, status, 0, 1, work)
-        return out[0], status[0]
-    return entropy_row(p2, 0, normalize, work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK :])
+    return (_one_row32 if p2.dtype == np.float32 else _one_row64)(p2, normalize, work)
 
 
 @overload(_slice_entropy, jit_options={"error_model": "numpy"})
 def _slice_entropy_impl(p2, normalize, work):
-    if p2.dtype == types.float32:
-
-        def one_row32(p2, normalize, work):
-            out = work[WORK32_ONE_ROW : WORK32_ONE_ROW + 1]
-            status = work[WORK32_ONE_ROW + 1 : WORK32_ONE_ROW + 2].view(np.int64)
-            entropy32_rows(p2, normalize, out, status, 0, 1, work)
-            return out[0], status[0]
-
-        return one_row32
-
-    def one_row(p2, normalize, work):
-        b0, b1, b2 = work[:BLOCK], work[BLOCK : 2 * BLOCK], work[2 * BLOCK : 3 * BLOCK]
-        return entropy_row(p2, 0, normalize, b0, b1, b2)
-
-    return one_row
+    return _one_row32 if p2.dtype == types.float32 else _one_row64
 
 
 @jit
