@@ -11,6 +11,8 @@ from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._sparse import is_sparse, sparse_entropy
 from ._validate import (
+    F32,
+    FAST_DTYPES,
     HALF_BLOCK_ELEMENTS,
     as_real_array,
     check_axis,
@@ -83,7 +85,7 @@ def entropy(
     >>> fr.entropy(np.array([[1, 1, 0, 0], [3, 1, 0, 0]]), base=2)
     array([1.        , 0.81127812])
     """
-    if type(p) is np.ndarray and axis == -1 and base is None and p.dtype in _FAST_DTYPES:
+    if type(p) is np.ndarray and axis == -1 and base is None and p.dtype in FAST_DTYPES:
         small = _small_rows(p, bool(normalize), False)  # None: not the small case
         if small is not None:
             return small
@@ -142,7 +144,7 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     >>> fr.entropy_from_logits(np.array([[0.0, 0.0], [1e30, -1e30]]))
     array([0.69314718, 0.        ])
     """
-    if type(z) is np.ndarray and axis == -1 and base is None and z.dtype in _FAST_DTYPES:
+    if type(z) is np.ndarray and axis == -1 and base is None and z.dtype in FAST_DTYPES:
         small = _small_rows(z, False, True)
         if small is not None:
             return small
@@ -158,10 +160,6 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     return _finish(out64, a.dtype, b)
 
 
-_FAST_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
-_F32 = np.dtype(np.float32)
-
-
 def _out_dtype(dtype, base):
     # the kernels write float32 results directly (rounded from the float64
     # value, as the conversion after a division by log(base) would)
@@ -170,38 +168,20 @@ def _out_dtype(dtype, base):
 
 def _small_rows(x, normalize, logits):
     """The lean path of a small 1-D or 2-D float32/float64 array along its
-    last axis: the serial kernel called directly, nothing else (one-row calls
-    cost about a microsecond of Python). None when ``x`` is not that case;
-    the same kernels as the general path, so the same bits."""
+    last axis: the row dispatch of the general path (``_rows``, serial)
+    without its validation and layout handling, so one-row calls cost about
+    a microsecond of Python. None when ``x`` is not that case (or holds a
+    negative entry, which the general path then reports)."""
     if x.size >= PARALLEL_MIN_WORK or x.ndim > 2 or x.ndim == 0:
         return None
     x2 = x if x.ndim == 2 else x.reshape(1, -1)
     rows, n = x2.shape
     if n == 0 or rows == 0:
         return None
-    f32 = x2.dtype == _F32
-    out = np.empty(rows, np.float32 if f32 else np.float64)
-    if logits and n <= SHORT_LOGITS_N:
-        nl = min(LOGIT_LANES, rows)
-        drv.logits_short_serial(x2, out, 0, rows, np.empty((n + 5) * nl))
-    elif logits:
-        drv.logits_serial(x2, out, 0, rows)
-    else:
-        status = np.zeros(rows, np.uint8)
-        if f32 and n <= K32.SHORT_N:
-            nl = min(K32.LANES, rows)
-            work = np.empty((3 * n * nl + 1) // 2 + 4 * nl)  # K32.work_size(n, rows)
-            drv.entropy32_short_serial(x2, normalize, out, status, 0, rows, work)
-        elif f32:
-            drv.entropy32_long_serial(x2, normalize, out, status, 0, rows, np.empty(4 * BLOCK))
-        elif n <= FLAT_MAX_N and x2.flags.c_contiguous:
-            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status, 0, rows)
-        else:
-            drv.entropy_serial(x2, normalize, out, status, 0, rows)
-        if np.count_nonzero(status):  # (faster than .any() on small arrays)
-            _exact_rows(x2, normalize, out, status)
-            if np.count_nonzero(status):
-                return None  # a negative entry: the general path names it
+    out = np.empty(rows, np.float32 if x2.dtype == F32 else np.float64)
+    status = None if logits else np.zeros(rows, np.uint8)
+    if _rows(x2, out, status, normalize, logits):
+        return None  # a negative entry: the general path names it
     return out.reshape(()) if x.ndim == 1 else out
 
 
@@ -214,73 +194,81 @@ def _run(a, ax, out, status, normalize, logits):
 
 
 def _rows(x2, out, status, normalize, logits):
+    """Fill ``out`` (and ``status``) for the rows of the 2-D ``x2``; returns
+    True when some row is left with a nonzero status (a negative entry)."""
     if x2.shape[0] == 0:
-        return
-    if x2.dtype == np.float16:  # Numba has no float16: widen row blocks (exact)
+        return False
+    if x2.dtype.char == "e":  # Numba has no float16: widen row blocks (exact)
         step = max(1, HALF_BLOCK_ELEMENTS // max(1, x2.shape[1]))
+        bad = False
         for r in range(0, x2.shape[0], step):
             st = None if status is None else status[r : r + step]
-            _rows(x2[r : r + step].astype(np.float32), out[r : r + step], st, normalize, logits)
-        return
-    # short C-contiguous rows: many rows per vectorized loop (same bits)
-    flat = not logits and x2.shape[1] <= FLAT_MAX_N and x2.flags.c_contiguous
-    f32 = not logits and x2.dtype == np.float32
-    with parallel_guard(x2.size) as par:
-        if f32:
-            _rows32(x2, normalize, out, status, par)
-        elif logits and x2.shape[1] <= SHORT_LOGITS_N and par:
-            drv.logits_short_parallel(x2, out, drv.n_chunks(x2.shape[0]))
-        elif logits and x2.shape[1] <= SHORT_LOGITS_N:
-            nl = min(LOGIT_LANES, x2.shape[0])
-            work = np.empty((x2.shape[1] + 5) * nl)
-            drv.logits_short_serial(x2, out, 0, x2.shape[0], work)
-        elif logits and par:
-            drv.logits_parallel(x2, out, drv.n_chunks(x2.shape[0]))
-        elif logits:
-            drv.logits_serial(x2, out, 0, x2.shape[0])
-        elif flat and par:
-            drv.entropy_flat_parallel(
-                x2, x2.reshape(-1), normalize, out, status, drv.n_chunks(x2.shape[0])
-            )
-        elif flat:
-            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status, 0, x2.shape[0])
-        elif par:
-            drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(x2.shape[0]))
+            x32 = x2[r : r + step].astype(np.float32)
+            bad |= _rows(x32, out[r : r + step], st, normalize, logits)
+        return bad
+    if x2.size < PARALLEL_MIN_WORK:  # small: serial, without the guard's overhead
+        _launch(x2, out, status, normalize, logits, False)
+    else:
+        with parallel_guard(x2.size) as par:
+            _launch(x2, out, status, normalize, logits, par)
+    return False if logits else _exact_rows(x2, normalize, out, status)
+
+
+def _launch(x2, out, status, normalize, logits, par):
+    rows, n = x2.shape
+    if logits and n <= SHORT_LOGITS_N and par:
+        drv.logits_short_parallel(x2, out, drv.n_chunks(rows))
+    elif logits and n <= SHORT_LOGITS_N:
+        work = np.empty((n + 5) * min(LOGIT_LANES, rows))  # see logits_short_rows
+        drv.logits_short_serial(x2, out, 0, rows, work)
+    elif logits and par:
+        drv.logits_parallel(x2, out, drv.n_chunks(rows))
+    elif logits:
+        drv.logits_serial(x2, out, 0, rows)
+    elif x2.dtype == F32 and n <= K32.SHORT_N:  # float32: exact rows left marked EXACT
+        if par:
+            drv.entropy32_short_parallel(x2, normalize, out, status, drv.n_chunks(rows))
         else:
-            drv.entropy_serial(x2, normalize, out, status, 0, x2.shape[0])
-    if not logits:
-        _exact_rows(x2, normalize, out, status)
-
-
-def _rows32(x2, normalize, out, status, par):
-    # float32: the kernel of the row length (exact rows left marked EXACT)
-    nrows = x2.shape[0]
-    if x2.shape[1] <= K32.SHORT_N:
-        fast, fast_par = drv.entropy32_short_serial, drv.entropy32_short_parallel
+            work = np.empty(K32.work_size(n, rows))
+            drv.entropy32_short_serial(x2, normalize, out, status, 0, rows, work)
+    elif x2.dtype == F32:
+        if par:
+            drv.entropy32_long_parallel(x2, normalize, out, status, drv.n_chunks(rows))
+        else:
+            work = np.empty(K32.work_size(n, rows))
+            drv.entropy32_long_serial(x2, normalize, out, status, 0, rows, work)
+    elif n <= FLAT_MAX_N and x2.flags.c_contiguous:  # many short rows per loop
+        if par:
+            drv.entropy_flat_parallel(
+                x2, x2.reshape(-1), normalize, out, status, drv.n_chunks(rows)
+            )
+        else:
+            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status, 0, rows)
+    elif par:
+        drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(rows))
     else:
-        fast, fast_par = drv.entropy32_long_serial, drv.entropy32_long_parallel
-    if par:
-        fast_par(x2, normalize, out, status, drv.n_chunks(nrows))
-    else:
-        fast(x2, normalize, out, status, 0, nrows, np.empty(K32.WORK32_SIZE))
+        drv.entropy_serial(x2, normalize, out, status, 0, rows)
 
 
 def _exact_rows(x2, normalize, out, status):
-    # the exact kernel for the rows the one-pass bound could not certify
-    # (compiled only when some row needs it)
+    """The exact kernel for the rows the one-pass bound could not certify
+    (compiled only when some row needs it); returns True when some row's
+    status is still nonzero afterwards (a negative entry)."""
+    if not np.count_nonzero(status):  # the common case, cheap on small arrays
+        return False
     exact = np.flatnonzero(status == EXACT)
-    if exact.size == 0:
-        return
-    lo, hi = int(exact[0]), int(exact[-1]) + 1
-    with parallel_guard(exact.size * x2.shape[1]) as par:
-        if par:
-            drv.entropy_exact_parallel(
-                x2[lo:hi], normalize, out[lo:hi], status[lo:hi], drv.n_chunks(hi - lo)
-            )
-        else:
-            drv.entropy_exact_serial(
-                x2, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK)
-            )
+    if exact.size:
+        lo, hi = int(exact[0]), int(exact[-1]) + 1
+        with parallel_guard(exact.size * x2.shape[1]) as par:
+            if par:
+                drv.entropy_exact_parallel(
+                    x2[lo:hi], normalize, out[lo:hi], status[lo:hi], drv.n_chunks(hi - lo)
+                )
+            else:
+                drv.entropy_exact_serial(
+                    x2, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK)
+                )
+    return bool(np.count_nonzero(status))
 
 
 def _finish(out64, dtype, base):
