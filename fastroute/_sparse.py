@@ -485,7 +485,10 @@ def sparse_entropy(x, axis, normalize, logits, func):
             )
         else:
             args = (m.indptr, d2, bool(normalize), out, status)
-            _launch(K.entropy_serial, K.entropy_parallel, m, cost, *args, rows=True)
+            f32 = m.data.dtype == np.float32  # the float32-log kernel
+            serial = K.entropy32_serial if f32 else K.entropy_serial
+            parallel = K.entropy32_parallel if f32 else K.entropy_parallel
+            _launch(serial, parallel, m, cost, *args, rows=True)
             exact = np.flatnonzero(status == K.EXACT)
             if exact.size:  # the exact kernel, compiled only when needed
                 _exact(m, exact, args)

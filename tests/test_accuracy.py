@@ -12,6 +12,7 @@ import math
 import mpmath
 import numba
 import numpy as np
+import scipy.sparse as sp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -285,6 +286,51 @@ def test_entropy_float32_kernel_contract(n, normalize):
         with np.errstate(all="ignore"):
             t = np.abs(p.astype(np.float64) * np.log(p.astype(np.float64)))
         assert_close(got, ref, np.maximum(np.nansum(t, axis=1), np.abs(ref)))
+
+
+def _csr_f32_rows(rng):
+    # rows of every stored length the CSR float32 kernel treats differently:
+    # around CSR_TILE_N (tile / one row at a time), runs that fill LANES or TILE,
+    # empty rows, a single nonzero (exactly 0), and the kinds of _f32_batch
+    lengths = [0, 1, 1, 2, 3, 5, 8, 31, 32, 33, 64, 65, 100, 255, 256, 257, 600]
+    lengths += list(rng.integers(0, 40, 150)) + [1] * 70 + [200] * 30
+    rows = []
+    for i, n in enumerate(lengths):
+        rows.append(_f32_batch(rng, n, rows=1)[0] if n else np.zeros(0, np.float32))
+        if i % 5 == 0 and n:  # the kinds the first row of a batch does not draw
+            rows[-1] = _f32_batch(rng, n, rows=8)[i % 8]
+    return rows
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_csr_entropy_float32_kernel_contract(normalize):
+    """float32 CSR rows take kernels.entropy32.csr_rows: every row within the
+    float32 contract of its stored entries (implicit zeros add nothing), and
+    each row's bits independent of which rows share its tile."""
+    rng = np.random.default_rng(5)
+    rows = _csr_f32_rows(rng)
+    order = rng.permutation(len(rows))  # mixed lengths next to each other
+    rows = [rows[i] for i in order]
+    indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int32)
+    data = np.concatenate(rows).astype(np.float32)
+    ncols = 1000
+    indices = np.concatenate([np.sort(rng.choice(ncols, r.size, replace=False)) for r in rows])
+    A = sp.csr_array((data, indices.astype(np.int32), indptr), shape=(len(rows), ncols))
+    got = fr.entropy(A, normalize=normalize)
+    assert got.dtype == np.float32
+    for r, v in enumerate(rows):
+        ref = entropy_ref(v[None, :], normalize=normalize)
+        if normalize:
+            assert_close(got[r : r + 1], ref)
+        else:
+            with np.errstate(all="ignore"):
+                t = np.abs(v.astype(np.float64) * np.log(v.astype(np.float64)))
+            assert_close(got[r : r + 1], ref, np.maximum(np.nansum(t), np.abs(ref)))
+        if normalize and np.count_nonzero(v) == 1:
+            assert got[r] == 0.0
+    for lo, hi in ((0, 7), (3, 90), (41, len(rows))):  # other tiles, same bits
+        part = fr.entropy(A[lo:hi], normalize=normalize)
+        assert part.tobytes() == got[lo:hi].tobytes()
 
 
 @numba.njit

@@ -544,6 +544,7 @@ PARALLEL_KERNELS = (
     "topk_dense_parallel",
     "topk_explicit_parallel",
     "entropy_parallel",
+    "entropy32_parallel",
     "logits_parallel",
     "check_parallel",
 )
@@ -589,6 +590,8 @@ def test_large_zipf_matches_dense(index_dtype, parallel_kernels):
     h = fr.entropy(Ac)
     hd = fr.entropy(clean)
     np.testing.assert_allclose(h, hd, rtol=2e-12, atol=4e-15)
+    h32 = fr.entropy(Ac.astype(np.float32))  # the float32-log kernel
+    assert_close(h32, entropy_ref(clean.astype(np.float32)))
     hz = fr.entropy_from_logits(A)
     hzd = fr.entropy_from_logits(dense)
     assert np.array_equal(np.isnan(hz), np.isnan(hzd))
@@ -614,6 +617,8 @@ def test_same_bits_for_any_thread_count(restore_numba_threads):
                 out += [p.indptr, p.indices, p.data]
             out.append(fr.entropy_from_logits(m))
         out += [fr.entropy(As), fr.entropy(As, axis=0, normalize=False)]
+        As32 = As.astype(np.float32)
+        out += [fr.entropy(As32), fr.entropy(As32, axis=0, normalize=False)]
         return out
 
     numba.set_num_threads(1)

@@ -33,6 +33,7 @@ from .entropy import (
     _one_pass_decide,
     entropy_logits_segment,
 )
+from .entropy32 import WORK32_SIZE, csr_rows
 from .select import top_k_segment
 
 _INV_LN2 = 1.4426950408889634
@@ -561,6 +562,20 @@ def entropy_parallel(indptr, data2d, normalize, out, status, bounds):
         entropy_serial(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
 
 
+@jit
+def entropy32_serial(indptr, data2d, normalize, out, status, lo, hi):
+    """float32 ``data``: the float32-log kernel of ``entropy32`` on rows
+    ``lo:hi``; rows it cannot prove are marked ``EXACT`` (for ``exact_*``)."""
+    csr_rows(indptr, data2d, normalize, out, status, lo, hi, np.empty(WORK32_SIZE))
+
+
+@pjit
+def entropy32_parallel(indptr, data2d, normalize, out, status, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        csr_rows(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1],
+                 np.empty(WORK32_SIZE))  # fmt: skip
+
+
 # --- co-occurrence counts -------------------------------------------------------------
 
 
@@ -981,6 +996,6 @@ __all__ = [
     "group_rows", "sort_rows",
     "sum_duplicates", "topk_explicit_serial", "topk_explicit_parallel", "topk_dense_serial",
     "topk_dense_parallel", "topk_to_csr", "topk_to_csr_parallel", "entropy_serial",
-    "entropy_parallel", "exact_serial", "exact_parallel", "logits_serial", "logits_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums", "row_sums_parallel",
+    "entropy_parallel", "entropy32_serial", "entropy32_parallel", "exact_serial", "exact_parallel", "logits_serial", "logits_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums", "row_sums_parallel",
     "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "related_top",
 ]  # fmt: skip
