@@ -424,8 +424,8 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
     if nrows and k:
         keys = m.data.dtype == np.float32 and k <= KEYS_MAX_K
         d2 = m.data.reshape(1, -1)
-        if explicit:
-            args = (m.indptr, m.indices, d2, k, largest, sort, keys, vals, idxs)
+        if explicit or fmt == "csr":  # csr: pruned from the explicit ranking
+            args = (m.indptr, m.indices, d2, k, largest, sort or fmt == "csr", keys, vals, idxs)
             serial, parallel = K.topk_explicit_serial, K.topk_explicit_parallel
         else:
             args = (m.indptr, m.indices, d2, ncols, k, largest, keys, vals, idxs)
@@ -434,21 +434,22 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
     if m.dtype == np.bool_:
         vals = vals.view(np.bool_)
     if fmt == "csr":
-        return _pruned(x, vals, idxs, m, columns)
+        return _pruned(x, vals, idxs, m, columns, not explicit, largest)
     if columns:
         return np.ascontiguousarray(vals.T), np.ascontiguousarray(idxs.T)
     return vals, idxs
 
 
-def _pruned(x, vals, idxs, m, columns):
+def _pruned(x, vals, idxs, m, columns, implicit, largest):
     like = m.indices[:0]
+    rule = (m.indptr, m.shape[1], implicit, largest, like)
     with parallel_guard(vals.size) as par:
         if par and vals.shape[0] > 1:
             indptr, indices, data = K.topk_to_csr_parallel(
-                vals, idxs, like, n_chunks(vals.shape[0])
+                vals, idxs, *rule, n_chunks(vals.shape[0])
             )
         else:
-            indptr, indices, data = K.topk_to_csr(vals, idxs, like)
+            indptr, indices, data = K.topk_to_csr(vals, idxs, *rule)
     if columns:  # kept entries of each column -> rows of the CSR result
         indptr, indices, data = K.transpose(indptr, indices, data, m.shape[1])
         shape = (m.shape[1], m.shape[0])

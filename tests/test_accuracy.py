@@ -12,8 +12,8 @@ import math
 import mpmath
 import numba
 import numpy as np
-import scipy.sparse as sp
 import pytest
+import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

@@ -365,39 +365,69 @@ def topk_dense_parallel(indptr, indices, data2d, ncols, k, largest, use_keys, va
         )  # fmt: skip
 
 
+# format="csr" from the explicit ranking: the stored entries in rank order
+# are the full row's ranking with the zeros (stored and implicit) taken out.
+# In the full ranking the "leading" entries (positive for largest, negative
+# for smallest) come first, then every zero, then the rest (then NaN); so
+# the pruned result keeps the leading entries of the explicit top k and then,
+# of the rest, only as many as the zeros leave room for: the first nonzero
+# entries of the explicit ranking, as many as ``_kept_rule`` counts.
+
+
+@jit(inline="always")
+def _kept_rule(vals, idxs, r, implicit, largest):
+    # the pairs row r of an explicit top-k result keeps (``implicit``: the
+    # row's implicit zeros): its leading entries, then as many of the rest
+    # as the zeros leave room for
+    k = vals.shape[1]
+    lead = 0
+    zeros = 0
+    valid = 0
+    for j in range(k):
+        v = vals[r, j]
+        ok = idxs[r, j] >= 0
+        valid += ok
+        lead += ok and (v > 0 if largest else v < 0)
+        zeros += ok and v == 0
+    room = max(0, k - lead - zeros - implicit)
+    return lead + min(room, valid - lead - zeros)
+
+
 @jit
-def _kept_counts(vals, idxs, indptr, lo, hi):
-    # indptr[r + 1] = the kept (nonzero, not padding) pairs of row r, rows lo:hi
+def _kept_counts(vals, idxs, src_indptr, ncols, implicit, largest, indptr, lo, hi):
+    # indptr[r + 1] = the pairs row r keeps, rows lo:hi
     for r in range(lo, hi):
-        u = 0
-        for j in range(vals.shape[1]):
-            u += 1 if (idxs[r, j] >= 0 and vals[r, j] != 0) else 0
-        indptr[r + 1] = u
+        iz = ncols - (src_indptr[r + 1] - src_indptr[r]) if implicit else 0
+        indptr[r + 1] = _kept_rule(vals, idxs, r, iz, largest)
 
 
 @jit
 def _kept_pairs(vals, idxs, indptr, indices, data, lo, hi):
-    # the kept pairs of rows lo:hi, columns ascending: each pair goes to the
-    # rank of its column among the row's kept columns (distinct), found by
-    # branch-free comparisons (an insertion sort mispredicts on random columns)
+    # the kept pairs of rows lo:hi (the first nonzero ones in rank order, as
+    # many as indptr says), columns ascending: each pair goes to the rank of
+    # its column among the row's kept columns (distinct). Branch-free, in
+    # loops of fixed length k: the kept count varies from row to row, and
+    # branches on it mispredict.
     k = vals.shape[1]
     cols = np.empty(k, np.int64)
     vs = np.empty(k, vals.dtype)
     for r in range(lo, hi):
+        q0 = indptr[r]
+        keep = indptr[r + 1] - q0
         m = 0
         for j in range(k):
             c = idxs[r, j]
-            v = vals[r, j]
-            if c >= 0 and v != 0:
-                cols[m] = c
-                vs[m] = v
-                m += 1
-        q0 = indptr[r]
+            take = (c >= 0) & (vals[r, j] != 0) & (m < keep)
+            cols[min(m, k - 1)] = c if take else cols[min(m, k - 1)]
+            vs[min(m, k - 1)] = vals[r, j] if take else vs[min(m, k - 1)]
+            m += take
+        for j in range(k):
+            cols[j] = cols[j] if j < m else np.int64(2**62)  # after every column
         for j in range(m):
             c = cols[j]
             rank = 0
-            for i in range(m):
-                rank += 1 if cols[i] < c else 0
+            for i in range(k):
+                rank += cols[i] < c
             indices[q0 + rank] = c
             data[q0 + rank] = vs[j]
 
@@ -412,24 +442,30 @@ def _pruned_storage(indptr, vals):
 
 
 @jit
-def topk_to_csr(vals, idxs, index_dtype_like):
-    """The nonzero (value, column) pairs of each row of a top-k result as
-    canonical CSR arrays (columns ascending within a row)."""
+def topk_to_csr(vals, idxs, src_indptr, ncols, implicit, largest, index_dtype_like):
+    """The pruned matrix of an explicit top-k result (rank order, padding
+    index -1) as canonical CSR arrays (columns ascending within a row): the
+    top k of each full row (``implicit``: with the row's implicit zeros of a
+    matrix with ``ncols`` columns and row pointers ``src_indptr``), zeros
+    dropped."""
     n = vals.shape[0]
     indptr = np.zeros(n + 1, index_dtype_like.dtype)
-    _kept_counts(vals, idxs, indptr, 0, n)
+    rule = (src_indptr, ncols, implicit, largest)
+    _kept_counts(vals, idxs, *rule, indptr, 0, n)
     indices, data = _pruned_storage(indptr, vals)
     _kept_pairs(vals, idxs, indptr, indices, data, 0, n)
     return indptr, indices, data
 
 
 @pjit
-def topk_to_csr_parallel(vals, idxs, index_dtype_like, nchunks):
+def topk_to_csr_parallel(vals, idxs, src_indptr, ncols, implicit, largest, index_dtype_like,
+                         nchunks):  # fmt: skip
     """:func:`topk_to_csr` with both passes split over ``nchunks`` row chunks."""
     n = vals.shape[0]
     indptr = np.zeros(n + 1, index_dtype_like.dtype)
     for c in numba.prange(nchunks):
-        _kept_counts(vals, idxs, indptr, c * n // nchunks, (c + 1) * n // nchunks)
+        lo, hi = c * n // nchunks, (c + 1) * n // nchunks
+        _kept_counts(vals, idxs, src_indptr, ncols, implicit, largest, indptr, lo, hi)
     indices, data = _pruned_storage(indptr, vals)
     for c in numba.prange(nchunks):
         lo, hi = c * n // nchunks, (c + 1) * n // nchunks
