@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numba
 import numpy as np
 
+from ._drivers import n_chunks
 from ._jit import parallel_guard
 from ._sparse import CSR, _launch, as_csr, canonical_result, counting_sort_ok, is_sparse
 from ._validate import as_real_array, check_alloc
@@ -216,7 +217,11 @@ def normalize_rows(A: Any, /) -> Any:
 
 
 def _check_weights(m: CSR, func: str) -> None:
-    bad = K.bad_weight(m.data)
+    with parallel_guard(m.data.shape[0]) as par:
+        if par:
+            bad = K.bad_weight_parallel(m.data, n_chunks(m.data.shape[0]))
+        else:
+            bad = K.bad_weight(m.data)
     if bad >= 0:
         row = int(np.searchsorted(m.indptr, bad, side="right")) - 1
         raise ValueError(

@@ -245,6 +245,25 @@ def test_normalize_rows_rules():
     check_normalize_rows(sp.coo_array(np.array([[True, False], [True, True]])))
 
 
+def test_bad_weight_parallel_names_the_first_bad_row(monkeypatch, restore_numba_threads):
+    """Large data is checked in parallel chunks; the error still names the
+    row of the first bad entry, whichever chunk finds one first."""
+    from fastroute.kernels import csr as K
+
+    calls = []
+    real = K.bad_weight_parallel
+    monkeypatch.setattr(K, "bad_weight_parallel", lambda *a: calls.append(1) or real(*a))
+    numba.set_num_threads(2)
+    n = 4 * _jit.PARALLEL_MIN_WORK
+    data = np.ones(n)
+    for pos, bad in ((n - 5, -1.0), (n // 2 + 3, np.nan), (n // 3, np.inf)):
+        data[pos] = bad
+        A = sp.csr_array((data, np.zeros(n, np.int32), np.arange(n + 1)), shape=(n, 1))
+        with pytest.raises(ValueError, match=f"row {pos} has the entry"):
+            fr.normalize_rows(A)
+    assert calls, "the parallel check must have run"
+
+
 @pytest.mark.parametrize(
     "A",
     [np.array([[5e-324, 4.0]]), np.array([[1e-45, 100.0], [1.0, 0.0]], np.float32)],

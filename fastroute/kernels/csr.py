@@ -777,13 +777,29 @@ def tokens_problem(tokens, vocab):
 
 @jit
 def bad_weight(data):
-    """-1 if every entry is finite and >= 0, else the first bad position.
+    """-1 if every entry is finite and >= 0, else the first bad position."""
+    return _bad_weight_in(data, 0, data.shape[0])
 
-    Blocks are scanned without early exit (a loop LLVM vectorizes); only a
-    block holding a bad entry is searched for it."""
+
+@pjit
+def bad_weight_parallel(data, nchunks):
+    """:func:`bad_weight` over ``nchunks`` equal chunks (the same answer)."""
     n = data.shape[0]
-    for start in range(0, n, 4096):
-        stop = min(start + 4096, n)
+    first = np.full(nchunks, -1, np.int64)
+    for c in numba.prange(nchunks):
+        first[c] = _bad_weight_in(data, c * n // nchunks, (c + 1) * n // nchunks)
+    for c in range(nchunks):
+        if first[c] >= 0:
+            return first[c]
+    return -1
+
+
+@jit
+def _bad_weight_in(data, lo, hi):
+    # blocks are scanned without early exit (a loop LLVM vectorizes); only a
+    # block holding a bad entry is searched for it
+    for start in range(lo, hi, 4096):
+        stop = min(start + 4096, hi)
         bad = 0
         for p in range(start, stop):
             v = data[p]
@@ -1032,6 +1048,6 @@ __all__ = [
     "group_rows", "sort_rows",
     "sum_duplicates", "topk_explicit_serial", "topk_explicit_parallel", "topk_dense_serial",
     "topk_dense_parallel", "topk_to_csr", "topk_to_csr_parallel", "entropy_serial",
-    "entropy_parallel", "entropy32_serial", "entropy32_parallel", "exact_serial", "exact_parallel", "logits_serial", "logits_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "row_sums", "row_sums_parallel",
+    "entropy_parallel", "entropy32_serial", "entropy32_parallel", "exact_serial", "exact_parallel", "logits_serial", "logits_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "bad_weight_parallel", "row_sums", "row_sums_parallel",
     "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "related_top",
 ]  # fmt: skip
