@@ -17,11 +17,12 @@ from .kernels._math import BLOCK
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
+    SHORT64_WORK_SIZE,
     _entropy_one_pass,
-    entropy_flat_rows,
     entropy_logits_row,
     exact_rows,
     logits_short_rows,
+    short_rows64,
 )
 from .kernels.entropy32 import WORK32_SIZE, long_rows, short_rows
 from .kernels.select import _select_heap, _select_insertion
@@ -119,14 +120,14 @@ def entropy_parallel(p, normalize, out, status, nchunks):
         _entropy_rows(p, normalize, out, status, lo, hi)
 
 
-entropy_flat_serial = entropy_flat_rows
+entropy64_short_serial = short_rows64
 
 
 @pjit
-def entropy_flat_parallel(p, flat, normalize, out, status, nchunks):
+def entropy64_short_parallel(p, normalize, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
-        entropy_flat_rows(p, flat, normalize, out, status, lo, hi)
+        short_rows64(p, normalize, out, status, lo, hi, np.empty(SHORT64_WORK_SIZE))
 
 
 # --- entropy of float32 probabilities / counts -------------------------------

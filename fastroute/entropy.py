@@ -22,7 +22,14 @@ from ._validate import (
 )
 from .kernels import entropy32 as K32
 from .kernels._math import BLOCK
-from .kernels.entropy import EXACT, FLAT_MAX_N, LOGIT_LANES, NEGATIVE, SHORT_LOGITS_N
+from .kernels.entropy import (
+    EXACT,
+    LANES64,
+    LOGIT_LANES,
+    NEGATIVE,
+    SHORT64_N,
+    SHORT_LOGITS_N,
+)
 
 __all__ = ["entropy", "entropy_from_logits"]
 
@@ -237,13 +244,12 @@ def _launch(x2, out, status, normalize, logits, par):
         else:
             work = np.empty(K32.work_size(n, rows))
             drv.entropy32_long_serial(x2, normalize, out, status, 0, rows, work)
-    elif n <= FLAT_MAX_N and x2.flags.c_contiguous:  # many short rows per loop
+    elif n <= SHORT64_N:  # float64 (and widened) short rows as SIMD lanes
         if par:
-            drv.entropy_flat_parallel(
-                x2, x2.reshape(-1), normalize, out, status, drv.n_chunks(rows)
-            )
+            drv.entropy64_short_parallel(x2, normalize, out, status, drv.n_chunks(rows))
         else:
-            drv.entropy_flat_serial(x2, x2.reshape(-1), normalize, out, status, 0, rows)
+            work = np.empty((n + 4) * min(LANES64, rows))  # see short_rows64
+            drv.entropy64_short_serial(x2, normalize, out, status, 0, rows, work)
     elif par:
         drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(rows))
     else:

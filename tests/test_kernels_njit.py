@@ -75,9 +75,10 @@ def test_top_k_1d_in_prange_matches_public_api(dtype, k):
         assert same_values(np.take_along_axis(v, order, 1), np.take_along_axis(ev, eorder, 1))
 
 
+@pytest.mark.parametrize("n", [300, 64, 32, 7])  # blocks; float32 / float64 lanes
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_entropy_1d_in_prange_matches_public_api(dtype):
-    p = _data(dtype, (61, 300))  # rows longer than one 256-element block
+def test_entropy_1d_in_prange_matches_public_api(dtype, n):
+    p = _data(dtype, (61, n))  # 300: rows longer than one 256-element block
     p[~np.isfinite(p)] = 0.0
     p[7] = 0.0  # an all-zero row
     for normalize in (True, False):

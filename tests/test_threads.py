@@ -51,8 +51,9 @@ def _probs(rows, n=N, dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
     p = (rng.random((rows, n)) ** 6).astype(dtype)
     p[rng.random((rows, n)) < 0.1] = 0.0
-    p[:, 7] = p[:, 9]  # ties
-    p[::5, 11] = np.nan
+    if n > 11:
+        p[:, 7] = p[:, 9]  # ties
+        p[::5, 11] = np.nan
     return p
 
 
@@ -135,15 +136,19 @@ def test_bits_independent_of_thread_count_and_batch(case, restore_numba_threads,
         assert _same_bits(alone, [a[r : r + 1] for a in two]), f"row {r} differs alone"
 
 
-@pytest.mark.parametrize("n", [12, 63, 64, 65, 300])
-def test_float32_entropy_bits_any_threads_batch_and_layout(
-    n, restore_numba_threads, parallel_calls
-):
-    """The float32 kernel groups short rows into SIMD lanes and long rows into
-    blocks; a row's bits must not depend on its group, the thread count, the
-    batch or the memory layout."""
+BITS_CASES = [(np.float32, n) for n in (12, 63, 64, 65, 300)]
+BITS_CASES += [(np.float64, n) for n in (1, 8, 32, 33)]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n"), BITS_CASES, ids=[f"{d.__name__}-{n}" for d, n in BITS_CASES]
+)
+def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threads, parallel_calls):
+    """The entropy kernels group short rows into SIMD lanes (float32 up to 64
+    entries, float64 up to 32) and long rows into blocks; a row's bits must
+    not depend on its group, the thread count, the batch or the layout."""
     rows = THRESHOLD // n + 77
-    p = np.nan_to_num(_probs(rows, n=n, dtype=np.float32, seed=n))
+    p = np.nan_to_num(_probs(rows, n=n, dtype=dtype, seed=n))
     p[3] = 0.0  # an all-zero row
     p[4, :] = 1e-7
     p[4, 0] = 1.0  # near-deterministic: the exact fallback inside a group
