@@ -33,7 +33,7 @@ from .entropy import (
     _one_pass_decide,
     entropy_logits_segment,
 )
-from .entropy32 import WORK32_SIZE, csr_rows
+from .entropy32 import csr_rows
 from .select import top_k_segment
 
 _INV_LN2 = 1.4426950408889634
@@ -598,18 +598,15 @@ def entropy_parallel(indptr, data2d, normalize, out, status, bounds):
         entropy_serial(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
 
 
-@jit
-def entropy32_serial(indptr, data2d, normalize, out, status, lo, hi):
-    """float32 ``data``: the float32-log kernel of ``entropy32`` on rows
-    ``lo:hi``; rows it cannot prove are marked ``EXACT`` (for ``exact_*``)."""
-    csr_rows(indptr, data2d, normalize, out, status, lo, hi, np.empty(WORK32_SIZE))
+#: float32 data: the float32-log kernel of ``entropy32``; rows it cannot
+#: prove are marked ``EXACT`` (for ``exact_*``)
+entropy32_serial = csr_rows
 
 
 @pjit
 def entropy32_parallel(indptr, data2d, normalize, out, status, bounds):
     for c in numba.prange(bounds.shape[0] - 1):
-        csr_rows(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1],
-                 np.empty(WORK32_SIZE))  # fmt: skip
+        csr_rows(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
 
 
 # --- co-occurrence counts -------------------------------------------------------------

@@ -313,12 +313,14 @@ def long_row(x, r, lo, hi, normalize, work):
 
 
 @jit
-def csr_rows(indptr, data2d, normalize, out, status, lo, hi, work):
+def csr_rows(indptr, data2d, normalize, out, status, lo, hi):
     """The rows ``lo:hi`` of a CSR matrix with float32 ``data``, as the dense
     kernels do them: rows of more than ``CSR_TILE_N`` stored entries one by
     one (``long_row``), runs of shorter rows as one tile (``_tile_lanes``), each
     row zero-padded to the run's longest (padding adds exact zeros, so a
-    row's bits depend on its own entries only). ``work``: ``WORK32_SIZE``."""
+    row's bits depend on its own entries only). Called from Python: a jitted
+    wrapper would compile it a second time."""
+    work = np.empty(WORK32_SIZE)
     r = lo
     while r < hi:
         a = indptr[r]
