@@ -221,6 +221,13 @@ def _rows(x2, out, status, normalize, logits):
     return False if logits else _exact_rows(x2, normalize, out, status)
 
 
+_NO_SCRATCH = np.empty(0)  # never written: kernels that need no scratch
+
+
+def _scratch(size):
+    return np.empty(size) if size else _NO_SCRATCH
+
+
 def _launch(x2, out, status, normalize, logits, par):
     rows, n = x2.shape
     if logits and n <= SHORT_LOGITS_N and par:
@@ -236,13 +243,13 @@ def _launch(x2, out, status, normalize, logits, par):
         if par:
             drv.entropy32_short_parallel(x2, normalize, out, status, drv.n_chunks(rows))
         else:
-            work = np.empty(K32.work_size(n, rows))
+            work = _scratch(K32.work_size(n, rows))
             drv.entropy32_short_serial(x2, normalize, out, status, 0, rows, work)
     elif x2.dtype == F32:
         if par:
             drv.entropy32_long_parallel(x2, normalize, out, status, drv.n_chunks(rows))
         else:
-            work = np.empty(K32.work_size(n, rows))
+            work = _scratch(K32.work_size(n, rows))
             drv.entropy32_long_serial(x2, normalize, out, status, 0, rows, work)
     elif n <= SHORT64_N:  # float64 (and widened) short rows as SIMD lanes
         if par:

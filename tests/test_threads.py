@@ -162,7 +162,7 @@ def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threa
         a, b = (r for t, nz, r in results if nz == normalize)
         assert a.tobytes() == b.tobytes()
         ref = a
-        for lo, hi in ((0, 1), (5, 6), (0, 70), (63, 130), (rows - 3, rows)):
+        for lo, hi in ((0, 1), (3, 4), (4, 5), (5, 6), (0, 70), (63, 130), (rows - 3, rows)):
             assert fr.entropy(p[lo:hi], normalize=normalize).tobytes() == ref[lo:hi].tobytes()
         pt = np.asfortranarray(p)  # strided rows
         assert fr.entropy(pt, normalize=normalize).tobytes() == ref.tobytes()

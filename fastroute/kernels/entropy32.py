@@ -97,6 +97,8 @@ def work_size(n: int, rows: int) -> int:
     """float64 scratch ``entropy32_rows`` needs for ``rows`` rows of ``n``."""
     if n > SHORT_N:
         return 4 * BLOCK
+    if rows == 1:
+        return 0  # a single short row is not tiled
     nl = min(_tile_lanes.py_func(n), rows)
     return (3 * n * nl + 1) // 2 + 5 * nl
 
@@ -154,6 +156,9 @@ def entropy32_rows(x, normalize, out, status, lo, hi, work):
 @jit
 def short_rows(x, normalize, out, status, lo, hi, work):
     n = x.shape[1]
+    if hi - lo == 1:  # one row: the same operations without a tile (same bits)
+        _one_short_row(x, lo, normalize, out, status)
+        return
     nl = min(_tile_lanes(n), hi - lo)  # fewer lanes for a few rows (same bits)
     t = _tile(work, n, nl)
     xt, depth = t[0], t[7]
@@ -210,8 +215,7 @@ def _tile_rows(xt, ft, rt, a_s, a_a, a_b, flags, depth, normalize):
             ft[j, rr] = f
             rt[j, rr] = rest
             a_b[rr] += abs(v * (f + rest))
-            bad = (ix >= _INF_BITS) | (ix < _MIN_NORMAL_BITS) & (ix != 0)
-            flags[rr] |= np.int32(bad)
+            flags[rr] |= np.int32(_bad_bits(ix))
     # float64 lanes: S and A
     for j in range(n):
         for rr in range(nl):
@@ -225,6 +229,40 @@ def _tile_rows(xt, ft, rt, a_s, a_a, a_b, flags, depth, normalize):
         h, ok = _finish(a_s[rr], a_a[rr], np.float64(a_b[rr]), depth[rr], normalize)
         a_a[rr] = h
         flags[rr] |= np.int32(not ok) << 1
+
+
+@jit(inline="always")
+def _bad_bits(ix):
+    # NaN, infinite, negative or subnormal (zero is fine)
+    return (ix >= _INF_BITS) | (ix < _MIN_NORMAL_BITS) & (ix != 0)
+
+
+@jit(inline="always")
+def _one_short_row(x, r, normalize, out, status):
+    # row r as one lane of a tile: the same operations in the same order
+    n = x.shape[1]
+    a_s = 0.0
+    a_a = 0.0
+    a_b = _F(0.0)
+    fl = np.int32(0)
+    for j in range(n):
+        v = x[r, j] + _F(0.0)
+        ix = f32_bits(v)
+        e, f, rest = log32_parts(ix)
+        a_b += abs(v * (f + rest))
+        fl |= np.int32(_bad_bits(ix))
+        x64 = np.float64(v)
+        a_s += x64
+        a_a = fma(x64, fma(np.float64(e), _LN2, np.float64(f) + np.float64(rest)), a_a)
+    h, ok = _finish(a_s, a_a, np.float64(a_b), float(n), normalize)
+    if ok and not fl:
+        out[r] = h
+        status[r] = OK
+    elif normalize and fl == 0 and _one_nonzero(x[r]):
+        out[r] = 0.0
+        status[r] = OK
+    else:
+        _set(r, a_s, fl, h, False, normalize, out, status)
 
 
 @jit(inline="always")
