@@ -14,6 +14,7 @@ import numpy as np
 from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
+from .kernels.divergence import kl_rows
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
@@ -200,3 +201,15 @@ def to_float32(src, dst):
     """``dst[:] = src`` rounded to float32 (overflow to +-inf, without NumPy's warning)."""
     for i in range(src.shape[0]):
         dst[i] = np.float32(src[i])
+
+
+# --- relative entropy / cross-entropy ---------------------------------------
+
+kl_serial = kl_rows
+
+
+@pjit
+def kl_parallel(p, q, q_step, normalize, out, status, kind, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, p.shape[0])
+        kl_rows(p, q, q_step, normalize, out, status, lo, hi, kind)

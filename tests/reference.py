@@ -388,3 +388,73 @@ def snapshot(x):
         else:
             out[name] = repr(v)
     return out
+
+
+# --------------------------------------------------------------------------- divergences
+
+
+def divergence_row_exact(p_row, q_row, normalize=True, base=None, cross=False):
+    """Exact ``D(p || q)`` (or, ``cross``, ``H(p, q) = -sum P log Q``) of two
+    1-D slices (an ``mpmath.mpf`` at ``REF_PREC`` bits, or ``nan``/``inf``),
+    every entry taken as the exact number it stores.
+
+    Rules: a negative entry in either raises ``ValueError``; otherwise NaN or
+    ``+inf`` in either gives NaN; ``normalize=True`` divides both by their
+    sums (NaN if either sum is 0, an empty slice included); terms with
+    ``p = 0`` are 0; ``p > 0`` with ``q = 0`` gives ``+inf``.
+    """
+    ps = as_exact_numbers(np.asarray(p_row))
+    qs = as_exact_numbers(np.asarray(q_row))
+    if any(v < 0 for v in ps + qs):
+        raise ValueError("negative entry")
+    if any(v != v or v == math.inf for v in ps + qs):
+        return math.nan
+    with mpmath.workprec(REF_PREC):
+        P = [mpmath.mpf(v) for v in ps]
+        Q = [mpmath.mpf(v) for v in qs]
+        if normalize:
+            sp, sq = mpmath.fsum(P), mpmath.fsum(Q)
+            if sp == 0 or sq == 0:
+                return math.nan
+            P = [v / sp for v in P]
+            Q = [v / sq for v in Q]
+        terms = []
+        for a, b in zip(P, Q, strict=True):
+            if a == 0:
+                continue
+            if b == 0:
+                return math.inf
+            terms.append(-a * mpmath.log(b) if cross else a * mpmath.log(a / b))
+        d = mpmath.fsum(terms) if terms else mpmath.mpf(0)
+        if base is not None:
+            d = d / mpmath.log(mpmath.mpf(float(base)))
+        return d
+
+
+def divergence_ref(p, q, axis=-1, base=None, normalize=True, cross=False) -> np.ndarray:
+    """Reference ``relative_entropy`` (``cross``: ``cross_entropy``): float64,
+    the broadcast shape without ``axis``; every slice ``divergence_row_exact``
+    rounded to float64. Integers are converted to float64 first, as the
+    kernels do; a negative entry raises ``ValueError``."""
+    a = _as_float64_if_int(np.asarray(p))
+    b = _as_float64_if_int(np.asarray(q))
+    a, b = np.broadcast_arrays(a, b)
+    ma, mb = _move_last(a, axis), _move_last(b, axis)
+    out = np.empty(ma.shape[:-1], np.float64)
+    for pos in np.ndindex(*ma.shape[:-1]):
+        out[pos] = float(divergence_row_exact(ma[pos], mb[pos], normalize, base, cross))
+    return out
+
+
+def divergence_terms_scale(p, q, axis=-1, normalize=True, cross=False) -> np.ndarray:
+    """``sum |term|`` of each slice (float64, NumPy): the scale of the error
+    of the unnormalized sums, whose terms have both signs."""
+    a = _as_float64_if_int(np.asarray(p)).astype(np.float64)
+    b = _as_float64_if_int(np.asarray(q)).astype(np.float64)
+    a, b = np.broadcast_arrays(a, b)
+    with np.errstate(all="ignore"):
+        if normalize:
+            a = a / a.sum(axis=axis, keepdims=True)
+            b = b / b.sum(axis=axis, keepdims=True)
+        t = np.where(a > 0, np.abs(-a * np.log(b) if cross else a * np.log(a / b)), 0.0)
+        return np.nansum(t, axis=axis)

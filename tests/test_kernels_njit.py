@@ -111,6 +111,7 @@ def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
     [
         "fastroute.topk",
         "fastroute.entropy",
+        "fastroute.divergence",
         "fastroute.kernels",
         "fastroute.kernels.select",
         "fastroute.kernels.entropy",

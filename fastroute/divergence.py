@@ -1,0 +1,161 @@
+"""``fastroute.relative_entropy`` and ``fastroute.cross_entropy``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _drivers as drv
+from ._jit import parallel_guard
+from ._sparse import is_sparse
+from ._validate import as_real_array, check_axis, check_base, unravel_row
+from .entropy import _finish, entropy
+from .kernels import divergence as KD
+from .kernels.entropy import NEGATIVE
+
+__all__ = ["relative_entropy", "cross_entropy"]
+
+
+def relative_entropy(
+    p: Any, q: Any, /, *, axis: int = -1, base: float | None = None, normalize: bool = True
+) -> np.ndarray:
+    """Relative entropy (Kullback-Leibler divergence) ``D(p || q)`` of every
+    slice along ``axis``.
+
+    Parameters
+    ----------
+    p, q : array_like
+        Probabilities or non-negative counts (bool, integers, float16/32/64)
+        of the same length along ``axis``; ``q`` broadcasts against ``p``
+        (a single background distribution ``q`` for every row of ``p``).
+    axis : int, default -1
+        Axis holding each distribution.
+    base : float, optional
+        Logarithm base of the result; ``None`` gives nats, ``2`` bits.
+    normalize : bool, default True
+        True: ``D(p / p.sum() || q / q.sum())`` (as
+        ``scipy.stats.entropy(p, q)``). False: ``sum(p * log(p / q))`` of the
+        entries as given (``scipy.special.rel_entr(p, q).sum()``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The broadcast shape without ``axis``. float32 when both inputs are
+        float16/float32, float64 otherwise; computed in float64.
+
+    Notes
+    -----
+    A term with ``p = 0`` contributes 0; ``p > 0`` where ``q = 0`` gives
+    ``+inf``. A slice with NaN or ``+inf`` in ``p`` or ``q`` gives NaN; with
+    ``normalize=True`` so does a slice where ``p`` or ``q`` sums to 0 (no
+    distribution). The normalized divergence is a sum of non-negative terms
+    ``Q g(P / Q)``, ``g(r) = r log r - r + 1``, with ``P / Q - 1`` formed from
+    the raw entries by an error-free difference of products: for float64
+    the error is within ``1e-12 * D + 2e-15`` also for nearly equal rows
+    (``q = p (1 + 1e-8)``, ``D ~ 1e-17``), near-deterministic rows, and
+    counts from ``1e-300`` to ``1e300``. The unnormalized sum has terms of
+    both signs; its error is relative to ``sum |p log(p / q)|``. The bits of
+    a slice's result do not depend on the thread count or the other slices.
+
+    Raises
+    ------
+    ValueError
+        ``p`` or ``q`` holds a negative entry (the message names the first
+        slice), the shapes do not broadcast, or the lengths along ``axis``
+        differ.
+    TypeError
+        Unsupported dtype (or sparse input, not supported yet), or ``base``
+        not a number.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.relative_entropy(np.array([[1, 1], [1, 3]]), np.array([1, 1]), base=2)
+    array([0.        , 0.18872188])
+    """
+    return _divergence(p, q, axis, base, normalize, "relative_entropy")
+
+
+def cross_entropy(
+    p: Any, q: Any, /, *, axis: int = -1, base: float | None = None, normalize: bool = True
+) -> np.ndarray:
+    """Cross-entropy ``H(p, q) = -sum p log q`` of every slice along ``axis``.
+
+    The arguments, shapes, dtypes and rules are those of
+    :func:`relative_entropy`. Normalized, it is computed as
+    ``entropy(p) + relative_entropy(p, q)``, two sums of non-negative terms
+    (the same accuracy); ``normalize=False`` sums ``-p log q`` of the entries
+    as given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastroute as fr
+    >>> fr.cross_entropy(np.array([[1, 1], [1, 3]]), np.array([1, 1]), base=2)
+    array([1., 1.])
+    """
+    func = "cross_entropy"
+    if not normalize:
+        return _divergence(p, q, axis, base, False, func, KD.CROSS_RAW)
+    d = _divergence(p, q, axis, base, True, func)
+    pb = np.broadcast_to(np.asarray(p), _broadcast(np.asarray(p), np.asarray(q), func))
+    h = entropy(pb, axis=axis, base=base)
+    return (h.astype(np.float64) + d.astype(np.float64)).astype(d.dtype)
+
+
+def _broadcast(a: np.ndarray, b: np.ndarray, func: str) -> tuple[int, ...]:
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"{func}: p of shape {a.shape} and q of shape {b.shape} do not broadcast"
+        ) from None
+
+
+def _divergence(p, q, axis, base, normalize, func, kind=KD.KL):
+    if is_sparse(p) or is_sparse(q):
+        raise TypeError(f"{func}: sparse input is not supported yet; pass dense arrays")
+    b = check_base(base, func)
+    a = as_real_array(p, func)
+    c = as_real_array(q, func)
+    shape = _broadcast(a, c, func)
+    if len(shape) == 0:
+        raise ValueError(f"{func}: p and q must have at least one dimension")
+    ax = check_axis(axis, len(shape))
+    a = a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
+    c = c.reshape((1,) * (len(shape) - c.ndim) + c.shape)
+    if a.shape[ax] != c.shape[ax]:
+        raise ValueError(
+            f"{func}: p and q must have the same length along axis {ax}, "
+            f"got {a.shape[ax]} and {c.shape[ax]}"
+        )
+    f32 = a.dtype.char in "ef" and c.dtype.char in "ef"
+    work = np.float32 if f32 else np.float64  # one compiled kernel per precision
+    n = shape[ax]
+    lead = shape[:ax] + shape[ax + 1 :]
+    rows = math.prod(lead)
+    p2 = np.moveaxis(np.broadcast_to(a, shape), ax, -1).reshape(rows, n).astype(work, copy=False)
+    if all(c.shape[i] == 1 for i in range(len(shape)) if i != ax):  # one background q
+        q2, step = np.moveaxis(c, ax, -1).reshape(1, n).astype(work, copy=False), 0
+    else:
+        q2 = np.moveaxis(np.broadcast_to(c, shape), ax, -1).reshape(rows, n)
+        q2, step = q2.astype(work, copy=False), 1
+    out = np.empty(rows)
+    status = np.zeros(rows, np.uint8)
+    if rows:
+        args = (p2, q2, step, bool(normalize), out, status)
+        with parallel_guard(rows * max(n, 1)) as par:
+            if par and rows > 1:
+                drv.kl_parallel(*args, kind, drv.n_chunks(rows))
+            else:
+                drv.kl_serial(*args, 0, rows, kind)
+    if np.count_nonzero(status):
+        row = int(np.flatnonzero(status == NEGATIVE)[0])
+        raise ValueError(
+            f"{func}: slice {unravel_row(row, lead)} (along axis {ax}) has a negative "
+            "entry in p or q; probabilities and counts must be >= 0"
+        )
+    return _finish(out.reshape(lead), np.dtype(np.float32 if f32 else np.float64), b)
