@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import _drivers as drv
-from ._jit import parallel_guard
+from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._sparse import is_sparse
-from ._validate import as_real_array, check_axis, check_base, unravel_row
+from ._validate import F32, FAST_DTYPES, as_real_array, check_axis, check_base, unravel_row
 from .entropy import _finish, entropy
 from .kernels import divergence as KD
 from .kernels.entropy import NEGATIVE
@@ -100,10 +100,16 @@ def cross_entropy(
     func = "cross_entropy"
     if not normalize:
         return _divergence(p, q, axis, base, False, func, KD.CROSS_RAW)
-    d = _divergence(p, q, axis, base, True, func)
-    pb = np.broadcast_to(np.asarray(p), _broadcast(np.asarray(p), np.asarray(q), func))
-    h = entropy(pb, axis=axis, base=base)
-    return (h.astype(np.float64) + d.astype(np.float64)).astype(d.dtype)
+    d = _divergence(p, q, axis, base, True, func)  # checks everything first
+    a, c = np.asarray(p), np.asarray(q)
+    shape = _broadcast(a, c, func)
+    a = a if a.shape == shape else np.broadcast_to(a, shape)
+    # both parts in float64, rounded once to the result's dtype
+    a64 = a.astype(np.float64, copy=False) if a.dtype.kind == "f" else a
+    c64 = c.astype(np.float64, copy=False) if c.dtype.kind == "f" else c
+    h = entropy(a64, axis=axis, base=base)
+    total = h + (d if d.dtype == np.float64 else _divergence(a64, c64, axis, base, True, func))
+    return total.astype(d.dtype, copy=False)
 
 
 def _broadcast(a: np.ndarray, b: np.ndarray, func: str) -> tuple[int, ...]:
@@ -115,7 +121,39 @@ def _broadcast(a: np.ndarray, b: np.ndarray, func: str) -> tuple[int, ...]:
         ) from None
 
 
+def _small(p, q, normalize, kind):
+    """The lean path of small same-dtype float32/float64 1-D or 2-D arrays
+    along the last axis, ``q`` of ``p``'s shape or one 1-D background: the
+    kernel without the general path's broadcasting and copies. None when
+    not that case (or a negative entry, which the general path reports)."""
+    if not (type(p) is np.ndarray and type(q) is np.ndarray and p.dtype == q.dtype):
+        return None
+    if p.dtype not in FAST_DTYPES or p.size >= PARALLEL_MIN_WORK or not 1 <= p.ndim <= 2:
+        return None
+    if q.shape == p.shape:
+        step = 1
+    elif q.ndim == 1 and q.shape[0] == p.shape[-1]:
+        step = 0
+    else:
+        return None
+    p2 = p if p.ndim == 2 else p.reshape(1, -1)
+    q2 = q if q.ndim == 2 else q.reshape(1, -1)
+    rows = p2.shape[0]
+    if rows == 0:
+        return None
+    out = np.empty(rows, np.float32 if p.dtype == F32 else np.float64)
+    status = np.zeros(rows, np.uint8)
+    drv.kl_serial(p2, q2, step, normalize, out, status, 0, rows, kind)
+    if np.count_nonzero(status):
+        return None
+    return out.reshape(()) if p.ndim == 1 else out
+
+
 def _divergence(p, q, axis, base, normalize, func, kind=KD.KL):
+    if axis == -1 and base is None:
+        small = _small(p, q, bool(normalize), kind)
+        if small is not None:
+            return small
     if is_sparse(p) or is_sparse(q):
         raise TypeError(f"{func}: sparse input is not supported yet; pass dense arrays")
     b = check_base(base, func)
@@ -143,7 +181,7 @@ def _divergence(p, q, axis, base, normalize, func, kind=KD.KL):
     else:
         q2 = np.moveaxis(np.broadcast_to(c, shape), ax, -1).reshape(rows, n)
         q2, step = q2.astype(work, copy=False), 1
-    out = np.empty(rows)
+    out = np.empty(rows, np.float32 if f32 and b is None else np.float64)  # rounded once
     status = np.zeros(rows, np.uint8)
     if rows:
         args = (p2, q2, step, bool(normalize), out, status)

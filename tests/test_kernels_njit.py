@@ -16,7 +16,13 @@ import pytest
 from reference import same_values
 
 import fastroute as fr
-from fastroute.kernels import WORK_SIZE, entropy_1d, entropy_logits_1d, top_k_1d
+from fastroute.kernels import (
+    WORK_SIZE,
+    entropy_1d,
+    entropy_logits_1d,
+    relative_entropy_1d,
+    top_k_1d,
+)
 
 
 @numba.njit(parallel=True)
@@ -42,6 +48,14 @@ def batched_entropy_logits(z):
     out = np.empty(z.shape[0])
     for i in numba.prange(z.shape[0]):
         out[i] = entropy_logits_1d(z[i], np.empty(WORK_SIZE))
+    return out
+
+
+@numba.njit(parallel=True)
+def batched_relative_entropy(p, q, normalize):
+    out = np.empty(p.shape[0])
+    for i in numba.prange(p.shape[0]):
+        out[i] = relative_entropy_1d(p[i], q[i], normalize)
     return out
 
 
@@ -94,6 +108,22 @@ def test_entropy_1d_in_prange_matches_public_api(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relative_entropy_1d_in_prange_matches_public_api(dtype):
+    rng = np.random.default_rng(8)
+    p = (rng.random((61, 40)) ** 3).astype(dtype)
+    q = (p * (1 + 1e-6 * rng.standard_normal(p.shape))).astype(dtype)
+    p[2, ::3] = 0.0
+    q[4, 5] = 0.0  # +inf unless p[4, 5] is 0
+    p[6] = 0.0  # no distribution: NaN
+    for normalize in (True, False):
+        got = batched_relative_entropy(p, q, normalize)
+        exp = fr.relative_entropy(p, q, normalize=normalize)
+        np.testing.assert_array_equal(got.astype(exp.dtype), exp)
+    q[3, 1] = -1.0
+    assert np.isnan(batched_relative_entropy(p, q, True)[3])  # the kernel never raises
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
     rng = np.random.default_rng(3)
     z = (rng.normal(0, 10, (61, 300))).astype(dtype)
@@ -115,6 +145,7 @@ def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
         "fastroute.kernels",
         "fastroute.kernels.select",
         "fastroute.kernels.entropy",
+        "fastroute.kernels.divergence",
         "fastroute.routing",
         "fastroute.kernels.route",
         "fastroute.tokens",

@@ -10,6 +10,8 @@ entropy_1d(p, normalize, work) -> float
     entropy (nats) of probabilities or counts
 entropy_logits_1d(z, work) -> float
     entropy (nats) of ``softmax(z)``
+relative_entropy_1d(p, q, normalize) -> float
+    relative entropy (KL divergence, nats) of two probability or count slices
 WORK_SIZE
     length of the float64 ``work`` scratch array the entropy kernels need
 route_1d(logits, k, sigmoid, renormalize, bias, n_groups, topk_groups, group_top2,
@@ -33,8 +35,11 @@ Example
 array([1, 2])
 """
 
+from .divergence import relative_entropy_1d
 from .entropy import WORK_SIZE, entropy_1d, entropy_logits_1d
 from .route import route_1d
 from .select import top_k_1d
 
-__all__ = ["top_k_1d", "entropy_1d", "entropy_logits_1d", "WORK_SIZE", "route_1d"]
+__all__ = [
+    "top_k_1d", "entropy_1d", "entropy_logits_1d", "relative_entropy_1d", "WORK_SIZE", "route_1d",
+]  # fmt: skip

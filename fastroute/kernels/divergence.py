@@ -33,7 +33,7 @@ from .._jit import _u, jit
 from ._math import fma
 from .entropy import NEGATIVE, OK
 
-__all__ = ["kl_rows", "g1p", "KL", "CROSS_RAW"]
+__all__ = ["kl_rows", "relative_entropy_1d", "g1p", "KL", "CROSS_RAW"]
 
 #: |s| below this takes the series of g (12 terms reach 2**-60 there)
 _S_SERIES = 0.2
@@ -218,3 +218,31 @@ def _cross_raw(p, r, q, rq, n):
             return np.inf
         total -= a * math.log(b)
     return total
+
+
+@jit
+def relative_entropy_1d(p, q, normalize):
+    """Relative entropy ``D(p || q)`` in nats (float64) of the 1-D slices
+    ``p`` and ``q`` (the same length), the rules of
+    ``fastroute.relative_entropy``: zeros of ``p`` contribute 0, ``p > 0``
+    where ``q = 0`` gives ``+inf``; NaN or ``+inf`` anywhere, a negative
+    entry, or (normalize) a zero sum give NaN. This kernel never raises:
+    validate first if you need errors.
+
+    Examples
+    --------
+    >>> import numpy as np, numba
+    >>> from fastroute.kernels import relative_entropy_1d
+    >>> @numba.njit
+    ... def divergences(P, q):
+    ...     out = np.empty(P.shape[0])
+    ...     for i in range(P.shape[0]):
+    ...         out[i] = relative_entropy_1d(P[i], q, True)
+    ...     return out
+    >>> divergences(np.array([[1.0, 1.0], [1.0, 0.0]]), np.array([1.0, 1.0]))
+    array([0.        , 0.69314718])
+    """
+    out = np.empty(1)
+    status = np.empty(1, np.uint8)
+    kl_rows(np.expand_dims(p, 0), np.expand_dims(q, 0), 1, normalize, out, status, 0, 1, KL)
+    return out[0]
