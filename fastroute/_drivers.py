@@ -14,7 +14,7 @@ import numpy as np
 from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
-from .kernels.divergence import kl_rows
+from .kernels.divergence import kl_rows, raw_rows
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
@@ -206,10 +206,18 @@ def to_float32(src, dst):
 # --- relative entropy / cross-entropy ---------------------------------------
 
 kl_serial = kl_rows
+divergence_raw_serial = raw_rows
 
 
 @pjit
-def kl_parallel(p, q, q_step, normalize, out, status, kind, nchunks):
+def kl_parallel(p, q, q_step, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
-        kl_rows(p, q, q_step, normalize, out, status, lo, hi, kind)
+        kl_rows(p, q, q_step, out, status, lo, hi)
+
+
+@pjit
+def divergence_raw_parallel(p, q, q_step, cross, out, status, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, p.shape[0])
+        raw_rows(p, q, q_step, cross, out, status, lo, hi)

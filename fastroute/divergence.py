@@ -12,7 +12,6 @@ from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._sparse import is_sparse
 from ._validate import F32, FAST_DTYPES, as_real_array, check_axis, check_base, unravel_row
 from .entropy import _finish, entropy
-from .kernels import divergence as KD
 from .kernels.entropy import NEGATIVE
 
 __all__ = ["relative_entropy", "cross_entropy"]
@@ -99,7 +98,7 @@ def cross_entropy(
     """
     func = "cross_entropy"
     if not normalize:
-        return _divergence(p, q, axis, base, False, func, KD.CROSS_RAW)
+        return _divergence(p, q, axis, base, False, func, cross=True)
     d = _divergence(p, q, axis, base, True, func)  # checks everything first
     a, c = np.asarray(p), np.asarray(q)
     shape = _broadcast(a, c, func)
@@ -121,7 +120,7 @@ def _broadcast(a: np.ndarray, b: np.ndarray, func: str) -> tuple[int, ...]:
         ) from None
 
 
-def _small(p, q, normalize, kind):
+def _small(p, q, normalize, cross):
     """The lean path of small same-dtype float32/float64 1-D or 2-D arrays
     along the last axis, ``q`` of ``p``'s shape or one 1-D background: the
     kernel without the general path's broadcasting and copies. None when
@@ -143,15 +142,18 @@ def _small(p, q, normalize, kind):
         return None
     out = np.empty(rows, np.float32 if p.dtype == F32 else np.float64)
     status = np.zeros(rows, np.uint8)
-    drv.kl_serial(p2, q2, step, normalize, out, status, 0, rows, kind)
+    if normalize:
+        drv.kl_serial(p2, q2, step, out, status, 0, rows)
+    else:
+        drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
     if np.count_nonzero(status):
         return None
     return out.reshape(()) if p.ndim == 1 else out
 
 
-def _divergence(p, q, axis, base, normalize, func, kind=KD.KL):
+def _divergence(p, q, axis, base, normalize, func, cross=False):
     if axis == -1 and base is None:
-        small = _small(p, q, bool(normalize), kind)
+        small = _small(p, q, bool(normalize), cross)
         if small is not None:
             return small
     if is_sparse(p) or is_sparse(q):
@@ -184,12 +186,16 @@ def _divergence(p, q, axis, base, normalize, func, kind=KD.KL):
     out = np.empty(rows, np.float32 if f32 and b is None else np.float64)  # rounded once
     status = np.zeros(rows, np.uint8)
     if rows:
-        args = (p2, q2, step, bool(normalize), out, status)
         with parallel_guard(rows * max(n, 1)) as par:
-            if par and rows > 1:
-                drv.kl_parallel(*args, kind, drv.n_chunks(rows))
+            par = par and rows > 1
+            if normalize and par:
+                drv.kl_parallel(p2, q2, step, out, status, drv.n_chunks(rows))
+            elif normalize:
+                drv.kl_serial(p2, q2, step, out, status, 0, rows)
+            elif par:
+                drv.divergence_raw_parallel(p2, q2, step, cross, out, status, drv.n_chunks(rows))
             else:
-                drv.kl_serial(*args, 0, rows, kind)
+                drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
     if np.count_nonzero(status):
         row = int(np.flatnonzero(status == NEGATIVE)[0])
         raise ValueError(

@@ -30,10 +30,11 @@ import math
 import numpy as np
 
 from .._jit import _u, jit
-from ._math import fma
+from ._math import BLOCK, fma, log_pos
+from ._reduce import tree_sum
 from .entropy import NEGATIVE, OK
 
-__all__ = ["kl_rows", "relative_entropy_1d", "g1p", "KL", "CROSS_RAW"]
+__all__ = ["kl_rows", "raw_rows", "relative_entropy_1d", "g1p"]
 
 #: |s| below this takes the series of g (12 terms reach 2**-60 there)
 _S_SERIES = 0.2
@@ -43,29 +44,44 @@ _TINY = 2.0**-1000
 
 
 @jit(inline="always")
+def _atanh_tail(x):
+    # A(x) = sum_k x**k / (2k + 3), so that atanh(s) = s + s**3 A(s**2)
+    a = 1.0 / 25.0
+    a = a * x + 1.0 / 23.0
+    a = a * x + 1.0 / 21.0
+    a = a * x + 1.0 / 19.0
+    a = a * x + 1.0 / 17.0
+    a = a * x + 1.0 / 15.0
+    a = a * x + 1.0 / 13.0
+    a = a * x + 1.0 / 11.0
+    a = a * x + 1.0 / 9.0
+    a = a * x + 1.0 / 7.0
+    a = a * x + 1.0 / 5.0
+    return a * x + 1.0 / 3.0
+
+
+@jit(inline="always")
 def g1p(d):
     """``g(1 + d) = (1 + d) log(1 + d) - d`` for ``d >= -1``, accurate to a
-    few ulp also for tiny ``|d|`` (where it is about ``d**2 / 2``)."""
+    few ulp also for tiny ``|d|`` (where it is about ``d**2 / 2``).
+    Branch-free: near ``d = 0`` the series ``d s + 2 (1 + d) s^3 A(s^2)`` in
+    ``s = d / (2 + d)`` (from ``log(1 + d) = 2 atanh(s)``; every part of one
+    sign with ``d``), elsewhere ``r log r - d``."""
     s = d / (2.0 + d)
-    if abs(s) < _S_SERIES:
-        # log(1 + d) = 2 atanh(s) = 2 (s + s^3 A(s^2)), A(x) = sum x^k / (2k + 3);
-        # then g = d s + 2 (1 + d) s^3 A, every part of one sign with d
-        x = s * s
-        a = 1.0 / 25.0
-        a = a * x + 1.0 / 23.0
-        a = a * x + 1.0 / 21.0
-        a = a * x + 1.0 / 19.0
-        a = a * x + 1.0 / 17.0
-        a = a * x + 1.0 / 15.0
-        a = a * x + 1.0 / 13.0
-        a = a * x + 1.0 / 11.0
-        a = a * x + 1.0 / 9.0
-        a = a * x + 1.0 / 7.0
-        a = a * x + 1.0 / 5.0
-        a = a * x + 1.0 / 3.0
-        return s * (d + 2.0 * (1.0 + d) * x * a)
-    r = 1.0 + d
-    return (r * math.log(r) - d) if r > 0.0 else 1.0
+    x = s * s
+    series = s * (d + 2.0 * (1.0 + d) * x * _atanh_tail(x))
+    r = max(1.0 + d, 0.0)
+    direct = r * log_pos(r) - d  # r = 0: 0 * (a finite log) - d = 1
+    return series if abs(s) < _S_SERIES else direct
+
+
+@jit(inline="always")
+def _log1p_of(d):
+    # log(1 + d) for d >= -1, accurate near 0 (the series of g1p); branch-free
+    s = d / (2.0 + d)
+    x = s * s
+    series = 2.0 * (s + s * x * _atanh_tail(x))
+    return series if abs(s) < _S_SERIES else log_pos(max(1.0 + d, 0.0))
 
 
 @jit(inline="always")
@@ -101,123 +117,142 @@ def _scaling(x, r, n, s):
 
 
 @jit(inline="always")
-def _row_sums(p, r, q, rq, n):
-    # (S_p, S_q, flags): bit 0 a negative entry, bit 1 NaN or +inf
-    sp = 0.0
-    sq = 0.0
+def _row_sums(p, r, q, rq, n, b0, b1):
+    # (S_p, S_q, flags): bit 0 a negative entry, bit 1 NaN or +inf; BLOCK
+    # lanes, each summing j, j + BLOCK, ... in order, then a pairwise tree
     fl = 0
-    for j in range(n):
-        a = np.float64(p[r, j])
-        b = np.float64(q[rq, j])
-        sp += a
-        sq += b
-        fl |= (1 if (a < 0.0 or b < 0.0) else 0) | (
-            2 if (a != a or b != b or a == np.inf or b == np.inf) else 0
-        )
-    return sp, sq, fl
-
-
-#: what ``kl_rows`` computes
-KL = 0
-CROSS_RAW = 1  # -sum p log q of the entries as given
-
-
-@jit
-def kl_rows(p, q, q_step, normalize, out, status, lo, hi, kind):
-    """``D(p[r] || q[r * q_step])`` in nats for the rows ``lo:hi`` of the 2-D
-    ``p`` into ``out`` (float64 or float32), with ``status[r]`` ``OK`` or
-    ``NEGATIVE`` (a negative entry in either row; ``out`` is then NaN).
-
-    ``q_step`` 0: one background row ``q[0]`` for every row of ``p``.
-    ``kind`` ``CROSS_RAW``: ``-sum p log q`` of the entries as given instead.
-    ``normalize``: both rows divided by their sums (NaN if either sum is 0
-    or the row is empty); else ``sum p log(p / q)`` of the entries as given
-    (0 for an empty row). A term with ``p = 0`` contributes 0; ``p > 0``
-    with ``q = 0`` makes the result ``+inf``; NaN or ``+inf`` anywhere in
-    either row gives NaN.
-    """
-    n = p.shape[1]
-    for r in range(lo, hi):
-        rq = r * q_step
-        sp, sq, fl = _row_sums(p, r, q, rq, n)
-        if fl & 1:
-            out[r] = np.nan
-            status[r] = NEGATIVE
-            continue
-        status[r] = OK
-        if fl & 2:
-            out[r] = np.nan
-        elif kind == CROSS_RAW:
-            out[r] = _cross_raw(p, r, q, rq, n)
-        elif normalize:
-            out[r] = _kl_normalized(p, r, q, rq, n, sp, sq)
-        else:
-            out[r] = _kl_raw(p, r, q, rq, n)
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):
+            a = np.float64(p[r, _u(start + i)])
+            b = np.float64(q[rq, _u(start + i)])
+            b0[i] = a if start == 0 else b0[i] + a
+            b1[i] = b if start == 0 else b1[i] + b
+            neg = (a < 0.0) | (b < 0.0)
+            bad = (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
+            fl |= np.int64(neg) | (np.int64(bad) << 1)
+    w = min(n, BLOCK)
+    return tree_sum(b0, w), tree_sum(b1, w), fl
 
 
 @jit(inline="always")
-def _kl_normalized(p, r, q, rq, n, sp, sq):
+def _row_start(p, r, q, rq, n, out, status, b0, b1):
+    # the row sums and checks: (S_p, S_q, done); done when the row's result
+    # is already set (a negative entry: NaN and NEGATIVE; NaN or +inf: NaN)
+    sp, sq, fl = _row_sums(p, r, q, rq, n, b0, b1)
+    status[r] = NEGATIVE if fl & 1 else OK
+    if fl:
+        out[r] = np.nan
+    return sp, sq, fl != 0
+
+
+@jit
+def kl_rows(p, q, q_step, out, status, lo, hi):
+    """``D(p[r] || q[r * q_step])`` in nats of the normalized rows ``lo:hi``
+    of the 2-D ``p`` into ``out`` (float64 or float32), with ``status[r]``
+    ``OK`` or ``NEGATIVE`` (a negative entry in either row; ``out`` is then
+    NaN). ``q_step`` 0: one background row ``q[0]`` for every row of ``p``.
+
+    Both rows are divided by their sums (NaN if either sum is 0 or the row
+    is empty). A term with ``p = 0`` contributes 0; ``p > 0`` with ``q = 0``
+    makes the result ``+inf``; NaN or ``+inf`` anywhere in either row gives
+    NaN. The terms are summed in ``BLOCK`` lanes and a pairwise tree, an
+    order that depends on the row length only.
+    """
+    n = p.shape[1]
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        rq = r * q_step
+        sp, sq, done = _row_start(p, r, q, rq, n, out, status, b0, b1)
+        if not done:
+            out[r] = _kl_normalized(p, r, q, rq, n, sp, sq, b0)
+
+
+@jit
+def raw_rows(p, q, q_step, cross, out, status, lo, hi):
+    """As :func:`kl_rows` for the entries as given: ``sum p log(p / q)``, or
+    (``cross``) ``-sum p log q``; 0 for an empty row."""
+    n = p.shape[1]
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        rq = r * q_step
+        sp, sq, done = _row_start(p, r, q, rq, n, out, status, b0, b1)
+        if not done:
+            out[r] = _raw(p, r, q, rq, n, cross, b0)
+
+
+@jit(inline="always")
+def _kl_normalized(p, r, q, rq, n, sp, sq, acc):
     if not (sp > 0.0 and sq > 0.0):
         return np.nan  # no distribution (empty or all zeros)
     p1, p2, sp1 = _scaling(p, r, n, sp)  # products below cannot overflow
     q1, q2, sq1 = _scaling(q, rq, n, sq)
-    # log P - log Q = log p - log q + log_shift for the big-ratio terms
-    log_shift = math.log(p1) + math.log(p2) - math.log(sp1) - math.log(q1) - math.log(q2)
-    log_shift += math.log(sq1)
-    total = 0.0
-    for j in range(n):
-        pj = np.float64(p[r, _u(j)])
-        qj = np.float64(q[rq, _u(j)])
-        a = pj * p1 * p2
-        b = qj * q1 * q2
-        qq = b / sq1
-        if pj == 0.0:
-            total += qq  # Q g(0) = Q
-            continue
-        if qj == 0.0:
-            return np.inf
-        # d = a sq1 / (b sp1) - 1 from an error-free difference of products
-        w = b * sp1
-        d = (fma(a, sq1, -w) - fma(b, sp1, -w)) / w if w > _TINY else np.inf
-        if d < _D_BIG:
-            total += qq * g1p(d)
-        else:  # P far above Q (Q may be subnormal): no cancellation left
-            pp = a / sp1
-            total += pp * (math.log(pj) - math.log(qj) + log_shift) - pp + qq
+    inv_sq1 = 1.0 / sq1
+    inf = 0
+    rare = 0
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):  # branch-free, vectorized
+            pj = np.float64(p[r, _u(start + i)])
+            qj = np.float64(q[rq, _u(start + i)])
+            a = pj * p1 * p2
+            b = qj * q1 * q2
+            # d = a sq1 / (b sp1) - 1 from an error-free difference of products
+            w = b * sp1
+            ok = w > _TINY
+            d = (fma(a, sq1, -w) - fma(b, sp1, -w)) / (w if ok else 1.0)
+            big = (pj > 0.0) & (~ok | (d >= _D_BIG))  # summed apart below
+            inf |= np.int64((pj > 0.0) & (qj == 0.0))
+            rare += np.int64(big)
+            t = (b * inv_sq1) * g1p(d if ok else 0.0)  # p = 0: Q g(0) = Q
+            t = 0.0 if big else t
+            acc[i] = t if start == 0 else acc[i] + t
+    if inf:
+        return np.inf
+    total = tree_sum(acc, min(n, BLOCK))
+    if rare:  # P far above Q (Q may be subnormal): no cancellation left
+        log_shift = math.log(p1) + math.log(p2) - math.log(sp1)
+        log_shift -= math.log(q1) + math.log(q2) - math.log(sq1)
+        for j in range(n):
+            pj = np.float64(p[r, j])
+            qj = np.float64(q[rq, j])
+            b = qj * q1 * q2
+            w = b * sp1
+            if pj > 0.0 and qj > 0.0:
+                a = pj * p1 * p2
+                d = (fma(a, sq1, -w) - fma(b, sp1, -w)) / w if w > _TINY else np.inf
+                if d >= _D_BIG:
+                    pp = a / sp1
+                    qq = b * inv_sq1
+                    total += pp * (math.log(pj) - math.log(qj) + log_shift) - pp + qq
     return total
 
 
 @jit(inline="always")
-def _kl_raw(p, r, q, rq, n):
-    total = 0.0
-    for j in range(n):
-        a = np.float64(p[r, _u(j)])
-        b = np.float64(q[rq, _u(j)])
-        if a == 0.0:
-            continue
-        if b == 0.0:
-            return np.inf
-        if abs(a - b) < 0.5 * b:  # a - b is exact here (Sterbenz)
-            total += a * math.log1p((a - b) / b)
-        else:
-            ratio = a / b
-            ok = 1e-300 < ratio < 1e300
-            total += a * (math.log(ratio) if ok else math.log(a) - math.log(b))
-    return total
-
-
-@jit(inline="always")
-def _cross_raw(p, r, q, rq, n):
-    total = 0.0
-    for j in range(n):
-        a = np.float64(p[r, _u(j)])
-        b = np.float64(q[rq, _u(j)])
-        if a == 0.0:
-            continue
-        if b == 0.0:
-            return np.inf
-        total -= a * math.log(b)
-    return total
+def _raw(p, r, q, rq, n, cross, acc):
+    # sum p log(p / q) (cross: -sum p log q) of the entries as given
+    inf = 0
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for i in range(m):  # branch-free, vectorized
+            a = np.float64(p[r, _u(start + i)])
+            b = np.float64(q[rq, _u(start + i)])
+            inf |= np.int64((a > 0.0) & (b == 0.0))
+            if cross:
+                t = -a * log_pos(b)
+            else:
+                # log(a / b): log1p of (a - b) / b (exact near a = b) or a log difference
+                bb = b if b > 0.0 else 1.0
+                near = abs(a - b) < 0.5 * b
+                ratio = a / bb
+                fits = (ratio > _TINY) & (ratio < 2.0**1000)
+                lr = log_pos(ratio) if fits else log_pos(a) - log_pos(b)
+                t = a * (_log1p_of((a - b) / bb) if near else lr)
+            t = 0.0 if a == 0.0 else t
+            acc[i] = t if start == 0 else acc[i] + t
+    if inf:
+        return np.inf
+    return tree_sum(acc, min(n, BLOCK))
 
 
 @jit
@@ -244,5 +279,9 @@ def relative_entropy_1d(p, q, normalize):
     """
     out = np.empty(1)
     status = np.empty(1, np.uint8)
-    kl_rows(np.expand_dims(p, 0), np.expand_dims(q, 0), 1, normalize, out, status, 0, 1, KL)
+    p2, q2 = np.expand_dims(p, 0), np.expand_dims(q, 0)
+    if normalize:
+        kl_rows(p2, q2, 1, out, status, 0, 1)
+    else:
+        raw_rows(p2, q2, 1, False, out, status, 0, 1)
     return out[0]
