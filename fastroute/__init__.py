@@ -7,6 +7,7 @@ entropy               Shannon entropy of probability or count slices
 entropy_from_logits   entropy of softmax(logits), stable for any finite logits
 relative_entropy      KL divergence D(p || q) of probability or count slices
 cross_entropy         cross-entropy H(p, q) of probability or count slices
+kl_from_logits        KL divergence of softmax(z_p / T) from softmax(z_q / T)
 cooccurrence          sparse co-occurrence counts of a token stream
 normalize_rows        conditional distributions P(j | i) of a count matrix
 top_entropy           the k rows (tokens) with the highest entropy
@@ -27,7 +28,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import kernels
-from .divergence import cross_entropy, relative_entropy
+from .divergence import cross_entropy, kl_from_logits, relative_entropy
 from .entropy import entropy, entropy_from_logits
 from .routing import ExpertChoice, Grouping, Routing, expert_choice, group_by_expert, route
 from .tokens import cooccurrence, normalize_rows, related, top_entropy
@@ -39,7 +40,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "TopK", "top_k", "entropy", "entropy_from_logits", "relative_entropy", "cross_entropy",
+    "TopK", "top_k", "entropy", "entropy_from_logits", "relative_entropy", "cross_entropy", "kl_from_logits",
     "cooccurrence", "normalize_rows", "top_entropy", "related",
     "Routing", "route", "ExpertChoice", "expert_choice", "Grouping", "group_by_expert",
     "kernels", "__version__",

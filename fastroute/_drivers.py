@@ -14,7 +14,7 @@ import numpy as np
 from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
-from .kernels.divergence import kl_rows, raw_rows
+from .kernels.divergence import kl_logits_rows, kl_rows, raw_rows
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
@@ -221,3 +221,13 @@ def divergence_raw_parallel(p, q, q_step, cross, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
         raw_rows(p, q, q_step, cross, out, status, lo, hi)
+
+
+kl_logits_serial = kl_logits_rows
+
+
+@pjit
+def kl_logits_parallel(zp, zq, q_step, inv_t, out, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, zp.shape[0])
+        kl_logits_rows(zp, zq, q_step, inv_t, out, lo, hi)

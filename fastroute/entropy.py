@@ -286,7 +286,8 @@ def _exact_rows(x2, normalize, out, status):
 
 def _finish(out64, dtype, base):
     if base is not None:
-        out64 /= math.log(base)
+        with np.errstate(over="ignore"):  # beyond float64: inf, the rounded value
+            out64 /= math.log(base)
     if dtype.char in "ef" and out64.dtype != np.float32:
         out32 = np.empty(out64.shape, np.float32)
         drv.to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf

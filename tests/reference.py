@@ -458,3 +458,51 @@ def divergence_terms_scale(p, q, axis=-1, normalize=True, cross=False) -> np.nda
             b = b / b.sum(axis=axis, keepdims=True)
         t = np.where(a > 0, np.abs(-a * np.log(b) if cross else a * np.log(a / b)), 0.0)
         return np.nansum(t, axis=axis)
+
+
+def kl_logits_row_exact(zp_row, zq_row, temperature=1.0, base=None):
+    """Exact ``D(softmax(zp / T) || softmax(zq / T))`` (``mpmath.mpf`` at
+    ``REF_PREC`` bits, or ``nan``/``inf``), every logit taken as the exact
+    number it stores. ``-inf`` is probability 0; NaN or ``+inf`` in either,
+    an empty slice or an all-``-inf`` one give NaN; ``p > 0`` with ``q = 0``
+    gives ``+inf``."""
+    a = as_exact_numbers(np.asarray(zp_row))
+    b = as_exact_numbers(np.asarray(zq_row))
+    if not a or any(v != v or v == math.inf for v in a + b):
+        return math.nan
+    if all(v == -math.inf for v in a) or all(v == -math.inf for v in b):
+        return math.nan
+    with mpmath.workprec(REF_PREC):
+        t = mpmath.mpf(float(temperature))
+        x = [None if v == -math.inf else mpmath.mpf(v) / t for v in a]
+        y = [None if v == -math.inf else mpmath.mpf(v) / t for v in b]
+        mx = max(v for v in x if v is not None)
+        my = max(v for v in y if v is not None)
+        wx = mpmath.fsum(mpmath.exp(v - mx) for v in x if v is not None)
+        wy = mpmath.fsum(mpmath.exp(v - my) for v in y if v is not None)
+        terms = []
+        for u, v in zip(x, y, strict=True):
+            if u is None:
+                continue
+            if v is None:
+                return math.inf
+            log_p = u - mx - mpmath.log(wx)
+            log_q = v - my - mpmath.log(wy)
+            terms.append(mpmath.exp(log_p) * (log_p - log_q))
+        d = mpmath.fsum(terms)
+        if base is not None:
+            d = d / mpmath.log(mpmath.mpf(float(base)))
+        return d
+
+
+def kl_logits_ref(zp, zq, axis=-1, base=None, temperature=1.0) -> np.ndarray:
+    """Reference ``kl_from_logits``: float64, the broadcast shape without
+    ``axis``; every slice ``kl_logits_row_exact`` rounded to float64."""
+    a = _as_float64_if_int(np.asarray(zp))
+    b = _as_float64_if_int(np.asarray(zq))
+    a, b = np.broadcast_arrays(a, b)
+    ma, mb = _move_last(a, axis), _move_last(b, axis)
+    out = np.empty(ma.shape[:-1], np.float64)
+    for pos in np.ndindex(*ma.shape[:-1]):
+        out[pos] = float(kl_logits_row_exact(ma[pos], mb[pos], temperature, base))
+    return out

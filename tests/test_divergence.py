@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import assert_close, divergence_ref, divergence_terms_scale, snapshot
+from reference import (
+    assert_close,
+    divergence_ref,
+    divergence_terms_scale,
+    kl_logits_ref,
+    snapshot,
+)
 from strategies import arrays
 
 import fastroute as fr
@@ -189,3 +195,89 @@ def test_same_bits_any_thread_count(restore_numba_threads):
         assert a.tobytes() == b.tobytes()
     part = fr.relative_entropy(p[5:40], q[5:40])  # other batches, same bits
     assert part.tobytes() == out[2][0][5:40].tobytes()
+
+
+# --------------------------------------------------------------------------- from logits
+
+
+def check_logits(zp, zq, axis=-1, base=None, temperature=1.0):
+    before = (snapshot(zp), snapshot(zq))
+    ref = kl_logits_ref(zp, zq, axis, base, temperature)
+    got = fr.kl_from_logits(zp, zq, axis=axis, base=base, temperature=temperature)
+    assert (snapshot(zp), snapshot(zq)) == before, "input was modified"
+    f32 = all(np.asarray(x).dtype.char in "ef" for x in (zp, zq))
+    assert got.dtype == (np.float32 if f32 else np.float64)
+    assert_close(got, ref)
+    return got
+
+
+@st.composite
+def logit_pairs(draw):
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    zp = draw(arrays(dtype, max_dims=2, negative=True))
+    axis = draw(st.integers(-zp.ndim, zp.ndim - 1))
+    kind = draw(st.sampled_from(["same", "near", "shifted"]))
+    if kind == "near":  # a student close to its teacher
+        eps = 10.0 ** -draw(st.integers(2, 8))
+        with np.errstate(all="ignore"):
+            zq = (zp + eps * np.sin(np.arange(zp.size).reshape(zp.shape))).astype(dtype)
+    elif kind == "shifted":  # the same distribution: D = 0
+        with np.errstate(all="ignore"):
+            zq = (zp - 37.0).astype(dtype)
+    else:
+        zq = draw(arrays(dtype, shape=zp.shape, negative=True))
+    return zp, zq, axis
+
+
+@given(case=logit_pairs(), base=st.sampled_from([None, 2]), t=st.sampled_from([1.0, 0.5, 3.0]))
+def test_kl_from_logits_matches_reference(case, base, t):
+    zp, zq, axis = case
+    check_logits(zp, zq, axis, base, t)
+
+
+def test_kl_from_logits_adversarial_float64_contract():
+    """Nearly equal logits (eps 1e-2 to 1e-8: D ~ eps**2), logits up to
+    +-1e30, -inf on either side, temperatures."""
+    rng = np.random.default_rng(21)
+    z = rng.normal(0, 4, 64)
+    for eps in [1e-2, 1e-4, 1e-6, 1e-8]:
+        check_logits(z, z + eps * rng.standard_normal(64))
+        check_logits(z, z + eps * rng.standard_normal(64), temperature=2.5)
+    check_logits(np.array([1e30, 0.0, -1e30]), np.array([0.0, 1e30, -1e30]))
+    check_logits(np.array([1e30, 1e30 * (1 - 1e-12), -1e30]), np.array([1e30, 1e30, 0.0]))
+    w = z.copy()
+    w[::3] = -np.inf
+    check_logits(w, z)  # p = 0 where z_p = -inf
+    assert fr.kl_from_logits(z, w) == np.inf  # q = 0 where p > 0
+    check_logits(z, z - 1e6)  # a shift: D is 0 up to the rounding of z - 1e6
+    assert fr.kl_from_logits(z, z) == 0.0
+    assert np.isnan(fr.kl_from_logits(np.full(3, -np.inf), np.zeros(3)))
+    assert np.isnan(fr.kl_from_logits(np.array([0.0, np.nan]), np.zeros(2)))
+    assert np.isnan(fr.kl_from_logits(np.zeros(0), np.zeros(0)))
+
+
+def test_kl_from_logits_errors():
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        fr.kl_from_logits(np.zeros(2), np.zeros(2), temperature=0.0)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        fr.kl_from_logits(np.zeros(2), np.zeros(2), temperature=np.inf)
+    with pytest.raises(TypeError, match="temperature must be a number"):
+        fr.kl_from_logits(np.zeros(2), np.zeros(2), temperature="1")
+    with pytest.raises(ValueError, match="same length along axis"):
+        fr.kl_from_logits(np.zeros((2, 3)), np.zeros((2, 1)))
+
+
+def test_kl_from_logits_same_bits_any_thread_count(restore_numba_threads):
+    if restore_numba_threads < 2:
+        pytest.fail("needs NUMBA_NUM_THREADS >= 2")
+    rng = np.random.default_rng(6)
+    rows = 2 * _jit.PARALLEL_MIN_WORK // 16 + 5
+    zp = rng.normal(0, 3, (rows, 16))
+    zq = zp + 0.1 * rng.standard_normal((rows, 16))
+    out = {}
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        out[threads] = (fr.kl_from_logits(zp, zq), fr.kl_from_logits(zp, zq[0], temperature=2.0))
+    for a, b in zip(out[1], out[2], strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert fr.kl_from_logits(zp[7:30], zq[7:30]).tobytes() == out[2][0][7:30].tobytes()

@@ -30,11 +30,11 @@ import math
 import numpy as np
 
 from .._jit import _u, jit
-from ._math import BLOCK, fma, log_pos
+from ._math import BLOCK, exp_neg, fma, log_normal, log_pos
 from ._reduce import tree_sum
 from .entropy import NEGATIVE, OK
 
-__all__ = ["kl_rows", "raw_rows", "relative_entropy_1d", "g1p"]
+__all__ = ["kl_rows", "raw_rows", "kl_logits_rows", "relative_entropy_1d", "g1p"]
 
 #: |s| below this takes the series of g (12 terms reach 2**-60 there)
 _S_SERIES = 0.2
@@ -201,7 +201,7 @@ def _kl_normalized(p, r, q, rq, n, sp, sq, acc):
             w = b * sp1
             ok = w > _TINY
             d = (fma(a, sq1, -w) - fma(b, sp1, -w)) / (w if ok else 1.0)
-            big = (pj > 0.0) & (~ok | (d >= _D_BIG))  # summed apart below
+            big = (pj > 0.0) & ((w <= _TINY) | (d >= _D_BIG))  # summed apart below
             inf |= np.int64((pj > 0.0) & (qj == 0.0))
             rare += np.int64(big)
             t = (b * inv_sq1) * g1p(d if ok else 0.0)  # p = 0: Q g(0) = Q
@@ -253,6 +253,117 @@ def _raw(p, r, q, rq, n, cross, acc):
     if inf:
         return np.inf
     return tree_sum(acc, min(n, BLOCK))
+
+
+# --- between two softmax distributions ------------------------------------------
+# The term Q g(P / Q) = P delta - P + Q of a pair with log-ratio delta: for
+# |delta| < 1/2 the series Q sum_k (k - 1) delta^k / k! (no cancellation),
+# else that form with P, Q from their exponentials (both <= 1: no overflow).
+# An error common to every delta (the log W's) changes D only at second
+# order, as in kl_rows.
+
+
+@jit(inline="always")
+def _g_exp_series(t):
+    # g(e^t) = t e^t - (e^t - 1) = sum_{k>=2} (k - 1) t^k / k!, |t| < 1/2
+    a = 14.0 / 1307674368000.0
+    a = a * t + 13.0 / 87178291200.0
+    a = a * t + 12.0 / 6227020800.0
+    a = a * t + 11.0 / 479001600.0
+    a = a * t + 10.0 / 39916800.0
+    a = a * t + 9.0 / 3628800.0
+    a = a * t + 8.0 / 362880.0
+    a = a * t + 7.0 / 40320.0
+    a = a * t + 6.0 / 5040.0
+    a = a * t + 5.0 / 720.0
+    a = a * t + 4.0 / 120.0
+    a = a * t + 3.0 / 24.0
+    a = a * t + 2.0 / 6.0
+    a = a * t + 1.0 / 2.0
+    return a * t * t
+
+
+@jit(inline="always")
+def _logit_scan(z, r, n):
+    # (max, bad): bad when NaN or +inf is present or every entry is -inf
+    m = -np.inf
+    bad = False
+    for j in range(n):
+        v = np.float64(z[r, j])
+        bad |= (v != v) | (v == np.inf)
+        m = v if v > m else m
+    return m, bad or m == -np.inf
+
+
+@jit(inline="always")
+def _exp_sum(z, r, inv_t, n, m, acc):
+    # sum exp((z - max) / T): the differences first, so z / T cannot overflow
+    for start in range(0, n, BLOCK):
+        k = min(BLOCK, n - start)
+        for i in range(k):
+            e = exp_neg((np.float64(z[r, _u(start + i)]) - m) * inv_t)
+            acc[i] = e if start == 0 else acc[i] + e
+    return tree_sum(acc, min(n, BLOCK))
+
+
+@jit(inline="always")
+def _two_diff(a, b):
+    # a - b = s + e exactly (Knuth's TwoSum)
+    s = a - b
+    bb = s - a
+    return s, (a - (s - bb)) - (b + bb)
+
+
+@jit
+def kl_logits_rows(zp, zq, q_step, inv_t, out, lo, hi):
+    """``D(softmax(zp[r] / T) || softmax(zq[r * q_step] / T))`` in nats for
+    the rows ``lo:hi`` into ``out``; ``inv_t = 1 / T``. ``-inf`` logits are
+    probability 0 (``+inf`` where p > 0 and q = 0); NaN, ``+inf``, an
+    all-``-inf`` row or an empty row give NaN. No overflow for any finite
+    logits. Summed in ``BLOCK`` lanes and a tree (the row length alone sets
+    the order).
+
+    The log-ratio of a pair is ``delta = ((zp - zq) - (max zp - max zq)) / T
+    - (log W_p - log W_q)``; both differences are formed exactly (TwoSum)
+    before they are combined, so ``delta`` is accurate to a few ulp of
+    ``|delta| + |log W_p - log W_q|`` however large the logits."""
+    n = zp.shape[1]
+    acc = np.empty(BLOCK)
+    for r in range(lo, hi):
+        rq = r * q_step
+        mx, bad_p = _logit_scan(zp, r, n)
+        my, bad_q = _logit_scan(zq, rq, n)
+        if bad_p or bad_q or n == 0:
+            out[r] = np.nan
+            continue
+        wp = _exp_sum(zp, r, inv_t, n, mx, acc)
+        wq = _exp_sum(zq, rq, inv_t, n, my, acc)
+        inv_wp, inv_wq = 1.0 / wp, 1.0 / wq
+        lw = log_normal(wp) - log_normal(wq)
+        c_hi, c_lo = _two_diff(mx, my)
+        inf = 0
+        for start in range(0, n, BLOCK):
+            k = min(BLOCK, n - start)
+            for i in range(k):  # branch-free, vectorized
+                x = np.float64(zp[r, _u(start + i)])
+                y = np.float64(zq[rq, _u(start + i)])
+                pp = exp_neg((x - mx) * inv_t) * inv_wp
+                qq = exp_neg((y - my) * inv_t) * inv_wq
+                p_zero = x == -np.inf
+                q_zero = y == -np.inf
+                inf |= np.int64(q_zero and not p_zero)
+                s_hi, s_lo = _two_diff(x, y)
+                dz = (s_hi - c_hi) + (s_lo - c_lo)  # delta = dz / T - lw
+                dz = 0.0 if (p_zero or q_zero) else dz
+                d = dz * inv_t - lw
+                small = abs(d) < 0.5
+                # P delta - P + Q, with P / T formed first (no overflow of dz / T)
+                t = qq * _g_exp_series(d) if small else (pp * inv_t) * dz - pp * (lw + 1.0) + qq
+                # P = 0 (or below the smallest float): P delta is below 1e-300
+                # unless the logits themselves are near float64's limit
+                t = qq if (p_zero or pp == 0.0) else t
+                acc[i] = t if start == 0 else acc[i] + t
+        out[r] = np.inf if inf else tree_sum(acc, min(n, BLOCK))
 
 
 @jit
