@@ -57,6 +57,8 @@ def relative_entropy(
     counts from ``1e-300`` to ``1e300``. The unnormalized sum has terms of
     both signs; its error is relative to ``sum |p log(p / q)|``. The bits of
     a slice's result do not depend on the thread count or the other slices.
+    Strided, broadcast or integer inputs are copied once into contiguous
+    rows of the compute dtype (a single background ``q`` is not repeated).
 
     Raises
     ------
@@ -169,6 +171,10 @@ def kl_from_logits(
     return _divergence(z_p, z_q, axis, base, True, func, logits=1.0 / t)
 
 
+def _rows_c(x: np.ndarray, dtype) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
 def _broadcast(a: np.ndarray, b: np.ndarray, func: str) -> tuple[int, ...]:
     try:
         return np.broadcast_shapes(a.shape, b.shape)
@@ -186,6 +192,8 @@ def _small(p, q, normalize, cross, logits):
     if not (type(p) is np.ndarray and type(q) is np.ndarray and p.dtype == q.dtype):
         return None
     if p.dtype not in FAST_DTYPES or p.size >= PARALLEL_MIN_WORK or not 1 <= p.ndim <= 2:
+        return None
+    if not (p.flags.c_contiguous and q.flags.c_contiguous):
         return None
     if q.shape == p.shape:
         step = 1
@@ -237,12 +245,14 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     n = shape[ax]
     lead = shape[:ax] + shape[ax + 1 :]
     rows = math.prod(lead)
-    p2 = np.moveaxis(np.broadcast_to(a, shape), ax, -1).reshape(rows, n).astype(work, copy=False)
+    # C-contiguous rows of the compute dtype (a copy only when the layout or
+    # the dtype differs): one compiled kernel per precision, not per layout
+    p2 = _rows_c(np.moveaxis(np.broadcast_to(a, shape), ax, -1).reshape(rows, n), work)
     if all(c.shape[i] == 1 for i in range(len(shape)) if i != ax):  # one background q
-        q2, step = np.moveaxis(c, ax, -1).reshape(1, n).astype(work, copy=False), 0
+        q2, step = _rows_c(np.moveaxis(c, ax, -1).reshape(1, n), work), 0
     else:
-        q2 = np.moveaxis(np.broadcast_to(c, shape), ax, -1).reshape(rows, n)
-        q2, step = q2.astype(work, copy=False), 1
+        q2 = _rows_c(np.moveaxis(np.broadcast_to(c, shape), ax, -1).reshape(rows, n), work)
+        step = 1
     out = np.empty(rows, np.float32 if f32 and b is None else np.float64)  # rounded once
     status = np.zeros(rows, np.uint8)
     if rows:
