@@ -123,7 +123,8 @@ def kl_from_logits(
     temperature: float = 1.0,
 ) -> np.ndarray:
     """``D(softmax(z_p / T) || softmax(z_q / T))`` of every slice along
-    ``axis``, in one stable pass over the logits.
+    ``axis``, computed stably from the logits (no probabilities or their
+    logs are formed on their own).
 
     Parameters
     ----------
