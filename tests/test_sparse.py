@@ -590,8 +590,9 @@ def test_large_zipf_matches_dense(index_dtype, parallel_kernels):
     h = fr.entropy(Ac)
     hd = fr.entropy(clean)
     np.testing.assert_allclose(h, hd, rtol=2e-12, atol=4e-15)
-    h32 = fr.entropy(Ac.astype(np.float32))  # the float32-log kernel
-    assert_close(h32, entropy_ref(clean.astype(np.float32)))
+    c32 = np.minimum(clean, 1e30).astype(np.float32)  # within float32's range
+    h32 = fr.entropy(sp.csr_array(c32))  # the float32-log kernel
+    assert_close(h32, entropy_ref(c32))
     hz = fr.entropy_from_logits(A)
     hzd = fr.entropy_from_logits(dense)
     assert np.array_equal(np.isnan(hz), np.isnan(hzd))
