@@ -99,18 +99,17 @@ def cross_entropy(
     array([1., 1.])
     """
     func = "cross_entropy"
-    if not normalize:
-        return _divergence(p, q, axis, base, False, func, cross=True)
-    d = _divergence(p, q, axis, base, True, func)  # checks everything first
+    if not normalize or is_sparse(p) or is_sparse(q):
+        return _divergence(p, q, axis, base, normalize, func, cross=True)
+    # both parts in float64 (float inputs widened exactly), rounded once
     a, c = np.asarray(p), np.asarray(q)
+    f32 = a.dtype.char in "ef" and c.dtype.char in "ef"
+    a = a.astype(np.float64, copy=False) if a.dtype.kind == "f" else a
+    c = c.astype(np.float64, copy=False) if c.dtype.kind == "f" else c
+    d = _divergence(a, c, axis, base, True, func)  # checks everything first
     shape = _broadcast(a, c, func)
-    a = a if a.shape == shape else np.broadcast_to(a, shape)
-    # both parts in float64, rounded once to the result's dtype
-    a64 = a.astype(np.float64, copy=False) if a.dtype.kind == "f" else a
-    c64 = c.astype(np.float64, copy=False) if c.dtype.kind == "f" else c
-    h = entropy(a64, axis=axis, base=base)
-    total = h + (d if d.dtype == np.float64 else _divergence(a64, c64, axis, base, True, func))
-    return total.astype(d.dtype, copy=False)
+    h = entropy(a if a.shape == shape else np.broadcast_to(a, shape), axis=axis, base=base)
+    return (h + d).astype(np.float32 if f32 else np.float64, copy=False)
 
 
 def kl_from_logits(

@@ -436,13 +436,20 @@ def divergence_ref(p, q, axis=-1, base=None, normalize=True, cross=False) -> np.
     the broadcast shape without ``axis``; every slice ``divergence_row_exact``
     rounded to float64. Integers are converted to float64 first, as the
     kernels do; a negative entry raises ``ValueError``."""
+    return _apply_row_pairs(
+        p, q, axis, lambda a, b: divergence_row_exact(a, b, normalize, base, cross)
+    )
+
+
+def _apply_row_pairs(p, q, axis, fn):
+    # fn on every pair of slices of p and q (broadcast; integers as float64)
     a = _as_float64_if_int(np.asarray(p))
     b = _as_float64_if_int(np.asarray(q))
     a, b = np.broadcast_arrays(a, b)
     ma, mb = _move_last(a, axis), _move_last(b, axis)
     out = np.empty(ma.shape[:-1], np.float64)
     for pos in np.ndindex(*ma.shape[:-1]):
-        out[pos] = float(divergence_row_exact(ma[pos], mb[pos], normalize, base, cross))
+        out[pos] = float(fn(ma[pos], mb[pos]))
     return out
 
 
@@ -498,11 +505,4 @@ def kl_logits_row_exact(zp_row, zq_row, temperature=1.0, base=None):
 def kl_logits_ref(zp, zq, axis=-1, base=None, temperature=1.0) -> np.ndarray:
     """Reference ``kl_from_logits``: float64, the broadcast shape without
     ``axis``; every slice ``kl_logits_row_exact`` rounded to float64."""
-    a = _as_float64_if_int(np.asarray(zp))
-    b = _as_float64_if_int(np.asarray(zq))
-    a, b = np.broadcast_arrays(a, b)
-    ma, mb = _move_last(a, axis), _move_last(b, axis)
-    out = np.empty(ma.shape[:-1], np.float64)
-    for pos in np.ndindex(*ma.shape[:-1]):
-        out[pos] = float(kl_logits_row_exact(ma[pos], mb[pos], temperature, base))
-    return out
+    return _apply_row_pairs(zp, zq, axis, lambda a, b: kl_logits_row_exact(a, b, temperature, base))

@@ -168,6 +168,20 @@ def _one_pass_decide(s_sum, a_sum, h, err, neg, bad, normalize):
     return h, OK, err <= 1e-13 * h
 
 
+@jit(inline="always")
+def transpose_rows(x, r0, g, xt, idle):
+    """Rows ``r0 : r0 + g`` of the 2-D ``x`` into the columns of the tile
+    ``xt`` (``n x nl``, one row per SIMD lane), ``-0.0`` as ``+0.0`` (exact
+    in ``xt``'s dtype); the lanes ``g:`` get ``idle``."""
+    n, nl = xt.shape
+    for rr in range(g):
+        for j in range(n):
+            xt[j, rr] = x[_u(r0 + rr), j] + 0.0
+    for rr in range(g, nl):
+        for j in range(n):
+            xt[j, rr] = idle
+
+
 #: float64 rows up to this length are processed as tiles of up to
 #: ``LANES64`` rows, transposed (a row per SIMD lane, its sums in index order)
 SHORT64_N = 32  # measured: 2.5x the per-row kernel at n=8, equal at 64
@@ -196,12 +210,7 @@ def short_rows64(x, normalize, out, status, lo, hi, work):
     err_scale = (n + 8.0) * _EPS
     for r0 in range(lo, hi, nl):
         g = min(nl, hi - r0)
-        for rr in range(g):
-            for j in range(n):
-                xt[j, rr] = np.float64(x[_u(r0 + rr), j]) + 0.0  # -0.0 -> +0.0
-        for rr in range(g, nl):  # idle lanes: harmless ones
-            for j in range(n):
-                xt[j, rr] = 1.0
+        transpose_rows(x, r0, g, xt, 1.0)  # idle lanes: harmless ones
         for rr in range(nl):
             a_s[rr] = 0.0
             a_a[rr] = 0.0
@@ -383,12 +392,7 @@ def logits_short_rows(z, out, lo, hi, work):
     bad = work[o + 4 * nl : o + 5 * nl]
     for r0 in range(lo, hi, nl):
         g = min(nl, hi - r0)
-        for rr in range(g):
-            for j in range(n):
-                zt[j, rr] = np.float64(z[_u(r0 + rr), j])
-        for rr in range(g, nl):  # idle lanes: harmless zeros
-            for j in range(n):
-                zt[j, rr] = 0.0
+        transpose_rows(z, r0, g, zt, 0.0)  # idle lanes: harmless zeros
         for rr in range(nl):
             top[rr] = -np.inf
             bad[rr] = 0.0

@@ -49,7 +49,7 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import BLOCK, LOG32_REL_ERR, f32_bits, fma, log32_parts, log_normal
 from ._reduce import tree_sum
-from .entropy import EXACT, OK, exact_rows
+from .entropy import EXACT, OK, exact_rows, transpose_rows
 
 __all__ = [
     "entropy32_rows",
@@ -166,12 +166,7 @@ def short_rows(x, normalize, out, status, lo, hi, work):
         depth[rr] = n
     for r0 in range(lo, hi, nl):
         g = min(nl, hi - r0)
-        for rr in range(g):
-            for j in range(n):
-                xt[j, rr] = x[_u(r0 + rr), j] + _F(0.0)  # -0.0 -> +0.0
-        for rr in range(g, nl):  # idle lanes: harmless ones
-            for j in range(n):
-                xt[j, rr] = _F(1.0)
+        transpose_rows(x, r0, g, xt, _F(1.0))  # idle lanes: harmless ones
         _tile_rows(*t, normalize)
         _set_lanes(r0, g, t, normalize, out, status)
 
