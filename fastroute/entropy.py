@@ -221,13 +221,6 @@ def _rows(x2, out, status, normalize, logits):
     return False if logits else _exact_rows(x2, normalize, out, status)
 
 
-_NO_SCRATCH = np.empty(0)  # never written: kernels that need no scratch
-
-
-def _scratch(size):
-    return np.empty(size) if size else _NO_SCRATCH
-
-
 def _launch(x2, out, status, normalize, logits, par):
     rows, n = x2.shape
     if logits and n <= SHORT_LOGITS_N and par:
@@ -242,14 +235,16 @@ def _launch(x2, out, status, normalize, logits, par):
     elif x2.dtype == F32 and n <= K32.SHORT_N:  # float32: exact rows left marked EXACT
         if par:
             drv.entropy32_short_parallel(x2, normalize, out, status, drv.n_chunks(rows))
+        elif rows == 1:  # the same bits as a lane of a tile
+            K32.one_short_row(x2, 0, normalize, out, status)
         else:
-            work = _scratch(K32.work_size(n, rows))
+            work = np.empty(K32.work_size(n, rows))
             drv.entropy32_short_serial(x2, normalize, out, status, 0, rows, work)
     elif x2.dtype == F32:
         if par:
             drv.entropy32_long_parallel(x2, normalize, out, status, drv.n_chunks(rows))
         else:
-            work = _scratch(K32.work_size(n, rows))
+            work = np.empty(K32.work_size(n, rows))
             drv.entropy32_long_serial(x2, normalize, out, status, 0, rows, work)
     elif n <= SHORT64_N:  # float64 (and widened) short rows as SIMD lanes
         if par:

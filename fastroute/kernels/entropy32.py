@@ -56,6 +56,7 @@ __all__ = [
     "short_rows",
     "long_rows",
     "long_row",
+    "one_short_row",
     "csr_rows",
     "exact_rows",
     "EXACT",
@@ -98,7 +99,7 @@ def work_size(n: int, rows: int) -> int:
     if n > SHORT_N:
         return 4 * BLOCK
     if rows == 1:
-        return 0  # a single short row is not tiled
+        return 0  # a single short row takes ``one_short_row``: no scratch
     nl = min(_tile_lanes.py_func(n), rows)
     return (3 * n * nl + 1) // 2 + 5 * nl
 
@@ -156,9 +157,6 @@ def entropy32_rows(x, normalize, out, status, lo, hi, work):
 @jit
 def short_rows(x, normalize, out, status, lo, hi, work):
     n = x.shape[1]
-    if hi - lo == 1:  # one row: the same operations without a tile (same bits)
-        _one_short_row(x, lo, normalize, out, status)
-        return
     nl = min(_tile_lanes(n), hi - lo)  # fewer lanes for a few rows (same bits)
     t = _tile(work, n, nl)
     xt, depth = t[0], t[7]
@@ -232,9 +230,12 @@ def _bad_bits(ix):
     return (ix >= _INF_BITS) | (ix < _MIN_NORMAL_BITS) & (ix != 0)
 
 
-@jit(inline="always")
-def _one_short_row(x, r, normalize, out, status):
-    # row r as one lane of a tile: the same operations in the same order
+@jit
+def one_short_row(x, r, normalize, out, status):
+    """Row ``r`` (``x.shape[1] <= SHORT_N``) as one lane of a tile: the same
+    operations in the same order, so the same bits as ``short_rows``,
+    without the tile. A kernel of its own, so that a call on many rows does
+    not compile it."""
     n = x.shape[1]
     a_s = 0.0
     a_a = 0.0
