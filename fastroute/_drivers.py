@@ -14,7 +14,7 @@ import numpy as np
 from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
-from .kernels.divergence import kl_logits_rows, kl_rows, raw_rows
+from .kernels.divergence import csr_csr_rows, csr_dense_rows, kl_logits_rows, kl_rows, raw_rows
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
@@ -231,3 +231,20 @@ def kl_logits_parallel(zp, zq, q_step, inv_t, out, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, zp.shape[0])
         kl_logits_rows(zp, zq, q_step, inv_t, out, lo, hi)
+
+
+# sparse p: the chunks' row bounds come from ``kernels.csr.entry_chunks``
+csr_dense_serial = csr_dense_rows
+csr_csr_serial = csr_csr_rows
+
+
+@pjit
+def csr_dense_parallel(pm, q, q_step, tab, mode, out, status, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        csr_dense_rows(pm, q, q_step, tab, mode, out, status, bounds[c], bounds[c + 1])
+
+
+@pjit
+def csr_csr_parallel(pm, qm, mode, out, status, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        csr_csr_rows(pm, qm, mode, out, status, bounds[c], bounds[c + 1])

@@ -9,9 +9,11 @@ import numpy as np
 
 from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
-from ._sparse import is_sparse
+from ._sparse import _launch, _shape, as_csr, is_sparse
 from ._validate import F32, FAST_DTYPES, as_real_array, check_axis, check_base, unravel_row
 from .entropy import _finish, entropy
+from .kernels import csr as K
+from .kernels.divergence import QTAB_WIDTH, q_table
 from .kernels.entropy import NEGATIVE
 
 __all__ = ["relative_entropy", "cross_entropy", "kl_from_logits"]
@@ -25,10 +27,14 @@ def relative_entropy(
 
     Parameters
     ----------
-    p, q : array_like
+    p, q : array_like or scipy.sparse matrix
         Probabilities or non-negative counts (bool, integers, float16/32/64)
         of the same length along ``axis``; ``q`` broadcasts against ``p``
         (a single background distribution ``q`` for every row of ``p``).
+        ``p`` may be a 2-D SciPy sparse matrix (rows for ``axis=-1``/``1``,
+        columns for ``axis=0``), with ``q`` dense (broadcasting to ``p``'s
+        shape: a background row ``(n,)``/``(1, n)``, or every row) or sparse
+        of ``p``'s shape. Implicit entries are 0.
     axis : int, default -1
         Axis holding each distribution.
     base : float, optional
@@ -60,6 +66,14 @@ def relative_entropy(
     Strided, broadcast or integer inputs are copied once into contiguous
     rows of the compute dtype (a single background ``q`` is not repeated).
 
+    Sparse ``p``: the columns ``p`` does not store contribute ``Q`` each
+    (``g(0) = 1``); against a dense ``q`` their total is the exact sum of
+    ``q`` less the exact sum over the stored columns (double-double sums),
+    so the float64 contract holds also when ``p``'s pattern holds almost
+    all of ``q``'s mass. Against a sparse ``q`` the sums run over the union
+    of the two patterns. Duplicates are summed and indices sorted first
+    (the caller's matrix is never modified).
+
     Raises
     ------
     ValueError
@@ -67,8 +81,8 @@ def relative_entropy(
         slice), the shapes do not broadcast, or the lengths along ``axis``
         differ.
     TypeError
-        Unsupported dtype (or sparse input, not supported yet), or ``base``
-        not a number.
+        Unsupported dtype, a sparse ``q`` with a dense ``p``, or ``base`` not
+        a number.
 
     Examples
     --------
@@ -76,6 +90,9 @@ def relative_entropy(
     >>> import fastroute as fr
     >>> fr.relative_entropy(np.array([[1, 1], [1, 3]]), np.array([1, 1]), base=2)
     array([0.        , 0.18872188])
+    >>> import scipy.sparse as sp
+    >>> fr.relative_entropy(sp.csr_array([[1, 0, 1], [0, 2, 0]]), np.array([1, 1, 2]), base=2)
+    array([0.5, 2. ])
     """
     return _divergence(p, q, axis, base, normalize, "relative_entropy")
 
@@ -99,17 +116,30 @@ def cross_entropy(
     array([1., 1.])
     """
     func = "cross_entropy"
-    if not normalize or is_sparse(p) or is_sparse(q):
+    if not normalize:
         return _divergence(p, q, axis, base, normalize, func, cross=True)
     # both parts in float64 (float inputs widened exactly), rounded once
-    a, c = np.asarray(p), np.asarray(q)
-    f32 = a.dtype.char in "ef" and c.dtype.char in "ef"
-    a = a.astype(np.float64, copy=False) if a.dtype.kind == "f" else a
-    c = c.astype(np.float64, copy=False) if c.dtype.kind == "f" else c
+    a, c = _widened(p), _widened(q)
+    f32 = _dtype_of(p).char in "ef" and _dtype_of(q).char in "ef"
     d = _divergence(a, c, axis, base, True, func)  # checks everything first
-    shape = _broadcast(a, c, func)
-    h = entropy(a if a.shape == shape else np.broadcast_to(a, shape), axis=axis, base=base)
+    if is_sparse(a):
+        h = entropy(a, axis=axis, base=base)
+    else:
+        shape = _broadcast(a, c, func)
+        h = entropy(a if a.shape == shape else np.broadcast_to(a, shape), axis=axis, base=base)
     return (h + d).astype(np.float32 if f32 else np.float64, copy=False)
+
+
+def _dtype_of(x: Any) -> np.dtype:
+    return np.dtype(x.dtype) if is_sparse(x) else np.asarray(x).dtype
+
+
+def _widened(x: Any) -> Any:
+    # float16/float32 data as float64 (exact); anything else as it is
+    if is_sparse(x):
+        return x.astype(np.float64) if np.dtype(x.dtype).char in "ef" else x
+    a = np.asarray(x)
+    return a.astype(np.float64, copy=False) if a.dtype.kind == "f" else a
 
 
 def kl_from_logits(
@@ -225,7 +255,14 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
         if small is not None:
             return small
     if is_sparse(p) or is_sparse(q):
-        raise TypeError(f"{func}: sparse input is not supported yet; pass dense arrays")
+        if logits is not None:
+            raise TypeError(f"{func}: logits must be dense arrays, got a sparse matrix")
+        if not is_sparse(p):
+            raise TypeError(
+                f"{func}: q is sparse but p is dense; pass p as a scipy.sparse matrix "
+                "too, or q.toarray()"
+            )
+        return _sparse_divergence(p, q, axis, base, normalize, func, cross)
     b = check_base(base, func)
     a = as_real_array(p, func)
     c = as_real_array(q, func)
@@ -277,3 +314,66 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
             "entry in p or q; probabilities and counts must be >= 0"
         )
     return _finish(out.reshape(lead), np.dtype(np.float32 if f32 else np.float64), b)
+
+
+def _sparse_divergence(p, q, axis, base, normalize, func, cross):
+    """Slices of the sparse ``p`` (rows, or columns for ``axis=0``) against a
+    dense ``q`` that broadcasts to ``p``'s shape, or a sparse ``q`` of that
+    shape (the union of the two patterns)."""
+    b = check_base(base, func)
+    shape = _shape(p, func)
+    ax = check_axis(axis, 2)
+    columns = ax == 0
+    m = as_csr(p, func, columns=columns)
+    nrows, n = m.shape
+    mode = 0 if normalize else 2 if cross else 1
+    if is_sparse(q):
+        if _shape(q, func) != shape:
+            raise ValueError(
+                f"{func}: sparse p and q must have the same shape, got {shape} and "
+                f"{_shape(q, func)}"
+            )
+        mq = as_csr(q, func, columns=columns)
+        f32 = m.dtype.char in "ef" and mq.dtype.char in "ef"
+    else:
+        c = as_real_array(q, func)
+        try:
+            fits = c.ndim <= 2 and np.broadcast_shapes(shape, c.shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{func}: q of shape {c.shape} does not broadcast to p's shape {shape}"
+            )
+        c = c.reshape((1,) * (2 - c.ndim) + c.shape)
+        if c.shape[ax] != n:
+            raise ValueError(
+                f"{func}: p and q must have the same length along axis {ax}, "
+                f"got {n} and {c.shape[ax]}"
+            )
+        f32 = m.dtype.char in "ef" and c.dtype.char in "ef"
+    work = np.float32 if f32 else np.float64
+    pm = (m.indptr, m.indices, m.data.astype(work, copy=False).reshape(1, -1))
+    out = np.empty(nrows, np.float32 if f32 and b is None else np.float64)
+    status = np.zeros(nrows, np.uint8)
+    if nrows:
+        if is_sparse(q):
+            qm = (mq.indptr, mq.indices, mq.data.astype(work, copy=False).reshape(1, -1))
+            args = (pm, qm, mode, out, status)
+            serial, parallel = drv.csr_csr_serial, drv.csr_csr_parallel
+        else:
+            qt = np.moveaxis(c, ax, -1)
+            step = int(qt.shape[0] != 1)
+            q2 = _rows_c(qt, work)
+            tab = np.empty((q2.shape[0], QTAB_WIDTH))
+            q_table(q2, tab)
+            args = (pm, q2, step, tab, mode, out, status)
+            serial, parallel = drv.csr_dense_serial, drv.csr_dense_parallel
+        _launch(serial, parallel, m, K.ENTROPY_ROW_COST, *args, rows=True)
+    if np.count_nonzero(status):
+        row = int(np.flatnonzero(status == NEGATIVE)[0])
+        raise ValueError(
+            f"{func}: slice {row} (along axis {ax}) has a negative entry in p or q; "
+            "probabilities and counts must be >= 0"
+        )
+    return _finish(out, np.dtype(np.float32 if f32 else np.float64), b)

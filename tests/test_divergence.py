@@ -17,7 +17,7 @@ from reference import (
     kl_logits_ref,
     snapshot,
 )
-from strategies import arrays
+from strategies import SPARSE_DTYPES, arrays, build_sparse, sparse_matrices
 
 import fastroute as fr
 from fastroute import _jit
@@ -169,10 +169,6 @@ def test_errors():
         D(np.ones(2), np.ones(2), base="e")
     with pytest.raises(TypeError):
         D(np.array(["a", "b"]), np.ones(2))
-    import scipy.sparse as sp
-
-    with pytest.raises(TypeError, match="sparse input is not supported yet"):
-        D(sp.csr_array(np.ones((2, 2))), np.ones(2))
 
 
 def test_same_bits_any_thread_count(restore_numba_threads):
@@ -195,6 +191,136 @@ def test_same_bits_any_thread_count(restore_numba_threads):
         assert a.tobytes() == b.tobytes()
     part = fr.relative_entropy(p[5:40], q[5:40])  # other batches, same bits
     assert part.tobytes() == out[2][0][5:40].tobytes()
+
+
+# --------------------------------------------------------------------------- sparse p
+
+
+def check_sparse(func, p, q, axis, normalize):
+    """A sparse ``p`` (and dense or sparse ``q``) against the reference on
+    the dense forms (duplicates summed, implicit entries 0)."""
+    import scipy.sparse as sp
+
+    pd = p.toarray()
+    qd = q.toarray() if sp.issparse(q) else q
+    ax = axis % 2
+    before = (snapshot(p), snapshot(q))
+    try:
+        ref = divergence_ref(pd, qd, ax, None, normalize, FUNCS[func])
+    except ValueError:
+        with pytest.raises(ValueError, match="negative entry"):
+            getattr(fr, func)(p, q, axis=axis, normalize=normalize)
+        return None
+    got = getattr(fr, func)(p, q, axis=axis, normalize=normalize)
+    assert (snapshot(p), snapshot(q)) == before, "input was modified"
+    f32 = pd.dtype.char in "ef" and np.dtype(qd.dtype).char in "ef"
+    assert got.dtype == (np.float32 if f32 else np.float64)
+    scale = None
+    if not normalize:
+        scale = np.maximum(divergence_terms_scale(pd, qd, ax, False, FUNCS[func]), np.abs(ref))
+    assert_close(got, ref, scale)
+    return got
+
+
+@st.composite
+def sparse_pairs(draw, dtype, index_dtype):
+    """(p, q, axis): p sparse (any format, duplicates, explicit zeros, Zipf
+    rows, NaN/inf/negatives); q a dense background, dense rows of p's shape,
+    or sparse of p's shape."""
+    p = draw(sparse_matrices(dtype, index_dtype))
+    axis = draw(st.sampled_from([-1, 1, 0]))
+    ax = axis % 2
+    kind = draw(st.sampled_from(["background", "dense", "sparse"]))
+    if kind == "background":
+        shape = (p.shape[1],) if ax == 1 else (p.shape[0], 1)
+        if ax == 1 and draw(st.booleans()):
+            shape = (1, p.shape[1])
+        q = draw(arrays(np.dtype(dtype), shape=shape))
+    elif kind == "dense":
+        q = draw(arrays(np.dtype(dtype), shape=p.shape))
+    else:
+        q = draw(sparse_matrices(dtype, index_dtype).filter(lambda m: m.shape == p.shape))
+    return p, q, axis
+
+
+@pytest.mark.parametrize(("dtype", "index_dtype"), SPARSE_DTYPES, ids=str)
+@given(data=st.data())
+def test_sparse_matches_dense_reference(dtype, index_dtype, data):
+    p, q, axis = data.draw(sparse_pairs(dtype, index_dtype))
+    func = data.draw(st.sampled_from(list(FUNCS)))
+    check_sparse(func, p, q, axis, data.draw(st.booleans()))
+
+
+def _as_sparse(dense, fmt="csr_array"):
+    r, c = np.nonzero(dense)
+    return build_sparse(r, c, dense[r, c], dense.shape, fmt)
+
+
+@pytest.mark.parametrize("func", list(FUNCS))
+def test_sparse_adversarial_float64_contract(func):
+    """The float64 contract for sparse p: the adversarial pairs with p's
+    zeros implicit, against q dense (the mass of q outside p's pattern comes
+    from exact sums) and against q sparse."""
+    rng = np.random.default_rng(12)
+    rows = _adversarial_rows(rng)
+    base = rows[0][0]
+    z = base.copy()
+    z[::7] = 0.0  # q = p (1 + eps) on p's pattern, a little mass elsewhere
+    rows += [(z, z * (1 + 1e-8 * rng.uniform(-1, 1, z.size)) + (z == 0) * 1e-9)]
+    for p, q in rows:
+        ps = _as_sparse(p[None, :])
+        for qq in (q, q[None, :], _as_sparse(q[None, :])):
+            check_sparse(func, ps, qq, -1, True)
+            check_sparse(func, ps, qq, -1, False)
+        check_sparse(func, _as_sparse(p[:, None], "csc_array"), q[:, None], 0, True)
+
+
+def test_sparse_rules_and_errors():
+    import scipy.sparse as sp
+
+    D = fr.relative_entropy
+    p = sp.csr_array(np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [2.0, 2.0, 0.0]]))
+    q = np.array([1.0, 1.0, 2.0])
+    got = D(p, q)
+    assert got[0] == pytest.approx(0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.5))
+    assert np.isnan(got[1])  # an empty row is no distribution
+    assert D(p, np.array([1.0, 1.0, 0.0]))[0] == np.inf  # an implicit 0 of q under p > 0
+    assert D(p, sp.csr_array(np.array([[1.0, 0, 0]] * 3)))[0] == np.inf
+    assert D(p, q, normalize=False)[1] == 0.0
+    with pytest.raises(ValueError, match=r"slice 2 \(along axis 1\) has a negative entry"):
+        D(sp.csr_array(np.array([[1.0, 0], [0, 1.0], [-1.0, 0]])), np.ones(2))
+    with pytest.raises(ValueError, match="negative entry in p or q"):
+        D(p, np.array([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        D(p, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="same length along axis"):
+        D(p, np.ones((3, 1)))
+    with pytest.raises(ValueError, match="same shape"):
+        D(p, sp.csr_array(np.ones((2, 3))))
+    with pytest.raises(TypeError, match="q is sparse but p is dense"):
+        D(np.ones((3, 3)), p)
+    with pytest.raises(TypeError, match="logits must be dense"):
+        fr.kl_from_logits(p, np.ones(3))
+
+
+def test_sparse_same_bits_any_thread_count(restore_numba_threads):
+    import scipy.sparse as sp
+
+    if restore_numba_threads < 2:
+        pytest.fail("needs NUMBA_NUM_THREADS >= 2")
+    rng = np.random.default_rng(8)
+    p = sp.random(4000, 300, density=0.05, random_state=1, format="csr", dtype=np.float64)
+    assert p.nnz + 64 * p.shape[0] > 2 * _jit.PARALLEL_MIN_WORK  # runs in parallel
+    q = rng.random(300)
+    qs = sp.random(4000, 300, density=0.3, random_state=2, format="csr", dtype=np.float64)
+    out = {}
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        out[threads] = [D_ for D_ in (fr.relative_entropy(p, q), fr.relative_entropy(p, qs))]
+    for a, b in zip(out[1], out[2], strict=True):
+        assert a.tobytes() == b.tobytes()
+    part = fr.relative_entropy(p[100:900], q)  # other batches, same bits
+    assert part.tobytes() == out[2][0][100:900].tobytes()
 
 
 # --------------------------------------------------------------------------- from logits

@@ -34,7 +34,16 @@ from ._math import BLOCK, exp_neg, fma, log_normal, log_pos
 from ._reduce import tree_sum
 from .entropy import NEGATIVE, OK
 
-__all__ = ["kl_rows", "raw_rows", "kl_logits_rows", "relative_entropy_1d", "g1p"]
+__all__ = [
+    "kl_rows",
+    "raw_rows",
+    "kl_logits_rows",
+    "relative_entropy_1d",
+    "g1p",
+    "q_table",
+    "csr_dense_rows",
+    "csr_csr_rows",
+]
 
 #: |s| below this takes the series of g (12 terms reach 2**-60 there)
 _S_SERIES = 0.2
@@ -185,8 +194,17 @@ def raw_rows(p, q, q_step, cross, out, status, lo, hi):
 def _kl_normalized(p, r, q, rq, n, sp, sq, acc):
     if not (sp > 0.0 and sq > 0.0):
         return np.nan  # no distribution (empty or all zeros)
-    p1, p2, sp1 = _scaling(p, r, n, sp)  # products below cannot overflow
-    q1, q2, sq1 = _scaling(q, rq, n, sq)
+    # products in _kl_scaled cannot overflow
+    return _kl_scaled(p, r, q, rq, n, _scaling(p, r, n, sp), _scaling(q, rq, n, sq), acc)
+
+
+@jit(inline="always")
+def _kl_scaled(p, r, q, rq, n, ps, qs, acc):
+    """``sum Q g(P / Q)`` of ``p[r, :n]`` against ``q[rq, :n]``, both scaled
+    by ``ps = (p1, p2, sp1)``, ``qs = (q1, q2, sq1)`` (from ``_scaling``):
+    ``P = p p1 p2 / sp1``, ``Q = q q1 q2 / sq1``."""
+    p1, p2, sp1 = ps
+    q1, q2, sq1 = qs
     inv_sq1 = 1.0 / sq1
     inf = 0
     rare = 0
@@ -253,6 +271,139 @@ def _raw(p, r, q, rq, n, cross, acc):
     if inf:
         return np.inf
     return tree_sum(acc, min(n, BLOCK))
+
+
+# --- sparse p: CSR rows against dense rows or CSR rows --------------------------
+# A row's stored pairs are copied into two float64 buffers (against CSR q:
+# the union of both patterns, absent entries 0) and summed by the dense
+# code above. Against a dense q, the columns p does not store contribute
+# Q g(0) = Q each: their total is taken as (exact sum of q) - (exact sum of
+# the stored q), both double-doubles, so that it carries the same second-
+# order-only dependence on the rounding of S_q as the dense sum.
+
+#: the row table of a dense q (``q_table``): scaling c1, c2, sq1 of
+#: ``_scaling``; the exact sum of ``q * c1`` as hi + lo; flags
+QTAB_WIDTH = 6
+
+
+@jit(inline="always")
+def _two_sum(a, b):
+    # a + b = s + e exactly (Knuth's TwoSum)
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@jit
+def q_table(q, tab):
+    """``tab[r] = (c1, c2, sq1, hi, lo, flags)`` of every row of the dense
+    ``q``: the scaling of ``_scaling`` (``c1 = 0`` when the row sums to 0),
+    the sum of ``q[r] * c1`` as the double-double ``hi + lo``, and flags (bit
+    0 a negative entry, bit 1 NaN or ``+inf``)."""
+    n = q.shape[1]
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(q.shape[0]):
+        s, _, fl = _row_sums(q, r, q, r, n, b0, b1)
+        tab[r, 5] = fl
+        tab[r, 0:5] = 0.0
+        if fl == 0 and s > 0.0:
+            c1, c2, s1 = _scaling(q, r, n, s)
+            hi = 0.0
+            lo = 0.0
+            for j in range(n):
+                hi, e = _two_sum(hi, np.float64(q[r, j]) * c1)
+                lo += e
+            tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4] = c1, c2, s1, hi, lo
+
+
+@jit(inline="always")
+def _max_row(indptr, lo, hi):
+    cap = 1
+    for r in range(lo, hi):
+        cap = max(cap, indptr[r + 1] - indptr[r])
+    return cap
+
+
+@jit(inline="always")
+def _rest_of_q(qb, m, tab, rq):
+    # the scaled mass of q outside the row's m stored columns (>= 0)
+    c1 = tab[rq, 0]
+    hi = 0.0
+    lo = 0.0
+    for i in range(m):
+        hi, e = _two_sum(hi, qb[0, i] * c1)
+        lo += e
+    h, e = _two_sum(tab[rq, 3], -hi)
+    return max(h + (e + (tab[rq, 4] - lo)), 0.0) * tab[rq, 1]
+
+
+@jit
+def csr_dense_rows(pm, q, q_step, tab, mode, out, status, lo, hi):
+    """Rows ``lo:hi`` of the CSR ``pm = (indptr, indices, data2d)`` (canonical,
+    ``data2d`` of shape ``(1, nnz)``) against the dense rows ``q[r * q_step]``
+    (their ``q_table`` in ``tab``): ``mode`` 0 ``D(P || Q)`` of the normalized
+    rows, 1 ``sum p log(p / q)``, 2 ``-sum p log q`` of the entries as given;
+    the rules and ``status`` of :func:`kl_rows`."""
+    indptr, indices, data = pm
+    pb = np.empty((1, _max_row(indptr, lo, hi)))
+    qb = np.empty_like(pb)
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        a = indptr[r]
+        m = indptr[r + 1] - a
+        rq = r * q_step
+        for i in range(m):
+            pb[0, i] = np.float64(data[0, a + i])
+            qb[0, i] = np.float64(q[rq, indices[a + i]])
+        sp, _, fl = _row_sums(pb, 0, pb, 0, m, b0, b1)
+        fl |= np.int64(tab[rq, 5])
+        status[r] = NEGATIVE if fl & 1 else OK
+        if fl:
+            out[r] = np.nan
+        elif mode != 0:
+            out[r] = _raw(pb, 0, qb, 0, m, mode == 2, b0)
+        elif not (sp > 0.0 and tab[rq, 0] > 0.0):
+            out[r] = np.nan  # no distribution
+        else:
+            qs = (tab[rq, 0], tab[rq, 1], tab[rq, 2])
+            d = _kl_scaled(pb, 0, qb, 0, m, _scaling(pb, 0, m, sp), qs, b0)
+            out[r] = d + _rest_of_q(qb, m, tab, rq) / tab[rq, 2]
+
+
+@jit
+def csr_csr_rows(pm, qm, mode, out, status, lo, hi):
+    """As :func:`csr_dense_rows` against the rows of the CSR ``qm`` (same
+    shape, canonical): the sums run over the union of the two patterns."""
+    indptr, indices, data = pm
+    qptr, qind, qdata = qm
+    cap = 1
+    for r in range(lo, hi):
+        cap = max(cap, indptr[r + 1] - indptr[r] + qptr[r + 1] - qptr[r])
+    pb = np.empty((1, cap))
+    qb = np.empty_like(pb)
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        i, ie = indptr[r], indptr[r + 1]
+        j, je = qptr[r], qptr[r + 1]
+        m = 0
+        while i < ie or j < je:  # merge the sorted column lists
+            ci = indices[i] if i < ie else -1
+            cj = qind[j] if j < je else -1
+            take_p = i < ie and (j >= je or ci <= cj)
+            take_q = j < je and (i >= ie or cj <= ci)
+            pb[0, m] = np.float64(data[0, i]) if take_p else 0.0
+            qb[0, m] = np.float64(qdata[0, j]) if take_q else 0.0
+            i += np.int64(take_p)
+            j += np.int64(take_q)
+            m += 1
+        sp, sq, fl = _row_sums(pb, 0, qb, 0, m, b0, b1)
+        status[r] = NEGATIVE if fl & 1 else OK
+        if fl:
+            out[r] = np.nan
+        elif mode != 0:
+            out[r] = _raw(pb, 0, qb, 0, m, mode == 2, b0)
+        else:
+            out[r] = _kl_normalized(pb, 0, qb, 0, m, sp, sq, b0)
 
 
 # --- between two softmax distributions ------------------------------------------
