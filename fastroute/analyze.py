@@ -1,7 +1,8 @@
 """The token-selection pipeline behind ``python -m fastroute analyze``.
 
 text -> token ids -> co-occurrence counts -> conditional distributions
-P(j | i) -> entropy of each -> the k most uncertain tokens -> for each, the
+P(j | i) -> entropy of each (or its relative entropy to the distribution of
+all contexts: how specific the token is) -> the k highest -> for each, the
 tokens most related to it.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from numba.core import event as _event
 
 __all__ = [
-    "CORPUS", "DEFAULT_MEASURE", "DEFAULT_CDS", "Analysis", "tokenize", "load_corpus",
+    "CORPUS", "DEFAULT_MEASURE", "DEFAULT_CDS", "KL_MIN_FREQUENCY", "Analysis", "tokenize", "load_corpus",
     "analyze_tokens", "analyze_counts", "stage",
 ]  # fmt: skip
 
@@ -32,6 +33,13 @@ __all__ = [
 DEFAULT_MEASURE = "ppmi"
 #: The smoothing exponent of ``DEFAULT_MEASURE`` (for "pmi" and "ppmi").
 DEFAULT_CDS = 0.75
+
+#: The frequency below which ``by="kl"`` does not rank a token unless told
+#: otherwise: a word seen once has a handful of contexts, and so the largest
+#: divergences of all ("warwick", "blenheim" on the embedded corpus), which
+#: say nothing about the word; from 20 occurrences on the list reads "de",
+#: "pounds", "bourgh", "thousand", "william".
+KL_MIN_FREQUENCY = 20
 
 #: The embedded default corpus (public domain, see fastroute/data/README.md).
 CORPUS = {
@@ -140,11 +148,14 @@ def analyze_tokens(
     measure: str = DEFAULT_MEASURE,
     cds: float | None = DEFAULT_CDS,
     min_count: float = 3,
+    by: str = "entropy",
+    min_frequency: float | None = None,
     source: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
 ) -> Analysis:
     """Run the pipeline on a token-id stream (ids index ``vocab``); the
-    ``frequency`` of each reported token is its number of occurrences."""
+    ``frequency`` of each reported token is its number of occurrences (see
+    :func:`analyze_counts` for the other options)."""
     from .tokens import cooccurrence
 
     timings = dict(timings or {})
@@ -153,7 +164,7 @@ def analyze_tokens(
     freq = np.bincount(ids, minlength=len(vocab))
     out = analyze_counts(
         C, vocab, k=k, related_k=related_k, measure=measure, cds=cds, min_count=min_count,
-        frequency=freq, frequency_kind="occurrences", source=source, timings=timings,
+        by=by, min_frequency=min_frequency, frequency=freq, frequency_kind="occurrences", source=source, timings=timings,
     )  # fmt: skip
     out.tokens = int(ids.shape[0])
     out.params["window"] = window
@@ -169,6 +180,8 @@ def analyze_counts(
     measure: str = DEFAULT_MEASURE,
     cds: float | None = DEFAULT_CDS,
     min_count: float = 3,
+    by: str = "entropy",
+    min_frequency: float | None = None,
     frequency: np.ndarray | None = None,
     frequency_kind: str | None = None,
     source: dict[str, Any] | None = None,
@@ -176,12 +189,27 @@ def analyze_counts(
 ) -> Analysis:
     """Run the pipeline on a co-occurrence count matrix ``C``.
 
+    ``by`` ranks the tokens: ``"entropy"`` by the entropy of ``P(. | i)``
+    (the most uncertain first), ``"kl"`` by its relative entropy to the
+    distribution of all contexts (column sums of ``C``), ``D(P(. | i) ||
+    P(.))`` (the most specific first); both in bits. Tokens whose frequency
+    is below ``min_frequency`` are not ranked (default: all for
+    ``"entropy"``, ``KL_MIN_FREQUENCY`` for ``"kl"``).
+
     ``frequency`` defaults to the row sums of ``C`` (``frequency_kind``
     names what it is: "row sum" by default); ``vocab`` (optional) names rows
     and columns. ``cds`` applies to ``"pmi"``/``"ppmi"`` only (ignored for
     the other measures); ``None`` or 1 means no smoothing.
     """
-    from .tokens import normalize_rows, related, top_entropy
+    from .divergence import relative_entropy
+    from .entropy import entropy
+    from .tokens import normalize_rows, related
+    from .topk import top_k
+
+    if by not in ("entropy", "kl"):
+        raise ValueError(f"by must be 'entropy' or 'kl', got {by!r}")
+    if min_frequency is None:
+        min_frequency = KL_MIN_FREQUENCY if by == "kl" else 0
 
     timings = dict(timings or {})
     nrows, ncols = C.shape
@@ -189,23 +217,30 @@ def analyze_counts(
     related_k = min(related_k, ncols)
     if measure not in ("pmi", "ppmi") or cds == 1:
         cds = None
-    with stage("normalize_rows", timings):
-        P = normalize_rows(C)
-    with stage("top_entropy", timings):
-        best = top_entropy(P, k, base=2)
-    with stage("related", timings):
-        rel = related(C, best.indices, related_k, measure=measure, min_count=min_count,
-                      exclude_self=True, cds=cds)  # fmt: skip
     if frequency is None:
         frequency = np.asarray(C.sum(axis=1)).reshape(-1)
         frequency_kind = frequency_kind or "row sum"
+    with stage("normalize_rows", timings):
+        P = normalize_rows(C)
+    with stage("top_entropy" if by == "entropy" else "top_kl", timings):
+        if by == "entropy":
+            score = entropy(P, axis=1, base=2)
+        else:
+            contexts = np.asarray(C.sum(axis=0), np.float64).reshape(-1)
+            score = relative_entropy(P, contexts, base=2)
+        if min_frequency > 0:  # NaN ranks last and ends the list below
+            score[np.asarray(frequency) < min_frequency] = np.nan
+        best = top_k(score, k)
+    with stage("related", timings):
+        rel = related(C, best.indices, related_k, measure=measure, min_count=min_count,
+                      exclude_self=True, cds=cds)  # fmt: skip
 
     def name(i: int) -> str:
         return vocab[i] if vocab is not None and i < len(vocab) else f"#{i}"
 
     top = []
     for rank, (h, i) in enumerate(zip(best.values.tolist(), best.indices.tolist(), strict=True), 1):
-        if h != h:  # NaN: an empty row; top_entropy puts these last
+        if h != h:  # NaN (an empty row, or too rare): top_k puts these last
             break
         items = [
             {"token": name(j), "id": j, "score": s}
@@ -215,10 +250,11 @@ def analyze_counts(
             if j >= 0
         ]
         freq = frequency[i].item()
-        top.append({"rank": rank, "token": name(i), "id": i, "entropy_bits": h,
+        top.append({"rank": rank, "token": name(i), "id": i, f"{by}_bits": h,
                     "frequency": freq, "related": items})  # fmt: skip
     params = {"k": k, "related": related_k, "measure": measure, "cds": cds,
-              "min_count": min_count, "frequency": frequency_kind or "frequency"}  # fmt: skip
+              "min_count": min_count, "by": by, "min_frequency": min_frequency,
+              "frequency": frequency_kind or "frequency"}  # fmt: skip
     return Analysis(
         source=source or {}, vocabulary_size=nrows, tokens=None, stored_pairs=int(C.nnz),
         params=params, top=top, timings=timings,

@@ -123,7 +123,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="highest-entropy tokens of a text and their most related tokens",
         description=(
             "Count word co-occurrences, take each token's conditional distribution "
-            "P(next | token), rank tokens by its entropy (bits) and list, for the k "
+            "P(next | token), rank tokens by its entropy (bits; or, with --by kl, by its "
+            "relative entropy to the distribution of all contexts: how specific the token "
+            "is) and list, for the k "
             "highest, the tokens most related to them. FILE is a UTF-8 text (words are "
             "lower-cased) or a .npz count matrix saved by scipy.sparse.save_npz; "
             "without FILE: the embedded public-domain corpus (Jane Austen, Pride and "
@@ -159,6 +161,20 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--min-count", type=float, default=3, metavar="N",
         help="ignore pairs seen fewer than N times when ranking related tokens (default 3)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--by", choices=("entropy", "kl"), default="entropy",
+        help=(
+            "rank tokens by the entropy of P(. | token) (most uncertain first, the default) "
+            "or by D(P(. | token) || P(.)) (kl: most specific first)"
+        ),
+    )  # fmt: skip
+    analyze.add_argument(
+        "--min-frequency", type=float, default=None, metavar="N",
+        help=(
+            "rank only tokens with frequency >= N (default: all with --by entropy, "
+            "20 with --by kl, where words seen a few times have the largest divergences)"
+        ),
     )  # fmt: skip
     analyze.add_argument(
         "--vocab", metavar="FILE",
@@ -294,8 +310,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if not 0 < args.cds <= 1:
             raise CLIError(f"--cds must be in (0, 1], got {args.cds}")
     cds = A.DEFAULT_CDS if args.cds is None else args.cds
+    if args.min_frequency is not None and not args.min_frequency >= 0:
+        raise CLIError(f"--min-frequency must be >= 0, got {args.min_frequency}")
     opts = dict(k=args.k, related_k=args.related, measure=args.measure, cds=cds,
-                min_count=args.min_count)  # fmt: skip
+                min_count=args.min_count, by=args.by,
+                min_frequency=args.min_frequency)  # fmt: skip
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if args.file is None:
@@ -389,22 +408,26 @@ def _print_analysis(result: Any, args: argparse.Namespace) -> int:
     size = f"{result.tokens:,} tokens, " if result.tokens is not None else ""
     print(f"{what}: {size}{result.vocabulary_size:,} types, {result.stored_pairs:,} stored pairs")
     window = f"window {p['window']}, " if "window" in p else ""
-    print(
-        f"{len(result.top)} highest-entropy tokens of P(next | token) ({window}entropy in bits); "
-        f"related by {_measure_name(p)} (min count {p['min_count']:g})"
-    )
+    kl = p["by"] == "kl"
+    rare = f", frequency >= {p['min_frequency']:g}" if p["min_frequency"] > 0 else ""
+    if kl:
+        what = f"most specific tokens: D(P(next | token) || P(next)) ({window}bits{rare})"
+    else:
+        what = f"highest-entropy tokens of P(next | token) ({window}entropy in bits{rare})"
+    print(f"{len(result.top)} {what}; related by {_measure_name(p)} "
+          f"(min count {p['min_count']:g})")  # fmt: skip
     print()
     width = max([5] + [len(row["token"]) for row in result.top])
     fname = {"occurrences": "count", "row sum": "row sum"}.get(p.get("frequency"), "freq")
-    print(f"{'rank':>4}  {'token':<{width}}  {'H bits':>7}  {fname:>8}  related")
+    key = f"{p['by']}_bits"
+    print(
+        f"{'rank':>4}  {'token':<{width}}  {'D bits' if kl else 'H bits':>7}  {fname:>8}  related"
+    )
     for row in result.top:
         rel = ", ".join(f"{r['token']} {r['score']:.2f}" for r in row["related"]) or "-"
         freq = row["frequency"]
         freq_s = f"{freq:,}" if isinstance(freq, int) else f"{freq:,.6g}"
-        print(
-            f"{row['rank']:>4}  {row['token']:<{width}}  {row['entropy_bits']:7.3f}  "
-            f"{freq_s:>8}  {rel}"
-        )
+        print(f"{row['rank']:>4}  {row['token']:<{width}}  {row[key]:7.3f}  {freq_s:>8}  {rel}")
     print()
     times = dict(result.timings)
     compiled = times.pop("compile", 0.0)

@@ -98,6 +98,45 @@ def test_analyze_embedded_corpus_matches_a_scipy_reference(capsys):
     assert "   count  related" in out and "count: occurrences in the text" in out
 
 
+def kl_bits_ref(C: sp.csr_array) -> np.ndarray:
+    """D(P(. | i) || P(.)) in bits, P(.) the column sums: scipy.stats.entropy."""
+    from scipy.stats import entropy
+
+    dense = C.toarray().astype(np.float64)
+    ctx = dense.sum(axis=0)
+    return np.array([entropy(row, ctx, base=2) if row.any() else np.nan for row in dense])
+
+
+def test_analyze_by_kl_matches_a_scipy_reference(capsys):
+    code, out, err = run(capsys, "analyze", "--by", "kl", "-k", "6", "--related", "2", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    ids, vocab, freq = tokenize(load_corpus())
+    C = counts_ref(ids, len(vocab), 2)
+    d = kl_bits_ref(C)
+    d[freq < 20] = np.nan  # the default --min-frequency of --by kl
+    expect = np.argsort(-np.nan_to_num(d, nan=-1.0), kind="stable")[:6]
+    assert [row["id"] for row in res["top"]] == expect.tolist()
+    for row in res["top"]:
+        assert row["kl_bits"] == pytest.approx(d[row["id"]], rel=1e-12)
+        assert row["frequency"] >= 20
+    assert res["params"]["by"] == "kl" and res["params"]["min_frequency"] == 20
+    assert "top_kl" in res["timings_s"]
+    # a frequency threshold of 1: the words seen once come first
+    code, out, err = run(capsys, "analyze", "--by", "kl", "-k", "3", "--min-frequency", "1")
+    assert code == 0, err
+    assert "most specific tokens" in out and "D bits" in out
+    d1 = kl_bits_ref(C)
+    first = vocab[int(np.argsort(-np.nan_to_num(d1, nan=-1.0), kind="stable")[0])]
+    assert re.search(rf"^ +1  {first} ", out, re.M)
+    code, out, err = run(capsys, "analyze", "--min-frequency", "-1")
+    assert code == 2 and "--min-frequency must be >= 0" in err
+    from fastroute.analyze import analyze_counts
+
+    with pytest.raises(ValueError, match="by must be 'entropy' or 'kl'"):
+        analyze_counts(C, None, by="pmi")
+
+
 def test_analyze_text_file_plain_and_json(tmp_path, capsys):
     f = tmp_path / "t.txt"
     f.write_text("The cat sat on the mat. The cat ran; the dog sat.\n", encoding="utf-8")
