@@ -118,7 +118,9 @@ def render(data: dict[str, Any], stat: str = "median") -> str:
 #: Panels of the plot: a title and the operations it shows.
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("top-k (÷ read floor)", ("top_k", "csr_top_k")),
-    ("entropies (÷ compute floor)", ("entropy", "entropy_from_logits", "csr_entropy")),
+    ("entropies and divergences (÷ compute floor)",
+     ("entropy", "entropy_from_logits", "csr_entropy", "relative_entropy", "kl_from_logits",
+      "csr_relative_entropy")),
     ("MoE routing (÷ compute floor; grouping ÷ read floor)",
      ("route", "route_stats", "route_select", "deepseek", "expert_choice", "group_by_expert")),
 )  # fmt: skip

@@ -108,6 +108,23 @@ def test_csr_floors_read_the_whole_matrix() -> None:
     assert sums[1] == A.indices.sum() and sums[2] == A.indptr.sum()
 
 
+def test_divergence_floors_compute_what_they_claim() -> None:
+    case = _tiny(next(c for c in B.CASES if c.op == "relative_entropy" and c.shape[1] == 64))
+    x = B.make_input(case)
+    p, q = x.p.astype(np.float64), x.q.astype(np.float64)
+    want = (p * np.log(p / q)).sum()
+    assert B.kl_floor(x.p, x.q) == pytest.approx(want, rel=1e-4)
+    assert B.input_nbytes(x) == x.p.nbytes + x.q.nbytes
+    case = _tiny(next(c for c in B.CASES if c.op == "csr_relative_entropy"))
+    A, bg = B.make_input(case)
+    d, g = A.data.astype(np.float64), bg[A.indices].astype(np.float64)
+    s, r = B.csr_kl_floor(A, bg)
+    assert s == pytest.approx((d * np.log(d / g)).sum(), rel=1e-4)
+    assert r == A.indptr.sum()
+    with pytest.raises(TypeError, match="float32"):
+        B.kl_floor(p, q)
+
+
 def test_floors_reject_other_dtypes() -> None:
     with pytest.raises(TypeError, match="float32"):
         B.entropy_floor(np.ones((2, 3)))

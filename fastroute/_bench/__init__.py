@@ -20,7 +20,14 @@ built. This package is private: its contents may change between releases.
 from __future__ import annotations
 
 from .cases import CASES, OPS, ROUTE_OPS, SPARSE_OPS, Case, input_nbytes, make_input, select_cases
-from .floors import csr_entropy_floor, entropy_floor, read_floor, softmax_floor
+from .floors import (
+    csr_entropy_floor,
+    csr_kl_floor,
+    entropy_floor,
+    kl_floor,
+    read_floor,
+    softmax_floor,
+)
 from .measure import (
     LAUNCH_WARN_S,
     add_ratios,
@@ -50,6 +57,7 @@ from .render import fmt_time, render_analyze, render_compile_table, render_heade
 __all__ = [
     "CASES", "OPS", "ROUTE_OPS", "SPARSE_OPS", "Case", "input_nbytes", "make_input",
     "select_cases", "csr_entropy_floor", "entropy_floor", "read_floor", "softmax_floor",
+    "kl_floor", "csr_kl_floor",
     "LAUNCH_WARN_S", "add_ratios", "environment", "environment_warnings", "first_call_times",
     "measure_analyze", "measure_compile", "parallel_launch_latency", "run_cases",
     "threading_layer", "time_callable", "REGISTRY", "ROLES", "Impl", "Op", "check_agreement",

@@ -6,7 +6,7 @@ import fnmatch
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,6 +16,8 @@ __all__ = [
     "ROUTE_OPS",
     "Case",
     "CASES",
+    "PAIR_OPS",
+    "Pair",
     "COOC_WINDOW",
     "select_cases",
     "make_input",
@@ -26,12 +28,15 @@ __all__ = [
 
 #: Operations benchmarked, in display order.
 OPS: tuple[str, ...] = (
-    "top_k", "entropy", "entropy_from_logits", "csr_top_k", "csr_entropy", "cooccurrence",
-    "route", "route_stats", "route_select", "deepseek", "expert_choice", "group_by_expert",
+    "top_k", "entropy", "entropy_from_logits", "relative_entropy", "kl_from_logits",
+    "csr_top_k", "csr_entropy", "csr_relative_entropy", "cooccurrence", "route", "route_stats", "route_select", "deepseek", "expert_choice", "group_by_expert",
 )  # fmt: skip
 
 #: Operations on sparse input (CSR matrices or token streams).
-SPARSE_OPS = frozenset({"csr_top_k", "csr_entropy", "cooccurrence"})
+SPARSE_OPS = frozenset({"csr_top_k", "csr_entropy", "csr_relative_entropy", "cooccurrence"})
+
+#: Operations on a pair of inputs (:class:`Pair`).
+PAIR_OPS = frozenset({"relative_entropy", "kl_from_logits", "csr_relative_entropy"})
 
 #: MoE routing operations (router logits; group_by_expert: expert ids).
 ROUTE_OPS = frozenset(
@@ -55,6 +60,13 @@ _COOC_SHAPE = (1_000_000, 50_000)  # tokens, vocabulary
 #: The co-occurrence window of the benchmark.
 COOC_WINDOW = 2
 _EC_EXPERTS = 64  # expert choice: capacity C = T * 2 / E (two experts per token on average)
+
+
+class Pair(NamedTuple):
+    """The input of a two-argument operation: ``p`` and ``q`` (or their logits)."""
+
+    p: Any
+    q: Any
 
 
 @dataclass(frozen=True)
@@ -247,6 +259,12 @@ def make_input(case: Case, seed: int = 0) -> Any:
     * ``entropy``: ``softmax`` of normal logits with scale 2, rows sum to 1,
       so every peer works on the same normalized probabilities.
     * ``entropy_from_logits``: normal logits with scale 2.
+    * ``relative_entropy`` / ``kl_from_logits``: a :class:`Pair` of those
+      probabilities / logits and of the same logits plus ``N(0, 0.5^2)``
+      noise (a student near its teacher).
+    * ``csr_relative_entropy``: a :class:`Pair` of :func:`zipf_csr` and a
+      dense background (each column's number of stored entries plus
+      uniform(0, 1)).
     * ``csr_top_k``/``csr_entropy``: :func:`zipf_csr` (float32 counts-like
       values; entropy normalizes them).
     * ``cooccurrence``: Zipf(1.3) token ids modulo the vocabulary, int32.
@@ -256,6 +274,11 @@ def make_input(case: Case, seed: int = 0) -> Any:
     if case.op == "cooccurrence":  # Zipf(1.3)-distributed token ids
         rng = np.random.default_rng([seed, *case.shape])
         return ((rng.zipf(1.3, case.shape[0]) - 1) % case.shape[1]).astype(np.int32)
+    if case.op == "csr_relative_entropy":  # rows against a background (column sums)
+        A = zipf_csr(case.shape, _csr_nnz(case), seed, case.dtype)
+        rng = np.random.default_rng([seed, *case.shape, 1])
+        bg = np.bincount(A.indices, minlength=case.shape[1]) + rng.random(case.shape[1])
+        return Pair(A, bg.astype(case.dtype))
     if case.op in SPARSE_OPS:
         return zipf_csr(case.shape, _csr_nnz(case), seed, case.dtype)
     if case.op == "group_by_expert":  # uniform expert ids
@@ -275,14 +298,26 @@ def make_input(case: Case, seed: int = 0) -> Any:
     z *= 2.0
     if case.op == "entropy_from_logits":
         return z.astype(dt, copy=False)
-    z -= z.max(axis=1, keepdims=True)
+    if case.op in PAIR_OPS:  # a student near its teacher: logits perturbed by N(0, 0.5^2)
+        z2 = z + np.float32(0.5) * rng.standard_normal(case.shape, dtype=np.float32)
+        if case.op == "kl_from_logits":
+            return Pair(z.astype(dt, copy=False), z2.astype(dt, copy=False))
+        return Pair(_softmax_rows(z).astype(dt, copy=False), _softmax_rows(z2).astype(dt))
+    return _softmax_rows(z).astype(dt, copy=False)
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
-    return z.astype(dt, copy=False)
+    return z
 
 
 def input_nbytes(x: Any) -> int:
-    """Bytes of an input as built by :func:`make_input` (CSR: data, indices and indptr)."""
+    """Bytes of an input as built by :func:`make_input` (CSR: data, indices
+    and indptr; a :class:`Pair`: both)."""
+    if isinstance(x, Pair):
+        return input_nbytes(x.p) + input_nbytes(x.q)
     if hasattr(x, "indptr"):
         return int(x.data.nbytes + x.indices.nbytes + x.indptr.nbytes)
     return int(math.prod(x.shape) * x.dtype.itemsize)

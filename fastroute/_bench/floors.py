@@ -33,6 +33,8 @@ __all__ = [
     "read_floor",
     "entropy_floor",
     "csr_entropy_floor",
+    "kl_floor",
+    "csr_kl_floor",
     "softmax_floor",
     "log32",
     "exp32",
@@ -172,6 +174,79 @@ def csr_entropy_floor(A: Any) -> tuple[np.float32, Any]:
     if A.data.dtype != np.float32:
         raise TypeError(f"the entropy compute floor is float32 only, got {A.data.dtype}")
     return _xlogx(A.data), read_floor(A.indptr)
+
+
+@numba.njit(inline="always", fastmath=True)
+def _kl_body(p, q):  # pragma: no cover - compiled
+    s = _F(0.0)
+    for i in range(p.shape[0]):
+        s += p[i] * log32(p[i] / q[i])
+    return s
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _kl_parallel(p, q, nchunks):  # pragma: no cover - compiled
+    n = p.shape[0]
+    part = np.zeros(nchunks, np.float32)
+    for c in numba.prange(nchunks):
+        lo, hi = c * n // nchunks, (c + 1) * n // nchunks
+        part[c] = _kl_body(p[lo:hi], q[lo:hi])
+    return part.sum()
+
+
+@numba.njit(fastmath=True, cache=True)
+def _kl_serial(p, q):  # pragma: no cover - compiled
+    return _kl_body(p, q)
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> np.float32:
+    if _parallel(p.shape[0]):
+        return _kl_parallel(p, q, 64 * numba.get_num_threads())
+    return _kl_serial(p, q)
+
+
+def kl_floor(p: np.ndarray, q: np.ndarray) -> np.float32:
+    """``Σ p log(p / q)`` over every pair of entries of two float32 arrays of
+    one shape: one division and one log per pair, rows ignored."""
+    if p.dtype != np.float32 or q.dtype != np.float32:
+        raise TypeError(f"the divergence compute floor is float32 only, got {p.dtype}")
+    return _kl(np.ascontiguousarray(p).reshape(-1), np.ascontiguousarray(q).reshape(-1))
+
+
+@numba.njit(inline="always", fastmath=True)
+def _csr_kl_body(x, idx, q):  # pragma: no cover - compiled
+    s = _F(0.0)
+    for i in range(x.shape[0]):
+        s += x[i] * log32(x[i] / q[idx[i]])
+    return s
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _csr_kl_parallel(x, idx, q, nchunks):  # pragma: no cover - compiled
+    n = x.shape[0]
+    part = np.zeros(nchunks, np.float32)
+    for c in numba.prange(nchunks):
+        lo, hi = c * n // nchunks, (c + 1) * n // nchunks
+        part[c] = _csr_kl_body(x[lo:hi], idx[lo:hi], q)
+    return part.sum()
+
+
+@numba.njit(fastmath=True, cache=True)
+def _csr_kl_serial(x, idx, q):  # pragma: no cover - compiled
+    return _csr_kl_body(x, idx, q)
+
+
+def csr_kl_floor(A: Any, q: np.ndarray) -> tuple[np.float32, Any]:
+    """``Σ x log(x / q_j)`` over the stored entries ``x`` (column ``j``) of a
+    float32 CSR matrix against a dense background ``q``: a gather, one
+    division and one log per entry; and a read of ``indptr``."""
+    if A.data.dtype != np.float32 or q.dtype != np.float32:
+        raise TypeError(f"the divergence compute floor is float32 only, got {A.data.dtype}")
+    if _parallel(A.data.shape[0]):
+        s = _csr_kl_parallel(A.data, A.indices, q, 64 * numba.get_num_threads())
+    else:
+        s = _csr_kl_serial(A.data, A.indices, q)
+    return s, read_floor(A.indptr)
 
 
 @numba.njit(inline="always", fastmath=True)

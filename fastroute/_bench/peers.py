@@ -20,6 +20,12 @@ __all__ = [
     "python_csr_top_k",
     "scipy_csr_entropy",
     "scipy_log_softmax_entropy",
+    "scipy_kl_from_logits",
+    "scipy_csr_relative_entropy",
+    "torch_kl_div",
+    "torch_kl_from_logits",
+    "jax_rel_entr",
+    "jax_kl_from_logits",
     "scipy_cooccurrence",
     "numpy_group_by_expert",
     "torch_module",
@@ -91,6 +97,27 @@ def scipy_log_softmax_entropy(z: np.ndarray) -> np.ndarray:
 
     ls = log_softmax(z, axis=1)
     return -(np.exp(ls) * ls).sum(1)
+
+
+def scipy_kl_from_logits(zp: np.ndarray, zq: np.ndarray) -> np.ndarray:
+    """``Σ softmax(zp) · (log_softmax(zp) - log_softmax(zq))`` per row (SciPy)."""
+    from scipy.special import log_softmax
+
+    lp = log_softmax(zp, axis=1)
+    return (np.exp(lp) * (lp - log_softmax(zq, axis=1))).sum(1)
+
+
+def scipy_csr_relative_entropy(A: Any, q: np.ndarray) -> np.ndarray:
+    """``D(P_r || Q)`` of the rows of a CSR matrix without empty rows against
+    the background ``q``: ``scipy.special.rel_entr`` of the normalized stored
+    values and ``q`` at their columns, summed per row with ``np.add.reduceat``
+    (entries ``p = 0`` contribute 0, so the stored ones are all there is)."""
+    from scipy.special import rel_entr
+
+    starts = A.indptr[:-1]
+    sums = np.add.reduceat(A.data, starts)
+    p = A.data / np.repeat(sums, np.diff(A.indptr))
+    return np.add.reduceat(rel_entr(p, q[A.indices] / q.sum()), starts)
 
 
 def scipy_cooccurrence(tokens: np.ndarray, vocab: int, window: int) -> Any:
@@ -226,6 +253,36 @@ def jax_entropy_from_logits(jax: Any) -> Any:
     """``jax.jit`` of ``-(softmax(z) * log_softmax(z)).sum(1)``."""
     nn = jax.nn
     return jax.jit(lambda z: -(nn.softmax(z, axis=1) * nn.log_softmax(z, axis=1)).sum(1))
+
+
+def torch_kl_div(torch: Any, p: Any, q: Any) -> Any:
+    """``kl_div(q.log(), p, reduction="none").sum(1)``: D(p || q) per row."""
+    return torch.nn.functional.kl_div(q.log(), p, reduction="none").sum(1)
+
+
+def torch_kl_from_logits(torch: Any, zp: Any, zq: Any) -> Any:
+    """``log_softmax`` of both, then ``kl_div(..., log_target=True)`` summed per row."""
+    F = torch.nn.functional
+    lp, lq = F.log_softmax(zp, dim=1), F.log_softmax(zq, dim=1)
+    return F.kl_div(lq, lp, reduction="none", log_target=True).sum(1)
+
+
+def jax_rel_entr(jax: Any) -> Any:
+    """``jax.jit(lambda p, q: rel_entr(p, q).sum(1))``."""
+    from jax.scipy.special import rel_entr
+
+    return jax.jit(lambda p, q: rel_entr(p, q).sum(1))
+
+
+def jax_kl_from_logits(jax: Any) -> Any:
+    """``jax.jit`` of ``(softmax(zp) * (log_softmax(zp) - log_softmax(zq))).sum(1)``."""
+    nn = jax.nn
+
+    def kl(zp: Any, zq: Any) -> Any:
+        lp = nn.log_softmax(zp, axis=1)
+        return (nn.softmax(zp, axis=1) * (lp - nn.log_softmax(zq, axis=1))).sum(1)
+
+    return jax.jit(kl)
 
 
 def jax_top_k(jax: Any, k: int) -> Any:

@@ -220,6 +220,35 @@ def _jax_maker(build: Callable[[Any, Case], Any]) -> Maker:
     return make
 
 
+def _torch_pair_maker(recipe: Callable[[Any, Any, Any], Any]) -> Maker:
+    def make(case: Case, x: Any) -> Callable[[], Any]:
+        torch = P.torch_module()
+        p, q = P.torch_tensor(torch, x.p), P.torch_tensor(torch, x.q)
+        return lambda: recipe(torch, p, q)
+
+    return make
+
+
+def _jax_pair_maker(build: Callable[[Any], Any]) -> Maker:
+    def make(case: Case, x: Any) -> Callable[[], Any]:
+        jax = P.jax_module()
+        fn = build(jax)
+        p, q = jax.device_put(x.p), jax.device_put(x.q)
+        jax.block_until_ready(fn(p, q))  # compile outside the timed call
+        return lambda: jax.block_until_ready(fn(p, q))
+
+    return make
+
+
+def _read_pair(*names: str) -> Maker:
+    # the read floor over both inputs (of a sparse p: the arrays named)
+    def make(case: Case, x: Any) -> Callable[[], Any]:
+        arrays = [getattr(x.p, n) for n in names] if names else [x.p]
+        return lambda: F.read_floor(*arrays, x.q)
+
+    return make
+
+
 def _read(*names: str) -> Maker:
     # the read floor over the arrays a kernel reads (a dense input: itself)
     def make(case: Case, x: Any) -> Callable[[], Any]:
@@ -347,6 +376,55 @@ def _build() -> dict[str, Op]:
         ),
         _close_entropies,
     )  # fmt: skip
+    ops["relative_entropy"] = Op(
+        "relative_entropy",
+        (
+            _impl_fastroute("fastroute.relative_entropy(p, q)",
+                            lambda c, x: lambda: _fr().relative_entropy(x.p, x.q)),
+            Impl("read_floor", "read floor", "read_floor",
+                 "parallel fastmath sum over p and q (numba prange)", _read_pair()),
+            Impl("compute_floor", "compute floor", "compute_floor",
+                 "Σ p log(p / q) over all pairs with a vectorized float32 log "
+                 "(numba prange, fastmath; rows ignored)",
+                 lambda c, x: lambda: F.kl_floor(x.p, x.q)),
+            Impl("scipy.stats", "scipy.stats.entropy", "peer",
+                 "scipy.stats.entropy(p, q, axis=1)",
+                 lambda c, x: _scipy_relative_entropy(x), _SCIPY),
+            Impl("scipy.rel_entr", "scipy.special.rel_entr", "peer",
+                 "scipy.special.rel_entr(p, q).sum(1)",
+                 lambda c, x: _scipy_rel_entr(x), _SCIPY),
+            Impl("torch.kl_div", "torch kl_div", "peer",
+                 'torch.nn.functional.kl_div(q.log(), p, reduction="none").sum(1)',
+                 _torch_pair_maker(P.torch_kl_div), _TORCH),
+            Impl("jax.rel_entr", "JAX rel_entr", "peer", "jax.jit(lambda p, q: rel_entr(p, q).sum(1))",
+                 _jax_pair_maker(P.jax_rel_entr), _JAX),
+        ),
+        _close_entropies,
+    )  # fmt: skip
+    ops["kl_from_logits"] = Op(
+        "kl_from_logits",
+        (
+            _impl_fastroute("fastroute.kl_from_logits(z_p, z_q)",
+                            lambda c, x: lambda: _fr().kl_from_logits(x.p, x.q)),
+            Impl("read_floor", "read floor", "read_floor",
+                 "parallel fastmath sum over z_p and z_q (numba prange)", _read_pair()),
+            Impl("compute_floor", "compute floor", "compute_floor",
+                 "per row of z_p and of z_q: max, then Σ exp(z - max) with a vectorized "
+                 "float32 exp (numba prange, fastmath)",
+                 lambda c, x: lambda: (F.softmax_floor(x.p), F.softmax_floor(x.q))),
+            Impl("scipy.log_softmax", "scipy log_softmax", "peer",
+                 "lp, lq = log_softmax(z_p, 1), log_softmax(z_q, 1); (np.exp(lp) * (lp - lq)).sum(1)",
+                 lambda c, x: lambda: P.scipy_kl_from_logits(x.p, x.q), _SCIPY),
+            Impl("torch.kl_div", "torch log_softmax+kl_div", "peer",
+                 "kl_div(log_softmax(z_q, 1), log_softmax(z_p, 1), reduction='none', "
+                 "log_target=True).sum(1)",
+                 _torch_pair_maker(P.torch_kl_from_logits), _TORCH),
+            Impl("jax.log_softmax", "JAX log_softmax", "peer",
+                 "jax.jit: (softmax(z_p) * (log_softmax(z_p) - log_softmax(z_q))).sum(1)",
+                 _jax_pair_maker(P.jax_kl_from_logits), _JAX),
+        ),
+        _close_entropies,
+    )  # fmt: skip
     ops["csr_top_k"] = Op(
         "csr_top_k",
         (
@@ -376,6 +454,26 @@ def _build() -> dict[str, Op]:
                  "p = A.data / np.repeat(row sums, row lengths); "
                  "np.add.reduceat(scipy.special.entr(p), A.indptr[:-1])",
                  lambda c, x: lambda: P.scipy_csr_entropy(x), _SCIPY),
+        ),
+        _close_entropies,
+    )  # fmt: skip
+    ops["csr_relative_entropy"] = Op(
+        "csr_relative_entropy",
+        (
+            _impl_fastroute("fastroute.relative_entropy(A, q)",
+                            lambda c, x: lambda: _fr().relative_entropy(x.p, x.q),
+                            requires=_SCIPY),
+            Impl("read_floor", "read floor", "read_floor",
+                 "parallel fastmath sum over A.data, A.indices, A.indptr and q",
+                 _read_pair("data", "indices", "indptr")),
+            Impl("compute_floor", "compute floor", "compute_floor",
+                 "Σ x log(x / q[j]) over A.data (j its column) with a vectorized float32 log, "
+                 "and a read of A.indptr",
+                 lambda c, x: lambda: F.csr_kl_floor(x.p, x.q)),
+            Impl("scipy.reduceat", "rel_entr + reduceat", "peer",
+                 "p = A.data / np.repeat(row sums, row lengths); "
+                 "np.add.reduceat(rel_entr(p, q[A.indices] / q.sum()), A.indptr[:-1])",
+                 lambda c, x: lambda: P.scipy_csr_relative_entropy(x.p, x.q), _SCIPY),
         ),
         _close_entropies,
     )  # fmt: skip
@@ -465,6 +563,18 @@ def _scipy_entropy(x: np.ndarray) -> Callable[[], Any]:
     from scipy.stats import entropy
 
     return lambda: entropy(x, axis=1)
+
+
+def _scipy_relative_entropy(x: Any) -> Callable[[], Any]:
+    from scipy.stats import entropy
+
+    return lambda: entropy(x.p, x.q, axis=1)
+
+
+def _scipy_rel_entr(x: Any) -> Callable[[], Any]:
+    from scipy.special import rel_entr
+
+    return lambda: rel_entr(x.p, x.q).sum(1)
 
 
 def _scipy_entr(x: np.ndarray) -> Callable[[], Any]:

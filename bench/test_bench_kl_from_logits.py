@@ -1,0 +1,18 @@
+"""Benchmarks: fastroute.kl_from_logits against SciPy, PyTorch, JAX, the read and the compute floor.
+
+Cases and callables: ``fastroute/_bench/``; parametrization and timing:
+``bench/conftest.py``. One pytest-benchmark group per case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastroute._bench import Case, Impl
+
+OP = "kl_from_logits"
+
+
+def test_kl_from_logits(run_case: Callable[[Case, Impl], None], case: Case, impl: Impl) -> None:
+    """Time one implementation on one case (after a checked warm-up call)."""
+    run_case(case, impl)
