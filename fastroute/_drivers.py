@@ -15,6 +15,7 @@ from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
 from .kernels.divergence import csr_csr_rows, csr_dense_rows, kl_logits_rows, kl_rows, raw_rows
+from .kernels.divergence32 import kl32_rows
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
@@ -221,6 +222,17 @@ def divergence_raw_parallel(p, q, q_step, cross, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
         raw_rows(p, q, q_step, cross, out, status, lo, hi)
+
+
+#: float32 rows: the float32-log kernel (rows it marks EXACT: kl_rows)
+kl32_serial = kl32_rows
+
+
+@pjit
+def kl32_parallel(p, q, q_step, out, status, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, p.shape[0])
+        kl32_rows(p, q, q_step, out, status, lo, hi)
 
 
 kl_logits_serial = kl_logits_rows

@@ -14,7 +14,7 @@ from ._validate import F32, FAST_DTYPES, as_real_array, check_axis, check_base, 
 from .entropy import _finish, entropy
 from .kernels import csr as K
 from .kernels.divergence import QTAB_WIDTH, q_table
-from .kernels.entropy import NEGATIVE
+from .kernels.entropy import EXACT, NEGATIVE
 
 __all__ = ["relative_entropy", "cross_entropy", "kl_from_logits"]
 
@@ -240,13 +240,26 @@ def _small(p, q, normalize, cross, logits):
     status = np.zeros(rows, np.uint8)
     if logits is not None:
         drv.kl_logits_serial(p2, q2, step, logits, out, 0, rows)
+    elif normalize and p.dtype == F32:
+        drv.kl32_serial(p2, q2, step, out, status, 0, rows)
     elif normalize:
         drv.kl_serial(p2, q2, step, out, status, 0, rows)
     else:
         drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
     if np.count_nonzero(status):
-        return None
+        return None  # a negative entry, or rows for the float64 kernel
     return out.reshape(()) if p.ndim == 1 else out
+
+
+def _exact_rows(p2, q2, step, out, status):
+    """The float64 kernel on the rows the float32 kernel marked ``EXACT``
+    (entries or ratios beyond its range; usually none)."""
+    ex = np.flatnonzero(status == EXACT)
+    if ex.size:
+        sub, sub_status = np.empty(ex.size), np.zeros(ex.size, np.uint8)
+        drv.kl_serial(p2[ex], q2[ex] if step else q2, step, sub, sub_status, 0, ex.size)
+        out[ex] = sub
+        status[ex] = sub_status
 
 
 def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
@@ -299,6 +312,12 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
                 drv.kl_logits_parallel(p2, q2, step, logits, out, drv.n_chunks(rows))
             elif logits is not None:
                 drv.kl_logits_serial(p2, q2, step, logits, out, 0, rows)
+            elif normalize and f32:
+                if par:
+                    drv.kl32_parallel(p2, q2, step, out, status, drv.n_chunks(rows))
+                else:
+                    drv.kl32_serial(p2, q2, step, out, status, 0, rows)
+                _exact_rows(p2, q2, step, out, status)
             elif normalize and par:
                 drv.kl_parallel(p2, q2, step, out, status, drv.n_chunks(rows))
             elif normalize:

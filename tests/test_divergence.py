@@ -125,6 +125,28 @@ def test_adversarial_rows_float64_contract(func):
     assert abs(fr.relative_entropy(p, q) - exact) <= 1e-11 * exact
 
 
+def test_float32_rows_beyond_the_float32_steps():
+    """float32 rows the float32-log kernel hands to the float64 kernel (a
+    ratio beyond 2**60, q below 2**-100 of its row, sums beyond 2**100, a
+    subnormal q) and rows next to them: within the contract, and the same
+    bits whatever the neighbours."""
+    rng = np.random.default_rng(13)
+    p = rng.random((6, 40)).astype(np.float32)
+    q = rng.random((6, 40)).astype(np.float32)
+    q[0, 3] = 1e-25  # P / Q ~ 1e24
+    q[1, 5] = 1e-38  # subnormal-adjacent q under p > 0
+    p[2] *= np.float32(3e37)  # row sums beyond 2**100
+    q[3, 7] = 1e-44  # a subnormal
+    p[4, :20] = 0.0  # zeros in p: Q g(0) = Q, no fallback needed
+    for rows in (p, p[::-1]):
+        check("relative_entropy", rows, q if rows is p else q[::-1])
+    whole = fr.relative_entropy(p, q)
+    for r in range(6):
+        assert (
+            fr.relative_entropy(p[r : r + 1], q[r : r + 1]).tobytes() == whole[r : r + 1].tobytes()
+        )
+
+
 def test_rules():
     D = fr.relative_entropy
     assert D([1, 1], [1, 1]) == 0.0
