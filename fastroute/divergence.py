@@ -48,7 +48,7 @@ def relative_entropy(
     -------
     numpy.ndarray
         The broadcast shape without ``axis``. float32 when both inputs are
-        float16/float32, float64 otherwise; computed in float64.
+        float16/float32, float64 otherwise.
 
     Notes
     -----
@@ -60,7 +60,11 @@ def relative_entropy(
     the raw entries by an error-free difference of products: for float64
     the error is within ``1e-12 * D + 2e-15`` also for nearly equal rows
     (``q = p (1 + 1e-8)``, ``D ~ 1e-17``), near-deterministic rows, and
-    counts from ``1e-300`` to ``1e300``. The unnormalized sum has terms of
+    counts from ``1e-300`` to ``1e300``. float16/float32 inputs (dense,
+    normalized) evaluate the logarithms and series in float32 and what
+    decides the cancellation (the row sums, ``P / Q - 1``) in float64:
+    within 2 float32 ulp (rows with entries beyond ``2**100`` or ratios
+    beyond ``2**60`` take the float64 path). The unnormalized sum has terms of
     both signs; its error is relative to ``sum |p log(p / q)|``. The bits of
     a slice's result do not depend on the thread count or the other slices.
     Strided, broadcast or integer inputs are copied once into contiguous

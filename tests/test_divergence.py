@@ -215,6 +215,34 @@ def test_same_bits_any_thread_count(restore_numba_threads):
     assert part.tobytes() == out[2][0][5:40].tobytes()
 
 
+@pytest.mark.parametrize("n", [1, 8, 32, 33, 100])
+def test_float32_same_bits_any_thread_count_batch_and_row(n, restore_numba_threads):
+    """The float32 kernel (tiles of rows up to 32 entries, 16 lanes above):
+    the same bits for any thread count, any batch, and a row on its own."""
+    if restore_numba_threads < 2:
+        pytest.fail("needs NUMBA_NUM_THREADS >= 2")
+    rng = np.random.default_rng(n)
+    rows = 2 * _jit.PARALLEL_MIN_WORK // n + 70
+    z = 2 * rng.standard_normal((rows, n))
+    p = np.exp(z).astype(np.float32)
+    q = np.exp(z + 0.5 * rng.standard_normal(z.shape)).astype(np.float32)
+    p[3] = 0.0
+    q[4, 0] = 0.0  # +inf where p > 0
+    q[5] = p[5]  # D = 0 exactly
+    out = {}
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        out[threads] = (fr.relative_entropy(p, q), fr.relative_entropy(p, q[0]))
+    for a, b in zip(out[1], out[2], strict=True):
+        assert a.tobytes() == b.tobytes()
+    d = out[2][0]
+    assert np.isnan(d[3]) and d[5] == 0.0
+    assert d[4] == np.inf if n > 1 else np.isnan(d[4])  # n = 1: q sums to 0
+    assert fr.relative_entropy(p[7:90], q[7:90]).tobytes() == d[7:90].tobytes()
+    for r in (0, 6, 65, rows - 1):  # one row: the small-call path
+        assert fr.relative_entropy(p[r], q[r]).tobytes() == d[r].tobytes()
+
+
 # --------------------------------------------------------------------------- sparse p
 
 

@@ -30,12 +30,10 @@ import math
 import numpy as np
 
 from .._jit import _u, jit
-from ._math import BLOCK, f32_bits, fma, log32_parts
-from ._reduce import tree_sum
-from .divergence import _row_sums
-from .entropy import EXACT, NEGATIVE, OK
+from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
+from .entropy import EXACT, NEGATIVE, OK, transpose_rows
 
-__all__ = ["kl32_rows"]
+__all__ = ["kl32_rows", "SHORT32_N"]
 
 _F = np.float32
 _LN2_HI32 = _F(0.693359375)  # 8 significant bits: e * _LN2_HI32 is exact
@@ -101,53 +99,181 @@ def _term(num, w):
     return t, rare
 
 
+#: lanes of the row path: partial sums ``j = i, i + 16, ...``, then a fixed tree
+L16 = 16
+#: rows up to this length are processed as tiles, a row per SIMD lane
+SHORT32_N = 32
+#: rows per tile
+TILE_ROWS = 64
+
+
+@jit(inline="always")
+def _sum16(a):
+    # a fixed pairwise order over the 16 lanes
+    return (((a[0] + a[8]) + (a[4] + a[12])) + ((a[2] + a[10]) + (a[6] + a[14]))) + (
+        ((a[1] + a[9]) + (a[5] + a[13])) + ((a[3] + a[11]) + (a[7] + a[15]))
+    )
+
+
+@jit(inline="always")
+def _flags(a, b):
+    # bit 0: a negative entry; bit 1: NaN or +inf
+    neg = (a < 0.0) | (b < 0.0)
+    bad = (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
+    return np.int64(neg) | (np.int64(bad) << 1)
+
+
+@jit(inline="always")
+def _pow2_scale(x):
+    """``(K, ok)``: the power of two with ``x K`` in ``[1, 2)`` for a positive
+    normal float64 ``x`` with ``K`` normal; ``ok`` False otherwise."""
+    be = (f64_bits(x) >> 52) & 0x7FF
+    ok = (be >= 1) & (be <= 2045)
+    return bits_f64(np.int64(2046 - (be if ok else 1023)) << 52), ok
+
+
+@jit(inline="always")
+def _pair_term(pj, qj, spk, sqk):
+    # (term, flags): the term w g(P / Q) of one pair (w = q S_p K), bit 0 of
+    # flags when p > 0 and q = 0 (+inf), bit 1 when it is beyond the float32 steps
+    a = np.float64(pj)
+    b = np.float64(qj)
+    w = b * spk
+    num = fma(a, sqk, -w) - fma(b, spk, -w)
+    t, bad = _term(num, w)
+    t = 0.0 if qj == _ZERO else t  # p = q = 0: 0 (p > 0: inf)
+    t = w if pj == _ZERO else t  # p = 0: Q g(0) = Q
+    inf = (pj > _ZERO) & (qj == _ZERO)
+    rare = bad & (qj > _ZERO) & (pj > _ZERO)
+    return t, np.int64(inf) | (np.int64(rare) << 1)
+
+
+@jit(inline="always")
+def _finish_row(r, sp, sq, total, fl, tfl, out, status):
+    # the row's result from its sums, its terms' total and flags
+    status[r] = NEGATIVE if fl & 1 else OK
+    if fl:
+        out[r] = np.nan
+    elif not (sp > 0.0 and sq > 0.0):
+        out[r] = np.nan  # no distribution (empty or all zeros)
+    elif tfl & 1:
+        out[r] = np.inf
+    elif tfl & 2:
+        status[r] = EXACT
+    else:
+        out[r] = total
+
+
 @jit
 def kl32_rows(p, q, q_step, out, status, lo, hi):
     """``D(p[r] || q[r * q_step])`` of the normalized float32 rows ``lo:hi``
     into ``out``, the rules and ``status`` of ``divergence.kl_rows``; rows
     this kernel cannot carry are marked ``EXACT`` (``out`` unset) for
-    ``kl_rows``. Summed in ``BLOCK`` lanes and a tree: the order depends on
-    the row length only."""
+    ``kl_rows``. Rows of up to ``SHORT32_N`` entries are summed in index
+    order (as tiles of rows, one per SIMD lane), longer ones in 16 lanes and
+    a fixed tree: the order depends on the row length only."""
+    if p.shape[1] <= SHORT32_N:
+        _tiles(p, q, q_step, out, status, lo, hi)
+    else:
+        _long(p, q, q_step, out, status, lo, hi)
+
+
+@jit
+def _long(p, q, q_step, out, status, lo, hi):
     n = p.shape[1]
-    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    nf = n - n % L16
+    ap = np.empty(L16)
+    aq = np.empty(L16)
     for r in range(lo, hi):
         rq = r * q_step
-        sp, sq, fl = _row_sums(p, r, q, rq, n, b0, b1)
-        status[r] = NEGATIVE if fl & 1 else OK
-        if fl:
-            out[r] = np.nan
-            continue
-        if not (sp > 0.0 and sq > 0.0):
-            out[r] = np.nan  # no distribution (empty or all zeros)
-            continue
-        if sp > _ENTRY_HI or sq > _ENTRY_HI:
-            status[r] = EXACT
-            continue
-        # K: a power of two with S_p S_q K in [1, 2)
-        m, ex = math.frexp(sp * sq)
-        k = math.ldexp(1.0, 1 - ex)
+        for i in range(L16):
+            ap[i] = 0.0
+            aq[i] = 0.0
+        fl = 0
+        for start in range(0, nf, L16):
+            for i in range(L16):  # vectorized
+                a = np.float64(p[r, _u(start + i)])
+                b = np.float64(q[rq, _u(start + i)])
+                ap[i] += a
+                aq[i] += b
+                fl |= _flags(a, b)
+        for i in range(n - nf):
+            a = np.float64(p[r, _u(nf + i)])
+            b = np.float64(q[rq, _u(nf + i)])
+            ap[i] += a
+            aq[i] += b
+            fl |= _flags(a, b)
+        sp = _sum16(ap)
+        sq = _sum16(aq)
+        k, ok = _pow2_scale(sp * sq)  # S_p S_q K in [1, 2)
         spk = sp * k
         sqk = sq * k
-        inf = 0
-        rare = 0
-        for start in range(0, n, BLOCK):
-            mm = min(BLOCK, n - start)
-            for i in range(mm):  # branch-free, vectorized
-                pj = p[r, _u(start + i)]
-                qj = q[rq, _u(start + i)]
-                a = np.float64(pj)
-                b = np.float64(qj)
-                w = b * spk
-                num = fma(a, sqk, -w) - fma(b, spk, -w)
-                t, bad = _term(num, w)
-                t = 0.0 if qj == _ZERO else t  # p = q = 0: 0 (p > 0: inf)
-                t = w if pj == _ZERO else t  # p = 0: Q g(0) = Q
-                inf |= np.int64((pj > _ZERO) & (qj == _ZERO))
-                rare |= np.int64(bad & (qj > _ZERO) & (pj > _ZERO))
-                b0[i] = t if start == 0 else b0[i] + t
-        if inf:
-            out[r] = np.inf
-        elif rare:
-            status[r] = EXACT
-        else:
-            out[r] = tree_sum(b0, min(n, BLOCK)) / (spk * sq)
+        tfl = np.int64(not ok or sp > _ENTRY_HI or sq > _ENTRY_HI) << 1
+        if fl == 0 and sp > 0.0 and sq > 0.0 and tfl == 0:
+            for i in range(L16):
+                ap[i] = 0.0
+            for start in range(0, nf, L16):
+                for i in range(L16):  # branch-free, vectorized
+                    j = _u(start + i)
+                    t, f = _pair_term(p[r, j], q[rq, j], spk, sqk)
+                    ap[i] += t
+                    tfl |= f
+            for i in range(n - nf):
+                j = _u(nf + i)
+                t, f = _pair_term(p[r, j], q[rq, j], spk, sqk)
+                ap[i] += t
+                tfl |= f
+        _finish_row(r, sp, sq, _sum16(ap) / (spk * sq), fl, tfl, out, status)
+
+
+@jit
+def _tiles(p, q, q_step, out, status, lo, hi):
+    # rows of up to SHORT32_N entries, a row per lane: every sum is a vector
+    # add down the tile, in index order
+    n = p.shape[1]
+    nl = max(1, min(TILE_ROWS, hi - lo))
+    pt = np.empty((n, nl), np.float32)
+    qt = np.empty((n, nl), np.float32)
+    ap = np.empty(nl)
+    aq = np.empty(nl)
+    at = np.empty(nl)
+    spk = np.empty(nl)
+    sqk = np.empty(nl)
+    fl = np.empty(nl, np.int64)
+    tfl = np.empty(nl, np.int64)
+    if q_step == 0:
+        transpose_rows(q, 0, 1, qt, _ONE)
+        for j in range(n):
+            for rr in range(1, nl):
+                qt[j, rr] = qt[j, 0]
+    for r0 in range(lo, hi, nl):
+        g = min(nl, hi - r0)
+        transpose_rows(p, r0, g, pt, _ONE)  # idle lanes: p = q = 1 (D = 0)
+        if q_step != 0:
+            transpose_rows(q, r0, g, qt, _ONE)
+        for rr in range(nl):
+            ap[rr] = 0.0
+            aq[rr] = 0.0
+            at[rr] = 0.0
+            fl[rr] = 0
+        for j in range(n):
+            for rr in range(nl):  # vectorized across rows
+                a = np.float64(pt[j, rr])
+                b = np.float64(qt[j, rr])
+                ap[rr] += a
+                aq[rr] += b
+                fl[rr] |= _flags(a, b)
+        for rr in range(nl):
+            k, ok = _pow2_scale(ap[rr] * aq[rr])
+            spk[rr] = ap[rr] * k
+            sqk[rr] = aq[rr] * k
+            big = (ap[rr] > _ENTRY_HI) | (aq[rr] > _ENTRY_HI)
+            tfl[rr] = np.int64(big or not ok) << 1
+        for j in range(n):
+            for rr in range(nl):  # branch-free, vectorized across rows
+                t, f = _pair_term(pt[j, rr], qt[j, rr], spk[rr], sqk[rr])
+                at[rr] += t
+                tfl[rr] |= f
+        for rr in range(g):
+            total = at[rr] / (spk[rr] * aq[rr])
+            _finish_row(r0 + rr, ap[rr], aq[rr], total, fl[rr], tfl[rr], out, status)
