@@ -457,3 +457,30 @@ def test_kl_from_logits_same_bits_any_thread_count(restore_numba_threads):
     for a, b in zip(out[1], out[2], strict=True):
         assert a.tobytes() == b.tobytes()
     assert fr.kl_from_logits(zp[7:30], zq[7:30]).tobytes() == out[2][0][7:30].tobytes()
+
+
+@pytest.mark.parametrize("n", [1, 8, 32, 33, 100])
+def test_kl_from_logits_same_bits_any_batch_and_row(n, restore_numba_threads):
+    """Tiles of rows (up to 32 logits) and the 16-lane row path: the same bits
+    for any thread count, any batch and a row on its own; -inf logits on
+    either side."""
+    if restore_numba_threads < 2:
+        pytest.fail("needs NUMBA_NUM_THREADS >= 2")
+    rng = np.random.default_rng(n + 100)
+    rows = 2 * _jit.PARALLEL_MIN_WORK // n + 70
+    zp = (2 * rng.standard_normal((rows, n))).astype(np.float32)
+    zq = (zp + 0.5 * rng.standard_normal(zp.shape)).astype(np.float32)
+    zp[3, 0] = -np.inf
+    zq[4, 0] = -np.inf  # q = 0 where p > 0: +inf (n > 1)
+    out = {}
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        out[threads] = (fr.kl_from_logits(zp, zq), fr.kl_from_logits(zp, zq[0], temperature=2.0))
+    for a, b in zip(out[1], out[2], strict=True):
+        assert a.tobytes() == b.tobytes()
+    d = out[2][0]
+    assert d[4] == np.inf if n > 1 else np.isnan(d[4])
+    assert fr.kl_from_logits(zp[9:77], zq[9:77]).tobytes() == d[9:77].tobytes()
+    for r in (0, 3, 65, rows - 1):
+        assert fr.kl_from_logits(zp[r], zq[r]).tobytes() == d[r].tobytes()
+    check_logits(zp[:40], zq[:40])

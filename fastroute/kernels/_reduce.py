@@ -29,3 +29,16 @@ def tree_sum(buf, n):
             buf[i] += buf[_u(i + half)]
         half >>= 1
     return buf[0]
+
+
+#: lanes of ``sum16``
+L16 = 16
+
+
+@jit(inline="always")
+def sum16(a):
+    """Sum of ``a[:16]`` in a fixed pairwise order (lanes ``i`` and ``i + 8``,
+    then ``i + 4``, ...): a row's 16 partial sums to one value."""
+    return (((a[0] + a[8]) + (a[4] + a[12])) + ((a[2] + a[10]) + (a[6] + a[14]))) + (
+        ((a[1] + a[9]) + (a[5] + a[13])) + ((a[3] + a[11]) + (a[7] + a[15]))
+    )

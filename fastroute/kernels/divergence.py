@@ -31,8 +31,8 @@ import numpy as np
 
 from .._jit import _u, jit
 from ._math import BLOCK, exp_neg, fma, log_normal, log_pos
-from ._reduce import tree_sum
-from .entropy import NEGATIVE, OK
+from ._reduce import L16, sum16, tree_sum
+from .entropy import NEGATIVE, OK, transpose_rows
 
 __all__ = [
     "kl_rows",
@@ -435,34 +435,48 @@ def _g_exp_series(t):
 
 
 @jit(inline="always")
-def _logit_scan(z, r, n):
-    # (max, bad): bad when NaN or +inf is present or every entry is -inf
-    m = -np.inf
-    bad = False
-    for j in range(n):
-        v = np.float64(z[r, j])
-        bad |= (v != v) | (v == np.inf)
-        m = v if v > m else m
-    return m, bad or m == -np.inf
-
-
-@jit(inline="always")
-def _exp_sum(z, r, inv_t, n, m, acc):
-    # sum exp((z - max) / T): the differences first, so z / T cannot overflow
-    for start in range(0, n, BLOCK):
-        k = min(BLOCK, n - start)
-        for i in range(k):
-            e = exp_neg((np.float64(z[r, _u(start + i)]) - m) * inv_t)
-            acc[i] = e if start == 0 else acc[i] + e
-    return tree_sum(acc, min(n, BLOCK))
-
-
-@jit(inline="always")
 def _two_diff(a, b):
     # a - b = s + e exactly (Knuth's TwoSum)
     s = a - b
     bb = s - a
     return s, (a - (s - bb)) - (b + bb)
+
+
+@jit(inline="always")
+def _logit_bad(v):
+    return (v != v) | (v == np.inf)
+
+
+@jit(inline="always")
+def _logit_term(x, y, ep, eq, c_hi, c_lo, inv_t, inv_wp, inv_wq, lw):
+    """``(Q g(P / Q), inf)`` of one pair of logits ``x``, ``y`` with their
+    exponentials ``ep = exp((x - max) / T)``, ``eq``; ``c = max_p - max_q``
+    as ``c_hi + c_lo``, ``lw = log W_p - log W_q``. Branch-free."""
+    pp = ep * inv_wp
+    qq = eq * inv_wq
+    p_zero = x == -np.inf
+    q_zero = y == -np.inf
+    s_hi, s_lo = _two_diff(x, y)
+    dz = (s_hi - c_hi) + (s_lo - c_lo)  # delta = dz / T - lw
+    dz = 0.0 if (p_zero or q_zero) else dz
+    d = dz * inv_t - lw
+    small = abs(d) < 0.5
+    # P delta - P + Q, with P / T formed first (no overflow of dz / T)
+    t = qq * _g_exp_series(d) if small else (pp * inv_t) * dz - pp * (lw + 1.0) + qq
+    # P = 0 (or below the smallest float): P delta is below 1e-300
+    # unless the logits themselves are near float64's limit
+    t = qq if (p_zero or pp == 0.0) else t
+    return t, q_zero and not p_zero
+
+
+@jit(inline="always")
+def _softmax_consts(mx, my, wp, wq):
+    c_hi, c_lo = _two_diff(mx, my)
+    return c_hi, c_lo, 1.0 / wp, 1.0 / wq, log_normal(wp) - log_normal(wq)
+
+
+#: logit rows up to this length are processed as tiles, a row per SIMD lane
+LOGITS_SHORT_N = 32
 
 
 @jit
@@ -471,50 +485,159 @@ def kl_logits_rows(zp, zq, q_step, inv_t, out, lo, hi):
     the rows ``lo:hi`` into ``out``; ``inv_t = 1 / T``. ``-inf`` logits are
     probability 0 (``+inf`` where p > 0 and q = 0); NaN, ``+inf``, an
     all-``-inf`` row or an empty row give NaN. No overflow for any finite
-    logits. Summed in ``BLOCK`` lanes and a tree (the row length alone sets
-    the order).
+    logits. Rows of up to ``LOGITS_SHORT_N`` logits are summed in index order
+    (tiles of rows, one per SIMD lane), longer ones in 16 lanes and a fixed
+    tree: the row length alone sets the order.
 
     The log-ratio of a pair is ``delta = ((zp - zq) - (max zp - max zq)) / T
     - (log W_p - log W_q)``; both differences are formed exactly (TwoSum)
     before they are combined, so ``delta`` is accurate to a few ulp of
-    ``|delta| + |log W_p - log W_q|`` however large the logits."""
+    ``|delta| + |log W_p - log W_q|`` however large the logits. Each
+    exponential is computed once (kept for the terms)."""
+    if zp.shape[1] <= LOGITS_SHORT_N:
+        _logit_tiles(zp, zq, q_step, inv_t, out, lo, hi)
+    else:
+        _logit_long(zp, zq, q_step, inv_t, out, lo, hi)
+
+
+@jit
+def _logit_long(zp, zq, q_step, inv_t, out, lo, hi):
     n = zp.shape[1]
-    acc = np.empty(BLOCK)
+    nf = n - n % L16
+    ep = np.empty(max(n, 1))
+    eq = np.empty(max(n, 1))
+    a0 = np.empty(L16)
+    a1 = np.empty(L16)
     for r in range(lo, hi):
         rq = r * q_step
-        mx, bad_p = _logit_scan(zp, r, n)
-        my, bad_q = _logit_scan(zq, rq, n)
-        if bad_p or bad_q or n == 0:
-            out[r] = np.nan
-            continue
-        wp = _exp_sum(zp, r, inv_t, n, mx, acc)
-        wq = _exp_sum(zq, rq, inv_t, n, my, acc)
-        inv_wp, inv_wq = 1.0 / wp, 1.0 / wq
-        lw = log_normal(wp) - log_normal(wq)
-        c_hi, c_lo = _two_diff(mx, my)
-        inf = 0
-        for start in range(0, n, BLOCK):
-            k = min(BLOCK, n - start)
-            for i in range(k):  # branch-free, vectorized
+        for i in range(L16):  # running maxima in 16 lanes
+            a0[i] = -np.inf
+            a1[i] = -np.inf
+        bad = False
+        for start in range(0, nf, L16):
+            for i in range(L16):
                 x = np.float64(zp[r, _u(start + i)])
                 y = np.float64(zq[rq, _u(start + i)])
-                pp = exp_neg((x - mx) * inv_t) * inv_wp
-                qq = exp_neg((y - my) * inv_t) * inv_wq
-                p_zero = x == -np.inf
-                q_zero = y == -np.inf
-                inf |= np.int64(q_zero and not p_zero)
-                s_hi, s_lo = _two_diff(x, y)
-                dz = (s_hi - c_hi) + (s_lo - c_lo)  # delta = dz / T - lw
-                dz = 0.0 if (p_zero or q_zero) else dz
-                d = dz * inv_t - lw
-                small = abs(d) < 0.5
-                # P delta - P + Q, with P / T formed first (no overflow of dz / T)
-                t = qq * _g_exp_series(d) if small else (pp * inv_t) * dz - pp * (lw + 1.0) + qq
-                # P = 0 (or below the smallest float): P delta is below 1e-300
-                # unless the logits themselves are near float64's limit
-                t = qq if (p_zero or pp == 0.0) else t
-                acc[i] = t if start == 0 else acc[i] + t
-        out[r] = np.inf if inf else tree_sum(acc, min(n, BLOCK))
+                bad |= _logit_bad(x) | _logit_bad(y)
+                a0[i] = x if x > a0[i] else a0[i]
+                a1[i] = y if y > a1[i] else a1[i]
+        for i in range(n - nf):
+            x = np.float64(zp[r, _u(nf + i)])
+            y = np.float64(zq[rq, _u(nf + i)])
+            bad |= _logit_bad(x) | _logit_bad(y)
+            a0[i] = x if x > a0[i] else a0[i]
+            a1[i] = y if y > a1[i] else a1[i]
+        mx = -np.inf
+        my = -np.inf
+        for i in range(L16):
+            mx = a0[i] if a0[i] > mx else mx
+            my = a1[i] if a1[i] > my else my
+        if bad or n == 0 or mx == -np.inf or my == -np.inf:
+            out[r] = np.nan
+            continue
+        for i in range(L16):
+            a0[i] = 0.0
+            a1[i] = 0.0
+        for start in range(0, nf, L16):
+            for i in range(L16):  # the exponentials, kept
+                j = _u(start + i)
+                e0 = exp_neg((np.float64(zp[r, j]) - mx) * inv_t)
+                e1 = exp_neg((np.float64(zq[rq, j]) - my) * inv_t)
+                ep[j] = e0
+                eq[j] = e1
+                a0[i] += e0
+                a1[i] += e1
+        for i in range(n - nf):
+            j = _u(nf + i)
+            e0 = exp_neg((np.float64(zp[r, j]) - mx) * inv_t)
+            e1 = exp_neg((np.float64(zq[rq, j]) - my) * inv_t)
+            ep[j] = e0
+            eq[j] = e1
+            a0[i] += e0
+            a1[i] += e1
+        c_hi, c_lo, inv_wp, inv_wq, lw = _softmax_consts(mx, my, sum16(a0), sum16(a1))
+        for i in range(L16):
+            a0[i] = 0.0
+        inf = False
+        for start in range(0, nf, L16):
+            for i in range(L16):  # branch-free, vectorized
+                j = _u(start + i)
+                x = np.float64(zp[r, j])
+                y = np.float64(zq[rq, j])
+                t, f = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
+                a0[i] += t
+                inf |= f
+        for i in range(n - nf):
+            j = _u(nf + i)
+            x = np.float64(zp[r, j])
+            y = np.float64(zq[rq, j])
+            t, f = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
+            a0[i] += t
+            inf |= f
+        out[r] = np.inf if inf else sum16(a0)
+
+
+@jit
+def _logit_tiles(zp, zq, q_step, inv_t, out, lo, hi):
+    # rows of up to LOGITS_SHORT_N logits, a row per lane (idle lanes: zeros)
+    n = zp.shape[1]
+    nl = max(1, min(64, hi - lo))
+    xt = np.empty((n, nl))
+    yt = np.empty((n, nl))
+    ept = np.empty((n, nl))
+    eqt = np.empty((n, nl))
+    mx = np.empty(nl)
+    my = np.empty(nl)
+    wp = np.empty(nl)
+    wq = np.empty(nl)
+    acc = np.empty(nl)
+    lw = np.empty(nl)
+    bad = np.empty(nl, np.bool_)
+    inf = np.empty(nl, np.bool_)
+    if q_step == 0:
+        transpose_rows(zq, 0, 1, yt, 0.0)
+        for j in range(n):
+            for rr in range(1, nl):
+                yt[j, rr] = yt[j, 0]
+    for r0 in range(lo, hi, nl):
+        g = min(nl, hi - r0)
+        transpose_rows(zp, r0, g, xt, 0.0)
+        if q_step != 0:
+            transpose_rows(zq, r0, g, yt, 0.0)
+        for rr in range(nl):
+            mx[rr] = -np.inf
+            my[rr] = -np.inf
+            bad[rr] = False
+            wp[rr] = 0.0
+            wq[rr] = 0.0
+            acc[rr] = 0.0
+            inf[rr] = False
+        for j in range(n):
+            for rr in range(nl):
+                x = xt[j, rr]
+                y = yt[j, rr]
+                bad[rr] |= _logit_bad(x) | _logit_bad(y)
+                mx[rr] = x if x > mx[rr] else mx[rr]
+                my[rr] = y if y > my[rr] else my[rr]
+        for j in range(n):
+            for rr in range(nl):  # vectorized across rows
+                e0 = exp_neg((xt[j, rr] - mx[rr]) * inv_t)
+                e1 = exp_neg((yt[j, rr] - my[rr]) * inv_t)
+                ept[j, rr] = e0
+                eqt[j, rr] = e1
+                wp[rr] += e0
+                wq[rr] += e1
+        for rr in range(nl):  # mx, my, wp, wq become c_hi, c_lo, 1 / W_p, 1 / W_q
+            bad[rr] |= (n == 0) | (mx[rr] == -np.inf) | (my[rr] == -np.inf)
+            mx[rr], my[rr], wp[rr], wq[rr], lw[rr] = _softmax_consts(mx[rr], my[rr], wp[rr], wq[rr])
+        for j in range(n):
+            for rr in range(nl):  # branch-free, vectorized across rows
+                t, f = _logit_term(xt[j, rr], yt[j, rr], ept[j, rr], eqt[j, rr], mx[rr], my[rr],
+                                   inv_t, wp[rr], wq[rr], lw[rr])  # fmt: skip
+                acc[rr] += t
+                inf[rr] |= f
+        for rr in range(g):
+            out[r0 + rr] = np.nan if bad[rr] else (np.inf if inf[rr] else acc[rr])
 
 
 @jit

@@ -31,6 +31,7 @@ import numpy as np
 
 from .._jit import _u, jit
 from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
+from ._reduce import L16, sum16
 from .entropy import EXACT, NEGATIVE, OK, transpose_rows
 
 __all__ = ["kl32_rows", "SHORT32_N"]
@@ -99,20 +100,10 @@ def _term(num, w):
     return t, rare
 
 
-#: lanes of the row path: partial sums ``j = i, i + 16, ...``, then a fixed tree
-L16 = 16
 #: rows up to this length are processed as tiles, a row per SIMD lane
 SHORT32_N = 32
 #: rows per tile
 TILE_ROWS = 64
-
-
-@jit(inline="always")
-def _sum16(a):
-    # a fixed pairwise order over the 16 lanes
-    return (((a[0] + a[8]) + (a[4] + a[12])) + ((a[2] + a[10]) + (a[6] + a[14]))) + (
-        ((a[1] + a[9]) + (a[5] + a[13])) + ((a[3] + a[11]) + (a[7] + a[15]))
-    )
 
 
 @jit(inline="always")
@@ -203,8 +194,8 @@ def _long(p, q, q_step, out, status, lo, hi):
             ap[i] += a
             aq[i] += b
             fl |= _flags(a, b)
-        sp = _sum16(ap)
-        sq = _sum16(aq)
+        sp = sum16(ap)
+        sq = sum16(aq)
         k, ok = _pow2_scale(sp * sq)  # S_p S_q K in [1, 2)
         spk = sp * k
         sqk = sq * k
@@ -223,7 +214,7 @@ def _long(p, q, q_step, out, status, lo, hi):
                 t, f = _pair_term(p[r, j], q[rq, j], spk, sqk)
                 ap[i] += t
                 tfl |= f
-        _finish_row(r, sp, sq, _sum16(ap) / (spk * sq), fl, tfl, out, status)
+        _finish_row(r, sp, sq, sum16(ap) / (spk * sq), fl, tfl, out, status)
 
 
 @jit
