@@ -14,7 +14,14 @@ import numpy as np
 from ._jit import jit, pjit
 from .kernels._fast import topk_keys_rows
 from .kernels._math import BLOCK
-from .kernels.divergence import csr_csr_rows, csr_dense_rows, kl_logits_rows, kl_rows, raw_rows
+from .kernels.divergence import (
+    cross_rows,
+    csr_csr_rows,
+    csr_dense_rows,
+    kl_logits_rows,
+    kl_rows,
+    raw_rows,
+)
 from .kernels.divergence32 import kl32_rows
 from .kernels.entropy import (
     EXACT,
@@ -207,6 +214,8 @@ def to_float32(src, dst):
 # --- relative entropy / cross-entropy ---------------------------------------
 
 kl_serial = kl_rows
+#: one-call normalized cross-entropy of a few float64 rows (the small-call path)
+cross_serial = cross_rows
 divergence_raw_serial = raw_rows
 
 

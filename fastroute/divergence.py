@@ -122,6 +122,10 @@ def cross_entropy(
     func = "cross_entropy"
     if not normalize:
         return _divergence(p, q, axis, base, normalize, func, cross=True)
+    if axis == -1 and base is None:
+        small = _small(p, q, True, True, None)
+        if small is not None:
+            return small
     # both parts in float64 (float inputs widened exactly), rounded once
     a, c = _widened(p), _widened(q)
     f32 = _dtype_of(p).char in "ef" and _dtype_of(q).char in "ef"
@@ -240,11 +244,20 @@ def _small(p, q, normalize, cross, logits):
     rows = p2.shape[0]
     if rows == 0:
         return None
-    out = np.empty(rows, np.float32 if p.dtype == F32 else np.float64)
+    f32 = p.dtype == F32
+    if cross and normalize:  # H(p) + D(p || q), both in float64, rounded once
+        out64 = np.empty(rows)
+        status = np.zeros(rows, np.uint8)
+        drv.cross_serial(p2, q2, step, out64, status, 0, rows)  # widened inside
+        if np.count_nonzero(status):
+            return None
+        out = out64.astype(np.float32) if f32 else out64
+        return out.reshape(()) if p.ndim == 1 else out
+    out = np.empty(rows, np.float32 if f32 else np.float64)
     status = np.zeros(rows, np.uint8)
     if logits is not None:
         drv.kl_logits_serial(p2, q2, step, logits, out, 0, rows)
-    elif normalize and p.dtype == F32:
+    elif normalize and f32:
         drv.kl32_serial(p2, q2, step, out, status, 0, rows)
     elif normalize:
         drv.kl_serial(p2, q2, step, out, status, 0, rows)

@@ -32,10 +32,11 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import BLOCK, exp_neg, fma, log_normal, log_pos
 from ._reduce import L16, sum16, tree_sum
-from .entropy import NEGATIVE, OK, transpose_rows
+from .entropy import NEGATIVE, OK, WORK_SIZE, entropy_1d, transpose_rows
 
 __all__ = [
     "kl_rows",
+    "cross_rows",
     "raw_rows",
     "kl_logits_rows",
     "relative_entropy_1d",
@@ -175,6 +176,22 @@ def kl_rows(p, q, q_step, out, status, lo, hi):
         sp, sq, done = _row_start(p, r, q, rq, n, out, status, b0, b1)
         if not done:
             out[r] = _kl_normalized(p, r, q, rq, n, sp, sq, b0)
+
+
+@jit
+def cross_rows(p, q, q_step, out, status, lo, hi):
+    """Normalized cross-entropy ``H(P, Q) = H(P) + D(P || Q)`` in nats of
+    the rows ``lo:hi`` into the float64 ``out``, every entry widened to
+    float64 (the rules and ``status`` of :func:`kl_rows`; ``H(P)`` as
+    ``entropy_1d`` of the widened row, so the bits are those of
+    ``entropy(p64) + relative_entropy(p64, q64)``)."""
+    kl_rows(p, q, q_step, out, status, lo, hi)
+    work = np.empty(WORK_SIZE)
+    row = np.empty(p.shape[1])
+    for r in range(lo, hi):
+        for j in range(p.shape[1]):
+            row[j] = np.float64(p[r, j])
+        out[r] += entropy_1d(row, True, work)
 
 
 @jit
