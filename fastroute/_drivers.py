@@ -22,7 +22,7 @@ from .kernels.divergence import (
     kl_rows,
     raw_rows,
 )
-from .kernels.divergence32 import kl32_rows
+from .kernels.divergence32 import csr_kl32_rows, kl32_rows
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
@@ -269,3 +269,13 @@ def csr_dense_parallel(pm, q, q_step, tab, mode, out, status, bounds):
 def csr_csr_parallel(pm, qm, mode, out, status, bounds):
     for c in numba.prange(bounds.shape[0] - 1):
         csr_csr_rows(pm, qm, mode, out, status, bounds[c], bounds[c + 1])
+
+
+#: float32 CSR rows against a dense float32 q (rows it marks EXACT: csr_dense_rows)
+csr_kl32_serial = csr_kl32_rows
+
+
+@pjit
+def csr_kl32_parallel(pm, q, q_step, tab, out, status, bounds):
+    for c in numba.prange(bounds.shape[0] - 1):
+        csr_kl32_rows(pm, q, q_step, tab, out, status, bounds[c], bounds[c + 1])

@@ -405,7 +405,13 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
             q_table(q2, tab)
             args = (pm, q2, step, tab, mode, out, status)
             serial, parallel = drv.csr_dense_serial, drv.csr_dense_parallel
+            if mode == 0 and f32:  # the float32-log kernel
+                args = (pm, q2, step, tab, out, status)
+                serial, parallel = drv.csr_kl32_serial, drv.csr_kl32_parallel
         _launch(serial, parallel, m, K.ENTROPY_ROW_COST, *args, rows=True)
+        if not is_sparse(q) and mode == 0 and f32:
+            for r in np.flatnonzero(status == EXACT).tolist():  # rows beyond float32
+                drv.csr_dense_serial(pm, q2, step, tab, 0, out, status, r, r + 1)
     if np.count_nonzero(status):
         row = int(np.flatnonzero(status == NEGATIVE)[0])
         raise ValueError(

@@ -34,7 +34,7 @@ from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
 from ._reduce import L16, sum16
 from .entropy import EXACT, NEGATIVE, OK, transpose_rows
 
-__all__ = ["kl32_rows", "SHORT32_N"]
+__all__ = ["kl32_rows", "csr_kl32_rows", "SHORT32_N"]
 
 _F = np.float32
 _LN2_HI32 = _F(0.693359375)  # 8 significant bits: e * _LN2_HI32 is exact
@@ -268,3 +268,94 @@ def _tiles(p, q, q_step, out, status, lo, hi):
         for rr in range(g):
             total = at[rr] / (spk[rr] * aq[rr])
             _finish_row(r0 + rr, ap[rr], aq[rr], total, fl[rr], tfl[rr], out, status)
+
+
+# --- CSR rows of float32 data against a dense float32 background ----------------
+
+
+@jit(inline="always")
+def _dd_add(hi, lo, x):
+    s, e = _two_sum64(hi, x)
+    return s, lo + e
+
+
+@jit(inline="always")
+def _two_sum64(x, y):
+    s = x + y
+    bb = s - x
+    return s, (x - (s - bb)) + (y - bb)
+
+
+@jit
+def csr_kl32_rows(pm, q, q_step, tab, out, status, lo, hi):
+    """``D(P_r || Q)`` of the CSR rows ``lo:hi`` (``pm = (indptr, indices,
+    data2d)``, canonical, float32 data) against the dense float32 rows
+    ``q[r * q_step]`` with their ``q_table`` rows ``tab``: the float32 terms
+    of :func:`kl32_rows` over the stored entries, plus the mass of ``q``
+    outside the row's pattern from exact (double-double) sums. Rows beyond
+    the float32 steps are marked ``EXACT`` (for ``csr_dense_rows``)."""
+    indptr, indices, data = pm
+    cap = 1
+    for r in range(lo, hi):
+        cap = max(cap, indptr[r + 1] - indptr[r])
+    pb = np.empty(cap, np.float32)  # the row's stored p and its q, gathered
+    qb = np.empty(cap, np.float32)
+    ap = np.empty(L16)
+    sh = np.empty(L16)
+    sl = np.empty(L16)
+    for r in range(lo, hi):
+        a0 = indptr[r]
+        m = indptr[r + 1] - a0
+        rq = r * q_step
+        for i in range(m):
+            pb[i] = data[0, _u(a0 + i)]
+            qb[i] = q[rq, _u(indices[_u(a0 + i)])]
+        mf = m - m % L16
+        for i in range(L16):
+            ap[i] = 0.0
+            sh[i] = 0.0
+            sl[i] = 0.0
+        fl = np.int64(tab[rq, 5])
+        for start in range(0, mf, L16):
+            for i in range(L16):  # vectorized
+                a = np.float64(pb[_u(start + i)])
+                b = np.float64(qb[_u(start + i)])
+                ap[i] += a
+                sh[i], sl[i] = _dd_add(sh[i], sl[i], b)
+                fl |= _flags(a, 0.0)
+        for i in range(m - mf):
+            a = np.float64(pb[_u(mf + i)])
+            b = np.float64(qb[_u(mf + i)])
+            ap[i] += a
+            sh[i], sl[i] = _dd_add(sh[i], sl[i], b)
+            fl |= _flags(a, 0.0)
+        sp = sum16(ap)
+        c1 = tab[rq, 0]
+        inv_c1 = 1.0 / c1 if c1 > 0.0 else 0.0  # exact: c1 is a power of two
+        sq = tab[rq, 3] * inv_c1
+        k2, ok = _pow2_scale(sp * sq)
+        spk = sp * k2
+        sqk = sq * k2
+        tfl = np.int64(not ok or sp > _ENTRY_HI or sq > _ENTRY_HI) << 1
+        if fl == 0 and sp > 0.0 and sq > 0.0 and tfl == 0:
+            for i in range(L16):
+                ap[i] = 0.0
+            for start in range(0, mf, L16):
+                for i in range(L16):  # branch-free, vectorized
+                    j = _u(start + i)
+                    t, f = _pair_term(pb[j], qb[j], spk, sqk)
+                    ap[i] += t
+                    tfl |= f
+            for i in range(m - mf):
+                j = _u(mf + i)
+                t, f = _pair_term(pb[j], qb[j], spk, sqk)
+                ap[i] += t
+                tfl |= f
+        # the mass of q outside the pattern: (exact sum of q) - (exact stored sum)
+        s_hi, s_lo = 0.0, 0.0
+        for i in range(L16):
+            s_hi, s_lo = _dd_add(s_hi, s_lo + sl[i], sh[i])
+        h, e = _two_sum64(sq, -s_hi)
+        rest = max(h + (e + tab[rq, 4] * inv_c1 - s_lo), 0.0)
+        total = sum16(ap) / (spk * sq) + rest / sq
+        _finish_row(r, sp, sq, total, fl, tfl, out, status)
