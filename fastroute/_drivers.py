@@ -18,11 +18,12 @@ from .kernels.divergence import (
     cross_rows,
     csr_csr_rows,
     csr_dense_rows,
-    kl_logits_rows,
+    kl_logits_long_rows,
+    kl_logits_short_rows,
     kl_rows,
     raw_rows,
 )
-from .kernels.divergence32 import csr_kl32_rows, kl32_rows
+from .kernels.divergence32 import csr_kl32_rows, kl32_long_rows, kl32_short_rows
 from .kernels.entropy import (
     EXACT,
     LOGITS_WORK_SIZE,
@@ -233,25 +234,42 @@ def divergence_raw_parallel(p, q, q_step, cross, out, status, nchunks):
         raw_rows(p, q, q_step, cross, out, status, lo, hi)
 
 
-#: float32 rows: the float32-log kernel (rows it marks EXACT: kl_rows)
-kl32_serial = kl32_rows
+#: float32 rows: the float32-log kernels, short rows (tiles) or long rows
+#: (rows they mark EXACT: kl_rows)
+kl32_short_serial = kl32_short_rows
+kl32_long_serial = kl32_long_rows
 
 
 @pjit
-def kl32_parallel(p, q, q_step, out, status, nchunks):
+def kl32_short_parallel(p, q, q_step, out, status, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, p.shape[0])
-        kl32_rows(p, q, q_step, out, status, lo, hi)
-
-
-kl_logits_serial = kl_logits_rows
+        kl32_short_rows(p, q, q_step, out, status, lo, hi)
 
 
 @pjit
-def kl_logits_parallel(zp, zq, q_step, inv_t, out, nchunks):
+def kl32_long_parallel(p, q, q_step, out, status, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, p.shape[0])
+        kl32_long_rows(p, q, q_step, out, status, lo, hi)
+
+
+kl_logits_short_serial = kl_logits_short_rows
+kl_logits_long_serial = kl_logits_long_rows
+
+
+@pjit
+def kl_logits_short_parallel(zp, zq, q_step, inv_t, out, nchunks):
     for c in numba.prange(nchunks):
         lo, hi = _chunk(c, nchunks, zp.shape[0])
-        kl_logits_rows(zp, zq, q_step, inv_t, out, lo, hi)
+        kl_logits_short_rows(zp, zq, q_step, inv_t, out, lo, hi)
+
+
+@pjit
+def kl_logits_long_parallel(zp, zq, q_step, inv_t, out, nchunks):
+    for c in numba.prange(nchunks):
+        lo, hi = _chunk(c, nchunks, zp.shape[0])
+        kl_logits_long_rows(zp, zq, q_step, inv_t, out, lo, hi)
 
 
 # sparse p: the chunks' row bounds come from ``kernels.csr.entry_chunks``

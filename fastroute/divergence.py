@@ -13,7 +13,8 @@ from ._sparse import _launch, _shape, as_csr, is_sparse
 from ._validate import F32, FAST_DTYPES, as_real_array, check_axis, check_base, unravel_row
 from .entropy import _finish, entropy
 from .kernels import csr as K
-from .kernels.divergence import QTAB_WIDTH, q_table
+from .kernels.divergence import LOGITS_SHORT_N, QTAB_WIDTH, q_table
+from .kernels.divergence32 import SHORT32_N
 from .kernels.entropy import EXACT, NEGATIVE
 
 __all__ = ["relative_entropy", "cross_entropy", "kl_from_logits"]
@@ -256,9 +257,9 @@ def _small(p, q, normalize, cross, logits):
     out = np.empty(rows, np.float32 if f32 else np.float64)
     status = np.zeros(rows, np.uint8)
     if logits is not None:
-        drv.kl_logits_serial(p2, q2, step, logits, out, 0, rows)
+        _logits_kernels(p2.shape[1])[0](p2, q2, step, logits, out, 0, rows)
     elif normalize and f32:
-        drv.kl32_serial(p2, q2, step, out, status, 0, rows)
+        _kl32_kernels(p2.shape[1])[0](p2, q2, step, out, status, 0, rows)
     elif normalize:
         drv.kl_serial(p2, q2, step, out, status, 0, rows)
     else:
@@ -266,6 +267,19 @@ def _small(p, q, normalize, cross, logits):
     if np.count_nonzero(status):
         return None  # a negative entry, or rows for the float64 kernel
     return out.reshape(()) if p.ndim == 1 else out
+
+
+def _kl32_kernels(n: int):
+    # (serial, parallel) float32 kernels for rows of length n: a call compiles one
+    if n <= SHORT32_N:
+        return drv.kl32_short_serial, drv.kl32_short_parallel
+    return drv.kl32_long_serial, drv.kl32_long_parallel
+
+
+def _logits_kernels(n: int):
+    if n <= LOGITS_SHORT_N:
+        return drv.kl_logits_short_serial, drv.kl_logits_short_parallel
+    return drv.kl_logits_long_serial, drv.kl_logits_long_parallel
 
 
 def _exact_rows(p2, q2, step, out, status):
@@ -325,15 +339,18 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     if rows:
         with parallel_guard(rows * max(n, 1)) as par:
             par = par and rows > 1
-            if logits is not None and par:
-                drv.kl_logits_parallel(p2, q2, step, logits, out, drv.n_chunks(rows))
-            elif logits is not None:
-                drv.kl_logits_serial(p2, q2, step, logits, out, 0, rows)
-            elif normalize and f32:
+            if logits is not None:
+                serial, parallel = _logits_kernels(n)
                 if par:
-                    drv.kl32_parallel(p2, q2, step, out, status, drv.n_chunks(rows))
+                    parallel(p2, q2, step, logits, out, drv.n_chunks(rows))
                 else:
-                    drv.kl32_serial(p2, q2, step, out, status, 0, rows)
+                    serial(p2, q2, step, logits, out, 0, rows)
+            elif normalize and f32:
+                serial, parallel = _kl32_kernels(n)
+                if par:
+                    parallel(p2, q2, step, out, status, drv.n_chunks(rows))
+                else:
+                    serial(p2, q2, step, out, status, 0, rows)
                 _exact_rows(p2, q2, step, out, status)
             elif normalize and par:
                 drv.kl_parallel(p2, q2, step, out, status, drv.n_chunks(rows))

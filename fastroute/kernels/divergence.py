@@ -38,7 +38,8 @@ __all__ = [
     "kl_rows",
     "cross_rows",
     "raw_rows",
-    "kl_logits_rows",
+    "kl_logits_short_rows",
+    "kl_logits_long_rows",
     "relative_entropy_1d",
     "g1p",
     "q_table",
@@ -496,29 +497,24 @@ def _softmax_consts(mx, my, wp, wq):
 LOGITS_SHORT_N = 32
 
 
-@jit
-def kl_logits_rows(zp, zq, q_step, inv_t, out, lo, hi):
-    """``D(softmax(zp[r] / T) || softmax(zq[r * q_step] / T))`` in nats for
-    the rows ``lo:hi`` into ``out``; ``inv_t = 1 / T``. ``-inf`` logits are
-    probability 0 (``+inf`` where p > 0 and q = 0); NaN, ``+inf``, an
-    all-``-inf`` row or an empty row give NaN. No overflow for any finite
-    logits. Rows of up to ``LOGITS_SHORT_N`` logits are summed in index order
-    (tiles of rows, one per SIMD lane), longer ones in 16 lanes and a fixed
-    tree: the row length alone sets the order.
-
-    The log-ratio of a pair is ``delta = ((zp - zq) - (max zp - max zq)) / T
-    - (log W_p - log W_q)``; both differences are formed exactly (TwoSum)
-    before they are combined, so ``delta`` is accurate to a few ulp of
-    ``|delta| + |log W_p - log W_q|`` however large the logits. Each
-    exponential is computed once (kept for the terms)."""
-    if zp.shape[1] <= LOGITS_SHORT_N:
-        _logit_tiles(zp, zq, q_step, inv_t, out, lo, hi)
-    else:
-        _logit_long(zp, zq, q_step, inv_t, out, lo, hi)
+# D(softmax(zp[r] / T) || softmax(zq[r * q_step] / T)) in nats for the rows
+# lo:hi into out, inv_t = 1 / T, by one of two kernels chosen by the row
+# length (a call compiles only the one it uses): rows of up to
+# LOGITS_SHORT_N logits as tiles of rows (one per SIMD lane, summed in index
+# order), longer ones in 16 lanes and a fixed tree. -inf logits are
+# probability 0 (+inf where p > 0 and q = 0); NaN, +inf, an all--inf row or
+# an empty row give NaN; no overflow for any finite logits.
+#
+# The log-ratio of a pair is delta = ((zp - zq) - (max zp - max zq)) / T -
+# (log W_p - log W_q); both differences are formed exactly (TwoSum) before
+# they are combined, so delta is accurate to a few ulp of |delta| +
+# |log W_p - log W_q| however large the logits. Each exponential is
+# computed once (kept for the terms).
 
 
 @jit
-def _logit_long(zp, zq, q_step, inv_t, out, lo, hi):
+def kl_logits_long_rows(zp, zq, q_step, inv_t, out, lo, hi):
+    """Logit rows longer than ``LOGITS_SHORT_N``: 16 lanes, a fixed tree."""
     n = zp.shape[1]
     nf = n - n % L16
     ep = np.empty(max(n, 1))
@@ -595,8 +591,8 @@ def _logit_long(zp, zq, q_step, inv_t, out, lo, hi):
 
 
 @jit
-def _logit_tiles(zp, zq, q_step, inv_t, out, lo, hi):
-    # rows of up to LOGITS_SHORT_N logits, a row per lane (idle lanes: zeros)
+def kl_logits_short_rows(zp, zq, q_step, inv_t, out, lo, hi):
+    """Logit rows of up to ``LOGITS_SHORT_N``, a row per lane (idle lanes: zeros)."""
     n = zp.shape[1]
     nl = max(1, min(64, hi - lo))
     xt = np.empty((n, nl))

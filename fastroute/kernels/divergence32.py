@@ -34,7 +34,7 @@ from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
 from ._reduce import L16, sum16
 from .entropy import EXACT, NEGATIVE, OK, transpose_rows
 
-__all__ = ["kl32_rows", "csr_kl32_rows", "SHORT32_N"]
+__all__ = ["kl32_short_rows", "kl32_long_rows", "csr_kl32_rows", "SHORT32_N"]
 
 _F = np.float32
 _LN2_HI32 = _F(0.693359375)  # 8 significant bits: e * _LN2_HI32 is exact
@@ -155,22 +155,18 @@ def _finish_row(r, sp, sq, total, fl, tfl, out, status):
         out[r] = total
 
 
-@jit
-def kl32_rows(p, q, q_step, out, status, lo, hi):
-    """``D(p[r] || q[r * q_step])`` of the normalized float32 rows ``lo:hi``
-    into ``out``, the rules and ``status`` of ``divergence.kl_rows``; rows
-    this kernel cannot carry are marked ``EXACT`` (``out`` unset) for
-    ``kl_rows``. Rows of up to ``SHORT32_N`` entries are summed in index
-    order (as tiles of rows, one per SIMD lane), longer ones in 16 lanes and
-    a fixed tree: the order depends on the row length only."""
-    if p.shape[1] <= SHORT32_N:
-        _tiles(p, q, q_step, out, status, lo, hi)
-    else:
-        _long(p, q, q_step, out, status, lo, hi)
+# The rows of one call go through one of two kernels, chosen by the row
+# length (so that a call compiles only the one it uses): rows of up to
+# SHORT32_N entries as tiles of rows, one per SIMD lane, summed in index
+# order; longer rows in 16 lanes and a fixed tree. Either computes
+# D(p[r] || q[r * q_step]) of the normalized float32 rows lo:hi into out,
+# with the rules and status of divergence.kl_rows; rows it cannot carry are
+# marked EXACT (out unset) for kl_rows.
 
 
 @jit
-def _long(p, q, q_step, out, status, lo, hi):
+def kl32_long_rows(p, q, q_step, out, status, lo, hi):
+    """Rows longer than ``SHORT32_N``: 16 lanes and a fixed tree."""
     n = p.shape[1]
     nf = n - n % L16
     ap = np.empty(L16)
@@ -218,9 +214,9 @@ def _long(p, q, q_step, out, status, lo, hi):
 
 
 @jit
-def _tiles(p, q, q_step, out, status, lo, hi):
-    # rows of up to SHORT32_N entries, a row per lane: every sum is a vector
-    # add down the tile, in index order
+def kl32_short_rows(p, q, q_step, out, status, lo, hi):
+    """Rows of up to ``SHORT32_N`` entries, a row per lane: every sum is a
+    vector add down the tile, in index order."""
     n = p.shape[1]
     nl = max(1, min(TILE_ROWS, hi - lo))
     pt = np.empty((n, nl), np.float32)
@@ -291,7 +287,7 @@ def csr_kl32_rows(pm, q, q_step, tab, out, status, lo, hi):
     """``D(P_r || Q)`` of the CSR rows ``lo:hi`` (``pm = (indptr, indices,
     data2d)``, canonical, float32 data) against the dense float32 rows
     ``q[r * q_step]`` with their ``q_table`` rows ``tab``: the float32 terms
-    of :func:`kl32_rows` over the stored entries, plus the mass of ``q``
+    of :func:`kl32_long_rows` over the stored entries, plus the mass of ``q``
     outside the row's pattern from exact (double-double) sums. Rows beyond
     the float32 steps are marked ``EXACT`` (for ``csr_dense_rows``)."""
     indptr, indices, data = pm
