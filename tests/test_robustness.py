@@ -63,8 +63,8 @@ def _check_report(report: dict, matrices: int) -> None:
 
 
 def test_fuzz_sparse_quick(tmp_path):
-    report = _fuzz(seed=0, matrices=300, tmp_path=tmp_path)
-    _check_report(report, 300)
+    report = _fuzz(seed=0, matrices=150, tmp_path=tmp_path)
+    _check_report(report, 150)
 
 
 @pytest.mark.slow
