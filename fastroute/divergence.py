@@ -210,6 +210,13 @@ def kl_from_logits(
     return _divergence(z_p, z_q, axis, base, True, func, logits=1.0 / t)
 
 
+def _spread(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    # x broadcast to shape, only where it has to be: a broadcast view is
+    # read-only, and a read-only array is another type to Numba (another
+    # compiled kernel)
+    return x if x.shape == shape else np.broadcast_to(x, shape)
+
+
 def _rows_c(x: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
@@ -254,7 +261,7 @@ def _small(p, q, normalize, cross, logits):
             return None
         out = out64.astype(np.float32) if f32 else out64
         return out.reshape(()) if p.ndim == 1 else out
-    out = np.empty(rows, np.float32 if f32 else np.float64)
+    out = np.empty(rows)  # float64 always: one compiled kernel per input precision
     status = np.zeros(rows, np.uint8)
     if logits is not None:
         _logits_kernels(p2.shape[1])[0](p2, q2, step, logits, out, 0, rows)
@@ -266,6 +273,8 @@ def _small(p, q, normalize, cross, logits):
         drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
     if np.count_nonzero(status):
         return None  # a negative entry, or rows for the float64 kernel
+    if f32:
+        out = out.astype(np.float32)  # rounded once
     return out.reshape(()) if p.ndim == 1 else out
 
 
@@ -328,13 +337,13 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     rows = math.prod(lead)
     # C-contiguous rows of the compute dtype (a copy only when the layout or
     # the dtype differs): one compiled kernel per precision, not per layout
-    p2 = _rows_c(np.moveaxis(np.broadcast_to(a, shape), ax, -1).reshape(rows, n), work)
+    p2 = _rows_c(np.moveaxis(_spread(a, shape), ax, -1).reshape(rows, n), work)
     if all(c.shape[i] == 1 for i in range(len(shape)) if i != ax):  # one background q
         q2, step = _rows_c(np.moveaxis(c, ax, -1).reshape(1, n), work), 0
     else:
-        q2 = _rows_c(np.moveaxis(np.broadcast_to(c, shape), ax, -1).reshape(rows, n), work)
+        q2 = _rows_c(np.moveaxis(_spread(c, shape), ax, -1).reshape(rows, n), work)
         step = 1
-    out = np.empty(rows, np.float32 if f32 and b is None else np.float64)  # rounded once
+    out = np.empty(rows)  # float64: one compiled kernel per input precision; _finish rounds
     status = np.zeros(rows, np.uint8)
     if rows:
         with parallel_guard(rows * max(n, 1)) as par:
@@ -407,7 +416,7 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
         f32 = m.dtype.char in "ef" and c.dtype.char in "ef"
     work = np.float32 if f32 else np.float64
     pm = (m.indptr, m.indices, m.data.astype(work, copy=False).reshape(1, -1))
-    out = np.empty(nrows, np.float32 if f32 and b is None else np.float64)
+    out = np.empty(nrows)  # float64: one compiled kernel per input precision
     status = np.zeros(nrows, np.uint8)
     if nrows:
         if is_sparse(q):

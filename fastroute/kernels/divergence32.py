@@ -32,6 +32,7 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
 from ._reduce import L16, sum16
+from .divergence import _two_sum
 from .entropy import EXACT, NEGATIVE, OK, transpose_rows
 
 __all__ = ["kl32_short_rows", "kl32_long_rows", "csr_kl32_rows", "SHORT32_N"]
@@ -271,15 +272,8 @@ def kl32_short_rows(p, q, q_step, out, status, lo, hi):
 
 @jit(inline="always")
 def _dd_add(hi, lo, x):
-    s, e = _two_sum64(hi, x)
+    s, e = _two_sum(hi, x)
     return s, lo + e
-
-
-@jit(inline="always")
-def _two_sum64(x, y):
-    s = x + y
-    bb = s - x
-    return s, (x - (s - bb)) + (y - bb)
 
 
 @jit
@@ -351,7 +345,7 @@ def csr_kl32_rows(pm, q, q_step, tab, out, status, lo, hi):
         s_hi, s_lo = 0.0, 0.0
         for i in range(L16):
             s_hi, s_lo = _dd_add(s_hi, s_lo + sl[i], sh[i])
-        h, e = _two_sum64(sq, -s_hi)
+        h, e = _two_sum(sq, -s_hi)
         rest = max(h + (e + tab[rq, 4] * inv_c1 - s_lo), 0.0)
         total = sum16(ap) / (spk * sq) + rest / sq
         _finish_row(r, sp, sq, total, fl, tfl, out, status)
