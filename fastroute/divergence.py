@@ -273,8 +273,10 @@ def _small(p, q, normalize, cross, logits):
         drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
     if np.count_nonzero(status):
         return None  # a negative entry, or rows for the float64 kernel
-    if f32:
-        out = out.astype(np.float32)  # rounded once
+    if f32:  # rounded once (beyond float32's range: inf, without NumPy's warning)
+        out32 = np.empty(rows, np.float32)
+        drv.to_float32(out, out32)
+        out = out32
     return out.reshape(()) if p.ndim == 1 else out
 
 

@@ -147,6 +147,14 @@ def test_float32_rows_beyond_the_float32_steps():
         )
 
 
+@pytest.mark.filterwarnings("error")
+def test_float32_results_beyond_float32_are_inf_without_a_warning():
+    p = np.array([3e38, 3e38], np.float32)
+    q = np.array([1e-30, 1.0], np.float32)
+    for a in (p, p[None], p[None, None]):  # the small-call and the general path
+        assert np.all(fr.relative_entropy(a, q, normalize=False) == np.inf)
+
+
 def test_rules():
     D = fr.relative_entropy
     assert D([1, 1], [1, 1]) == 0.0
