@@ -32,7 +32,7 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import BLOCK, exp_neg, fma, log_normal, log_pos
 from ._reduce import L16, sum16, tree_sum
-from .entropy import NEGATIVE, OK, WORK_SIZE, entropy_1d, transpose_rows
+from .entropy import NEGATIVE, OK, WORK_SIZE, background_tile, entropy_1d, transpose_rows
 
 __all__ = [
     "kl_rows",
@@ -128,6 +128,14 @@ def _scaling(x, r, n, s):
 
 
 @jit(inline="always")
+def _flags(a, b):
+    # bit 0: a negative entry; bit 1: NaN or +inf
+    neg = (a < 0.0) | (b < 0.0)
+    bad = (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
+    return np.int64(neg) | (np.int64(bad) << 1)
+
+
+@jit(inline="always")
 def _row_sums(p, r, q, rq, n, b0, b1):
     # (S_p, S_q, flags): bit 0 a negative entry, bit 1 NaN or +inf; BLOCK
     # lanes, each summing j, j + BLOCK, ... in order, then a pairwise tree
@@ -139,9 +147,7 @@ def _row_sums(p, r, q, rq, n, b0, b1):
             b = np.float64(q[rq, _u(start + i)])
             b0[i] = a if start == 0 else b0[i] + a
             b1[i] = b if start == 0 else b1[i] + b
-            neg = (a < 0.0) | (b < 0.0)
-            bad = (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
-            fl |= np.int64(neg) | (np.int64(bad) << 1)
+            fl |= _flags(a, b)
     w = min(n, BLOCK)
     return tree_sum(b0, w), tree_sum(b1, w), fl
 
@@ -312,6 +318,13 @@ def _two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
+@jit(inline="always")
+def _dd_add(hi, lo, x):
+    # the double-double hi + lo plus x (the error of hi + x kept in lo)
+    s, e = _two_sum(hi, x)
+    return s, lo + e
+
+
 @jit
 def q_table(q, tab):
     """``tab[r] = (c1, c2, sq1, hi, lo, flags)`` of every row of the dense
@@ -329,8 +342,7 @@ def q_table(q, tab):
             hi = 0.0
             lo = 0.0
             for j in range(n):
-                hi, e = _two_sum(hi, np.float64(q[r, j]) * c1)
-                lo += e
+                hi, lo = _dd_add(hi, lo, np.float64(q[r, j]) * c1)
             tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4] = c1, c2, s1, hi, lo
 
 
@@ -349,8 +361,7 @@ def _rest_of_q(qb, m, tab, rq):
     hi = 0.0
     lo = 0.0
     for i in range(m):
-        hi, e = _two_sum(hi, qb[0, i] * c1)
-        lo += e
+        hi, lo = _dd_add(hi, lo, qb[0, i] * c1)
     h, e = _two_sum(tab[rq, 3], -hi)
     return max(h + (e + (tab[rq, 4] - lo)), 0.0) * tab[rq, 1]
 
@@ -608,10 +619,7 @@ def kl_logits_short_rows(zp, zq, q_step, inv_t, out, lo, hi):
     bad = np.empty(nl, np.bool_)
     inf = np.empty(nl, np.bool_)
     if q_step == 0:
-        transpose_rows(zq, 0, 1, yt, 0.0)
-        for j in range(n):
-            for rr in range(1, nl):
-                yt[j, rr] = yt[j, 0]
+        background_tile(zq, yt)
     for r0 in range(lo, hi, nl):
         g = min(nl, hi - r0)
         transpose_rows(zp, r0, g, xt, 0.0)

@@ -32,8 +32,8 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
 from ._reduce import L16, sum16
-from .divergence import _two_sum
-from .entropy import EXACT, NEGATIVE, OK, transpose_rows
+from .divergence import _dd_add, _flags, _two_sum
+from .entropy import EXACT, NEGATIVE, OK, background_tile, transpose_rows
 
 __all__ = ["kl32_short_rows", "kl32_long_rows", "csr_kl32_rows", "SHORT32_N"]
 
@@ -105,14 +105,6 @@ def _term(num, w):
 SHORT32_N = 32
 #: rows per tile
 TILE_ROWS = 64
-
-
-@jit(inline="always")
-def _flags(a, b):
-    # bit 0: a negative entry; bit 1: NaN or +inf
-    neg = (a < 0.0) | (b < 0.0)
-    bad = (a != a) | (b != b) | (a == np.inf) | (b == np.inf)
-    return np.int64(neg) | (np.int64(bad) << 1)
 
 
 @jit(inline="always")
@@ -230,10 +222,7 @@ def kl32_short_rows(p, q, q_step, out, status, lo, hi):
     fl = np.empty(nl, np.int64)
     tfl = np.empty(nl, np.int64)
     if q_step == 0:
-        transpose_rows(q, 0, 1, qt, _ONE)
-        for j in range(n):
-            for rr in range(1, nl):
-                qt[j, rr] = qt[j, 0]
+        background_tile(q, qt)
     for r0 in range(lo, hi, nl):
         g = min(nl, hi - r0)
         transpose_rows(p, r0, g, pt, _ONE)  # idle lanes: p = q = 1 (D = 0)
@@ -268,12 +257,6 @@ def kl32_short_rows(p, q, q_step, out, status, lo, hi):
 
 
 # --- CSR rows of float32 data against a dense float32 background ----------------
-
-
-@jit(inline="always")
-def _dd_add(hi, lo, x):
-    s, e = _two_sum(hi, x)
-    return s, lo + e
 
 
 @jit
