@@ -9,6 +9,7 @@ from typing import Any, Literal, NamedTuple
 import numba
 import numpy as np
 
+from . import _pool
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._validate import check_alloc, physical_memory
 from ._validate import check_int as _int
@@ -25,7 +26,7 @@ def block_tokens(E: int) -> int:
     cache and below malloc's fresh-pages threshold. Statistics are summed per
     block, so this (a function of E alone) fixes their order of summation,
     whatever the thread count."""
-    return max(1, min(256, 8192 // (-(-E // 16) * 16 or 16)))
+    return max(1, min(256, 16384 // (-(-E // 16) * 16 or 16)))
 
 
 class Routing(NamedTuple):
@@ -204,7 +205,6 @@ def _bias(bias: Any, E: int, dtype: type) -> np.ndarray:
     return b
 
 
-_EMPTY = np.empty(0)
 _NO_BIAS = {np.float32: np.empty(0, np.float32), np.float64: np.empty(0, np.float64)}
 
 _REASONS = {
@@ -351,44 +351,80 @@ def route(
         cap = max(math.ceil(c) if c < 2.0**62 else 2**62, mc)
 
     want_prio = cap is not None and drop == "score"
-    n = T * k
-    bt = block_tokens(E)
+    kern = rk.chunk_kernel(
+        sigmoid, bool(renormalize), bias is not None, ng > 1, bool(stats), want_prio
+    )
     experts = np.empty((T, k), np.int32)
     weights = np.empty((T, k), out)
-    kstats = bool(stats) or want_prio  # the score priority needs the scores
-    ent = np.empty(T) if kstats else _EMPTY
-    prio = np.empty(T) if want_prio else _EMPTY
-    counts = np.empty(E, np.int64)
-    order = np.empty(n, np.int64)
-    offsets = np.empty(E + 1, np.int64)
-    args = (
-        a, bt, k, sigmoid, bool(renormalize), b, ng, tg, top2, scale, nan_ignore,
-        out is np.float32, _chunks(n, E), kstats,
-        experts, weights, ent, prio, counts, order, offsets,
-    )  # fmt: skip
-    if a.size < PARALLEL_MIN_WORK or T <= bt:
-        res = rk.route_all_serial(*args)
-    else:
-        with parallel_guard(a.size) as par:
-            res = (rk.route_all_parallel if par else rk.route_all_serial)(*args)
-    bad, code, aux, z_loss, cmax = res
-    if bad >= 0:
-        raise ValueError(f"{func}: token {bad} {_REASONS[code]}")
+    status = np.empty(T, np.int8)
+    bt = block_tokens(E)
+    nb = -(-T // bt)
+    psum = np.empty((nb if stats else 0, E))
+    lse2 = np.empty(nb if stats else 0)
+    ent = np.empty(T if stats else 0)
+    prio = np.empty(T if want_prio else 0)
+    opts = (
+        k,
+        max(ng, 1),
+        tg,
+        top2,
+        scale,
+        nan_ignore,
+        bt,
+        out is np.float32,
+        min(rk.lanes(E, bt), max(T, 1)),
+    )
+    nch = _pool.chunks(a.size, nb)
+    bounds = [(c * nb // nch, (c + 1) * nb // nch) for c in range(nch)]
+    hist = np.zeros((nch, k, E), np.int64)
+    outs = [(experts, weights, status, ent, lse2, psum, prio, hist[c]) for c in range(nch)]
+    _pool.run(kern, [(a, b, opts, outs[c], *bounds[c]) for c in range(nch)])
+    if T and status.any():
+        _raise_status(status, func)
+    tok = [(lo * bt, min(hi * bt, T)) for lo, hi in bounds]
+    n = T * k
     if cap is None:
         dropped = np.zeros((T, k), np.bool_)
-    else:
-        perm = np.arange(T) if drop == "position" else np.argsort(-prio, kind="stable")
+        kept = hist.sum(axis=1)
+    elif drop == "position":
         dropped = np.empty((T, k), np.bool_)
-        rk.admit(experts, perm, min(cap, T), E, dropped)  # no expert gets > T
-        kept = np.where(dropped.reshape(-1), np.int32(-1), experts.reshape(-1))
-        order, offsets, counts = _group(kept, E, 1, n)
-        cmax = int(counts.max()) if E else 0
+        # admission rank of each chunk's first j-th choice of e: the kept
+        # earlier choices, then the same choice in earlier chunks
+        c_eff = min(cap, T)  # no expert gets more than T
+        before = np.cumsum(hist.sum(axis=0), axis=0) - hist.sum(axis=0)
+        run = np.minimum(before, c_eff) + (np.cumsum(hist, axis=0) - hist)
+        kept = np.clip(c_eff - run, 0, hist).sum(axis=1)
+    else:
+        dropped = np.empty((T, k), np.bool_)
+        kept = np.zeros((nch, E), np.int64)
+        chunk_of = np.repeat(np.arange(nch), [hi - lo for lo, hi in tok])
+        perm = np.argsort(-prio, kind="stable")
+        rk.admit_by_score(experts, perm, min(cap, T), E, dropped, chunk_of, kept)
+    counts = kept.sum(axis=0)
+    offsets = np.zeros(E + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    start = offsets[:-1] + (np.cumsum(kept, axis=0) - kept)  # (nch, E)
+    order = np.empty(int(offsets[-1]), np.int64)
+    if cap is None:
+        jobs = [(experts, start[c], *tok[c], order) for c in range(nch)]
+        _pool.run(rk.scatter_all, jobs)
+    elif drop == "position":
+        jobs = [(experts, run[c], c_eff, start[c], *tok[c], order, dropped) for c in range(nch)]
+        _pool.run(rk.scatter_capacity, jobs)
+    else:
+        jobs = [(experts, dropped, start[c], *tok[c], order) for c in range(nch)]
+        _pool.run(rk.scatter_kept, jobs)
     total = int(offsets[-1])
+    cmax = int(counts.max()) if E else 0
     imbalance = cmax / (total / E) if total else math.nan
-    if not stats:
+    if stats:
+        assigned = hist.sum(axis=(0, 1))  # before dropping
+        aux = float(E * np.sum(assigned / n * (psum.sum(axis=0) / T))) if n else math.nan
+        z_loss = float(lse2.sum() / T) if T else math.nan
+        if out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
+            ent = ent.astype(np.float32)
+    else:
         aux = z_loss = ent = None
-    elif out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
-        ent = ent.astype(np.float32)
     return Routing(
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
     )
@@ -396,17 +432,27 @@ def route(
 
 def select_only(logits: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Experts and weights of plain softmax routing, without grouping or
-    statistics: the routing kernel alone (for benchmarks; not public API)."""
+    statistics: the routing phases alone (for benchmarks; not public API)."""
     a, out = _as_logits(logits, "route")
     T, E = a.shape
     k = _int(k, "k", "route", 0, E)
     experts = np.empty((T, k), np.int32)
     weights = np.empty((T, k), out)
     status = np.empty(T, np.int8)
-    args = (a, block_tokens(E), k, _NO_BIAS[out], out is np.float32, experts, weights, status)
-    with parallel_guard(a.size) as par:
-        (rk.select_parallel if par else rk.select_serial)(*args)
-    if status.any():
+    bt = block_tokens(E)
+    nb = -(-T // bt)
+    nch = _pool.chunks(a.size, nb)
+    opts = (k, 1, 0, False, 1.0, False, bt, out is np.float32, rk.lanes(E, bt))
+    kern = rk.chunk_kernel(False, True, False, False, False, False)
+    hist = np.zeros((nch, k, E), np.int64)
+    e0, e1 = np.empty(0), np.empty((0, E))
+    jobs = [
+        (a, _NO_BIAS[out], opts, (experts, weights, status, e0, e0, e1, e0, hist[c]),
+         c * nb // nch, (c + 1) * nb // nch)
+        for c in range(nch)
+    ]  # fmt: skip
+    _pool.run(kern, jobs)
+    if T and status.any():
         _raise_status(status, "route")
     return experts, weights
 
@@ -586,12 +632,13 @@ def expert_choice(
     bt = block_tokens(E)
     nb = -(-T // bt)
     if T:
-        args = (a, bt, sigmoid, nan_ignore, scores, status, nb)
-        if a.size < PARALLEL_MIN_WORK or nb == 1:
-            rk.scores_serial(*args)
-        else:
-            with parallel_guard(a.size) as par:
-                (rk.scores_parallel if par else rk.scores_serial)(*args)
+        kern = rk.scores_kernel(sigmoid)
+        nch = _pool.chunks(a.size, nb)
+        jobs = [
+            (a, nan_ignore, bt, rk.lanes(E, bt), scores, status, c * nb // nch, (c + 1) * nb // nch)
+            for c in range(nch)
+        ]
+        _pool.run(kern, jobs)
         if status.any():
             _raise_status(status, func)
     tokens = np.empty((E, C), np.intp)

@@ -25,7 +25,6 @@ from reference_routing import (
 )
 
 import fastroute as fr
-from fastroute import _jit
 from fastroute.kernels import route_1d
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -390,14 +389,11 @@ def test_bfloat16_specials_and_no_upcast_copy(monkeypatch):
     r = fr.route(x, 2, nan="ignore")
     np.testing.assert_array_equal(r.experts, [[3, 0]])
     # the kernels receive the bfloat16 bits as a view, not a converted copy
-    seen = []
-    real = fr.routing.rk.route_all_serial
-    monkeypatch.setattr(
-        fr.routing.rk, "route_all_serial", lambda a, *rest: seen.append(a) or real(a, *rest)
-    )
+    jobs = _spy_pool(monkeypatch)
     y = RNG.standard_normal((4, 8)).astype(ml_dtypes.bfloat16)
     fr.route(y, 2)
-    assert seen[0].dtype == np.uint16 and np.shares_memory(seen[0], y)
+    seen = jobs[0][0]  # the routing kernel's logits argument
+    assert seen.dtype == np.uint16 and np.shares_memory(seen, y)
 
 
 def test_torch_tensors():
@@ -448,20 +444,40 @@ def test_route_bits_do_not_depend_on_threads_or_batch_split(restore_numba_thread
         np.testing.assert_array_equal(part.entropy, whole.entropy[lo:hi])
 
 
-def _spy_parallel(monkeypatch) -> list[int]:
-    """Record each launch of the parallel routing driver."""
-    calls: list[int] = []
-    real = fr.routing.rk.route_all_parallel
-    monkeypatch.setattr(fr.routing.rk, "route_all_parallel", lambda *a: calls.append(1) or real(*a))
-    return calls
+def _spy_pool(monkeypatch) -> list[tuple]:
+    """Record the argument sets of the first kernel launch of each call (the
+    routing pass: one set per chunk)."""
+    calls: list[list[tuple]] = []
+    real = fr.routing._pool.run
+
+    def run(fn, argsets):
+        calls.append(list(argsets))
+        return real(fn, argsets)
+
+    monkeypatch.setattr(fr.routing._pool, "run", run)
+    return _FirstSets(calls)
+
+
+class _FirstSets(list):
+    """The argument sets of the first recorded launch (a live view)."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self._calls = calls
+
+    def __getitem__(self, i):
+        return self._calls[0][i]
+
+    def __len__(self):
+        return len(self._calls[0]) if self._calls else 0
 
 
 def test_route_parallel_path_runs(monkeypatch, restore_numba_threads):
-    calls = _spy_parallel(monkeypatch)
+    jobs = _spy_pool(monkeypatch)
     numba.set_num_threads(2)  # conftest guarantees NUMBA_NUM_THREADS >= 2
     x = RNG.standard_normal((4096, 64)).astype(np.float32)
     check = fr.route(x, 2)
-    assert calls, "a 4096 x 64 batch with 2 threads must take the parallel driver"
+    assert len(jobs) == 2, "a 4096 x 64 batch with 2 threads must run in two chunks"
     np.testing.assert_array_equal(check.experts, mixtral_recipe(x, 2)[0])
 
 
@@ -599,32 +615,17 @@ def test_route_1d_inside_njit_equals_route(dtype):
     assert _route_rows(bad, 3, False, True, np.empty(0), 0, 0, False, 1.0)[2][0] == 1
 
 
-def test_guard_serial_fallback_same_bits(monkeypatch, restore_numba_threads):
-    """While another Python thread holds the launch lock (it is inside a
-    parallel launch), a call takes the serial twin and gives the same bits."""
-    import threading
+def test_route_from_many_threads_at_once(restore_numba_threads):
+    """Routing calls from several Python threads at once share the chunk pool
+    and give the bits of a call on its own."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    calls = _spy_parallel(monkeypatch)
     numba.set_num_threads(2)
     x = RNG.standard_normal((5000, 64)).astype(np.float32)
-    want = fr.route(x, 4)
-    assert calls == [1], "without contention the call runs in parallel"
-    held, release = threading.Event(), threading.Event()
-
-    def hold_lock() -> None:
-        with _jit._launch_lock:
-            held.set()
-            release.wait(60)
-
-    holder = threading.Thread(target=hold_lock)
-    holder.start()
-    try:
-        assert held.wait(60)
-        got = fr.route(x, 4)
-    finally:
-        release.set()
-        holder.join()
-    assert calls == [1], "with the lock busy the call must not launch in parallel"
-    for f in ("experts", "weights", "order", "offsets", "entropy"):
-        np.testing.assert_array_equal(getattr(got, f), getattr(want, f))
-    assert (got.aux_loss, got.z_loss) == (want.aux_loss, want.z_loss)
+    want = fr.route(x, 4, capacity_factor=1.0)
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda _: fr.route(x, 4, capacity_factor=1.0), range(8)))
+    for g in got:
+        for f in ("experts", "weights", "order", "offsets", "dropped", "entropy"):
+            np.testing.assert_array_equal(getattr(g, f), getattr(want, f))
+        assert (g.aux_loss, g.z_loss) == (want.aux_loss, want.z_loss)

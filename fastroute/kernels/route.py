@@ -1,11 +1,22 @@
-"""Mixture-of-Experts routing of blocks of tokens, and grouping by expert.
+"""Mixture-of-Experts routing as a pipeline of small phases over tiles of tokens.
 
-``route_rows`` routes a block of tokens whose logits were copied into a
-flat buffer of the compute dtype (float32 for float32, bfloat16 and float16
-logits, float64 for float64), so it compiles twice whatever the input dtype;
-``route_block`` reads the caller's logits (bfloat16 and float16 as raw bits)
-into that buffer. ``route_all_*`` route every block, sum the statistics in
-block order and group the assignments by expert (a counting sort).
+A tile is up to 128 tokens (``lanes``) whose logits are stored transposed,
+``Zt[e, l]`` (expert ``e`` of the tile's token ``l``), in the compute dtype
+(float32 for float32, bfloat16 and float16 logits, float64 for float64). Every
+phase is a loop over experts whose inner loop runs over the 16 lanes, so
+LLVM vectorizes it across tokens whatever E is, and nothing mixes tokens:
+a token's bits depend on it alone. The phases::
+
+    load_tile -> scan_tile -> [softmax_tile | sigmoid_tile] -> [keys_tile ->
+    group_mask] -> select_tile -> weights_tile -> order_tile
+
+``chunk_kernel(config)`` composes the phases one configuration uses into a
+driver that routes a range of blocks; the configuration (scoring, bias,
+groups, statistics, ...) is frozen into the driver, so a call compiles only
+the phases it uses. The wrapper runs one driver per thread (``_pool``), then
+groups the assignments by expert with ``scatter_*`` (a stable counting sort
+whose histogram the driver already counted), admitting them under a
+capacity in the same pass.
 
 Semantics of one token (the contract of ``fastroute.route``):
 
@@ -13,15 +24,15 @@ Semantics of one token (the contract of ``fastroute.route``):
   ``nan_ignore`` count as ``-inf``. A ``+inf`` logit under softmax is
   invalid (``BAD_POS_INF``): the distribution is undefined.
 * Scores: softmax ``exp(z - m) * (1 / sum(exp(z - m)))`` or sigmoid, in the
-  compute dtype; sums in float64.
+  compute dtype; sums in float64, over the experts in order.
 * Selection key: the logit itself when there is no bias and no grouping
   (softmax and sigmoid are increasing, so this is the exact order of the
   scores); otherwise ``score + bias`` in the compute dtype.
 * Groups: experts split into ``n_groups`` contiguous groups, a group's score
   is its best key (``top2=False``) or the sum of its two best keys; the
   ``topk_groups`` best groups stay eligible (ties: lower group), the keys
-  of every other expert become ``-inf``. A token none of whose eligible
-  experts has a logit above ``-inf`` is invalid (``BAD_ALL_INF``).
+  of every other expert are out of the running. A token none of whose
+  eligible experts has a logit above ``-inf`` is invalid (``BAD_ALL_INF``).
 * The ``k`` best keys are chosen (ties: lower expert id), their weights are
   the unbiased scores, renormalised to sum 1 if asked (under softmax: a
   softmax over the chosen logits), times ``scale``; then rounded to the
@@ -31,6 +42,7 @@ Semantics of one token (the contract of ``fastroute.route``):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -39,7 +51,7 @@ from numba import types
 from numba.extending import overload
 
 from .._jit import _u, jit, pjit
-from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, f32_bits, f64_bits, log1p_pos
+from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, log1p_pos
 
 #: status of a routed token
 OK = 0
@@ -97,21 +109,10 @@ def _as_compute_impl(v):
 # --- compute precision ----------------------------------------------------------
 # Scores are computed in the dtype of the ``z`` buffer: float32 for float32,
 # bfloat16 and float16 logits, float64 for float64 logits. Sums are float64.
-# Selection runs on int64 keys: a float32 key packs its value and its index
-# (one vectorized max per choice, see ``_fast.pop_best``); a float64 key is
-# the order-preserving value alone, the index found by a second scan.
 
 
 def _exp_c(x):  # exp of x <= 0 in x's precision
     return np.exp(x)
-
-
-def _ordkey(v, i):  # int64 key: larger is better, ties to the lower i
-    raise NotImplementedError
-
-
-def _packed(z):  # whether _ordkey packs the index
-    raise NotImplementedError
 
 
 def _typed(z, v):  # the constant v in z's dtype
@@ -125,111 +126,11 @@ def _exp_c_impl(x):
     return lambda x: exp_neg(x)
 
 
-@overload(_ordkey)
-def _ordkey_impl(v, i):
-    if v == types.float32:
-
-        def key32(v, i):
-            b = np.int64(f32_bits(v + np.float32(0.0)))  # -0.0 -> +0.0
-            return ((b ^ ((b >> 31) & 0x7FFFFFFF)) << 32) | (_LOW32 - i)
-
-        return key32
-
-    def key64(v, i):
-        b = f64_bits(v + 0.0)
-        return b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)
-
-    return key64
-
-
-@overload(_packed)
-def _packed_impl(z):
-    packed = z.dtype == types.float32
-    return lambda z: packed
-
-
 @overload(_typed)
 def _typed_impl(z, v):
     if z.dtype == types.float32:
         return lambda z, v: np.float32(v)
     return lambda z, v: np.float64(v)
-
-
-@jit(inline="always")
-def _rescan(keys, R, lane, lanes):
-    m = _INT64_MIN
-    for r in range(R):
-        kb = keys[_u(r * 16 + lane)]
-        m = kb if kb > m else m
-    lanes[lane] = m
-
-
-@jit(inline="always")
-def _select_pops(keys, R, k, packed, idxs, off, lanes):
-    # k rounds: the best of the 16 lane maxima, then a rescan of its lane
-    for j in range(k):
-        best = _INT64_MIN
-        for ln in range(16):
-            best = lanes[ln] if lanes[ln] > best else best
-        if packed:
-            c = _LOW32 - (best & _LOW32)
-        else:
-            c = 0
-            while keys[c] != best:
-                c += 1
-        idxs[off + j] = c
-        keys[c] = _INT64_MIN
-        _rescan(keys, R, c & 15, lanes)
-
-
-#: from this many rows of 16 keys on, selection filters by a threshold
-THRESHOLD_MIN_R = 4
-
-
-@jit(inline="always")
-def _select(keys, R, k, packed, idxs, off, lanes, cand):
-    """The ``k`` best of ``keys[:16 R]`` into ``idxs[off:]`` (lowest index among
-    equal keys); ``lanes[ln]`` must hold the maximum of ``keys[ln::16]``.
-    ``keys`` is clobbered; ``cand`` is int64 scratch of 2 * 16 R.
-
-    Long rows (k <= 16): the smallest lane maximum among the k largest is a
-    threshold no chosen key is below (k lanes reach it). One vectorized test
-    per row of 16 finds the few keys at or above it; they are ranked by
-    insertion in index order (an equal key never passes an earlier one).
-    Otherwise: k rounds over the lane maxima (see ``_select_pops``)."""
-    if R < THRESHOLD_MIN_R or k > 16 or k == 0:
-        _select_pops(keys, R, k, packed, idxs, off, lanes)
-        return
-    thr = _INT64_MAX
-    for a in range(16):
-        above = 0
-        la = lanes[a]
-        for b in range(16):
-            above += 1 if lanes[b] > la else 0
-        thr = la if (above < k and la < thr) else thr
-    n = 0
-    for r in range(R):
-        hits = 0
-        for ln in range(16):
-            hits += 1 if keys[_u(r * 16 + ln)] >= thr else 0
-        if hits:
-            for ln in range(16):
-                e = r * 16 + ln
-                kb = keys[e]
-                if kb >= thr:
-                    # insert (kb, e) into cand[0:n] (keys) / cand[P:P+n] (ids)
-                    j = min(n, k - 1) if n >= k else n
-                    if n >= k and not kb > cand[k - 1]:
-                        continue
-                    while j > 0 and kb > cand[j - 1]:
-                        cand[j] = cand[j - 1]
-                        cand[R * 16 + j] = cand[R * 16 + j - 1]
-                        j -= 1
-                    cand[j] = kb
-                    cand[R * 16 + j] = e
-                    n = min(n + 1, k)
-    for j in range(k):
-        idxs[off + j] = cand[R * 16 + j]
 
 
 @jit(inline="always")
@@ -243,613 +144,541 @@ def _status(m, nans, nan_ignore, sigmoid):
     return OK
 
 
-#: float32 rows of at most this many experts select across 16 tokens at once
-ACROSS_MAX_E = 64
-
-
-@jit(inline="always")
-def _across(Z, P, n, E, k, nan_ignore, sigmoid, idx, stride, status, mx, nans):
-    """Step 1 of ``route_rows`` for float32 (packed keys) and short rows, 16
-    tokens at a time with one SIMD lane per token: the keys are stored
-    transposed, ``KT[e, ln]``, so every maximum over experts is an
-    element-wise maximum over rows. A choice is that maximum; its key is then
-    removed (one store per lane). Lanes past the last token repeat it. NaN
-    must already be replaced (``nans[i]`` counts token i's)."""
-    KT = np.empty((max(E, 1), 16), np.int64)
-    best = np.empty(16, np.int64)
-    for g0 in range(0, n, 16):
-        gl = min(16, n - g0)
-        for ln in range(16):
-            best[ln] = _INT64_MIN
-        for e in range(E):
-            for ln in range(16):
-                kb = _ordkey(Z[_u(min(g0 + ln, n - 1) * P + e)], e)
-                KT[e, ln] = kb
-                best[ln] = kb if kb > best[ln] else best[ln]
-        for ln in range(gl):
-            i = g0 + ln
-            c = _LOW32 - (best[ln] & _LOW32)
-            m = Z[i * P + c]
-            st = _status(m, nans[i], nan_ignore, sigmoid)
-            status[i] = st
-            mx[i] = m if (st == OK and m < np.inf) else 0.0
-        for j in range(k):
-            if j > 0:
-                for ln in range(16):
-                    best[ln] = _INT64_MIN
-                for e in range(E):
-                    for ln in range(16):
-                        kb = KT[e, ln]
-                        best[ln] = kb if kb > best[ln] else best[ln]
-            for ln in range(gl):
-                c = _LOW32 - (best[ln] & _LOW32)
-                KT[c, ln] = _INT64_MIN
-                idx[(g0 + ln) * stride + j] = c
-
-
 @jit(inline="always")
 def _sigmoid_c(z, one):
     t = _exp_c(-abs(z))
     return (one if z >= 0 else t) / (one + t)
 
 
-# --- a block of tokens --------------------------------------------------------
-# Per-token loops over E experts vectorize badly for small E (LLVM's vector
-# loops want more iterations than 8 or 16), so the arithmetic runs over the
-# whole block at once: logits of ``n`` tokens are rows of length ``P = 16
-# ceil(E / 16)`` (padded with -inf) in flat buffers, and every exp, sigmoid
-# and log is one long flat loop. Per token remain the key/selection steps and
-# short sums. Nothing mixes tokens: each token's bits depend on it alone.
-
-
-@jit(inline="always")
-def _row_sum(buf, off, R, acc):
-    """Sum (float64) of ``buf[off : off + 16 R]``: 16 lanes summed along the
-    row, then pairwise. The order depends on R alone."""
-    for ln in range(16):
-        acc[ln] = np.float64(buf[_u(off + ln)])
-    for r in range(1, R):
-        for ln in range(16):
-            acc[ln] += np.float64(buf[_u(off + r * 16 + ln)])
-    for half in (8, 4, 2, 1):
-        for ln in range(half):
-            acc[ln] += acc[ln + half]
-    return acc[0]
-
-
-def _zbuf(x, n):  # np.empty(n) of the compute dtype of x (float64 or float32)
+def _tile(x, E, nl):  # np.empty((E, nl)) of the compute dtype of x
     raise NotImplementedError
 
 
-@overload(_zbuf)
-def _zbuf_impl(x, n):
+@overload(_tile)
+def _tile_impl(x, E, nl):
     if x.dtype == types.float64:
-        return lambda x, n: np.empty(n, np.float64)
-    return lambda x, n: np.empty(n, np.float32)
+        return lambda x, E, nl: np.empty((E, nl), np.float64)
+    return lambda x, E, nl: np.empty((E, nl), np.float32)
+
+
+# --- the phases of a tile -------------------------------------------------------
+#: tokens per tile (SIMD lanes) at most; a tile holds at most TILE logits
+MAX_LANES = 128
+TILE = 16384
+
+
+@functools.cache
+def lanes(E: int, block_tokens: int) -> int:
+    """Tokens per tile: long inner loops over the lanes (the loop vectorizer
+    then amortizes its alias checks), a tile of at most ``TILE`` logits, and
+    no more tokens than a block."""
+    return max(1, min(MAX_LANES, block_tokens, TILE // max(E, 1)))
 
 
 @jit
-def route_rows(
-    Z, U, n, E, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-    nan_ignore, stats, round32, idx, W, status, lse, ent, pacc, prio,
-):  # fmt: skip
-    """Route the ``n`` tokens whose logits are the rows ``Z[i*P : i*P + E]``
-    (float32 or float64; ``Z[i*P + E : (i+1)*P]`` must be -inf). NaN is
-    replaced in place by -inf. ``U`` (like ``Z``) receives the scores when
-    they are needed (``stats``, bias, groups or not ``renorm``).
-
-    Writes, per token ``i``: ``status[i]``; chosen experts ``idx[i*k : i*k
-    + k]`` and float64 weights ``W[i*k : ...]``;
-    with ``stats``: ``lse[i]`` (logsumexp of the logits), ``ent[i]``
-    (entropy of the score distribution) and the distribution added to
-    ``pacc[:E]``; ``prio[i]`` (the unbiased score of the first choice) if
-    ``prio`` is not empty. ``bias`` (Z's dtype) of length 0: no bias.
-    """
-    R = (E + 15) >> 4
-    P = R * 16
-    packed = _packed(Z)
-    ninf = _typed(Z, _NINF)
-    one = _typed(Z, 1.0)
-    has_bias = bias.shape[0] > 0
-    grouped = n_groups > 1
-    need_scores = stats or has_bias or grouped or not renorm
-    F = np.empty(n * P)  # float64 terms of sums
-    keys = np.empty(P, np.int64)
-    cand = np.empty(2 * P, np.int64)
-    lanes = np.empty(16, np.int64)
-    acc = np.empty(16)
-    key = _zbuf(Z, P)
-    C = _zbuf(Z, n * k)  # chosen logits (minus their max)
-    mx = _zbuf(Z, max(n, 1))
-    g = max(n_groups, 1)
-    gsc = np.empty(g)
-    ga = _zbuf(Z, g)
-    gb = _zbuf(Z, g)
-    gtaken = np.empty(g, np.bool_)
-
-    # 1. NaN (one flat test; replaced by -inf only where present), the keys
-    # of the logits, the maximum, the status; and the selection when it is
-    # on the logits themselves (no bias, no groups)
-    nz = np.zeros(max(n, 1), np.int64)
-    nan_total = 0
-    for j in range(n * P):
-        nan_total += 1 if Z[j] != Z[j] else 0
-    if nan_total:
-        for i in range(n):
-            for e in range(E):
-                if Z[i * P + e] != Z[i * P + e]:
-                    nz[i] += 1
-                    Z[i * P + e] = ninf
-    plain = not (has_bias or grouped)
-    if packed and E <= ACROSS_MAX_E:
-        _across(Z, P, n, E, k if plain else 0, nan_ignore, sigmoid, idx, k, status, mx, nz)
-    else:
-        for i in range(n):
-            o = i * P
-            for ln in range(16):
-                lanes[ln] = _INT64_MIN
-            # the -inf padding gets keys too: they rank after every expert
-            for r in range(R):
-                for ln in range(16):
-                    e = _u(r * 16 + ln)
-                    kb = _ordkey(Z[_u(o + e)], e)
-                    keys[e] = kb
-                    lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
-            best = _INT64_MIN
-            for ln in range(16):
-                best = lanes[ln] if lanes[ln] > best else best
-            c = 0
-            if packed:
-                c = _LOW32 - (best & _LOW32)
-            else:
-                while keys[c] != best:
-                    c += 1
-            m = Z[o + c]
-            st = _status(m, nz[i], nan_ignore, sigmoid)
-            status[i] = st
-            mx[i] = m if (st == OK and m < np.inf) else 0.0
-            if plain and st == OK:
-                _select(keys, R, k, packed, idx, i * k, lanes, cand)
-
-    # 2. scores and statistics: flat over the block for short rows (long
-    # flat loops vectorize), row by row for long ones (one pass fewer)
-    if need_scores:
-        if stats or not sigmoid:
-            if P < 64:
-                for i in range(n):
-                    o = i * P
-                    mi = mx[i]
-                    for e in range(P):
-                        U[_u(o + e)] = Z[_u(o + e)] - mi
-                for j in range(n * P):
-                    u = U[j]
-                    t = _exp_c(u)
-                    F[j] = np.float64(t) * -np.float64(u) if t > 0 else 0.0
-                    U[j] = t
-            else:
-                for i in range(n):
-                    o = i * P
-                    mi = mx[i]
-                    for e in range(P):
-                        u = Z[_u(o + e)] - mi
-                        t = _exp_c(u)
-                        F[_u(o + e)] = np.float64(t) * -np.float64(u) if t > 0 else 0.0
-                        U[_u(o + e)] = t
-            for i in range(n):
-                if status[i] != OK:
-                    continue
-                o = i * P
-                s_sum = _row_sum(U, o, R, acc)
-                if stats:
-                    log_s = math.log(s_sum)
-                    lse[i] = np.float64(mx[i]) + log_s
-                    if not sigmoid:
-                        ent[i] = log_s + _row_sum(F, o, R, acc) / s_sum
-                if not sigmoid:
-                    inv = 1.0 / s_sum
-                    if stats:
-                        for e in range(E):
-                            U[_u(o + e)] = np.float64(U[_u(o + e)]) * inv
-                            pacc[e] += np.float64(U[_u(o + e)])
-                    else:
-                        for e in range(E):
-                            U[_u(o + e)] = np.float64(U[_u(o + e)]) * inv
-        if sigmoid:
-            if stats:
-                for j in range(n * P):
-                    z = Z[j]
-                    t = _exp_c(-abs(z))  # z = +-inf gives t = 0
-                    sg = (one if z >= 0 else t) / (one + t)
-                    U[j] = sg
-                    # s log s, with log s = min(z, 0) - log1p(t)
-                    lg = (np.float64(z) if z < 0 else 0.0) - log1p_pos(np.float64(t))
-                    F[j] = np.float64(sg) * lg if sg > 0 else 0.0
-            else:
-                for j in range(n * P):
-                    U[j] = _sigmoid_c(Z[j], one)
-            if stats:
-                for i in range(n):
-                    if status[i] != OK:
-                        continue
-                    o = i * P
-                    if mx[i] == 0.0:  # the maximum may be +inf: then so is lse
-                        for e in range(E):
-                            if Z[o + e] == np.inf:
-                                lse[i] = np.inf
-                    pn = _row_sum(U, o, R, acc)
-                    ent[i] = math.log(pn) - _row_sum(F, o, R, acc) / pn
-                    inv = 1.0 / pn
-                    for e in range(E):
-                        pacc[e] += np.float64(U[o + e]) * inv
-
-    # 3. biased or group-limited selection, per token
-    if has_bias or grouped:
-        for i in range(n):
-            if status[i] != OK:
-                continue
-            o = i * P
-            for e in range(E):
-                key[e] = U[o + e] + bias[e] if has_bias else U[o + e]
-            if grouped:
-                # the best two keys of every group, all groups at once
-                gs = E // n_groups
-                for gg in range(n_groups):
-                    ga[gg] = ninf
-                    gb[gg] = ninf
-                for j in range(gs):
-                    for gg in range(n_groups):
-                        v = key[gg * gs + j]
-                        a = ga[gg]
-                        ga[gg] = v if v > a else a
-                        lo = a if v > a else v
-                        gb[gg] = lo if lo > gb[gg] else gb[gg]
-                for gg in range(n_groups):
-                    a = np.float64(ga[gg])
-                    gsc[gg] = a + np.float64(gb[gg]) if top2 else a
-                    gtaken[gg] = False
-                for _ in range(topk_groups):
-                    bg = -1
-                    for gg in range(n_groups):
-                        if not gtaken[gg] and (bg < 0 or gsc[gg] > gsc[bg]):
-                            bg = gg
-                    gtaken[bg] = True
-                # keys of the kept groups' experts; the others can never be
-                # chosen (the kept groups hold at least k experts)
-                for ln in range(16):
-                    lanes[ln] = _INT64_MIN
-                for e in range(E, P):
-                    keys[e] = _INT64_MIN
-                finite = False
-                for gg in range(n_groups):
-                    base = gg * gs
-                    if not gtaken[gg]:
-                        for e in range(base, base + gs):
-                            keys[e] = _INT64_MIN
-                        continue
-                    for e in range(base, base + gs):
-                        finite |= Z[o + e] > _NINF
-                    if gs % 16 == 0:
-                        for r in range(gs >> 4):
-                            for ln in range(16):
-                                e = _u(base + r * 16 + ln)
-                                kb = _ordkey(key[e], e)
-                                keys[e] = kb
-                                lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
-                    else:
-                        for e in range(base, base + gs):
-                            kb = _ordkey(key[e], e)
-                            keys[e] = kb
-                            ln = e & 15
-                            lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
-                if not finite:
-                    status[i] = BAD_ALL_INF
-                    continue
-            else:
-                for ln in range(16):
-                    lanes[ln] = _INT64_MIN
-                for r in range(R):
-                    for ln in range(16):
-                        e = _u(r * 16 + ln)
-                        kb = _ordkey(key[e], e) if e < E else _INT64_MIN
-                        keys[e] = kb
-                        lanes[ln] = kb if kb > lanes[ln] else lanes[ln]
-            _select(keys, R, k, packed, idx, i * k, lanes, cand)
-
-    # 4. weights
-    if renorm:
-        for i in range(n):
-            o = i * k
-            mk = ninf
-            if status[i] == OK:
-                for j in range(k):
-                    v = Z[i * P + idx[o + j]]
-                    C[o + j] = v
-                    mk = v if v > mk else mk
-            else:
-                for j in range(k):
-                    C[o + j] = ninf
-            if not sigmoid:
-                if mk > _NINF:
-                    for j in range(k):
-                        C[o + j] = C[o + j] - mk
-                # every chosen logit -inf (possible with a bias): weights 0
-        if sigmoid:
-            for j in range(n * k):
-                W[j] = np.float64(_sigmoid_c(C[j], one))
-        else:
-            for j in range(n * k):
-                W[j] = np.float64(_exp_c(C[j]))
-        for i in range(n):
-            o = i * k
-            den = 0.0
-            for j in range(k):
-                den += W[o + j]
-            for j in range(k):
-                W[o + j] = W[o + j] / den * scale if den > 0.0 else 0.0
-    else:
-        for i in range(n):
-            if status[i] == OK:
-                for j in range(k):
-                    W[i * k + j] = np.float64(U[i * P + idx[i * k + j]]) * scale
-
-    # 5. round to the output precision, order by (weight desc, id asc); the
-    # chosen set is already fixed by the keys
-    for i in range(n):
-        if status[i] != OK:
-            continue
-        o = i * k
-        for j in range(k):
-            wj = np.float64(np.float32(W[o + j])) if round32 else W[o + j]
-            ij = idx[o + j]
-            p = j
-            while p > 0 and (W[o + p - 1] < wj or (W[o + p - 1] == wj and idx[o + p - 1] > ij)):
-                W[o + p] = W[o + p - 1]
-                idx[o + p] = idx[o + p - 1]
-                p -= 1
-            W[o + p] = wj
-            idx[o + p] = ij
-        if prio.shape[0] > 0 and k > 0:
-            prio[i] = np.float64(U[i * P + idx[o]])
+def load_tile(x, t0, nt, Zt):
+    """``Zt[e, l] = x[t0 + l, e]`` decoded to the compute dtype; lanes past
+    the ``nt`` tokens repeat the last one."""
+    E, nl = Zt.shape
+    for ln in range(nl):
+        t = _u(t0 + min(ln, nt - 1))
+        for e in range(E):
+            Zt[e, ln] = as_compute(x[t, e])
 
 
 @jit
-def route_block(
-    x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-    nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
-):  # fmt: skip
-    """Route tokens ``b*bt : (b+1)*bt`` of the (T, E) logits ``x``.
-
-    Per token: ``experts``/``weights`` rows, ``status``; with ``stats`` also
-    ``ent[t]``, and the block's partial sums ``psum[b, :]`` (score
-    distributions) and ``zsum[b]`` (squared logsumexp); ``prio[t]`` when
-    ``prio`` is not empty. Blocks depend on ``T`` only, so the partial sums
-    are the same for any thread count.
-    """
-    T, E = x.shape
-    lo = b * bt
-    n = min(lo + bt, T) - lo
-    P = (E + 15) >> 4 << 4
-    Z = _zbuf(x, n * P)
-    for i in range(n):
-        t = _u(lo + i)
-        for e in range(E):
-            Z[_u(i * P + e)] = as_compute(x[t, e])
-        for e in range(E, P):
-            Z[i * P + e] = -np.inf
-    idx = np.empty(max(n * k, 1), np.int64)
-    W = np.empty(max(n * k, 1))
-    st = np.empty(n, np.int8)
-    lse = np.empty(n)
-    h = np.empty(n)
-    pacc = np.zeros(E)
-    pr = np.empty(n if prio.shape[0] > 0 else 0)
-    route_rows(
-        Z, _zbuf(x, n * P), n, E, k, sigmoid, renorm, bias, n_groups, topk_groups,
-        top2, scale, nan_ignore, stats, round32, idx, W, st, lse, h, pacc, pr,
-    )  # fmt: skip
-    zs = 0.0
-    for i in range(n):
-        t = lo + i
-        status[t] = st[i]
-        ok = st[i] == OK
-        for j in range(k):
-            experts[t, j] = idx[i * k + j] if ok else 0
-            weights[t, j] = W[i * k + j] if ok else 0.0
-        if stats:
-            ent[t] = h[i] if ok else np.nan
-            zs += lse[i] * lse[i] if ok else 0.0
-        if pr.shape[0] > 0:
-            prio[t] = pr[i] if ok else 0.0
-    if stats:
-        zsum[b] = zs
-        for e in range(E):
-            psum[b, e] = pacc[e]
-
-
-@jit
-def _finish(T, E, k, status, psum, zsum, hist, counts, offsets, order):
-    """Serial middle shared by both drivers, between the histogram and the
-    scatter. Returns ``(bad, code, aux, z_loss, max_count)``: the first
-    invalid token and its status (or -1, 0), aux_loss and z_loss (block sums
-    added in block order: the same bits for any thread count), and the
-    largest count. Fills ``counts``/``offsets`` and the write positions of
-    the scatter (in ``hist``)."""
-    for t in range(T):
-        if status[t] != OK:
-            return t, status[t], _NAN, _NAN, 0
-    p_mean = np.zeros(E)
-    for b in range(psum.shape[0]):
-        for e in range(E):
-            p_mean[e] += psum[b, e]
-    z_loss = _NAN
-    if T > 0:
-        zs = 0.0
-        for b in range(zsum.shape[0]):
-            zs += zsum[b]
-        z_loss = zs / T
-        for e in range(E):
-            p_mean[e] /= T
-    n = T * k
-    _offsets(hist, 1, counts, offsets)
-    _starts(hist, counts, offsets, n, order)
-    aux = _NAN
-    if n > 0:
-        acc = 0.0
-        for e in range(E):
-            acc += counts[e] / n * p_mean[e]
-        aux = E * acc
-    cmax = 0
+def scan_tile(Zt, nan_ignore, m, nz):
+    """Lane maxima ``m`` (NaN skipped) and NaN counts ``nz``; with
+    ``nan_ignore`` every NaN of the tile becomes ``-inf``."""
+    E, nl = Zt.shape
+    ninf = _typed(Zt, _NINF)
+    for ln in range(nl):
+        m[ln] = ninf
+        nz[ln] = 0
     for e in range(E):
-        cmax = max(cmax, counts[e])
-    return -1, 0, aux, z_loss, cmax
+        for ln in range(nl):
+            v = Zt[e, ln]
+            nz[ln] += np.int32(1) if v != v else np.int32(0)
+            m[ln] = v if v > m[ln] else m[ln]
+    if nan_ignore:
+        total = 0
+        for ln in range(nl):
+            total += nz[ln]
+        if total:
+            for e in range(E):
+                for ln in range(nl):
+                    Zt[e, ln] = ninf if Zt[e, ln] != Zt[e, ln] else Zt[e, ln]
 
 
 @jit
-def route_all_serial(
-    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale, nan_ignore,
-    round32, nchunks, stats, experts, weights, ent, prio, counts, order, offsets,
-):  # fmt: skip
-    """Route every token of ``x`` into the given outputs and group the
-    assignments (serial twin of ``route_all_parallel``, same bits).
-
-    Returns ``(bad, code, aux, z_loss, max_count)``: ``bad`` >= 0 is the
-    first invalid token and ``code`` its status (the outputs are then
-    meaningless). ``counts``/``order``/``offsets`` get the grouping of all
-    assignments (``order`` holds T * k)."""
-    T, E = x.shape
-    nb = (T + bt - 1) // bt
-    status = np.empty(T, np.int8)
-    psum = np.empty((nb, E))
-    zsum = np.empty(nb)
-    for b in range(nb):
-        route_block(
-            x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-            nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
-        )  # fmt: skip
-    ids = experts.reshape(-1)
-    n = ids.shape[0]
-    hist = np.zeros((nchunks, E), np.int64)
-    for c in range(nchunks):
-        _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    res = _finish(T, E, k, status, psum, zsum, hist, counts, offsets, order)
-    if res[0] < 0:
-        for c in range(nchunks):
-            _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return res
-
-
-@pjit
-def route_all_parallel(
-    x, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale, nan_ignore,
-    round32, nchunks, stats, experts, weights, ent, prio, counts, order, offsets,
-):  # fmt: skip
-    T, E = x.shape
-    nb = (T + bt - 1) // bt
-    status = np.empty(T, np.int8)
-    psum = np.empty((nb, E))
-    zsum = np.empty(nb)
-    for b in numba.prange(nb):
-        route_block(
-            x, b, bt, k, sigmoid, renorm, bias, n_groups, topk_groups, top2, scale,
-            nan_ignore, stats, round32, experts, weights, status, ent, psum, zsum, prio,
-        )  # fmt: skip
-    ids = experts.reshape(-1)
-    n = ids.shape[0]
-    hist = np.zeros((nchunks, E), np.int64)
-    for c in numba.prange(nchunks):
-        _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    res = _finish(T, E, k, status, psum, zsum, hist, counts, offsets, order)
-    if res[0] < 0:
-        for c in numba.prange(nchunks):
-            _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return res
+def softmax_tile(Zt, m, St, S, F):
+    """Softmax scores ``St`` of the tile's lanes (``m``: their maxima, finite
+    for a valid token): ``t = exp(z - m)`` in the compute dtype, ``S`` its
+    float64 sum and ``F = sum t * (m - z)`` (the entropy's numerator), then
+    ``St = t * (1 / S)`` rounded to the compute dtype."""
+    E, nl = Zt.shape
+    for ln in range(nl):
+        S[ln] = 0.0
+        F[ln] = 0.0
+    for e in range(E):
+        for ln in range(nl):
+            u = Zt[e, ln] - m[ln]
+            t = _exp_c(u)
+            S[ln] += np.float64(t)
+            F[ln] += np.float64(t) * -np.float64(u) if t > 0 else 0.0
+            St[e, ln] = t
+    for ln in range(nl):
+        S[ln] = 1.0 / S[ln] if S[ln] > 0.0 else 0.0  # S now holds 1 / sum
+    for e in range(E):
+        for ln in range(nl):
+            St[e, ln] = np.float64(St[e, ln]) * S[ln]
+    for ln in range(nl):
+        S[ln] = 1.0 / S[ln] if S[ln] > 0.0 else 0.0  # the sum again
 
 
 @jit
-def select_serial(x, bt, k, nobias, round32, experts, weights, status):
-    """Experts and weights only (plain softmax routing, no statistics), for
-    measuring the routing kernel alone; serial twin of ``select_parallel``."""
-    nb = (x.shape[0] + bt - 1) // bt
-    none = np.empty(0)
-    for b in range(nb):
-        route_block(
-            x, b, bt, k, False, True, nobias, 0, 0, False, 1.0, False, False, round32,
-            experts, weights, status, none, np.empty((0, 0)), none, none,
-        )  # fmt: skip
-
-
-@pjit
-def select_parallel(x, bt, k, nobias, round32, experts, weights, status):
-    nb = (x.shape[0] + bt - 1) // bt
-    none = np.empty(0)
-    for b in numba.prange(nb):
-        route_block(
-            x, b, bt, k, False, True, nobias, 0, 0, False, 1.0, False, False, round32,
-            experts, weights, status, none, np.empty((0, 0)), none, none,
-        )  # fmt: skip
+def exp_sums_tile(Zt, m, S):
+    """``S = sum exp(z - m)`` per lane (the logsumexp under sigmoid scoring;
+    ``m`` finite)."""
+    E, nl = Zt.shape
+    for ln in range(nl):
+        S[ln] = 0.0
+    for e in range(E):
+        for ln in range(nl):
+            S[ln] += np.float64(_exp_c(Zt[e, ln] - _typed(Zt, m[ln])))
 
 
 @jit
-def scores_block(x, b, bt, sigmoid, nan_ignore, scores, status):
-    """Score distributions of tokens ``b*bt : (b+1)*bt``, written transposed:
-    ``scores[e, t]`` (for expert choice)."""
-    T, E = x.shape
-    lo = b * bt
-    n = min(lo + bt, T) - lo
-    P = (E + 15) >> 4 << 4
-    Z = _zbuf(x, n * P)
-    U = _zbuf(x, n * P)
-    for i in range(n):
+def sigmoid_tile(Zt, St, S, F, sums):
+    """Sigmoid scores ``St``; with ``sums`` also ``S = sum s`` and
+    ``F = sum s log s`` (float64; ``log s = min(z, 0) - log1p(exp(-|z|))``)."""
+    E, nl = Zt.shape
+    one = _typed(Zt, 1.0)
+    if not sums:
         for e in range(E):
-            Z[i * P + e] = as_compute(x[lo + i, e])
-        for e in range(E, P):
-            Z[i * P + e] = -np.inf
-    st = np.empty(n, np.int8)
-    scratch = np.empty(max(n, 1))
-    # k = 0 and renorm off: the scores alone, no statistics
-    route_rows(
-        Z, U, n, E, 0, sigmoid, False, np.empty(0, Z.dtype), 0, 0, False, 1.0,
-        nan_ignore, False, False, np.empty(1, np.int64), scratch, st, scratch, scratch,
-        np.zeros(E), np.empty(0),
-    )  # fmt: skip
-    for i in range(n):
-        status[lo + i] = st[i]
+            for ln in range(nl):
+                St[e, ln] = _sigmoid_c(Zt[e, ln], one)
+        return
+    for ln in range(nl):
+        S[ln] = 0.0
+        F[ln] = 0.0
+    for e in range(E):
+        for ln in range(nl):
+            z = Zt[e, ln]
+            t = _exp_c(-abs(z))  # z = +-inf gives t = 0
+            sg = (one if z >= 0 else t) / (one + t)
+            St[e, ln] = sg
+            lg = (np.float64(z) if z < 0 else 0.0) - log1p_pos(np.float64(t))
+            S[ln] += np.float64(sg)
+            F[ln] += np.float64(sg) * lg if sg > 0 else 0.0
+
+
+@jit
+def accumulate_tile(St, inv, valid, PA):
+    """``PA[e, l] += St[e, l] * inv[l]`` (float64) for the valid lanes: the
+    score distributions summed lane by lane over a block."""
+    E, nl = St.shape
+    for e in range(E):
+        for ln in range(nl):
+            PA[e, ln] += np.float64(St[e, ln]) * inv[ln] if valid[ln] else 0.0
+
+
+@jit
+def keys_tile(St, bias, K):
+    """Selection keys ``K = St + bias`` (or ``St`` without a bias)."""
+    E, nl = St.shape
+    if bias.shape[0] == 0:
         for e in range(E):
-            scores[e, lo + i] = U[i * P + e] if st[i] == OK else 0.0
+            for ln in range(nl):
+                K[e, ln] = St[e, ln]
+        return
+    for e in range(E):
+        b = bias[e]
+        for ln in range(nl):
+            K[e, ln] = St[e, ln] + b
 
 
 @jit
-def scores_serial(x, bt, sigmoid, nan_ignore, scores, status, nb):
-    for b in range(nb):
-        scores_block(x, b, bt, sigmoid, nan_ignore, scores, status)
-
-
-@pjit
-def scores_parallel(x, bt, sigmoid, nan_ignore, scores, status, nb):
-    for b in numba.prange(nb):
-        scores_block(x, b, bt, sigmoid, nan_ignore, scores, status)
-
-
-# --- capacity ----------------------------------------------------------------
+def group_mask(K, Zt, n_groups, topk_groups, top2, G, ok):
+    """Group-limited routing: the ``topk_groups`` best of ``n_groups``
+    contiguous groups stay eligible (a group's score: its best key, or the
+    sum of its two best), ties to the lower group; the keys of the other
+    groups' experts become NaN (out of the running). ``ok[l]``: a kept
+    expert has a logit above ``-inf``. ``G`` is float64 scratch of
+    ``(n_groups + 2, lanes)``."""
+    E, nl = K.shape
+    gs = E // n_groups
+    a = n_groups
+    b = n_groups + 1
+    for g in range(n_groups):
+        for ln in range(nl):
+            G[a, ln] = _NINF
+            G[b, ln] = _NINF
+        for e in range(g * gs, (g + 1) * gs):
+            for ln in range(nl):
+                v = np.float64(K[e, ln])
+                hi = G[a, ln]
+                G[a, ln] = v if v > hi else hi
+                lo = hi if v > hi else v
+                G[b, ln] = lo if lo > G[b, ln] else G[b, ln]
+        for ln in range(nl):
+            G[g, ln] = G[a, ln] + G[b, ln] if top2 else G[a, ln]
+    # the best groups, one pass each; a taken group's score becomes NaN
+    for _ in range(topk_groups):
+        for ln in range(nl):
+            G[a, ln] = _NINF
+            G[b, ln] = 0.0
+        for g in range(n_groups):
+            for ln in range(nl):
+                G[a, ln] = G[g, ln] if G[g, ln] > G[a, ln] else G[a, ln]
+        for g in range(n_groups - 1, -1, -1):
+            for ln in range(nl):
+                G[b, ln] = np.float64(g) if G[g, ln] == G[a, ln] else G[b, ln]
+        for ln in range(nl):
+            G[_u(np.int64(G[b, ln])), ln] = _NAN
+    for ln in range(nl):
+        ok[ln] = False
+    nan = _typed(K, _NAN)
+    for g in range(n_groups):
+        for e in range(g * gs, (g + 1) * gs):
+            for ln in range(nl):
+                kept = G[g, ln] != G[g, ln]
+                ok[ln] |= kept and Zt[e, ln] > _NINF
+                K[e, ln] = K[e, ln] if kept else nan
 
 
 @jit
-def admit(experts, perm, capacity, num_experts, dropped):
-    """Admit assignments choice by choice (all first choices, then all
-    second choices, ...), tokens in the order ``perm``; an expert takes at
-    most ``capacity``. Fills ``dropped``; returns the kept counts."""
+def select_tile(K, k, first, kidx, kval):
+    """The ``k`` best keys of every lane (NaN keys never chosen, ties to the
+    lower expert) into ``kidx[j, l]`` / ``kval[j, l]``, best first. Round
+    ``j`` is one max pass and one pass for the lowest expert holding it;
+    the chosen key then becomes NaN. ``first`` (length 0 or lanes): the
+    lane maxima of ``K``, already known (saves round 0's max pass). ``K``
+    is clobbered."""
+    E, nl = K.shape
+    nan = _typed(K, _NAN)
+    ninf = _typed(K, _NINF)
+    for j in range(k):
+        if j == 0 and first.shape[0] > 0:
+            for ln in range(nl):
+                kval[0, ln] = first[ln]
+        else:
+            for ln in range(nl):
+                kval[j, ln] = ninf
+            for e in range(E):
+                for ln in range(nl):
+                    v = K[e, ln]
+                    kval[j, ln] = v if v > kval[j, ln] else kval[j, ln]
+        for ln in range(nl):
+            kidx[j, ln] = 0
+        for e in range(E - 1, -1, -1):
+            for ln in range(nl):
+                kidx[j, ln] = np.int32(e) if K[e, ln] == kval[j, ln] else kidx[j, ln]
+        for ln in range(nl):
+            K[_u(kidx[j, ln]), ln] = nan
+
+
+@jit
+def weights_tile(Zt, St, kidx, kval, opts, W):
+    """Float64 weights ``W[j, l]`` of the chosen experts. ``opts`` is
+    ``(sigmoid, renorm, logit_keys, scale)``: renormalised (softmax over
+    the chosen logits, or sigmoid scores over their sum) or the raw
+    scores ``St``, times ``scale``. ``logit_keys``: the keys were the
+    logits, so ``kval`` holds the chosen logits."""
+    sigmoid, renorm, logit_keys, scale = opts
+    k, nl = W.shape
+    if not renorm:
+        for j in range(k):
+            for ln in range(nl):
+                W[j, ln] = np.float64(St[_u(kidx[j, ln]), ln]) * scale
+        return
+    one = _typed(Zt, 1.0)
+    ninf = _typed(Zt, _NINF)
+    Cz = kval
+    if not logit_keys:
+        for j in range(k):
+            for ln in range(nl):
+                Cz[j, ln] = Zt[_u(kidx[j, ln]), ln]
+    if sigmoid:
+        for j in range(k):
+            for ln in range(nl):
+                W[j, ln] = np.float64(_sigmoid_c(Cz[j, ln], one))
+    elif k > 0:
+        for ln in range(nl):  # the largest chosen logit, kept in W[0] (exact)
+            mk = ninf
+            for i in range(k):
+                mk = Cz[i, ln] if Cz[i, ln] > mk else mk
+            W[0, ln] = np.float64(mk)
+        for j in range(k - 1, -1, -1):
+            for ln in range(nl):
+                mk = _typed(Zt, W[0, ln])
+                W[j, ln] = np.float64(_exp_c(Cz[j, ln] - mk)) if mk > ninf else 0.0
+    for ln in range(nl):
+        den = 0.0
+        for j in range(k):
+            den += W[j, ln]
+        for j in range(k):
+            W[j, ln] = W[j, ln] / den * scale if den > 0.0 else 0.0
+
+
+@jit
+def order_tile(W, kidx, round32):
+    """Round the weights to the output precision and order each lane's
+    choices by weight, descending, ties to the lower expert (an insertion
+    sort, only in a lane that is not already in that order)."""
+    k, nl = W.shape
+    if round32:
+        for j in range(k):
+            for ln in range(nl):
+                W[j, ln] = np.float64(np.float32(W[j, ln]))
+    for ln in range(nl):
+        bad = False
+        for j in range(1, k):
+            w0 = W[j - 1, ln]
+            w1 = W[j, ln]
+            bad |= w0 < w1 or (w0 == w1 and kidx[j - 1, ln] > kidx[j, ln])
+        if not bad:
+            continue
+        for j in range(1, k):
+            wj = W[j, ln]
+            ij = kidx[j, ln]
+            p = j
+            while p > 0 and (W[p - 1, ln] < wj or (W[p - 1, ln] == wj and kidx[p - 1, ln] > ij)):
+                W[p, ln] = W[p - 1, ln]
+                kidx[p, ln] = kidx[p - 1, ln]
+                p -= 1
+            W[p, ln] = wj
+            kidx[p, ln] = ij
+
+
+# --- the driver of one configuration ---------------------------------------------
+
+
+@functools.cache
+def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
+    """The driver that routes blocks ``b0 <= b < b1`` of a call with this
+    configuration (see the module doc for the phases it composes).
+
+    ``route_chunk(x, bias, opts, outs, b0, b1)``: ``opts = (k, n_groups,
+    topk_groups, top2, scale, nan_ignore, block_tokens, round32, lanes)``; ``outs =
+    (experts, weights, status, ent, lse2, psum, prio, hist)`` where ``ent``
+    and ``prio`` are per token (length 0 when unused), ``psum[b, e]`` and
+    ``lse2[b]`` are each block's sums of the score distributions and of the
+    squared logsumexp, ``hist[j, e]`` counts the chunk's valid tokens whose
+    ``j``-th choice is ``e``. Blocks depend on T and E alone, so every sum
+    is the same for any thread count."""
+    need_scores = stats or has_bias or grouped or not renorm or prio
+    logit_keys = not (has_bias or grouped)
+
+    @jit
+    def route_chunk(x, bias, opts, outs, b0, b1):
+        k, n_groups, topk_groups, top2, scale, nan_ignore, bt, round32, nl = opts
+        experts, weights, status, ent, lse2, psum, pri, hist = outs
+        T, E = x.shape
+        Zt = _tile(x, E, nl)
+        St = _tile(x, E if need_scores else 0, nl)
+        K = Zt if logit_keys else _tile(x, E, nl)
+        m = np.empty(nl, Zt.dtype)
+        nz = np.empty(nl, np.int32)
+        st = np.empty(nl, np.int8)
+        valid = np.empty(nl, np.bool_)
+        ok = np.ones(nl, np.bool_)
+        S = np.empty(nl)
+        F = np.empty(nl)
+        S2 = np.empty(nl)
+        inv = np.ones(nl)
+        kidx = np.empty((k, nl), np.int32)
+        kval = np.empty((k, nl), Zt.dtype)
+        W = np.empty((k, nl))
+        G = np.empty((n_groups + 2, nl))
+        PA = np.empty((E if stats else 0, nl))
+        ZS = np.empty(nl)
+        wopts = (sigmoid, renorm, logit_keys, scale)
+        for b in range(b0, b1):
+            lo = b * bt
+            hi = min(lo + bt, T)
+            if stats:
+                PA[:] = 0.0
+                ZS[:] = 0.0
+            for t0 in range(lo, hi, nl):
+                nt = min(nl, hi - t0)
+                load_tile(x, t0, nt, Zt)
+                scan_tile(Zt, nan_ignore, m, nz)
+                for ln in range(nl):
+                    st[ln] = _status(m[ln], nz[ln], nan_ignore, sigmoid)
+                    if not sigmoid:  # the shift of exp(z - m): finite for valid lanes
+                        m[ln] = m[ln] if (st[ln] == OK and m[ln] < np.inf) else 0.0
+                if need_scores:
+                    if sigmoid:
+                        sigmoid_tile(Zt, St, S, F, stats)
+                    else:
+                        softmax_tile(Zt, m, St, S, F)
+                if stats and sigmoid:  # the logsumexp, shifted by a finite maximum
+                    for ln in range(nl):
+                        inv[ln] = m[ln] if (st[ln] == OK and m[ln] < np.inf) else 0.0
+                    exp_sums_tile(Zt, inv, S2)
+                    for ln in range(nl):
+                        lse = inv[ln] + math.log(S2[ln])
+                        for e in range(E):
+                            lse = np.inf if Zt[e, ln] == np.inf else lse
+                        S2[ln] = lse
+                if not logit_keys:
+                    keys_tile(St, bias, K)
+                    if grouped:
+                        group_mask(K, Zt, n_groups, topk_groups, top2, G, ok)
+                        for ln in range(nl):
+                            st[ln] = BAD_ALL_INF if (st[ln] == OK and not ok[ln]) else st[ln]
+                # the lane maxima are round 0 of a selection on the logits
+                select_tile(K, k, m if logit_keys else m[:0], kidx, kval)
+                weights_tile(Zt, St, kidx, kval, wopts, W)
+                order_tile(W, kidx, round32)
+                for ln in range(nl):
+                    valid[ln] = ln < nt and st[ln] == OK
+                if stats:
+                    if sigmoid:
+                        for ln in range(nl):
+                            inv[ln] = 1.0 / S[ln]
+                            S[ln] = math.log(S[ln]) - F[ln] / S[ln]
+                    else:
+                        for ln in range(nl):
+                            log_s = math.log(S[ln])
+                            S2[ln] = np.float64(m[ln]) + log_s
+                            S[ln] = log_s + F[ln] / S[ln]
+                    accumulate_tile(St, inv, valid, PA)
+                    for ln in range(nl):
+                        ZS[ln] += S2[ln] * S2[ln] if valid[ln] else 0.0
+                for ln in range(nt):
+                    t = t0 + ln
+                    status[t] = st[ln]
+                    good = st[ln] == OK
+                    for j in range(k):
+                        c = kidx[j, ln]
+                        experts[t, j] = c if good else 0
+                        weights[t, j] = W[j, ln] if good else 0.0
+                        if good:
+                            hist[j, c] += 1
+                    if stats:
+                        ent[t] = S[ln] if good else _NAN
+                    if prio:
+                        pri[t] = np.float64(St[_u(kidx[0, ln]), ln]) if (good and k) else 0.0
+            if stats:
+                for e in range(E):
+                    acc = 0.0
+                    for ln in range(nl):
+                        acc += PA[e, ln]
+                    psum[b, e] = acc
+                acc = 0.0
+                for ln in range(nl):
+                    acc += ZS[ln]
+                lse2[b] = acc
+
+    return route_chunk
+
+
+# --- grouping by expert, with capacity admission ---------------------------------
+
+
+@jit
+def scatter_all(experts, start, t0, t1, order):
+    """Write the slots ``t * k + j`` of tokens ``t0:t1`` to their expert's
+    next position ``start[e]`` (advanced)."""
+    k = experts.shape[1]
+    for t in range(t0, t1):
+        for j in range(k):
+            e = experts[t, j]
+            p = start[e]
+            order[p] = t * k + j
+            start[e] = p + 1
+
+
+@jit
+def scatter_capacity(experts, run, capacity, start, t0, t1, order, dropped):
+    """As ``scatter_all`` under a capacity: ``run[j, e]`` is the admission
+    rank of the chunk's next ``j``-th choice of expert ``e`` (every first
+    choice is admitted before any second choice; within a choice, tokens in
+    order). A slot is kept when its rank is below ``capacity``."""
+    k = experts.shape[1]
+    for t in range(t0, t1):
+        for j in range(k):
+            e = experts[t, j]
+            r = run[j, e]
+            run[j, e] = r + 1
+            keep = r < capacity
+            dropped[t, j] = not keep
+            if keep:
+                p = start[e]
+                order[p] = t * k + j
+                start[e] = p + 1
+
+
+@jit
+def admit_by_score(experts, perm, capacity, num_experts, dropped, t_chunk, kept):
+    """Admission by score (batch-prioritized routing): choice by choice,
+    tokens in the order ``perm``; an expert keeps at most ``capacity``.
+    Fills ``dropped`` and ``kept[c, e]``, the kept slots of expert ``e``
+    among the tokens of chunk ``c`` (``t_chunk[t]``)."""
     T, k = experts.shape
     fill = np.zeros(num_experts, np.int64)
     for j in range(k):
         for i in range(T):
             t = perm[i]
             e = experts[t, j]
-            if fill[e] < capacity:
-                fill[e] += 1
-                dropped[t, j] = False
+            keep = fill[e] < capacity
+            fill[e] += 1 if keep else 0
+            dropped[t, j] = not keep
+            if keep:
+                kept[t_chunk[t], e] += 1
+
+
+@jit
+def scatter_kept(experts, dropped, start, t0, t1, order):
+    """``scatter_all`` of the slots that are not dropped."""
+    k = experts.shape[1]
+    for t in range(t0, t1):
+        for j in range(k):
+            if not dropped[t, j]:
+                e = experts[t, j]
+                p = start[e]
+                order[p] = t * k + j
+                start[e] = p + 1
+
+
+# --- scores for expert choice ----------------------------------------------------
+
+
+@functools.cache
+def scores_kernel(sigmoid):
+    """``scores_chunk(x, nan_ignore, bt, nl, scores, status, b0, b1)``: the score
+    distributions of blocks ``b0:b1``, written transposed (``scores[e, t]``)."""
+
+    @jit
+    def scores_chunk(x, nan_ignore, bt, nl, scores, status, b0, b1):
+        T, E = x.shape
+        Zt = _tile(x, E, nl)
+        St = _tile(x, E, nl)
+        m = np.empty(nl, Zt.dtype)
+        nz = np.empty(nl, np.int32)
+        st = np.empty(nl, np.int8)
+        S = np.empty(nl)
+        F = np.empty(nl)
+        for t0 in range(b0 * bt, min(b1 * bt, T), nl):
+            nt = min(nl, T - t0)
+            load_tile(x, t0, nt, Zt)
+            scan_tile(Zt, nan_ignore, m, nz)
+            for ln in range(nl):
+                st[ln] = _status(m[ln], nz[ln], nan_ignore, sigmoid)
+                m[ln] = m[ln] if (st[ln] == OK and m[ln] < np.inf) else 0.0
+            if sigmoid:
+                sigmoid_tile(Zt, St, S, F, False)
             else:
-                dropped[t, j] = True
-    return fill
+                softmax_tile(Zt, m, St, S, F)
+            for ln in range(nt):
+                status[t0 + ln] = st[ln]
+            for e in range(E):
+                for ln in range(nt):
+                    scores[e, t0 + ln] = St[e, ln] if st[ln] == OK else 0.0
+
+    return scores_chunk
 
 
 # --- grouping by expert: a stable counting sort -------------------------------
@@ -980,8 +809,8 @@ def route_1d(
 
     Returns the status: 0 routed, 1 NaN logit, 2 no eligible expert has a
     logit above -inf, 3 ``+inf`` logit under softmax. NaN is never ignored
-    here. Semantics are those of ``fastroute.route`` (see this module's doc);
-    scratch space is allocated per call.
+    here. Semantics and bits are those of ``fastroute.route`` (the same
+    phases, on a tile of one lane); scratch space is allocated per call.
 
     Examples
     --------
@@ -996,27 +825,43 @@ def route_1d(
     (array([1, 3], dtype=int32), array([0.5, 0.5], dtype=float32))
     """
     E = logits.shape[0]
-    P = (E + 15) >> 4 << 4
-    Z = _zbuf(logits, P)
+    Zt = _tile(logits, E, 1)
     for e in range(E):
-        Z[e] = as_compute(logits[e])
-    for e in range(E, P):
-        Z[e] = -np.inf
-    bc = np.empty(bias.shape[0], Z.dtype)
-    for e in range(bias.shape[0]):
-        bc[e] = bias[e]
-    idx = np.empty(max(k, 1), np.int64)
-    W = np.empty(max(k, 1))
-    status = np.empty(1, np.int8)
-    scratch = np.empty(1)
-    route_rows(
-        Z, _zbuf(logits, P), 1, E, k, sigmoid, renormalize, bc, n_groups, topk_groups,
-        group_top2, scale, False, False, weights.itemsize == 4, idx, W, status,
-        scratch, scratch, np.zeros(E), np.empty(0),
-    )  # fmt: skip
-    st = status[0]
-    if st == OK:
-        for j in range(k):
-            experts[j] = idx[j]
-            weights[j] = W[j]
-    return st
+        Zt[e, 0] = as_compute(logits[e])
+    m = np.empty(1, Zt.dtype)
+    nz = np.empty(1, np.int32)
+    scan_tile(Zt, False, m, nz)
+    st = _status(m[0], nz[0], False, sigmoid)
+    if st != OK:
+        return st
+    logit_keys = not (bias.shape[0] > 0 or n_groups > 1)
+    need = not (logit_keys and renormalize)
+    St = _tile(logits, E if need else 0, 1)
+    S = np.empty(1)
+    if need:
+        if sigmoid:
+            sigmoid_tile(Zt, St, S, S, False)
+        else:
+            softmax_tile(Zt, m, St, S, np.empty(1))
+    K = Zt
+    if not logit_keys:
+        K = _tile(logits, E, 1)
+        bc = np.empty(bias.shape[0], Zt.dtype)
+        for e in range(bias.shape[0]):
+            bc[e] = bias[e]
+        keys_tile(St, bc, K)
+        if n_groups > 1:
+            ok = np.empty(1, np.bool_)
+            group_mask(K, Zt, n_groups, topk_groups, group_top2, np.empty((n_groups + 2, 1)), ok)
+            if not ok[0]:
+                return BAD_ALL_INF
+    kidx = np.empty((k, 1), np.int32)
+    kval = np.empty((k, 1), Zt.dtype)
+    W = np.empty((k, 1))
+    select_tile(K, k, m if logit_keys else m[:0], kidx, kval)
+    weights_tile(Zt, St, kidx, kval, (sigmoid, renormalize, logit_keys, scale), W)
+    order_tile(W, kidx, weights.itemsize == 4)
+    for j in range(k):
+        experts[j] = kidx[j, 0]
+        weights[j] = W[j, 0]
+    return OK
