@@ -381,21 +381,45 @@ def route(
     _pool.run(kern, [(a, b, opts, outs[c], *bounds[c]) for c in range(nch)])
     if T and status.any():
         _raise_status(status, func)
+    assigned, aux, z_loss = rk.summarize(hist, psum, lse2, T)
     tok = [(lo * bt, min(hi * bt, T)) for lo, hi in bounds]
-    n = T * k
-    if cap is None:
+    if cap is None and nch == 1:
         dropped = np.zeros((T, k), np.bool_)
+        counts = assigned
+        offsets, order = rk.group_dropless(experts, counts)
+    else:
+        dropped, counts, offsets, order = _admit_and_group(experts, hist, prio, tok, cap, drop)
+    total = int(offsets[-1])
+    cmax = int(counts.max()) if E else 0
+    imbalance = cmax / (total / E) if total else math.nan
+    if stats:
+        if out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
+            ent = ent.astype(np.float32)
+    else:
+        aux = z_loss = ent = None
+    return Routing(
+        experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
+    )
+
+
+def _admit_and_group(experts, hist, prio, tok, cap, drop):
+    """``(dropped, counts, offsets, order)``: the assignments grouped by expert
+    (a counting sort whose histogram the routing pass counted per chunk),
+    admitted under the capacity ``cap`` (None: dropless) in the same pass."""
+    T, k = experts.shape
+    nch, _, E = hist.shape
+    dropped = np.zeros((T, k), np.bool_) if cap is None else np.empty((T, k), np.bool_)
+    if cap is None:
         kept = hist.sum(axis=1)
     elif drop == "position":
-        dropped = np.empty((T, k), np.bool_)
+        c_eff = min(cap, T)  # no expert gets more than T
         # admission rank of each chunk's first j-th choice of e: the kept
         # earlier choices, then the same choice in earlier chunks
-        c_eff = min(cap, T)  # no expert gets more than T
-        before = np.cumsum(hist.sum(axis=0), axis=0) - hist.sum(axis=0)
+        per_choice = hist.sum(axis=0)
+        before = np.cumsum(per_choice, axis=0) - per_choice
         run = np.minimum(before, c_eff) + (np.cumsum(hist, axis=0) - hist)
         kept = np.clip(c_eff - run, 0, hist).sum(axis=1)
     else:
-        dropped = np.empty((T, k), np.bool_)
         kept = np.zeros((nch, E), np.int64)
         chunk_of = np.repeat(np.arange(nch), [hi - lo for lo, hi in tok])
         perm = np.argsort(-prio, kind="stable")
@@ -414,20 +438,7 @@ def route(
     else:
         jobs = [(experts, dropped, start[c], *tok[c], order) for c in range(nch)]
         _pool.run(rk.scatter_kept, jobs)
-    total = int(offsets[-1])
-    cmax = int(counts.max()) if E else 0
-    imbalance = cmax / (total / E) if total else math.nan
-    if stats:
-        assigned = hist.sum(axis=(0, 1))  # before dropping
-        aux = float(E * np.sum(assigned / n * (psum.sum(axis=0) / T))) if n else math.nan
-        z_loss = float(lse2.sum() / T) if T else math.nan
-        if out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
-            ent = ent.astype(np.float32)
-    else:
-        aux = z_loss = ent = None
-    return Routing(
-        experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
-    )
+    return dropped, counts, offsets, order
 
 
 def select_only(logits: Any, k: int) -> tuple[np.ndarray, np.ndarray]:

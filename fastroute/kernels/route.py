@@ -865,3 +865,51 @@ def route_1d(
         experts[j] = kidx[j, 0]
         weights[j] = W[j, 0]
     return OK
+
+
+# --- the serial end of a call ------------------------------------------------------
+
+
+@jit
+def summarize(hist, psum, lse2, T):
+    """``(assigned, aux_loss, z_loss)`` from the chunks' histograms
+    ``hist[c, j, e]`` and the block sums (summed in block order: the same bits
+    for any number of chunks). ``assigned[e]`` counts before any dropping."""
+    nch, k, E = hist.shape
+    assigned = np.zeros(E, np.int64)
+    for c in range(nch):
+        for j in range(k):
+            for e in range(E):
+                assigned[e] += hist[c, j, e]
+    aux = _NAN
+    z_loss = _NAN
+    if psum.shape[0] > 0 or lse2.shape[0] > 0:
+        n = T * k
+        if n > 0:
+            acc = 0.0
+            for e in range(E):
+                p = 0.0
+                for b in range(psum.shape[0]):
+                    p += psum[b, e]
+                acc += assigned[e] / n * (p / T)
+            aux = E * acc
+        if T > 0:
+            zs = 0.0
+            for b in range(lse2.shape[0]):
+                zs += lse2[b]
+            z_loss = zs / T
+    return assigned, aux, z_loss
+
+
+@jit
+def group_dropless(experts, counts):
+    """``(offsets, order)`` of one chunk's assignments without a capacity
+    (the result of ``scatter_all`` over every token)."""
+    E = counts.shape[0]
+    offsets = np.zeros(E + 1, np.int64)
+    for e in range(E):
+        offsets[e + 1] = offsets[e] + counts[e]
+    start = offsets[:E].copy()
+    order = np.empty(offsets[E], np.int64)
+    scatter_all(experts, start, 0, experts.shape[0], order)
+    return offsets, order
