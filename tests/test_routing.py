@@ -389,10 +389,10 @@ def test_bfloat16_specials_and_no_upcast_copy(monkeypatch):
     r = fr.route(x, 2, nan="ignore")
     np.testing.assert_array_equal(r.experts, [[3, 0]])
     # the kernels receive the bfloat16 bits as a view, not a converted copy
-    jobs = _spy_pool(monkeypatch)
+    calls = _spy_pool(monkeypatch)
     y = RNG.standard_normal((4, 8)).astype(ml_dtypes.bfloat16)
     fr.route(y, 2)
-    seen = jobs[0][0]  # the routing kernel's logits argument
+    seen = calls[0][0][0]  # the routing pass's logits argument
     assert seen.dtype == np.uint16 and np.shares_memory(seen, y)
 
 
@@ -444,9 +444,9 @@ def test_route_bits_do_not_depend_on_threads_or_batch_split(restore_numba_thread
         np.testing.assert_array_equal(part.entropy, whole.entropy[lo:hi])
 
 
-def _spy_pool(monkeypatch) -> list[tuple]:
-    """Record the argument sets of the first kernel launch of each call (the
-    routing pass: one set per chunk)."""
+def _spy_pool(monkeypatch) -> list[list[tuple]]:
+    """Record the argument sets of every kernel launch (one set per chunk);
+    a call's first launch is its routing pass."""
     calls: list[list[tuple]] = []
     real = fr.routing._pool.run
 
@@ -455,29 +455,15 @@ def _spy_pool(monkeypatch) -> list[tuple]:
         return real(fn, argsets)
 
     monkeypatch.setattr(fr.routing._pool, "run", run)
-    return _FirstSets(calls)
-
-
-class _FirstSets(list):
-    """The argument sets of the first recorded launch (a live view)."""
-
-    def __init__(self, calls):
-        super().__init__()
-        self._calls = calls
-
-    def __getitem__(self, i):
-        return self._calls[0][i]
-
-    def __len__(self):
-        return len(self._calls[0]) if self._calls else 0
+    return calls
 
 
 def test_route_parallel_path_runs(monkeypatch, restore_numba_threads):
-    jobs = _spy_pool(monkeypatch)
+    calls = _spy_pool(monkeypatch)
     numba.set_num_threads(2)  # conftest guarantees NUMBA_NUM_THREADS >= 2
     x = RNG.standard_normal((4096, 64)).astype(np.float32)
     check = fr.route(x, 2)
-    assert len(jobs) == 2, "a 4096 x 64 batch with 2 threads must run in two chunks"
+    assert len(calls[0]) == 2, "a 4096 x 64 batch with 2 threads must run in two chunks"
     np.testing.assert_array_equal(check.experts, mixtral_recipe(x, 2)[0])
 
 
