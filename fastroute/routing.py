@@ -21,11 +21,11 @@ __all__ = ["Routing", "ExpertChoice", "route", "expert_choice", "group_by_expert
 
 @functools.lru_cache(maxsize=256)
 def block_tokens(E: int) -> int:
-    """Tokens per block of the routing kernels: at most 256, and few enough
-    that a block's scratch (8 bytes per padded logit) stays below 64 KiB, in
-    cache and below malloc's fresh-pages threshold. Statistics are summed per
-    block, so this (a function of E alone) fixes their order of summation,
-    whatever the thread count."""
+    """Tokens per block of the routing kernels: at most 256, and at most
+    16384 padded logits (a block is routed as tiles of up to 128 tokens,
+    ``kernels.route.lanes``, that stay in cache). Statistics are
+    summed per block, so this (a function of E alone) fixes their order of
+    summation, whatever the thread count."""
     return max(1, min(256, 16384 // (-(-E // 16) * 16 or 16)))
 
 
