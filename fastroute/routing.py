@@ -351,39 +351,13 @@ def route(
         cap = max(math.ceil(c) if c < 2.0**62 else 2**62, mc)
 
     want_prio = cap is not None and drop == "score"
-    kern = rk.chunk_kernel(
-        sigmoid, bool(renormalize), bias is not None, ng > 1, bool(stats), want_prio
-    )
-    experts = np.empty((T, k), np.int32)
-    weights = np.empty((T, k), out)
-    status = np.empty(T, np.int8)
+    config = (sigmoid, bool(renormalize), bias is not None, ng > 1, bool(stats), want_prio)
+    opts = (k, max(ng, 1), tg, top2, scale, nan_ignore)
+    experts, weights, ent, lse2, psum, prio, hist, bounds = _route_pass(a, out, b, config, opts)
     bt = block_tokens(E)
-    nb = -(-T // bt)
-    psum = np.empty((nb if stats else 0, E))
-    lse2 = np.empty(nb if stats else 0)
-    ent = np.empty(T if stats else 0)
-    prio = np.empty(T if want_prio else 0)
-    opts = (
-        k,
-        max(ng, 1),
-        tg,
-        top2,
-        scale,
-        nan_ignore,
-        bt,
-        out is np.float32,
-        min(rk.lanes(E, bt), max(T, 1)),
-    )
-    nch = _pool.chunks(a.size, nb)
-    bounds = [(c * nb // nch, (c + 1) * nb // nch) for c in range(nch)]
-    hist = np.zeros((nch, k, E), np.int64)
-    outs = [(experts, weights, status, ent, lse2, psum, prio, hist[c]) for c in range(nch)]
-    _pool.run(kern, [(a, b, opts, outs[c], *bounds[c]) for c in range(nch)])
-    if T and status.any():
-        _raise_status(status, func)
     assigned, aux, z_loss = rk.summarize(hist, psum, lse2, T)
     tok = [(lo * bt, min(hi * bt, T)) for lo, hi in bounds]
-    if cap is None and nch == 1:
+    if cap is None and len(bounds) == 1:
         dropped = np.zeros((T, k), np.bool_)
         counts = assigned
         offsets, order = rk.group_dropless(experts, counts)
@@ -441,31 +415,45 @@ def _admit_and_group(experts, hist, prio, tok, cap, drop):
     return dropped, counts, offsets, order
 
 
-def select_only(logits: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Experts and weights of plain softmax routing, without grouping or
-    statistics: the routing phases alone (for benchmarks; not public API)."""
-    a, out = _as_logits(logits, "route")
+def _route_pass(a: np.ndarray, out: type, bias: np.ndarray, config: tuple, opts: tuple):
+    """Run the routing driver of ``config`` (see ``kernels.route.chunk_kernel``)
+    over the logits ``a`` in chunks of blocks; ``opts = (k, n_groups,
+    topk_groups, top2, scale, nan_ignore)``. Raises for the first invalid
+    token. Returns ``(experts, weights, ent, lse2, psum, prio, hist,
+    bounds)``, ``bounds`` the chunks' block ranges."""
     T, E = a.shape
-    k = _int(k, "k", "route", 0, E)
+    k = opts[0]
+    stats, want_prio = config[4], config[5]
     experts = np.empty((T, k), np.int32)
     weights = np.empty((T, k), out)
     status = np.empty(T, np.int8)
     bt = block_tokens(E)
     nb = -(-T // bt)
+    psum = np.empty((nb if stats else 0, E))
+    lse2 = np.empty(nb if stats else 0)
+    ent = np.empty(T if stats else 0)
+    prio = np.empty(T if want_prio else 0)
+    lanes = min(rk.lanes(E, bt), max(T, 1))
+    kopts = (*opts, bt, out is np.float32, lanes)
     nch = _pool.chunks(a.size, nb)
-    opts = (k, 1, 0, False, 1.0, False, bt, out is np.float32, rk.lanes(E, bt))
-    kern = rk.chunk_kernel(False, True, False, False, False, False)
+    bounds = [(c * nb // nch, (c + 1) * nb // nch) for c in range(nch)]
     hist = np.zeros((nch, k, E), np.int64)
-    e0, e1 = np.empty(0), np.empty((0, E))
-    jobs = [
-        (a, _NO_BIAS[out], opts, (experts, weights, status, e0, e0, e1, e0, hist[c]),
-         c * nb // nch, (c + 1) * nb // nch)
-        for c in range(nch)
-    ]  # fmt: skip
-    _pool.run(kern, jobs)
+    outs = [(experts, weights, status, ent, lse2, psum, prio, hist[c]) for c in range(nch)]
+    kern = rk.chunk_kernel(*config)
+    _pool.run(kern, [(a, bias, kopts, outs[c], *bounds[c]) for c in range(nch)])
     if T and status.any():
         _raise_status(status, "route")
-    return experts, weights
+    return experts, weights, ent, lse2, psum, prio, hist, bounds
+
+
+def select_only(logits: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Experts and weights of plain softmax routing, without grouping or
+    statistics: the routing phases alone (for benchmarks; not public API)."""
+    a, out = _as_logits(logits, "route")
+    k = _int(k, "k", "route", 0, a.shape[1])
+    config = (False, True, False, False, False, False)
+    res = _route_pass(a, out, _NO_BIAS[out], config, (k, 1, 0, False, 1.0, False))
+    return res[0], res[1]
 
 
 def _groups(n_groups: Any, topk_groups: Any, E: int, k: int, top2: bool) -> tuple[int, int]:

@@ -61,9 +61,6 @@ BAD_POS_INF = 3
 
 _NAN = np.nan
 _NINF = -np.inf
-_INT64_MIN = np.int64(-9223372036854775808)
-_INT64_MAX = np.int64(9223372036854775807)
-_LOW32 = np.int64(0xFFFFFFFF)
 
 
 # --- reading logits: float32/float64, bfloat16 and float16 as raw bits -------
