@@ -347,41 +347,59 @@ def group_mask(K, Zt, n_groups, topk_groups, top2, G, ok):
 @jit
 def select_tile(K, k, first, kidx, kval):
     """The ``k`` best keys of every lane (NaN keys never chosen, ties to the
-    lower expert) into ``kidx[j, l]`` / ``kval[j, l]``, best first. Round
-    ``j`` is one max pass and one pass for the lowest expert holding it;
-    the chosen key then becomes NaN. ``first`` (length 0 or lanes): the
-    lane maxima of ``K``, already known (saves round 0's max pass). ``K``
-    is clobbered."""
+    lower expert) into ``kidx[j, l]`` / ``kval[j, l]``, best first.
+
+    Keys are ranked by ``(key descending, expert ascending)``, a total order
+    on the non-NaN keys; round ``j`` is one branch-free pass over the tile
+    for the best key ranked below round ``j - 1``'s choice, so nothing is
+    written to ``K``. ``first`` (length 0 or lanes): the lane maxima of
+    ``K``, already known (round 0 is then a pass for the lowest expert
+    holding it). A lane with fewer than ``k`` non-NaN keys (an invalid
+    token) gets expert 0 in the rounds left over."""
     E, nl = K.shape
-    nan = _typed(K, _NAN)
     ninf = _typed(K, _NINF)
     for j in range(k):
+        for ln in range(nl):
+            kval[j, ln] = ninf
+            kidx[j, ln] = -1
         if j == 0 and first.shape[0] > 0:
+            for e in range(E - 1, -1, -1):
+                ee = np.int32(e)
+                for ln in range(nl):
+                    kidx[0, ln] = ee if K[e, ln] == first[ln] else kidx[0, ln]
             for ln in range(nl):
                 kval[0, ln] = first[ln]
-        else:
-            for ln in range(nl):
-                kval[j, ln] = ninf
+        elif j == 0:
             for e in range(E):
+                ee = np.int32(e)
                 for ln in range(nl):
                     v = K[e, ln]
-                    kval[j, ln] = v if v > kval[j, ln] else kval[j, ln]
+                    take = ((v > kval[0, ln]) | (kidx[0, ln] < 0)) & (v == v)
+                    kval[0, ln] = v if take else kval[0, ln]
+                    kidx[0, ln] = ee if take else kidx[0, ln]
+        else:
+            for e in range(E):
+                ee = np.int32(e)
+                for ln in range(nl):
+                    v = K[e, ln]
+                    pv = kval[j - 1, ln]
+                    below = (v < pv) | ((v == pv) & (ee > kidx[j - 1, ln]))
+                    take = below & ((v > kval[j, ln]) | (kidx[j, ln] < 0))
+                    kval[j, ln] = v if take else kval[j, ln]
+                    kidx[j, ln] = ee if take else kidx[j, ln]
+    for j in range(k):
         for ln in range(nl):
-            kidx[j, ln] = 0
-        for e in range(E - 1, -1, -1):
-            for ln in range(nl):
-                kidx[j, ln] = np.int32(e) if K[e, ln] == kval[j, ln] else kidx[j, ln]
-        for ln in range(nl):
-            K[_u(kidx[j, ln]), ln] = nan
+            kidx[j, ln] = kidx[j, ln] if kidx[j, ln] > 0 else np.int32(0)
 
 
 @jit
-def weights_tile(Zt, St, kidx, kval, opts, W):
+def weights_tile(Zt, St, kidx, kval, opts, W, D):
     """Float64 weights ``W[j, l]`` of the chosen experts. ``opts`` is
     ``(sigmoid, renorm, logit_keys, scale)``: renormalised (softmax over
     the chosen logits, or sigmoid scores over their sum) or the raw
     scores ``St``, times ``scale``. ``logit_keys``: the keys were the
-    logits, so ``kval`` holds the chosen logits."""
+    logits, so ``kval`` holds the chosen logits. ``D``: float64 scratch of
+    one value per lane."""
     sigmoid, renorm, logit_keys, scale = opts
     k, nl = W.shape
     if not renorm:
@@ -401,40 +419,50 @@ def weights_tile(Zt, St, kidx, kval, opts, W):
             for ln in range(nl):
                 W[j, ln] = np.float64(_sigmoid_c(Cz[j, ln], one))
     elif k > 0:
-        for ln in range(nl):  # the largest chosen logit, kept in W[0] (exact)
-            mk = ninf
-            for i in range(k):
-                mk = Cz[i, ln] if Cz[i, ln] > mk else mk
-            W[0, ln] = np.float64(mk)
-        for j in range(k - 1, -1, -1):
+        # D: the largest chosen logit (exact); with logit keys the choices
+        # are in descending order, so it is the first
+        for ln in range(nl):
+            D[ln] = np.float64(Cz[0, ln])
+        if not logit_keys:
+            for i in range(1, k):
+                for ln in range(nl):
+                    c = np.float64(Cz[i, ln])
+                    D[ln] = c if c > D[ln] else D[ln]
+        for j in range(k):
             for ln in range(nl):
-                mk = _typed(Zt, W[0, ln])
-                W[j, ln] = np.float64(_exp_c(Cz[j, ln] - mk)) if mk > ninf else 0.0
+                mk = _typed(Zt, D[ln])
+                w = np.float64(_exp_c(Cz[j, ln] - mk))
+                W[j, ln] = w if mk > ninf else 0.0
     for ln in range(nl):
-        den = 0.0
-        for j in range(k):
-            den += W[j, ln]
-        for j in range(k):
-            W[j, ln] = W[j, ln] / den * scale if den > 0.0 else 0.0
+        D[ln] = 0.0
+    for j in range(k):
+        for ln in range(nl):
+            D[ln] += W[j, ln]
+    for j in range(k):
+        for ln in range(nl):
+            W[j, ln] = W[j, ln] / D[ln] * scale if D[ln] > 0.0 else 0.0
 
 
 @jit
-def order_tile(W, kidx, round32):
+def order_tile(W, kidx, round32, bad):
     """Round the weights to the output precision and order each lane's
     choices by weight, descending, ties to the lower expert (an insertion
-    sort, only in a lane that is not already in that order)."""
+    sort, only in a lane that is not already in that order). ``bad``: bool
+    scratch of one value per lane."""
     k, nl = W.shape
     if round32:
         for j in range(k):
             for ln in range(nl):
                 W[j, ln] = np.float64(np.float32(W[j, ln]))
     for ln in range(nl):
-        bad = False
-        for j in range(1, k):
+        bad[ln] = False
+    for j in range(1, k):
+        for ln in range(nl):
             w0 = W[j - 1, ln]
             w1 = W[j, ln]
-            bad |= w0 < w1 or (w0 == w1 and kidx[j - 1, ln] > kidx[j, ln])
-        if not bad:
+            bad[ln] |= (w0 < w1) | ((w0 == w1) & (kidx[j - 1, ln] > kidx[j, ln]))
+    for ln in range(nl):
+        if not bad[ln]:
             continue
         for j in range(1, k):
             wj = W[j, ln]
@@ -484,6 +512,7 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
         F = np.empty(nl)
         S2 = np.empty(nl)
         inv = np.ones(nl)
+        D = np.empty(nl)
         kidx = np.empty((k, nl), np.int32)
         kval = np.empty((k, nl), Zt.dtype)
         W = np.empty((k, nl))
@@ -527,8 +556,8 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
                             st[ln] = BAD_ALL_INF if (st[ln] == OK and not ok[ln]) else st[ln]
                 # the lane maxima are round 0 of a selection on the logits
                 select_tile(K, k, m if logit_keys else m[:0], kidx, kval)
-                weights_tile(Zt, St, kidx, kval, wopts, W)
-                order_tile(W, kidx, round32)
+                weights_tile(Zt, St, kidx, kval, wopts, W, D)
+                order_tile(W, kidx, round32, valid)
                 for ln in range(nl):
                     valid[ln] = ln < nt and st[ln] == OK
                 if stats:
@@ -856,8 +885,8 @@ def route_1d(
     kval = np.empty((k, 1), Zt.dtype)
     W = np.empty((k, 1))
     select_tile(K, k, m if logit_keys else m[:0], kidx, kval)
-    weights_tile(Zt, St, kidx, kval, (sigmoid, renormalize, logit_keys, scale), W)
-    order_tile(W, kidx, weights.itemsize == 4)
+    weights_tile(Zt, St, kidx, kval, (sigmoid, renormalize, logit_keys, scale), W, np.empty(1))
+    order_tile(W, kidx, weights.itemsize == 4, np.empty(1, np.bool_))
     for j in range(k):
         experts[j] = kidx[j, 0]
         weights[j] = W[j, 0]
