@@ -161,15 +161,15 @@ def _tile_impl(x, E, nl):
 # --- the phases of a tile -------------------------------------------------------
 #: tokens per tile (SIMD lanes) at most; a tile holds at most TILE logits
 MAX_LANES = 128
-TILE = 16384
+TILE = 8192
 
 
 @functools.cache
 def lanes(E: int, block_tokens: int) -> int:
     """Tokens per tile: long inner loops over the lanes (the loop vectorizer
-    then amortizes its alias checks), a tile of at most ``TILE`` logits, and
+    then amortizes its alias checks), a tile of at most ``TILE`` logits (at least 8 lanes), and
     no more tokens than a block."""
-    return max(1, min(MAX_LANES, block_tokens, TILE // max(E, 1)))
+    return max(1, min(MAX_LANES, block_tokens, max(8, TILE // max(E, 1))))
 
 
 @jit
@@ -212,18 +212,20 @@ def softmax_tile(Zt, m, St, S, F):
     """Softmax scores ``St`` of the tile's lanes (``m``: their maxima, finite
     for a valid token): ``t = exp(z - m)`` in the compute dtype, ``S`` its
     float64 sum and ``F = sum t * (m - z)`` (the entropy's numerator), then
-    ``St = t * (1 / S)`` rounded to the compute dtype."""
+    ``St = t * (1 / S)`` rounded to the compute dtype. (Three passes: the
+    exp pass alone, then the float64 sums, vectorize best.)"""
     E, nl = Zt.shape
+    for e in range(E):
+        for ln in range(nl):
+            St[e, ln] = _exp_c(Zt[e, ln] - m[ln])
     for ln in range(nl):
         S[ln] = 0.0
         F[ln] = 0.0
     for e in range(E):
         for ln in range(nl):
-            u = Zt[e, ln] - m[ln]
-            t = _exp_c(u)
+            t = St[e, ln]
             S[ln] += np.float64(t)
-            F[ln] += np.float64(t) * -np.float64(u) if t > 0 else 0.0
-            St[e, ln] = t
+            F[ln] += np.float64(t) * -np.float64(Zt[e, ln] - m[ln]) if t > 0 else 0.0
     for ln in range(nl):
         S[ln] = 1.0 / S[ln] if S[ln] > 0.0 else 0.0  # S now holds 1 / sum
     for e in range(E):
