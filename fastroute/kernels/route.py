@@ -8,7 +8,7 @@ LLVM vectorizes it across tokens whatever E is, and nothing mixes tokens:
 a token's bits depend on it alone. The phases::
 
     load_tile -> scan_tile -> [softmax_tile | sigmoid_tile] -> [keys_tile ->
-    group_mask] -> select_tile -> weights_tile -> order_tile
+    group_mask -> gather_groups] -> select_tile -> weights_tile -> order_tile
 
 ``chunk_kernel(config)`` composes the phases one configuration uses into a
 driver that routes a range of blocks; the configuration (scoring, bias,
@@ -301,14 +301,14 @@ def keys_tile(St, bias, K):
 def group_mask(K, Zt, n_groups, topk_groups, top2, G, ok):
     """Group-limited routing: the ``topk_groups`` best of ``n_groups``
     contiguous groups stay eligible (a group's score: its best key, or the
-    sum of its two best), ties to the lower group; the keys of the other
-    groups' experts become NaN (out of the running). ``ok[l]``: a kept
-    expert has a logit above ``-inf``. ``G`` is float64 scratch of
-    ``(n_groups + 2, lanes)``."""
+    sum of its two best), ties to the lower group. ``G`` is float64 scratch
+    of ``(2 * n_groups + 2, lanes)``: rows ``n_groups + g`` end up 1.0 for
+    a kept group ``g`` and 0.0 otherwise. ``ok[l]``: a kept expert has a
+    logit above ``-inf``. Every loop is branch-free across the lanes."""
     E, nl = K.shape
     gs = E // n_groups
-    a = n_groups
-    b = n_groups + 1
+    a = 2 * n_groups
+    b = a + 1
     for g in range(n_groups):
         for ln in range(nl):
             G[a, ln] = _NINF
@@ -322,28 +322,66 @@ def group_mask(K, Zt, n_groups, topk_groups, top2, G, ok):
                 G[b, ln] = lo if lo > G[b, ln] else G[b, ln]
         for ln in range(nl):
             G[g, ln] = G[a, ln] + G[b, ln] if top2 else G[a, ln]
-    # the best groups, one pass each; a taken group's score becomes NaN
-    for _ in range(topk_groups):
+    # a group is kept when fewer than topk_groups groups rank above it in
+    # (score descending, group ascending)
+    for g in range(n_groups):
+        r = n_groups + g
         for ln in range(nl):
-            G[a, ln] = _NINF
-            G[b, ln] = 0.0
-        for g in range(n_groups):
+            G[r, ln] = 0.0
+        for h in range(n_groups):
             for ln in range(nl):
-                G[a, ln] = G[g, ln] if G[g, ln] > G[a, ln] else G[a, ln]
-        for g in range(n_groups - 1, -1, -1):
-            for ln in range(nl):
-                G[b, ln] = np.float64(g) if G[g, ln] == G[a, ln] else G[b, ln]
+                above = (G[h, ln] > G[g, ln]) | ((G[h, ln] == G[g, ln]) & (h < g))
+                G[r, ln] += 1.0 if above else 0.0
         for ln in range(nl):
-            G[_u(np.int64(G[b, ln])), ln] = _NAN
+            G[r, ln] = 1.0 if G[r, ln] < topk_groups else 0.0
     for ln in range(nl):
         ok[ln] = False
-    nan = _typed(K, _NAN)
     for g in range(n_groups):
+        r = n_groups + g
         for e in range(g * gs, (g + 1) * gs):
             for ln in range(nl):
-                kept = G[g, ln] != G[g, ln]
-                ok[ln] |= kept and Zt[e, ln] > _NINF
-                K[e, ln] = K[e, ln] if kept else nan
+                ok[ln] |= (G[r, ln] > 0.0) & (Zt[e, ln] > _NINF)
+
+
+@jit
+def gather_groups(K, G, n_groups, K2, gsel):
+    """The keys of each lane's kept groups (``group_mask``), in group order,
+    into ``K2`` (``topk_groups * gs`` rows): the selection then runs over
+    them alone, and position order is expert order. ``gsel[q, l]``: the
+    ``q``-th kept group of lane ``l`` (0 where a lane, being invalid, keeps
+    fewer)."""
+    E, nl = K.shape
+    tg = gsel.shape[0]
+    gs = E // n_groups
+    cnt = G[2 * n_groups]
+    for ln in range(nl):
+        cnt[ln] = 0.0
+    for q in range(tg):
+        for ln in range(nl):
+            gsel[q, ln] = 0
+    for g in range(n_groups):
+        r = n_groups + g
+        for q in range(tg):
+            for ln in range(nl):
+                take = (G[r, ln] > 0.0) & (cnt[ln] == q)
+                gsel[q, ln] = np.int32(g) if take else gsel[q, ln]
+        for ln in range(nl):
+            cnt[ln] += G[r, ln]
+    for q in range(tg):
+        for i in range(gs):
+            for ln in range(nl):
+                K2[q * gs + i, ln] = K[_u(gsel[q, ln] * gs + i), ln]
+
+
+@jit
+def ungather(kidx, gsel, gs):
+    """Positions in ``gather_groups``' rows back to expert ids."""
+    k, nl = kidx.shape
+    for j in range(k):
+        for ln in range(nl):
+            c = kidx[j, ln]
+            q = c // gs
+            kidx[j, ln] = gsel[_u(q), ln] * gs + (c - q * gs)
 
 
 @jit
@@ -518,7 +556,10 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
         kidx = np.empty((k, nl), np.int32)
         kval = np.empty((k, nl), Zt.dtype)
         W = np.empty((k, nl))
-        G = np.empty((n_groups + 2, nl))
+        G = np.empty((2 * n_groups + 2, nl))
+        gs = E // n_groups
+        K2 = _tile(x, topk_groups * gs if grouped else 0, nl)
+        gsel = np.empty((topk_groups if grouped else 0, nl), np.int32)
         PA = np.empty((E if stats else 0, nl))
         ZS = np.empty(nl)
         wopts = (sigmoid, renorm, logit_keys, scale)
@@ -556,8 +597,11 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
                         group_mask(K, Zt, n_groups, topk_groups, top2, G, ok)
                         for ln in range(nl):
                             st[ln] = BAD_ALL_INF if (st[ln] == OK and not ok[ln]) else st[ln]
+                        gather_groups(K, G, n_groups, K2, gsel)
                 # the lane maxima are round 0 of a selection on the logits
-                select_tile(K, k, m if logit_keys else m[:0], kidx, kval)
+                select_tile(K2 if grouped else K, k, m if logit_keys else m[:0], kidx, kval)
+                if grouped:
+                    ungather(kidx, gsel, gs)
                 weights_tile(Zt, St, kidx, kval, wopts, W, D)
                 order_tile(W, kidx, round32, valid)
                 for ln in range(nl):
@@ -878,15 +922,24 @@ def route_1d(
         for e in range(bias.shape[0]):
             bc[e] = bias[e]
         keys_tile(St, bc, K)
-        if n_groups > 1:
-            ok = np.empty(1, np.bool_)
-            group_mask(K, Zt, n_groups, topk_groups, group_top2, np.empty((n_groups + 2, 1)), ok)
-            if not ok[0]:
-                return BAD_ALL_INF
     kidx = np.empty((k, 1), np.int32)
     kval = np.empty((k, 1), Zt.dtype)
+    if n_groups > 1:
+        ok = np.empty(1, np.bool_)
+        G = np.empty((2 * n_groups + 2, 1))
+        group_mask(K, Zt, n_groups, topk_groups, group_top2, G, ok)
+        if not ok[0]:
+            return BAD_ALL_INF
+        gs = E // n_groups
+        tg = min(topk_groups, n_groups)
+        K2 = _tile(logits, tg * gs, 1)
+        gsel = np.empty((tg, 1), np.int32)
+        gather_groups(K, G, n_groups, K2, gsel)
+        select_tile(K2, k, m[:0], kidx, kval)
+        ungather(kidx, gsel, gs)
+    else:
+        select_tile(K, k, m if logit_keys else m[:0], kidx, kval)
     W = np.empty((k, 1))
-    select_tile(K, k, m if logit_keys else m[:0], kidx, kval)
     weights_tile(Zt, St, kidx, kval, (sigmoid, renormalize, logit_keys, scale), W, np.empty(1))
     order_tile(W, kidx, weights.itemsize == 4, np.empty(1, np.bool_))
     for j in range(k):
