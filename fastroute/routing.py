@@ -14,7 +14,6 @@ from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._validate import check_alloc, physical_memory
 from ._validate import check_int as _int
 from .kernels import route as rk
-from .topk import _launch as topk_rows
 
 __all__ = ["Routing", "ExpertChoice", "route", "expert_choice", "group_by_expert"]
 
@@ -642,11 +641,9 @@ def expert_choice(
             _raise_status(status, func)
     tokens = np.empty((E, C), np.intp)
     weights = np.empty((E, C), out)
-    if tokens.size:
-        if scores.size < PARALLEL_MIN_WORK:
-            topk_rows(scores, C, True, True, weights, tokens, False, False)
-        else:
-            with parallel_guard(scores.size) as par:
-                topk_rows(scores, C, True, True, weights, tokens, False, par)
+    if tokens.size:  # the scores hold no NaN: a token with one raised above
+        nch = _pool.chunks(scores.size, E)
+        jobs = [(scores, C, c * E // nch, (c + 1) * E // nch, tokens, weights) for c in range(nch)]
+        _pool.run(rk.top_tokens, jobs)
     coverage = np.bincount(tokens.reshape(-1), minlength=T).astype(np.int32)
     return ExpertChoice(tokens.astype(np.int64, copy=False), weights, coverage)

@@ -545,6 +545,50 @@ def test_expert_choice_matches_reference(x, data):
     np.testing.assert_array_equal(got.coverage, np.bincount(got.tokens.ravel(), minlength=T))
 
 
+@given(
+    T=st.integers(1, 3000),
+    E=st.integers(1, 3),
+    kind=st.sampled_from(["uniform", "ties", "ascending", "descending", "zeros"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_top_tokens_threshold_filter_is_exact(T, E, kind, dtype, seed, data):
+    # the expert-choice kernel's sampled threshold only changes its speed:
+    # the result is exactly a stable sort of each expert's scores
+    from fastroute.kernels import route as rk
+
+    rng = np.random.default_rng(seed)
+    s = rng.random((E, T))
+    if kind == "ties":
+        s = np.round(s * 8) / 8
+    elif kind == "ascending":  # the sample (spread runs) misjudges the threshold
+        s = np.sort(s, axis=1)
+    elif kind == "descending":
+        s = np.sort(s, axis=1)[:, ::-1].copy()
+    elif kind == "zeros":
+        s[:, rng.random(T) < 0.9] = 0.0
+    s = s.astype(dtype)
+    C = data.draw(st.sampled_from([0, 1, T // 3, T - 1, T]).filter(lambda c: 0 <= c <= T))
+    tokens = np.full((E, C), -1, np.intp)
+    weights = np.full((E, C), np.nan, dtype)
+    rk.top_tokens(s, C, 0, E, tokens, weights)
+    for e in range(E):
+        ref = np.lexsort((np.arange(T), -s[e].astype(np.float64)))[:C]
+        np.testing.assert_array_equal(tokens[e], ref)
+        np.testing.assert_array_equal(weights[e], s[e, ref])
+
+
+def test_expert_choice_prefix_of_full_ranking():
+    # the C best tokens are the first C of every token ranked
+    x = np.random.default_rng(5).standard_normal((4000, 6)).astype(np.float32)
+    full = fr.expert_choice(x, 4000)
+    for C in (1, 37, 1000, 3999):
+        ec = fr.expert_choice(x, C)
+        np.testing.assert_array_equal(ec.tokens, full.tokens[:, :C])
+        np.testing.assert_array_equal(ec.weights, full.weights[:, :C])
+
+
 def test_expert_choice_without_experts():
     ec = fr.expert_choice(np.zeros((3, 0), np.float32), 2)
     assert ec.tokens.shape == (0, 2) and ec.weights.shape == (0, 2)
