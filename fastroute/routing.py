@@ -352,16 +352,13 @@ def route(
     want_prio = cap is not None and drop == "score"
     config = (sigmoid, bool(renormalize), bias is not None, ng > 1, bool(stats), want_prio)
     opts = (k, max(ng, 1), tg, top2, scale, nan_ignore)
-    experts, weights, ent, lse2, psum, prio, hist, bounds = _route_pass(a, out, b, config, opts)
     bt = block_tokens(E)
-    assigned, aux, z_loss = rk.summarize(hist, psum, lse2, T)
+    if cap is None and T and _pool.chunks(a.size, -(-T // bt)) == 1:
+        return _route_serial(a, out, b, config, opts, bt)
+    experts, weights, ent, lse2, psum, prio, hist, bounds = _route_pass(a, out, b, config, opts)
+    _, aux, z_loss = rk.summarize(hist, psum, lse2, T)
     tok = [(lo * bt, min(hi * bt, T)) for lo, hi in bounds]
-    if cap is None and len(bounds) == 1:
-        dropped = np.zeros((T, k), np.bool_)
-        counts = assigned
-        offsets, order = rk.group_dropless(experts, counts)
-    else:
-        dropped, counts, offsets, order = _admit_and_group(experts, hist, prio, tok, cap, drop)
+    dropped, counts, offsets, order = _admit_and_group(experts, hist, prio, tok, cap, drop)
     total = int(offsets[-1])
     cmax = int(counts.max()) if E else 0
     imbalance = cmax / (total / E) if total else math.nan
@@ -372,6 +369,36 @@ def route(
         aux = z_loss = ent = None
     return Routing(
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
+    )
+
+
+def _route_serial(a, out, b, config, opts, bt) -> Routing:
+    """A dropless ``route`` on one thread: one compiled call does it all."""
+    T, E = a.shape
+    k = opts[0]
+    stats = config[4]
+    kopts = (*opts, bt, out is np.float32, min(rk.lanes(E, bt), T))
+    experts = np.empty((T, k), np.int32)
+    weights = np.empty((T, k), out)
+    status = np.empty(T, np.int8)
+    ent = np.empty(T if stats else 0)
+    counts = np.empty(E, np.int64)
+    offsets = np.empty(E + 1, np.int64)
+    order = np.empty(T * k, np.int64)
+    outs = (experts, weights, status, ent, counts, offsets, order)
+    bad, aux, z_loss, most = rk.serial_kernel(*config[:5])(a, b, kopts, outs)
+    if bad >= 0:
+        _raise_status(status, "route")
+    total = T * k
+    imbalance = most / (total / E) if total else math.nan
+    if stats:
+        if out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
+            ent = ent.astype(np.float32)
+    else:
+        aux = z_loss = ent = None
+    dropped = np.zeros((T, k), np.bool_)
+    return Routing(
+        experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, None
     )
 
 

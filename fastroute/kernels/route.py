@@ -647,6 +647,48 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
     return route_chunk
 
 
+@functools.cache
+def serial_kernel(sigmoid, renorm, has_bias, grouped, stats):
+    """One call for a whole dropless routing on one thread (small batches,
+    decode): the driver of the configuration over every block, then
+    ``summarize`` and the grouping. ``route_serial(x, bias, opts, outs)``:
+    ``opts`` as for ``chunk_kernel``; ``outs = (experts, weights, status,
+    ent, counts, offsets, order)``, filled (``order``: ``T * k`` slots,
+    grouped only when every token is valid). Returns ``(first_bad, aux,
+    z_loss, most)``: the first invalid token or -1, the statistics, the
+    largest count. Only scalars are returned: a returned array costs more
+    to box than a small routing takes."""
+    route_chunk = chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, False)
+
+    @jit
+    def route_serial(x, bias, opts, outs):
+        experts, weights, status, ent, counts, offsets, order = outs
+        T, E = x.shape
+        k = opts[0]
+        bt = opts[6]
+        nb = (T + bt - 1) // bt
+        psum = np.empty((nb if stats else 0, E))
+        lse2 = np.empty(nb if stats else 0)
+        hist = np.zeros((1, k, E), np.int64)
+        routed = (experts, weights, status, ent, lse2, psum, np.empty(0), hist[0])
+        route_chunk(x, bias, opts, routed, 0, nb)
+        for t in range(T):
+            if status[t] != OK:
+                return t, _NAN, _NAN, 0
+        assigned, aux, z_loss = summarize(hist, psum, lse2, T)
+        offsets[0] = 0
+        most = 0
+        for e in range(E):
+            counts[e] = assigned[e]
+            offsets[e + 1] = offsets[e] + assigned[e]
+            most = max(most, assigned[e])
+        start = offsets[:E].copy()
+        scatter_all(experts, start, 0, T, order)
+        return -1, aux, z_loss, most
+
+    return route_serial
+
+
 # --- grouping by expert, with capacity admission ---------------------------------
 
 
@@ -1094,17 +1136,3 @@ def summarize(hist, psum, lse2, T):
                 zs += lse2[b]
             z_loss = zs / T
     return assigned, aux, z_loss
-
-
-@jit
-def group_dropless(experts, counts):
-    """``(offsets, order)`` of one chunk's assignments without a capacity
-    (the result of ``scatter_all`` over every token)."""
-    E = counts.shape[0]
-    offsets = np.zeros(E + 1, np.int64)
-    for e in range(E):
-        offsets[e + 1] = offsets[e] + counts[e]
-    start = offsets[:E].copy()
-    order = np.empty(offsets[E], np.int64)
-    scatter_all(experts, start, 0, experts.shape[0], order)
-    return offsets, order
