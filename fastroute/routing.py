@@ -205,6 +205,7 @@ def _bias(bias: Any, E: int, dtype: type) -> np.ndarray:
 
 
 _NO_BIAS = {np.float32: np.empty(0, np.float32), np.float64: np.empty(0, np.float64)}
+_NO_PRIO = np.empty(0)
 
 _REASONS = {
     rk.BAD_NAN: "has a NaN logit (pass nan='ignore' to treat NaN as -inf)",
@@ -378,15 +379,22 @@ def _route_serial(a, out, b, config, opts, bt) -> Routing:
     k = opts[0]
     stats = config[4]
     kopts = (*opts, bt, out is np.float32, min(rk.lanes(E, bt), T))
+    nb = -(-T // bt)
     experts = np.empty((T, k), np.int32)
     weights = np.empty((T, k), out)
     status = np.empty(T, np.int8)
     ent = np.empty(T if stats else 0)
+    psum = np.empty((nb if stats else 0, E))
+    lse2 = np.empty(nb if stats else 0)
+    hist = np.zeros((1, k, E), np.int64)
+    routed = (experts, weights, status, ent, lse2, psum, _NO_PRIO, hist[0])
+    rk.chunk_kernel(*config)(a, b, kopts, routed, 0, nb)
     counts = np.empty(E, np.int64)
     offsets = np.empty(E + 1, np.int64)
     order = np.empty(T * k, np.int64)
-    outs = (experts, weights, status, ent, counts, offsets, order)
-    bad, aux, z_loss, most = rk.serial_kernel(*config[:5])(a, b, kopts, outs)
+    bad, aux, z_loss, most = rk.finish_serial(
+        experts, status, hist, psum, lse2, counts, offsets, order
+    )
     if bad >= 0:
         _raise_status(status, "route")
     total = T * k

@@ -647,46 +647,29 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
     return route_chunk
 
 
-@functools.cache
-def serial_kernel(sigmoid, renorm, has_bias, grouped, stats):
-    """One call for a whole dropless routing on one thread (small batches,
-    decode): the driver of the configuration over every block, then
-    ``summarize`` and the grouping. ``route_serial(x, bias, opts, outs)``:
-    ``opts`` as for ``chunk_kernel``; ``outs = (experts, weights, status,
-    ent, counts, offsets, order)``, filled (``order``: ``T * k`` slots,
-    grouped only when every token is valid). Returns ``(first_bad, aux,
-    z_loss, most)``: the first invalid token or -1, the statistics, the
-    largest count. Only scalars are returned: a returned array costs more
-    to box than a small routing takes."""
-    route_chunk = chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, False)
-
-    @jit
-    def route_serial(x, bias, opts, outs):
-        experts, weights, status, ent, counts, offsets, order = outs
-        T, E = x.shape
-        k = opts[0]
-        bt = opts[6]
-        nb = (T + bt - 1) // bt
-        psum = np.empty((nb if stats else 0, E))
-        lse2 = np.empty(nb if stats else 0)
-        hist = np.zeros((1, k, E), np.int64)
-        routed = (experts, weights, status, ent, lse2, psum, np.empty(0), hist[0])
-        route_chunk(x, bias, opts, routed, 0, nb)
-        for t in range(T):
-            if status[t] != OK:
-                return t, _NAN, _NAN, 0
-        assigned, aux, z_loss = summarize(hist, psum, lse2, T)
-        offsets[0] = 0
-        most = 0
-        for e in range(E):
-            counts[e] = assigned[e]
-            offsets[e + 1] = offsets[e] + assigned[e]
-            most = max(most, assigned[e])
-        start = offsets[:E].copy()
-        scatter_all(experts, start, 0, T, order)
-        return -1, aux, z_loss, most
-
-    return route_serial
+@jit
+def finish_serial(experts, status, hist, psum, lse2, counts, offsets, order):
+    """The end of a dropless routing on one thread (small batches, decode),
+    after its driver ran over every block: ``summarize``, then the grouping
+    into ``counts``/``offsets``/``order`` (only when every token is valid).
+    Returns ``(first_bad, aux, z_loss, most)``: the first invalid token or
+    -1, the statistics, the largest count. Only scalars are returned: a
+    returned array costs more to box than a small routing takes."""
+    T = status.shape[0]
+    E = counts.shape[0]
+    for t in range(T):
+        if status[t] != OK:
+            return t, _NAN, _NAN, 0
+    assigned, aux, z_loss = summarize(hist, psum, lse2, T)
+    offsets[0] = 0
+    most = 0
+    for e in range(E):
+        counts[e] = assigned[e]
+        offsets[e + 1] = offsets[e] + assigned[e]
+        most = max(most, assigned[e])
+    start = offsets[:E].copy()
+    scatter_all(experts, start, 0, T, order)
+    return -1, aux, z_loss, most
 
 
 # --- grouping by expert, with capacity admission ---------------------------------
