@@ -430,7 +430,7 @@ def _admit_and_group(experts, hist, prio, tok, cap, drop):
     else:
         kept = np.zeros((nch, E), np.int64)
         chunk_of = np.repeat(np.arange(nch), [hi - lo for lo, hi in tok])
-        perm = np.argsort(-prio, kind="stable")
+        perm = rk.score_order(prio)
         rk.admit_by_score(experts, perm, min(cap, T), E, dropped, chunk_of, kept)
     counts = kept.sum(axis=0)
     offsets = np.zeros(E + 1, np.int64)

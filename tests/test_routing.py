@@ -361,6 +361,22 @@ def test_batch_prioritized_recipe():
     assert r.dropped[:, 0].any()
 
 
+@pytest.mark.parametrize("scoring", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, "bfloat16"])
+def test_batch_priority_without_score_tile_is_the_same(scoring, dtype):
+    # without statistics the priority (the first choice's score) comes from
+    # the chosen logit and the exp sum, with statistics from the score tile:
+    # the same bits, so the same admissions, also among many equal priorities
+    dt = ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype
+    x = (np.round(RNG.standard_normal((3000, 16)) * 2) / 2).astype(dt)
+    x[::7] = x[3]  # many tokens with exactly the same priority
+    kw = dict(scoring=scoring, capacity_factor=0.5, drop="score")
+    a, b = fr.route(x, 2, stats=False, **kw), fr.route(x, 2, stats=True, **kw)
+    assert a.dropped.any() and not a.dropped.all()
+    for f in ("experts", "weights", "dropped", "order", "offsets", "counts"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+
+
 def test_aux_loss_is_one_for_uniform_routing():
     # identical logits: P_e = 1/E; 2 tokens per expert: f_e = 1/E
     x = np.zeros((8, 4), np.float32)

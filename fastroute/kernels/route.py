@@ -236,15 +236,20 @@ def softmax_tile(Zt, m, St, S, F):
 
 
 @jit
-def exp_sums_tile(Zt, m, S):
-    """``S = sum exp(z - m)`` per lane (the logsumexp under sigmoid scoring;
-    ``m`` finite)."""
+def exp_sums_tile(Zt, m, S, U):
+    """``S = sum exp(z - m)`` per lane (``m`` finite, float64; the
+    logsumexp under sigmoid scoring, the batch priority under softmax). ``U``:
+    scratch of the tile's shape (the exps first, then their float64 sums:
+    two passes vectorize better than one)."""
     E, nl = Zt.shape
+    for e in range(E):
+        for ln in range(nl):
+            U[e, ln] = _exp_c(Zt[e, ln] - _typed(Zt, m[ln]))
     for ln in range(nl):
         S[ln] = 0.0
     for e in range(E):
         for ln in range(nl):
-            S[ln] += np.float64(_exp_c(Zt[e, ln] - _typed(Zt, m[ln])))
+            S[ln] += np.float64(U[e, ln])
 
 
 @jit
@@ -532,8 +537,11 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
     squared logsumexp, ``hist[j, e]`` counts the chunk's valid tokens whose
     ``j``-th choice is ``e``. Blocks depend on T and E alone, so every sum
     is the same for any thread count."""
-    need_scores = stats or has_bias or grouped or not renorm or prio
+    need_scores = stats or has_bias or grouped or not renorm
     logit_keys = not (has_bias or grouped)
+    # the batch priority (the first choice's score) without a score tile:
+    # from the chosen logit and the exp sum, the same operations as the tile
+    prio_direct = prio and not need_scores
 
     @jit
     def route_chunk(x, bias, opts, outs, b0, b1):
@@ -543,6 +551,7 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
         Zt = _tile(x, E, nl)
         St = _tile(x, E if need_scores else 0, nl)
         K = Zt if logit_keys else _tile(x, E, nl)
+        U = _tile(x, E if (prio_direct and not sigmoid) or (stats and sigmoid) else 0, nl)
         m = np.empty(nl, Zt.dtype)
         nz = np.empty(nl, np.int32)
         st = np.empty(nl, np.int8)
@@ -582,10 +591,14 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
                         sigmoid_tile(Zt, St, S, F, stats)
                     else:
                         softmax_tile(Zt, m, St, S, F)
+                if prio_direct and not sigmoid:
+                    for ln in range(nl):
+                        inv[ln] = m[ln]
+                    exp_sums_tile(Zt, inv, S2, U)
                 if stats and sigmoid:  # the logsumexp, shifted by a finite maximum
                     for ln in range(nl):
                         inv[ln] = m[ln] if (st[ln] == OK and m[ln] < np.inf) else 0.0
-                    exp_sums_tile(Zt, inv, S2)
+                    exp_sums_tile(Zt, inv, S2, U)
                     for ln in range(nl):
                         lse = inv[ln] + math.log(S2[ln])
                         for e in range(E):
@@ -631,8 +644,17 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
                             hist[j, c] += 1
                     if stats:
                         ent[t] = S[ln] if good else _NAN
-                    if prio:
-                        pri[t] = np.float64(St[_u(kidx[0, ln]), ln]) if (good and k) else 0.0
+                    if prio and k > 0:
+                        if not prio_direct:
+                            p = St[_u(kidx[0, ln]), ln]
+                        elif sigmoid:
+                            p = _sigmoid_c(kval[0, ln], _typed(Zt, 1.0))
+                        else:  # softmax_tile's t * (1 / S) of the first choice
+                            e0 = np.float64(_exp_c(kval[0, ln] - m[ln]))
+                            p = _typed(Zt, e0 * (1.0 / S2[ln]))
+                        pri[t] = np.float64(p) if good else 0.0
+                    elif prio:
+                        pri[t] = 0.0
             if stats:
                 for e in range(E):
                     acc = 0.0
@@ -713,18 +735,30 @@ def admit_by_score(experts, perm, capacity, num_experts, dropped, t_chunk, kept)
     """Admission by score (batch-prioritized routing): choice by choice,
     tokens in the order ``perm``; an expert keeps at most ``capacity``.
     Fills ``dropped`` and ``kept[c, e]``, the kept slots of expert ``e``
-    among the tokens of chunk ``c`` (``t_chunk[t]``)."""
+    among the tokens of chunk ``c`` (``t_chunk[t]``). The rows are gathered
+    into ``perm`` order once, admitted in sequence, and scattered back: two
+    random accesses per token instead of three per slot."""
     T, k = experts.shape
+    es = np.empty((T, k), experts.dtype)
+    cs = np.empty(T, np.int64)
+    for i in range(T):
+        t = perm[i]
+        cs[i] = t_chunk[t]
+        for j in range(k):
+            es[i, j] = experts[t, j]
+    ds = np.empty((T, k), np.bool_)
     fill = np.zeros(num_experts, np.int64)
     for j in range(k):
         for i in range(T):
-            t = perm[i]
-            e = experts[t, j]
+            e = es[i, j]
             keep = fill[e] < capacity
             fill[e] += 1 if keep else 0
-            dropped[t, j] = not keep
-            if keep:
-                kept[t_chunk[t], e] += 1
+            ds[i, j] = not keep
+            kept[cs[i], e] += 1 if keep else 0
+    for i in range(T):
+        t = perm[i]
+        for j in range(k):
+            dropped[t, j] = ds[i, j]
 
 
 @jit
@@ -816,11 +850,14 @@ def _radix_sort(keys, idx, n, tk, ti, nbits):
     cnt = np.empty(nb, np.int64)
     src_k, src_i, dst_k, dst_i = keys, idx, tk, ti
     passes = (nbits + _RADIX_BITS - 1) // _RADIX_BITS
+    moved = 0
     for p in range(passes):
         sh = np.uint64(p * _RADIX_BITS)
         cnt[:] = 0
         for i in range(n):
             cnt[(src_k[i] >> sh) & mask] += 1
+        if n and cnt[(src_k[0] >> sh) & mask] == n:
+            continue  # every key has this digit: the pass would move nothing
         pos = 0
         for d in range(nb):
             c = cnt[d]
@@ -833,10 +870,26 @@ def _radix_sort(keys, idx, n, tk, ti, nbits):
             dst_k[q] = src_k[i]
             dst_i[q] = src_i[i]
         src_k, src_i, dst_k, dst_i = dst_k, dst_i, src_k, src_i
-    if passes % 2:
+        moved += 1
+    if moved % 2:
         for i in range(n):
             keys[i] = src_k[i]
             idx[i] = src_i[i]
+
+
+@jit
+def score_order(prio):
+    """The tokens by priority, descending, ties to the lower token (a stable
+    radix sort; ``prio`` without NaN): the admission order of
+    batch-prioritized routing."""
+    n = prio.shape[0]
+    keys = np.empty(n, np.uint64)
+    perm = np.empty(n, np.int64)
+    for i in range(n):
+        keys[i] = _rank_key(prio[i])
+        perm[i] = i
+    _radix_sort(keys, perm, n, np.empty(n, np.uint64), np.empty(n, np.int64), 64)
+    return perm
 
 
 @jit
