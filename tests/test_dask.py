@@ -1,0 +1,97 @@
+"""fastroute.dask against the single-machine functions: the same bits for
+any chunking of the rows and any scheduler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+da = pytest.importorskip("dask.array")
+
+import fastroute as fr  # noqa: E402
+import fastroute.dask as frd  # noqa: E402
+
+SPECIALS = [0.0, -0.0, 1.0, 0.5, np.inf, -np.inf, np.nan, 1e-30]
+
+
+@st.composite
+def row_matrices(draw, max_t=24, max_n=9):
+    T = draw(st.integers(1, max_t))
+    n = draw(st.integers(1, max_n))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.random((T, n))
+    if draw(st.booleans()):  # ties
+        x = np.round(x * 4) / 4
+    if draw(st.booleans()):  # NaN, +-inf, +-0 at random places
+        mask = rng.random((T, n)) < 0.2
+        x[mask] = rng.choice(SPECIALS, size=int(mask.sum()))
+    chunks = draw(st.sampled_from([1, 2, 3, 7]))
+    return x.astype(dtype), max(1, -(-T // chunks))
+
+
+def _same(got, want):
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))  # bits
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
+@given(xc=row_matrices(), base=st.sampled_from([None, 2.0]))
+def test_entropy_bit_identical(scheduler, xc, base):
+    x, rows = xc
+    p = np.abs(x)
+    got = frd.entropy(da.from_array(p, chunks=(rows, -1)), base=base)
+    _same(got.compute(scheduler=scheduler), fr.entropy(p, base=base))
+
+
+@given(xc=row_matrices())
+def test_entropy_from_logits_bit_identical(xc):
+    x, rows = xc
+    got = frd.entropy_from_logits(da.from_array(x, chunks=(rows, -1)))
+    _same(got.compute(scheduler="threads"), fr.entropy_from_logits(x))
+
+
+@given(xc=row_matrices(), data=st.data())
+def test_top_k_bit_identical(xc, data):
+    x, rows = xc
+    k = data.draw(st.integers(0, x.shape[1]))
+    mode = data.draw(st.sampled_from(["largest", "smallest"]))
+    got = frd.top_k(da.from_array(x, chunks=(rows, -1)), k, mode=mode)
+    want = fr.top_k(x, k, mode=mode)
+    assert (
+        got.values.chunks[0]
+        == got.indices.chunks[0]
+        == da.from_array(x, chunks=(rows, -1)).chunks[0]
+    )
+    values, indices = da.compute(got.values, got.indices, scheduler="threads")
+    _same(values, want.values)
+    _same(indices, want.indices)
+
+
+def test_rows_split_across_chunks_is_an_error():
+    x = da.ones((4, 6), chunks=(2, 3))
+    for f in (frd.entropy, frd.entropy_from_logits, lambda a: frd.top_k(a, 2)):
+        with pytest.raises(ValueError, match=r"rechunk first: x.rechunk\(\{1: -1\}\)"):
+            f(x)
+    np.testing.assert_array_equal(
+        frd.entropy(x.rechunk({1: -1})).compute(), fr.entropy(np.ones((4, 6)))
+    )
+
+
+def test_bad_input_fails_when_built_not_when_computed():
+    with pytest.raises(ValueError, match="2-D"):
+        frd.entropy(da.ones((3,), chunks=2))
+    with pytest.raises(ValueError):
+        frd.top_k(da.ones((3, 4), chunks=(2, 4)), 5)  # k > n
+    with pytest.raises(TypeError):
+        frd.entropy(da.ones((3, 4), chunks=(2, 4), dtype=np.complex128))
+
+
+def test_numpy_input_and_laziness():
+    x = np.random.default_rng(0).random((10, 5)).astype(np.float32)
+    r = frd.entropy(x)  # a NumPy array is wrapped in one chunk
+    assert isinstance(r, da.Array)
+    _same(r.compute(), fr.entropy(x))
