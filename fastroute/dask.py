@@ -18,16 +18,18 @@ cores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from .entropy import entropy as _entropy
 from .entropy import entropy_from_logits as _entropy_from_logits
+from .tokens import cooccurrence as _cooccurrence
 from .topk import TopK
 from .topk import top_k as _top_k
 
-__all__ = ["entropy", "entropy_from_logits", "top_k"]
+__all__ = ["CSRBlocks", "cooccurrence", "entropy", "entropy_from_logits", "top_k"]
 
 
 def _dask():
@@ -153,3 +155,153 @@ def top_k(
         [da.from_delayed(p[1], (n, kk), dtype=it) for p, n in zip(parts, rows, strict=True)]
     )
     return TopK(values, indices)
+
+
+# --- corpus -> counts --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CSRBlocks:
+    """A sparse ``(V, V)`` matrix as CSR row blocks, each a Dask delayed
+    ``scipy.sparse.csr_array``: block ``r`` holds rows
+    ``row_bounds[r]:row_bounds[r + 1]``, canonical, int64 counts until
+    :meth:`compute` gives the requested dtype.
+
+    No task holds more than one chunk's pairs or one row block of the
+    result."""
+
+    shape: tuple[int, int]
+    row_bounds: tuple[int, ...]
+    blocks: tuple[Any, ...]
+    dtype: np.dtype
+    index_dtype: np.dtype
+
+    def compute(self, **kwargs: Any) -> Any:
+        """The whole matrix as one canonical ``csr_array`` (``kwargs`` go to
+        ``dask.compute``), with the dtypes :func:`fastroute.cooccurrence`
+        gives."""
+        import scipy.sparse as sp
+
+        dask, _ = _dask()
+        parts = dask.compute(*self.blocks, **kwargs)
+        nnz = [p.nnz for p in parts]
+        indptr = np.zeros(self.shape[0] + 1, self.index_dtype)
+        indices = np.empty(sum(nnz), self.index_dtype)
+        data = np.empty(sum(nnz), self.dtype)
+        at = 0
+        for r, p in enumerate(parts):
+            lo, hi = self.row_bounds[r], self.row_bounds[r + 1]
+            indptr[lo + 1 : hi + 1] = p.indptr[1:] + at
+            indices[at : at + p.nnz] = p.indices
+            data[at : at + p.nnz] = p.data
+            at += p.nnz
+        out = sp.csr_array((data, indices, indptr), shape=self.shape)
+        out.has_canonical_format = True
+        return out
+
+
+def _chunk_counts(seg, tail, vocab, window, symmetric, edges, where):
+    # pairs whose first position lies in this chunk: those of the chunk and
+    # the window after it, minus those within that window alone
+    try:
+        c = _cooccurrence(seg, vocab, window=window, symmetric=False)
+        c = (c - _cooccurrence(tail, vocab, window=window, symmetric=False)).tocsr()
+    except ValueError as exc:
+        raise ValueError(f"cooccurrence: tokens {where}: {exc}") from None
+    c.eliminate_zeros()
+    if symmetric:
+        c = (c + c.T).tocsr()
+    c.sort_indices()
+    return tuple(c[edges[r] : edges[r + 1]] for r in range(len(edges) - 1))
+
+
+def _add(*parts):
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    out = out.tocsr()
+    out.sum_duplicates()
+    return out
+
+
+def _tree_sum(dask, parts, fan_in=4):
+    # a fixed tree (the same for any scheduler): integer sums, so any tree
+    # gives the same counts
+    while len(parts) > 1:
+        parts = [dask.delayed(_add)(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
+    return parts[0]
+
+
+def cooccurrence(
+    tokens: Any,
+    vocab_size: int,
+    /,
+    *,
+    window: int = 2,
+    symmetric: bool = True,
+    dtype: Any = np.int64,
+    row_blocks: int | None = None,
+) -> CSRBlocks:
+    """Co-occurrence counts of a token stream held as a 1-D Dask array.
+
+    The counts of :func:`fastroute.cooccurrence` (the same parameters and
+    the same result, bit for bit, for any chunking): each chunk counts the
+    pairs whose first position it holds, reading ``window`` tokens past its
+    end, so a pair across a chunk boundary is counted once. The chunks'
+    counts are split into ``row_blocks`` row blocks (default: one per
+    chunk, at most ``vocab_size``) and summed block by block.
+
+    Returns
+    -------
+    CSRBlocks
+        Lazy; ``.compute()`` gives the ``scipy.sparse.csr_array``.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastroute.dask as frd
+    >>> t = da.from_array(np.array([0, 1, 2, 0]), chunks=2)
+    >>> frd.cooccurrence(t, 3, window=1).compute().toarray()
+    array([[0, 1, 1],
+           [1, 0, 1],
+           [1, 1, 0]])
+    """
+    dask, da = _dask()
+    x = tokens if isinstance(tokens, da.Array) else da.asarray(tokens)
+    if x.ndim != 1:
+        raise ValueError(f"cooccurrence: tokens must be 1-D, got {x.ndim} dimensions")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"cooccurrence: tokens must be integers, got dtype {x.dtype}")
+    # the single-machine function checks the arguments and gives the dtypes
+    probe = _cooccurrence(np.zeros(0, np.int64), vocab_size, window=window, dtype=dtype)
+    vocab = probe.shape[0]
+    n = x.shape[0]
+    w = min(int(window), max(n - 1, 1))
+    pairs = max(0, n - 1) * w * (2 if symmetric else 1)
+    index_dtype = np.dtype(np.int32 if max(vocab, pairs) < 2**31 else np.int64)
+    nr = row_blocks if row_blocks is not None else x.numblocks[0]
+    if int(nr) < 1:
+        raise ValueError(f"cooccurrence: row_blocks must be >= 1, got {row_blocks!r}")
+    nr = max(1, min(int(nr), vocab))
+    edges = tuple(vocab * r // nr for r in range(nr + 1))
+    pieces = []
+    start = 0
+    for size in x.chunks[0]:
+        end = start + size
+        hi = min(end + w, n)
+        where = f"{start}:{end} (chunk {len(pieces)})"
+        pieces.append(
+            dask.delayed(_chunk_counts, nout=nr)(
+                x[start:hi], x[end:hi], vocab, w, bool(symmetric), edges, where
+            )
+        )
+        start = end
+    if not pieces:  # an empty stream
+        pieces.append(dask.delayed(_chunk_counts, nout=nr)(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), vocab, w, bool(symmetric), edges, "0:0"
+        ))  # fmt: skip
+    out = np.dtype(dtype)
+    blocks = []
+    for r in range(nr):
+        total = _tree_sum(dask, [p[r] for p in pieces])
+        blocks.append(dask.delayed(lambda b, out=out: b.astype(out))(total))
+    return CSRBlocks((vocab, vocab), edges, tuple(blocks), out, index_dtype)

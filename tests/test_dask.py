@@ -95,3 +95,57 @@ def test_numpy_input_and_laziness():
     r = frd.entropy(x)  # a NumPy array is wrapped in one chunk
     assert isinstance(r, da.Array)
     _same(r.compute(), fr.entropy(x))
+
+
+# --------------------------------------------------------------------------- co-occurrence
+
+
+def _same_csr(got, want):
+    for f in ("indptr", "indices", "data"):
+        a, b = getattr(got, f), getattr(want, f)
+        assert a.dtype == b.dtype, f
+        np.testing.assert_array_equal(a, b, err_msg=f)
+    assert got.shape == want.shape
+
+
+@given(
+    n=st.integers(0, 400),
+    vocab=st.integers(1, 40),
+    window=st.integers(1, 6),
+    chunks=st.sampled_from([1, 2, 3, 7]),
+    symmetric=st.booleans(),
+    dtype=st.sampled_from([np.int64, np.int32, np.float64]),
+    row_blocks=st.sampled_from([None, 1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_cooccurrence_bit_identical(n, vocab, window, chunks, symmetric, dtype, row_blocks, seed):
+    rng = np.random.default_rng(seed)
+    t = np.minimum(rng.zipf(1.3, n) - 1, vocab - 1)  # Zipf ids, the last id common
+    if n:
+        t[0], t[-1] = 0, vocab - 1  # ids at the vocabulary's edges
+    size = max(1, -(-n // chunks)) if n else 1
+    if chunks == 7 and n > 20:  # chunks shorter than the window too
+        size = max(1, window // 2)
+    x = da.from_array(t, chunks=size)
+    kw = dict(window=window, symmetric=symmetric, dtype=dtype)
+    got = frd.cooccurrence(x, vocab, row_blocks=row_blocks, **kw)
+    _same_csr(got.compute(scheduler="threads"), fr.cooccurrence(t, vocab, **kw))
+
+
+def test_cooccurrence_one_repeated_token():
+    # one token repeated: every pair is (0, 0), one entry summed over all chunks
+    t = np.zeros(3000, np.int64)
+    x = da.from_array(t, chunks=700)
+    _same_csr(frd.cooccurrence(x, 2, window=5).compute(), fr.cooccurrence(t, 2, window=5))
+
+
+def test_cooccurrence_bad_shard_names_it():
+    t = np.arange(20) % 5
+    t[13] = 9
+    x = da.from_array(t, chunks=5)
+    with pytest.raises(ValueError, match=r"tokens 10:15 \(chunk 2\).*token id 9"):
+        frd.cooccurrence(x, 5, window=1).compute()
+    with pytest.raises(TypeError, match="integers"):
+        frd.cooccurrence(da.ones(4, chunks=2), 5)
+    with pytest.raises(ValueError, match="window"):
+        frd.cooccurrence(da.zeros(4, chunks=2, dtype=int), 5, window=0)
