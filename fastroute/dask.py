@@ -29,7 +29,7 @@ from .tokens import cooccurrence as _cooccurrence
 from .topk import TopK
 from .topk import top_k as _top_k
 
-__all__ = ["CSRBlocks", "cooccurrence", "entropy", "entropy_from_logits", "top_k"]
+__all__ = ["CSRBlocks", "cooccurrence", "entropy", "entropy_from_logits", "route", "top_k"]
 
 
 def _dask():
@@ -305,3 +305,123 @@ def cooccurrence(
         total = _tree_sum(dask, [p[r] for p in pieces])
         blocks.append(dask.delayed(lambda b, out=out: b.astype(out))(total))
     return CSRBlocks((vocab, vocab), edges, tuple(blocks), out, index_dtype)
+
+
+# --- routing -----------------------------------------------------------------------
+
+
+def _route_block(block, k, options, where):
+    from .routing import _route_with_sums
+
+    try:
+        r, psum, lse2 = _route_with_sums(block, k, **options)
+    except ValueError as exc:  # a token of this chunk; its index is within the chunk
+        raise ValueError(f"route: rows {where}: {exc}") from None
+    return r, psum.sum(axis=0), float(lse2.sum())
+
+
+def _assemble(parts, starts, T, k, E, stats):
+    # the batch's grouping from the chunks' (a stable counting sort by
+    # expert, chunk after chunk, is the same as one over the whole batch)
+    # and its statistics from the chunks' sums, in chunk order
+    counts = np.zeros(E, np.int64)
+    for r, _, _ in parts:
+        counts += r.counts
+    offsets = np.zeros(E + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    order = np.empty(int(offsets[-1]), np.int64)
+    at = offsets[:-1].copy()
+    for (r, _, _), t0 in zip(parts, starts, strict=True):
+        for e in range(E):
+            seg = r.order[r.offsets[e] : r.offsets[e + 1]]
+            order[at[e] : at[e] + seg.size] = seg + t0 * k
+            at[e] += seg.size
+    total = int(offsets[-1])
+    imbalance = counts.max() / (total / E) if total else np.nan
+    aux = z_loss = np.nan
+    if stats and T:
+        p = np.zeros(E)
+        zs = 0.0
+        for _, ps, z in parts:
+            p += ps
+            zs += z
+        if T * k:
+            aux = E * float(sum(counts[e] / (T * k) * (p[e] / T) for e in range(E)))
+        z_loss = zs / T
+    return counts, offsets, order, np.float64(aux), np.float64(z_loss), np.float64(imbalance)
+
+
+def route(logits: Any, k: int, /, **options: Any):
+    """Dropless token-choice routing of a row-chunked ``(T, E)`` Dask array.
+
+    The options and semantics are those of :func:`fastroute.route`; each
+    chunk of rows is routed by it, and the batch's grouping and statistics
+    are assembled from the chunks. ``experts``, ``weights``, ``counts``,
+    ``offsets`` and ``order`` equal the single-machine result bit for bit
+    for any chunking; ``aux_loss`` and ``z_loss`` sum the chunks' block sums
+    in chunk order (within 1e-12 relative of one call on the whole batch).
+    A capacity needs the admission order of the whole batch:
+    ``capacity_factor`` is not supported here (a ``ValueError``).
+
+    Returns
+    -------
+    Routing
+        Its fields as Dask arrays (0-d for ``aux_loss``, ``z_loss``,
+        ``imbalance``; ``None`` where :func:`fastroute.route` gives None).
+        ``dask.compute(*r[:10])`` computes them in one pass.
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np, fastroute.dask as frd
+    >>> x = da.from_array(np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 3.0]], np.float32), chunks=(1, 3))
+    >>> r = frd.route(x, 2)
+    >>> experts, order = dask.compute(r.experts, r.order)
+    >>> experts, order
+    (array([[0, 2],
+           [1, 2]], dtype=int32), array([0, 2, 1, 3]))
+    """
+    from .routing import Routing
+
+    dask, da = _dask()
+    a = _rows(logits, "route")
+    if options.get("capacity_factor") is not None:
+        raise ValueError(
+            "fastroute.dask.route: a capacity needs the admission order of the whole "
+            "batch and is not supported on chunks; route dropless, or call "
+            "fastroute.route on one machine"
+        )
+    from .routing import route as _route
+
+    probe = _route(_probe(a), k, **options)  # checks k and the options
+    kk = probe.experts.shape[1]
+    T, E = a.shape
+    stats = probe.entropy is not None
+    rows = a.chunks[0]
+    starts = tuple(int(s) for s in np.cumsum((0, *rows[:-1])))
+    parts = [
+        dask.delayed(_route_block)(d, k, options, f"{s}:{s + n} (chunk {c})")
+        for c, (d, s, n) in enumerate(zip(a.to_delayed().ravel(), starts, rows, strict=True))
+    ]
+
+    def field(name, shape, dtype):
+        get = dask.delayed(lambda p, name=name: getattr(p[0], name))
+        return da.concatenate(
+            [
+                da.from_delayed(get(p), shape(n), dtype=dtype)
+                for p, n in zip(parts, rows, strict=True)
+            ]
+        )
+
+    experts = field("experts", lambda n: (n, kk), probe.experts.dtype)
+    weights = field("weights", lambda n: (n, kk), probe.weights.dtype)
+    ent = field("entropy", lambda n: (n,), probe.entropy.dtype) if stats else None
+    glob = dask.delayed(_assemble, nout=6)(parts, starts, T, kk, E, stats)
+    total = T * kk
+    counts = da.from_delayed(glob[0], (E,), dtype=np.int64)
+    offsets = da.from_delayed(glob[1], (E + 1,), dtype=np.int64)
+    order = da.from_delayed(glob[2], (total,), dtype=np.int64)
+    aux, z_loss, imb = (da.from_delayed(glob[i], (), dtype=np.float64) for i in (3, 4, 5))
+    dropped = da.zeros((T, kk), dtype=bool, chunks=(rows, kk))
+    if not stats:
+        aux = z_loss = None
+    return Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imb, None)

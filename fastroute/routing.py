@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 from typing import Any, Literal, NamedTuple
@@ -353,6 +354,38 @@ def route(
     want_prio = cap is not None and drop == "score"
     config = (sigmoid, bool(renormalize), bias is not None, ng > 1, bool(stats), want_prio)
     opts = (k, max(ng, 1), tg, top2, scale, nan_ignore)
+    r, psum, lse2 = _execute(a, out, b, config, opts, cap, drop)
+    sink = _SUMS.get()
+    if sink is not None:  # _route_with_sums asked for them
+        sink.append((psum, lse2))
+    return r
+
+
+_SUMS: contextvars.ContextVar[list | None] = contextvars.ContextVar("fastroute_sums", default=None)
+
+
+def _route_with_sums(
+    logits: Any, k: int, /, **options: Any
+) -> tuple[Routing, np.ndarray, np.ndarray]:
+    """``route(logits, k, **options)`` and the per-block sums behind its
+    statistics (``psum[b, e]``, ``lse2[b]``; empty without statistics), for
+    callers that combine the statistics of several batches
+    (``fastroute.dask``)."""
+    box: list = []
+    token = _SUMS.set(box)
+    try:
+        r = route(logits, k, **options)
+    finally:
+        _SUMS.reset(token)
+    return r, *box[0]
+
+
+def _execute(a, out, b, config, opts, cap, drop):
+    """A validated ``route`` call: ``(Routing, psum, lse2)``, the last two the
+    per-block sums of the score distributions and of the squared logsumexp
+    (empty without statistics) that ``aux_loss`` and ``z_loss`` come from."""
+    T, E = a.shape
+    stats = config[4]
     bt = block_tokens(E)
     if cap is None and T and _pool.chunks(a.size, -(-T // bt)) == 1:
         return _route_serial(a, out, b, config, opts, bt)
@@ -368,13 +401,13 @@ def route(
             ent = ent.astype(np.float32)
     else:
         aux = z_loss = ent = None
-    return Routing(
-        experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap
-    )
+    r = Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap)
+    return r, psum, lse2
 
 
-def _route_serial(a, out, b, config, opts, bt) -> Routing:
-    """A dropless ``route`` on one thread: one compiled call does it all."""
+def _route_serial(a, out, b, config, opts, bt):
+    """A dropless ``route`` on one thread (one driver call and one finishing
+    call); returns what ``_execute`` returns."""
     T, E = a.shape
     k = opts[0]
     stats = config[4]
@@ -405,9 +438,10 @@ def _route_serial(a, out, b, config, opts, bt) -> Routing:
     else:
         aux = z_loss = ent = None
     dropped = np.zeros((T, k), np.bool_)
-    return Routing(
+    r = Routing(
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, None
     )
+    return r, psum, lse2
 
 
 def _admit_and_group(experts, hist, prio, tok, cap, drop):

@@ -149,3 +149,68 @@ def test_cooccurrence_bad_shard_names_it():
         frd.cooccurrence(da.ones(4, chunks=2), 5)
     with pytest.raises(ValueError, match="window"):
         frd.cooccurrence(da.zeros(4, chunks=2, dtype=int), 5, window=0)
+
+
+# --------------------------------------------------------------------------- routing
+
+ROUTE_OPTIONS = [
+    {},
+    {"stats": False},
+    {"scoring": "sigmoid", "renormalize": False},
+    {"scoring": "sigmoid", "bias": np.linspace(-0.5, 0.5, 8), "n_groups": 4, "topk_groups": 2,
+     "group_score": "top2", "scale": 2.5},
+    {"nan": "ignore"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", ROUTE_OPTIONS, ids=lambda o: ",".join(o) or "default")
+@given(
+    T=st.integers(1, 300),
+    chunks=st.sampled_from([1, 2, 3, 7]),
+    k=st.integers(0, 4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_route_matches_one_call(options, T, chunks, k, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (np.round(rng.standard_normal((T, 8)) * 2) / 2).astype(dtype)  # with ties
+    if options.get("nan") == "ignore":
+        x[rng.random((T, 8)) < 0.1] = np.nan
+        x[:, 0] = 0.0  # every token keeps a finite logit
+    want = fr.route(x, k, **options)
+    r = frd.route(da.from_array(x, chunks=(max(1, -(-T // chunks)), -1)), k, **options)
+    got = dict(zip(r._fields[:10], da.compute(*r[:10], scheduler="threads"), strict=True))
+    for f in ("experts", "weights", "counts", "offsets", "order", "dropped", "entropy"):
+        w, g = getattr(want, f), got[f]
+        if w is None:
+            assert g is None, f
+            continue
+        assert g.dtype == w.dtype, f
+        np.testing.assert_array_equal(g, w, err_msg=f)
+    for f in ("aux_loss", "z_loss"):
+        w, g = getattr(want, f), got[f]
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=0, err_msg=f)
+    np.testing.assert_equal(got["imbalance"], want.imbalance)
+
+
+def test_route_capacity_and_bad_input():
+    x = da.zeros((10, 4), chunks=(5, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="capacity"):
+        frd.route(x, 2, capacity_factor=1.25)
+    with pytest.raises(ValueError, match="k"):
+        frd.route(x, 5)
+    y = np.zeros((6, 4), np.float32)
+    y[4, 1] = np.nan
+    r = frd.route(da.from_array(y, chunks=(3, 4)), 2)
+    with pytest.raises(ValueError, match=r"rows 3:6 \(chunk 1\): .*token 1 .*NaN"):
+        r.experts.compute()
+
+
+def test_docstring_examples():
+    import doctest
+
+    res = doctest.testmod(frd, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted >= 15 and res.failed == 0
