@@ -214,3 +214,32 @@ def test_docstring_examples():
 
     res = doctest.testmod(frd, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 15 and res.failed == 0
+
+
+# --------------------------------------------------------------------------- a cluster of processes
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with frd.local_cluster(2, numba_threads=1, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            yield c
+
+
+def test_process_cluster_gives_the_same_bits(client):
+    # two worker processes, one Dask thread and one Numba thread each
+    assert set(client.run(lambda: __import__("numba").get_num_threads()).values()) == {1}
+    rng = np.random.default_rng(11)
+    t = np.minimum(rng.zipf(1.2, 5000) - 1, 299)
+    for chunks in (1, 2, 3, 7):
+        x = da.from_array(t, chunks=-(-t.size // chunks))
+        got = frd.cooccurrence(x, 300, window=3).compute()
+        _same_csr(got, fr.cooccurrence(t, 300, window=3))
+    z = rng.standard_normal((4000, 16)).astype(np.float32)
+    r = frd.route(da.from_array(z, chunks=(1000, -1)), 2)
+    want = fr.route(z, 2)
+    experts, order, ent = client.compute([r.experts, r.order, r.entropy], sync=True)
+    np.testing.assert_array_equal(experts, want.experts)
+    np.testing.assert_array_equal(order, want.order)
+    _same(ent, want.entropy)
