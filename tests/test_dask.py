@@ -243,3 +243,25 @@ def test_process_cluster_gives_the_same_bits(client):
     np.testing.assert_array_equal(experts, want.experts)
     np.testing.assert_array_equal(order, want.order)
     _same(ent, want.entropy)
+
+
+def test_killed_worker_leaves_the_counts_unchanged(client, tmp_path):
+    # the first task to read a chunk kills its worker process (os._exit, as
+    # an OOM kill would); the nanny restarts it, the scheduler recomputes the
+    # lost tasks, and the counts are the same
+    marker = str(tmp_path / "killed")
+
+    def kill_once(block, marker):
+        import os
+
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return block
+
+    rng = np.random.default_rng(12)
+    t = np.minimum(rng.zipf(1.2, 20000) - 1, 499)
+    x = da.from_array(t, chunks=2500).map_blocks(kill_once, marker, meta=np.empty(0, t.dtype))
+    got = frd.cooccurrence(x, 500, window=2).compute()
+    assert (tmp_path / "killed").exists()  # a worker did die
+    _same_csr(got, fr.cooccurrence(t, 500, window=2))
