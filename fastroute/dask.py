@@ -26,11 +26,13 @@ import numpy as np
 from .entropy import entropy as _entropy
 from .entropy import entropy_from_logits as _entropy_from_logits
 from .tokens import cooccurrence as _cooccurrence
+from .tokens import normalize_rows as _normalize_rows
 from .topk import TopK
 from .topk import top_k as _top_k
 
 __all__ = [
-    "CSRBlocks", "cooccurrence", "entropy", "entropy_from_logits", "local_cluster", "route", "top_k",
+    "CSRBlocks", "cooccurrence", "entropy", "entropy_from_logits", "local_cluster", "normalize_rows",
+    "route", "row_entropy", "top_entropy", "top_k",
 ]  # fmt: skip
 
 
@@ -462,3 +464,100 @@ def route(logits: Any, k: int, /, **options: Any):
     if not stats:
         aux = z_loss = None
     return Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imb, None)
+
+
+# --- the token-statistics pipeline on row blocks --------------------------------------
+
+
+def normalize_rows(C: CSRBlocks, /) -> CSRBlocks:
+    """:func:`fastroute.normalize_rows` of each row block (each row is
+    divided by its own sum, so the blocks need nothing from each other).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastroute.dask as frd
+    >>> C = frd.cooccurrence(da.from_array(np.array([0, 1, 1, 0]), chunks=2), 2, window=1)
+    >>> frd.normalize_rows(C).compute().toarray()
+    array([[0. , 1. ],
+           [0.5, 0.5]])
+    """
+    import scipy.sparse as sp
+
+    dask, _ = _dask()
+    _check_blocks(C, "normalize_rows")
+    probe = _normalize_rows(sp.csr_array(np.ones((1, 1), C.dtype)))
+    blocks = tuple(dask.delayed(_normalize_rows)(b) for b in C.blocks)
+    return CSRBlocks(C.shape, C.row_bounds, blocks, probe.dtype, C.index_dtype)
+
+
+def _check_blocks(C: Any, func: str) -> None:
+    if not isinstance(C, CSRBlocks):
+        raise TypeError(f"{func}: expected CSRBlocks (from fastroute.dask), got {type(C).__name__}")
+
+
+def row_entropy(C: CSRBlocks, /, *, base: float | None = None, normalize: bool = True):
+    """Entropy of every row of ``C`` (:func:`fastroute.entropy` of each row
+    block): a 1-D Dask array of ``C.shape[0]``, chunked as the row blocks.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastroute.dask as frd
+    >>> C = frd.cooccurrence(da.from_array(np.array([0, 1, 1, 0]), chunks=2), 2, window=1)
+    >>> frd.row_entropy(C, base=2).compute()
+    array([0., 1.])
+    """
+    import scipy.sparse as sp
+
+    dask, da = _dask()
+    _check_blocks(C, "row_entropy")
+    out = _entropy(sp.csr_array(np.ones((1, 1), C.dtype)), base=base, normalize=normalize).dtype
+    parts = []
+    for r, b in enumerate(C.blocks):
+        n = C.row_bounds[r + 1] - C.row_bounds[r]
+        h = dask.delayed(_entropy)(b, base=base, normalize=normalize)
+        parts.append(da.from_delayed(h, (n,), dtype=out))
+    return da.concatenate(parts) if parts else da.zeros((0,), dtype=out)
+
+
+def _best_rows(values, rows, k):
+    # the k best (value, row) pairs: ties to the lower row, NaN last
+    order = np.argsort(rows, kind="stable")
+    v, r = values[order], rows[order]
+    best = _top_k(v, min(k, v.shape[0]))
+    return best.values, r[best.indices]
+
+
+def _merge_best(k, *parts):
+    return _best_rows(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), k
+    )
+
+
+def top_entropy(C: CSRBlocks, k: int, /, *, normalize: bool = True, base: float | None = None):
+    """The ``k`` rows of ``C`` with the highest entropy, as
+    :func:`fastroute.top_entropy` (ties to the lower row, NaN last): each
+    row block's best ``k`` rows, then a fixed tree of merges. Returns a
+    delayed ``TopK``; ``dask.compute`` it.
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np, fastroute.dask as frd
+    >>> C = frd.cooccurrence(da.from_array(np.array([0, 1, 2, 0, 2]), chunks=2), 3, window=1)
+    >>> dask.compute(frd.top_entropy(C, 2, base=2))[0].indices
+    array([1, 0])
+    """
+    dask, _ = _dask()
+    h = row_entropy(C, base=base, normalize=normalize)
+    n = C.shape[0]
+    from ._validate import check_int
+
+    kk = check_int(k, "k", "top_entropy", 0, n)
+    parts = []
+    for r, d in enumerate(h.to_delayed().ravel()):
+        lo, hi = C.row_bounds[r], C.row_bounds[r + 1]
+        parts.append(dask.delayed(_best_rows)(d, np.arange(lo, hi, dtype=np.intp), kk))
+    while len(parts) > 1:
+        parts = [dask.delayed(_merge_best)(kk, *parts[i : i + 4]) for i in range(0, len(parts), 4)]
+    if not parts:
+        return dask.delayed(TopK)(np.empty(0, h.dtype), np.empty(0, np.intp))
+    return dask.delayed(lambda p: TopK(p[0], p[1]))(parts[0])

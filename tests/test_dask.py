@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
 
 import fastroute as fr  # noqa: E402
 import fastroute.dask as frd  # noqa: E402
@@ -265,3 +266,38 @@ def test_killed_worker_leaves_the_counts_unchanged(client, tmp_path):
     got = frd.cooccurrence(x, 500, window=2).compute()
     assert (tmp_path / "killed").exists()  # a worker did die
     _same_csr(got, fr.cooccurrence(t, 500, window=2))
+
+
+# --------------------------------------------------------------------------- the pipeline on row blocks
+
+
+@given(
+    n=st.integers(0, 300),
+    vocab=st.integers(1, 30),
+    chunks=st.sampled_from([1, 2, 3, 7]),
+    row_blocks=st.sampled_from([None, 1, 4]),
+    k=st.integers(0, 30),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pipeline_on_row_blocks_bit_identical(n, vocab, chunks, row_blocks, k, seed):
+    rng = np.random.default_rng(seed)
+    t = np.minimum(rng.zipf(1.3, n) - 1, vocab - 1)  # rare ids: empty rows
+    x = da.from_array(t, chunks=max(1, -(-n // chunks)) if n else 1)
+    C = frd.cooccurrence(x, vocab, row_blocks=row_blocks)
+    C1 = fr.cooccurrence(t, vocab)
+    P = frd.normalize_rows(C)
+    _same_csr(P.compute(scheduler="threads"), fr.normalize_rows(C1))
+    _same(frd.row_entropy(C, base=2).compute(), fr.entropy(C1, base=2))  # NaN rows too
+    k = min(k, vocab)
+    (got,) = dask.compute(frd.top_entropy(P, k))
+    want = fr.top_entropy(fr.normalize_rows(C1), k)
+    _same(got.values, want.values)
+    _same(got.indices, want.indices)
+
+
+def test_pipeline_errors():
+    with pytest.raises(TypeError, match="CSRBlocks"):
+        frd.normalize_rows(np.ones((2, 2)))
+    C = frd.cooccurrence(da.from_array(np.array([0, 1, 2]), chunks=2), 3)
+    with pytest.raises(ValueError, match="k"):
+        frd.top_entropy(C, 4)
