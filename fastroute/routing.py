@@ -393,16 +393,20 @@ def _execute(a, out, b, config, opts, cap, drop):
     _, aux, z_loss = rk.summarize(hist, psum, lse2, T)
     tok = [(lo * bt, min(hi * bt, T)) for lo, hi in bounds]
     dropped, counts, offsets, order = _admit_and_group(experts, hist, prio, tok, cap, drop)
-    total = int(offsets[-1])
     cmax = int(counts.max()) if E else 0
-    imbalance = cmax / (total / E) if total else math.nan
-    if stats:
-        if out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
-            ent = ent.astype(np.float32)
-    else:
-        aux = z_loss = ent = None
+    ent, aux, z_loss, imbalance = _finish(out, stats, ent, aux, z_loss, cmax, int(offsets[-1]), E)
     r = Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap)
     return r, psum, lse2
+
+
+def _finish(out, stats, ent, aux, z_loss, cmax, total, E):
+    """The statistics as ``route`` reports them, and the imbalance."""
+    imbalance = cmax / (total / E) if total else math.nan
+    if not stats:
+        return None, None, None, imbalance
+    if out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
+        ent = ent.astype(np.float32)
+    return ent, aux, z_loss, imbalance
 
 
 def _route_serial(a, out, b, config, opts, bt):
@@ -430,13 +434,7 @@ def _route_serial(a, out, b, config, opts, bt):
     )
     if bad >= 0:
         _raise_status(status, "route")
-    total = T * k
-    imbalance = most / (total / E) if total else math.nan
-    if stats:
-        if out is np.float32:  # summed in float64, rounded once (as entropy_from_logits)
-            ent = ent.astype(np.float32)
-    else:
-        aux = z_loss = ent = None
+    ent, aux, z_loss, imbalance = _finish(out, stats, ent, aux, z_loss, most, T * k, E)
     dropped = np.zeros((T, k), np.bool_)
     r = Routing(
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, None
