@@ -206,7 +206,6 @@ def _bias(bias: Any, E: int, dtype: type) -> np.ndarray:
 
 
 _NO_BIAS = {np.float32: np.empty(0, np.float32), np.float64: np.empty(0, np.float64)}
-_NO_PRIO = np.empty(0)
 
 _REASONS = {
     rk.BAD_NAN: "has a NaN logit (pass nan='ignore' to treat NaN as -inf)",
@@ -415,16 +414,10 @@ def _route_serial(a, out, b, config, opts, bt):
     T, E = a.shape
     k = opts[0]
     stats = config[4]
-    kopts = (*opts, bt, out is np.float32, min(rk.lanes(E, bt), T))
     nb = -(-T // bt)
-    experts = np.empty((T, k), np.int32)
-    weights = np.empty((T, k), out)
-    status = np.empty(T, np.int8)
-    ent = np.empty(T if stats else 0)
-    psum = np.empty((nb if stats else 0, E))
-    lse2 = np.empty(nb if stats else 0)
+    experts, weights, status, ent, lse2, psum, prio, kopts = _driver_io(a, out, config, opts, bt)
     hist = np.zeros((1, k, E), np.int64)
-    routed = (experts, weights, status, ent, lse2, psum, _NO_PRIO, hist[0])
+    routed = (experts, weights, status, ent, lse2, psum, prio, hist[0])
     rk.chunk_kernel(*config)(a, b, kopts, routed, 0, nb)
     counts = np.empty(E, np.int64)
     offsets = np.empty(E + 1, np.int64)
@@ -440,6 +433,27 @@ def _route_serial(a, out, b, config, opts, bt):
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, None
     )
     return r, psum, lse2
+
+
+def _driver_io(a, out, config, opts, bt):
+    """The outputs a routing driver fills (``experts, weights, status, ent,
+    lse2, psum, prio``; the per-token and per-block statistics empty when not
+    asked for) and its options tuple."""
+    T, E = a.shape
+    k = opts[0]
+    stats, want_prio = config[4], config[5]
+    nb = -(-T // bt)
+    kopts = (*opts, bt, out is np.float32, min(rk.lanes(E, bt), max(T, 1)))
+    return (
+        np.empty((T, k), np.int32),
+        np.empty((T, k), out),
+        np.empty(T, np.int8),
+        np.empty(T if stats else 0),
+        np.empty(nb if stats else 0),
+        np.empty((nb if stats else 0, E)),
+        np.empty(T if want_prio else 0),
+        kopts,
+    )
 
 
 def _admit_and_group(experts, hist, prio, tok, cap, drop):
@@ -489,18 +503,9 @@ def _route_pass(a: np.ndarray, out: type, bias: np.ndarray, config: tuple, opts:
     bounds)``, ``bounds`` the chunks' block ranges."""
     T, E = a.shape
     k = opts[0]
-    stats, want_prio = config[4], config[5]
-    experts = np.empty((T, k), np.int32)
-    weights = np.empty((T, k), out)
-    status = np.empty(T, np.int8)
     bt = block_tokens(E)
     nb = -(-T // bt)
-    psum = np.empty((nb if stats else 0, E))
-    lse2 = np.empty(nb if stats else 0)
-    ent = np.empty(T if stats else 0)
-    prio = np.empty(T if want_prio else 0)
-    lanes = min(rk.lanes(E, bt), max(T, 1))
-    kopts = (*opts, bt, out is np.float32, lanes)
+    experts, weights, status, ent, lse2, psum, prio, kopts = _driver_io(a, out, config, opts, bt)
     nch = _pool.chunks(a.size, nb)
     bounds = [(c * nb // nch, (c + 1) * nb // nch) for c in range(nch)]
     hist = np.zeros((nch, k, E), np.int64)
