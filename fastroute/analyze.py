@@ -22,7 +22,7 @@ from numba.core import event as _event
 
 __all__ = [
     "CORPUS", "DEFAULT_MEASURE", "DEFAULT_CDS", "KL_MIN_FREQUENCY", "Analysis", "tokenize", "load_corpus",
-    "analyze_tokens", "analyze_counts", "stage",
+    "analyze_tokens", "analyze_counts", "stage", "words_of", "rank_vocabulary",
 ]  # fmt: skip
 
 #: The relatedness measure of ``analyze`` unless told otherwise: positive PMI
@@ -58,17 +58,39 @@ def tokenize(text: str) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Lower-cased word tokens of ``text`` as ids.
 
     Returns ``(ids, vocabulary, frequency)``: ids are ranks by frequency
-    (0 = most frequent; equal frequencies in order of first appearance).
+    (0 = most frequent; equal frequencies in code-point order of the word),
+    so the ids depend on the words and their counts only, not on where the
+    words first appear (:func:`fastroute.dask.read_corpus` gives the same
+    ids for a corpus split into any number of files).
+
+    Examples
+    --------
+    >>> ids, vocab, freq = tokenize("the cat saw the dog")
+    >>> ids.tolist(), vocab, freq.tolist()
+    ([0, 1, 3, 0, 2], ['the', 'cat', 'dog', 'saw'], [2, 1, 1, 1])
     """
+    words = words_of(text)
     first: dict[str, int] = {}
-    words = _WORD.findall(text.lower())
     seq = np.fromiter((first.setdefault(w, len(first)) for w in words), np.int64, len(words))
-    vocab0 = list(first)
-    freq0 = np.bincount(seq, minlength=len(vocab0))
-    order = np.argsort(-freq0, kind="stable")  # new id -> old id
-    rank = np.empty_like(order)
+    vocab, rank, freq = rank_vocabulary(list(first), np.bincount(seq, minlength=len(first)))
+    return rank[seq], vocab, freq
+
+
+def words_of(text: str) -> list[str]:
+    """The lower-cased words of ``text``, in order (the tokens of :func:`tokenize`)."""
+    return _WORD.findall(text.lower())
+
+
+def rank_vocabulary(words: list[str], counts: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Distinct ``words`` with their ``counts`` ranked as :func:`tokenize`
+    ranks them (count descending, then the word): ``(vocabulary, rank,
+    frequency)`` with ``rank[i]`` the id of ``words[i]``."""
+    counts = np.asarray(counts, np.int64)
+    by_word = sorted(range(len(words)), key=words.__getitem__)
+    order = np.asarray(by_word, np.int64)[np.argsort(-counts[by_word], kind="stable")]
+    rank = np.empty(len(words), np.int64)
     rank[order] = np.arange(order.size)
-    return rank[seq], [vocab0[i] for i in order], freq0[order]
+    return [words[i] for i in order], rank, counts[order]
 
 
 def load_corpus() -> str:

@@ -216,16 +216,17 @@ def normalize_rows(A: Any, /) -> Any:
     return canonical_result(A, indptr, indices, data, m.shape)
 
 
-def _check_weights(m: CSR, func: str) -> None:
+def _check_weights(m: CSR, func: str, row0: int = 0) -> None:
+    # row0: the id of m's first row in the matrix it is a block of
     with parallel_guard(m.data.shape[0]) as par:
         if par:
             bad = K.bad_weight_parallel(m.data, n_chunks(m.data.shape[0]))
         else:
             bad = K.bad_weight(m.data)
     if bad >= 0:
-        row = int(np.searchsorted(m.indptr, bad, side="right")) - 1
+        row = row0 + int(np.searchsorted(m.indptr, bad, side="right")) - 1
         raise ValueError(
-            f"{func}: row {row} has the entry {m.data[bad]!r}; counts and weights "
+            f"{func}: row {row} has the entry {m.data[bad].item()!r}; counts and weights "
             "must be finite and >= 0"
         )
 

@@ -74,7 +74,7 @@ def test_top_k_bit_identical(xc, data):
 
 def test_rows_split_across_chunks_is_an_error():
     x = da.ones((4, 6), chunks=(2, 3))
-    for f in (frd.entropy, frd.entropy_from_logits, lambda a: frd.top_k(a, 2)):
+    for f in (frd.entropy, frd.entropy_from_logits):
         with pytest.raises(ValueError, match=r"rechunk first: x.rechunk\(\{1: -1\}\)"):
             f(x)
     np.testing.assert_array_equal(
@@ -212,9 +212,12 @@ def test_route_capacity_and_bad_input():
 
 def test_docstring_examples():
     import doctest
+    import importlib
 
-    res = doctest.testmod(frd, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted >= 15 and res.failed == 0
+    for name in ("_base", "dense", "blocks", "corpus"):
+        mod = importlib.import_module(f"fastroute.dask.{name}")
+        res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert res.attempted > 0 and res.failed == 0, name
 
 
 # --------------------------------------------------------------------------- a cluster of processes
@@ -301,3 +304,157 @@ def test_pipeline_errors():
     C = frd.cooccurrence(da.from_array(np.array([0, 1, 2]), chunks=2), 3)
     with pytest.raises(ValueError, match="k"):
         frd.top_entropy(C, 4)
+
+
+MEASURES = [("conditional", None), ("pmi", None), ("ppmi", 0.75), ("npmi", None)]
+
+
+@given(
+    n=st.integers(0, 300),
+    vocab=st.integers(1, 30),
+    chunks=st.sampled_from([1, 2, 3, 7]),
+    row_blocks=st.sampled_from([None, 1, 4]),
+    measure=st.sampled_from(MEASURES),
+    exclude_self=st.booleans(),
+    min_count=st.sampled_from([1, 2]),
+    data=st.data(),
+)
+def test_related_on_row_blocks_bit_identical(
+    n, vocab, chunks, row_blocks, measure, exclude_self, min_count, data
+):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    t = np.minimum(rng.zipf(1.3, n) - 1, vocab - 1)
+    C = frd.cooccurrence(da.from_array(t, chunks=max(1, -(-n // chunks)) if n else 1), vocab,
+                         row_blocks=row_blocks)  # fmt: skip
+    C1 = fr.cooccurrence(t, vocab)
+    rows = data.draw(st.lists(st.integers(0, vocab - 1), max_size=8))  # repeats, any order
+    k = data.draw(st.integers(0, vocab))
+    name, cds = measure
+    kw = dict(measure=name, cds=cds, exclude_self=exclude_self, min_count=min_count)
+    for A, A1 in ((C, C1), (frd.normalize_rows(C), fr.normalize_rows(C1))):  # int, float
+        (got,) = dask.compute(frd.related(A, rows, k, **kw))
+        want = fr.related(A1, rows, k, **kw)
+        _same(got.values, want.values)
+        _same(got.indices, want.indices)
+    (got,) = dask.compute(frd.related(C, vocab - 1, k, **kw))  # a scalar row
+    want = fr.related(C1, vocab - 1, k, **kw)
+    _same(got.values, want.values)
+    _same(got.indices, want.indices)
+
+
+def _blocks_of(A, bounds):
+    import scipy.sparse as sp
+
+    A = sp.csr_array(A)
+    parts = tuple(dask.delayed(A[bounds[i] : bounds[i + 1]]) for i in range(len(bounds) - 1))
+    return frd.CSRBlocks(A.shape, tuple(bounds), parts, A.dtype, A.indices.dtype)
+
+
+def test_related_wide_matrices_and_overflowing_totals():
+    import scipy.sparse as sp
+
+    # columns far outnumber the entries: column sums of the occurring columns
+    A = sp.random_array((12, 50000), density=2e-4, format="csr", rng=3, dtype=np.float64)
+    A.data = np.round(A.data * 5) + 1
+    for measure, cds in MEASURES:
+        (got,) = dask.compute(frd.related(_blocks_of(A, [0, 5, 12]), range(12), 3,
+                                          measure=measure, cds=cds))  # fmt: skip
+        want = fr.related(A, np.arange(12), 3, measure=measure, cds=cds)
+        _same(got.values, want.values)
+        _same(got.indices, want.indices)
+    # a total beyond float64: the counts are taken times a power of two
+    B = sp.csr_array(np.array([[1e308, 1e308, 0.0], [1e308, 5.0, 1e300], [0.0, 1.0, 2.0]]))
+    for measure, cds in MEASURES:
+        (got,) = dask.compute(frd.related(_blocks_of(B, [0, 1, 3]), [0, 1, 2], 3,
+                                          measure=measure, cds=cds))  # fmt: skip
+        want = fr.related(B, [0, 1, 2], 3, measure=measure, cds=cds)
+        _same(got.values, want.values)
+        _same(got.indices, want.indices)
+
+
+def test_counts_beyond_int32():
+    import scipy.sparse as sp
+
+    # rows whose counts and sums pass 2**31 (a token repeated billions of
+    # times); every sum over the blocks stays exact in int64
+    big = np.array([[2**31 + 7, 2**33, 0], [0, 1, 2**40], [3, 0, 2**31 - 1]], np.int64)
+    C = _blocks_of(big, [0, 2, 3])
+    want = sp.csr_array(big)
+    (cs,) = dask.compute(frd.column_sums(C))
+    _same(cs, np.asarray(want.sum(axis=0), np.float64).ravel())
+    for measure, cds in MEASURES:
+        (got,) = dask.compute(frd.related(C, [0, 1, 2], 2, measure=measure, cds=cds))
+        exp = fr.related(want, [0, 1, 2], 2, measure=measure, cds=cds)
+        _same(got.values, exp.values)
+    _same(frd.row_entropy(C).compute(), fr.entropy(want))
+    _same_csr(frd.normalize_rows(C).compute(), fr.normalize_rows(want))
+
+
+def test_related_errors_name_the_row():
+    import scipy.sparse as sp
+
+    bad = sp.csr_array(np.array([[1.0, 0.0], [0.0, 1.0], [-2.0, 1.0]]))
+    (r,) = dask.compute(frd.related(_blocks_of(bad, [0, 2, 3]), [0], 1))  # row 2 not used
+    with pytest.raises(ValueError, match="row 2 has the entry -2.0"):
+        dask.compute(frd.related(_blocks_of(bad, [0, 2, 3]), [2], 1, measure="pmi"))
+    with pytest.raises(ValueError, match="outside"):
+        frd.related(_blocks_of(bad, [0, 2, 3]), [3], 1)
+    with pytest.raises(ValueError, match="measure"):
+        frd.related(_blocks_of(bad, [0, 2, 3]), [0], 1, measure="lift")
+    with pytest.raises(TypeError, match="CSRBlocks"):
+        frd.related(bad, [0], 1)
+
+
+@given(
+    shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    dtype=st.sampled_from([np.float32, np.float64, np.int64, np.bool_]),
+    mode=st.sampled_from(["largest", "smallest"]),
+    data=st.data(),
+)
+def test_top_k_along_any_chunked_axis_bit_identical(shape, dtype, mode, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.choice(SPECIALS, size=shape) if dtype != np.int64 else rng.integers(-3, 3, shape)
+    x = x.astype(dtype) if dtype != np.bool_ else x > 0.5
+    chunks = tuple(data.draw(st.integers(1, s)) for s in shape)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    k = data.draw(st.integers(0, shape[axis]))
+    got = frd.top_k(da.from_array(x, chunks=chunks), k, axis=axis, mode=mode)
+    values, indices = dask.compute(got.values, got.indices)
+    want = fr.top_k(x, k, axis=axis, mode=mode)
+    _same(values, want.values)
+    _same(indices, want.indices)
+
+
+@given(
+    n=st.integers(0, 300),
+    vocab=st.integers(1, 30),
+    row_blocks=st.sampled_from([1, 3, 7]),
+    explicit=st.booleans(),
+    mode=st.sampled_from(["largest", "smallest"]),
+    data=st.data(),
+)
+def test_sparse_top_k_on_row_blocks_bit_identical(n, vocab, row_blocks, explicit, mode, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    t = np.minimum(rng.zipf(1.3, n) - 1, vocab - 1)
+    C = frd.cooccurrence(da.from_array(t, chunks=max(1, n // 2) or 1), vocab, row_blocks=row_blocks)
+    C1 = fr.cooccurrence(t, vocab)
+    k = data.draw(st.integers(0, vocab))
+    got = frd.top_k(C, k, explicit=explicit, mode=mode)
+    values, indices = dask.compute(got.values, got.indices)
+    want = fr.top_k(C1, k, explicit=explicit, mode=mode)
+    _same(values, want.values)
+    _same(indices, want.indices)
+    pruned = frd.top_k(C, k, explicit=explicit, mode=mode, format="csr").compute()
+    _same_csr(pruned, fr.top_k(C1, k, explicit=explicit, mode=mode, format="csr"))
+
+
+def test_top_k_errors():
+    C = frd.cooccurrence(da.from_array(np.array([0, 1, 2]), chunks=2), 3)
+    with pytest.raises(ValueError, match="axis=1"):
+        frd.top_k(C, 1, axis=0)
+    with pytest.raises(ValueError, match="CSRBlocks"):
+        frd.top_k(da.zeros((3, 3), chunks=2), 1, explicit=True)
+    with pytest.raises(ValueError, match="k"):
+        frd.top_k(da.zeros((3, 3), chunks=2), 4, axis=0)
+    with pytest.raises(ValueError):
+        frd.top_k(da.zeros((), dtype=float), 1)

@@ -1,0 +1,518 @@
+"""Sparse matrices as CSR row blocks: co-occurrence counting over a chunked
+token stream, and the token-statistics pipeline applied block by block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..entropy import entropy as _entropy
+from ..tokens import cooccurrence as _cooccurrence
+from ..tokens import normalize_rows as _normalize_rows
+from ..topk import TopK
+from ..topk import top_k as _top_k
+from ._base import _dask
+
+# --- corpus -> counts --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CSRBlocks:
+    """A sparse ``(V, V)`` matrix as CSR row blocks, each a Dask delayed
+    ``scipy.sparse.csr_array``: block ``r`` holds rows
+    ``row_bounds[r]:row_bounds[r + 1]``, canonical, int64 counts until
+    :meth:`compute` gives the requested dtype.
+
+    No task holds more than one chunk's pairs or one row block of the
+    result."""
+
+    shape: tuple[int, int]
+    row_bounds: tuple[int, ...]
+    blocks: tuple[Any, ...]
+    dtype: np.dtype
+    index_dtype: np.dtype
+
+    def compute(self, **kwargs: Any) -> Any:
+        """The whole matrix as one canonical ``csr_array`` (``kwargs`` go to
+        ``dask.compute``), with the dtypes :func:`fastroute.cooccurrence`
+        gives."""
+        import scipy.sparse as sp
+
+        dask, _ = _dask()
+        parts = dask.compute(*self.blocks, **kwargs)
+        nnz = [p.nnz for p in parts]
+        indptr = np.zeros(self.shape[0] + 1, self.index_dtype)
+        indices = np.empty(sum(nnz), self.index_dtype)
+        data = np.empty(sum(nnz), self.dtype)
+        at = 0
+        for r, p in enumerate(parts):
+            lo, hi = self.row_bounds[r], self.row_bounds[r + 1]
+            indptr[lo + 1 : hi + 1] = p.indptr[1:] + at
+            indices[at : at + p.nnz] = p.indices
+            data[at : at + p.nnz] = p.data
+            at += p.nnz
+        out = sp.csr_array((data, indices, indptr), shape=self.shape)
+        out.has_canonical_format = True
+        return out
+
+
+def _chunk_counts(seg, tail, vocab, window, symmetric, edges, where):
+    # pairs whose first position lies in this chunk: those of the chunk and
+    # the window after it, minus those within that window alone
+    try:
+        c = _cooccurrence(seg, vocab, window=window, symmetric=False)
+        c = (c - _cooccurrence(tail, vocab, window=window, symmetric=False)).tocsr()
+    except ValueError as exc:
+        raise ValueError(f"cooccurrence: tokens {where}: {exc}") from None
+    c.eliminate_zeros()
+    if symmetric:
+        c = (c + c.T).tocsr()
+    c.sort_indices()
+    return tuple(c[edges[r] : edges[r + 1]] for r in range(len(edges) - 1))
+
+
+def _add(*parts):
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    out = out.tocsr()
+    out.sum_duplicates()
+    return out
+
+
+def _tree_sum(dask, parts, fan_in=4):
+    # a fixed tree (the same for any scheduler): integer sums, so any tree
+    # gives the same counts
+    while len(parts) > 1:
+        parts = [dask.delayed(_add)(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
+    return parts[0]
+
+
+def cooccurrence(
+    tokens: Any,
+    vocab_size: int,
+    /,
+    *,
+    window: int = 2,
+    symmetric: bool = True,
+    dtype: Any = np.int64,
+    row_blocks: int | None = None,
+) -> CSRBlocks:
+    """Co-occurrence counts of a token stream held as a 1-D Dask array.
+
+    The counts of :func:`fastroute.cooccurrence` (the same parameters and
+    the same result, bit for bit, for any chunking): each chunk counts the
+    pairs whose first position it holds, reading ``window`` tokens past its
+    end, so a pair across a chunk boundary is counted once. The chunks'
+    counts are split into ``row_blocks`` row blocks (default: one per
+    chunk, at most ``vocab_size``) and summed block by block.
+
+    Returns
+    -------
+    CSRBlocks
+        Lazy; ``.compute()`` gives the ``scipy.sparse.csr_array``.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastroute.dask as frd
+    >>> t = da.from_array(np.array([0, 1, 2, 0]), chunks=2)
+    >>> frd.cooccurrence(t, 3, window=1).compute().toarray()
+    array([[0, 1, 1],
+           [1, 0, 1],
+           [1, 1, 0]])
+    """
+    dask, da = _dask()
+    x = tokens if isinstance(tokens, da.Array) else da.asarray(tokens)
+    if x.ndim != 1:
+        raise ValueError(f"cooccurrence: tokens must be 1-D, got {x.ndim} dimensions")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"cooccurrence: tokens must be integers, got dtype {x.dtype}")
+    # the single-machine function checks the arguments and gives the dtypes
+    probe = _cooccurrence(np.zeros(0, np.int64), vocab_size, window=window, dtype=dtype)
+    vocab = probe.shape[0]
+    n = x.shape[0]
+    w = min(int(window), max(n - 1, 1))
+    pairs = max(0, n - 1) * w * (2 if symmetric else 1)
+    index_dtype = np.dtype(np.int32 if max(vocab, pairs) < 2**31 else np.int64)
+    nr = row_blocks if row_blocks is not None else x.numblocks[0]
+    if int(nr) < 1:
+        raise ValueError(f"cooccurrence: row_blocks must be >= 1, got {row_blocks!r}")
+    nr = max(1, min(int(nr), vocab))
+    edges = tuple(vocab * r // nr for r in range(nr + 1))
+    pieces = []
+    start = 0
+    for size in x.chunks[0]:
+        end = start + size
+        hi = min(end + w, n)
+        where = f"{start}:{end} (chunk {len(pieces)})"
+        pieces.append(
+            dask.delayed(_chunk_counts, nout=nr)(
+                x[start:hi], x[end:hi], vocab, w, bool(symmetric), edges, where
+            )
+        )
+        start = end
+    if not pieces:  # an empty stream
+        pieces.append(dask.delayed(_chunk_counts, nout=nr)(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), vocab, w, bool(symmetric), edges, "0:0"
+        ))  # fmt: skip
+    out = np.dtype(dtype)
+    blocks = []
+    for r in range(nr):
+        total = _tree_sum(dask, [p[r] for p in pieces])
+        blocks.append(dask.delayed(lambda b, out=out: b.astype(out))(total))
+    return CSRBlocks((vocab, vocab), edges, tuple(blocks), out, index_dtype)
+
+
+# --- the token-statistics pipeline on row blocks --------------------------------------
+
+
+def normalize_rows(C: CSRBlocks, /) -> CSRBlocks:
+    """:func:`fastroute.normalize_rows` of each row block (each row is
+    divided by its own sum, so the blocks need nothing from each other).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastroute.dask as frd
+    >>> C = frd.cooccurrence(da.from_array(np.array([0, 1, 1, 0]), chunks=2), 2, window=1)
+    >>> frd.normalize_rows(C).compute().toarray()
+    array([[0. , 1. ],
+           [0.5, 0.5]])
+    """
+    import scipy.sparse as sp
+
+    dask, _ = _dask()
+    _check_blocks(C, "normalize_rows")
+    probe = _normalize_rows(sp.csr_array(np.ones((1, 1), C.dtype)))
+    blocks = tuple(dask.delayed(_normalize_rows)(b) for b in C.blocks)
+    return CSRBlocks(C.shape, C.row_bounds, blocks, probe.dtype, C.index_dtype)
+
+
+def _check_blocks(C: Any, func: str) -> None:
+    if not isinstance(C, CSRBlocks):
+        raise TypeError(f"{func}: expected CSRBlocks (from fastroute.dask), got {type(C).__name__}")
+
+
+def row_entropy(C: CSRBlocks, /, *, base: float | None = None, normalize: bool = True):
+    """Entropy of every row of ``C`` (:func:`fastroute.entropy` of each row
+    block): a 1-D Dask array of ``C.shape[0]``, chunked as the row blocks.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, fastroute.dask as frd
+    >>> C = frd.cooccurrence(da.from_array(np.array([0, 1, 1, 0]), chunks=2), 2, window=1)
+    >>> frd.row_entropy(C, base=2).compute()
+    array([0., 1.])
+    """
+    import scipy.sparse as sp
+
+    dask, da = _dask()
+    _check_blocks(C, "row_entropy")
+    out = _entropy(sp.csr_array(np.ones((1, 1), C.dtype)), base=base, normalize=normalize).dtype
+    parts = []
+    for r, b in enumerate(C.blocks):
+        n = C.row_bounds[r + 1] - C.row_bounds[r]
+        h = dask.delayed(_entropy)(b, base=base, normalize=normalize)
+        parts.append(da.from_delayed(h, (n,), dtype=out))
+    return da.concatenate(parts) if parts else da.zeros((0,), dtype=out)
+
+
+def _best_rows(values, rows, k):
+    # the k best (value, row) pairs: ties to the lower row, NaN last
+    order = np.argsort(rows, kind="stable")
+    v, r = values[order], rows[order]
+    best = _top_k(v, min(k, v.shape[0]))
+    return best.values, r[best.indices]
+
+
+def _merge_best(k, *parts):
+    return _best_rows(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), k
+    )
+
+
+def top_entropy(C: CSRBlocks, k: int, /, *, normalize: bool = True, base: float | None = None):
+    """The ``k`` rows of ``C`` with the highest entropy, as
+    :func:`fastroute.top_entropy` (ties to the lower row, NaN last): each
+    row block's best ``k`` rows, then a fixed tree of merges. Returns a
+    delayed ``TopK``; ``dask.compute`` it.
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np, fastroute.dask as frd
+    >>> C = frd.cooccurrence(da.from_array(np.array([0, 1, 2, 0, 2]), chunks=2), 3, window=1)
+    >>> dask.compute(frd.top_entropy(C, 2, base=2))[0].indices
+    array([1, 0])
+    """
+    dask, _ = _dask()
+    h = row_entropy(C, base=base, normalize=normalize)
+    n = C.shape[0]
+    from .._validate import check_int
+
+    kk = check_int(k, "k", "top_entropy", 0, n)
+    parts = []
+    for r, d in enumerate(h.to_delayed().ravel()):
+        lo, hi = C.row_bounds[r], C.row_bounds[r + 1]
+        parts.append(dask.delayed(_best_rows)(d, np.arange(lo, hi, dtype=np.intp), kk))
+    while len(parts) > 1:
+        parts = [dask.delayed(_merge_best)(kk, *parts[i : i + 4]) for i in range(0, len(parts), 4)]
+    if not parts:
+        return dask.delayed(TopK)(np.empty(0, h.dtype), np.empty(0, np.intp))
+    return dask.delayed(lambda p: TopK(p[0], p[1]))(parts[0])
+
+
+# --- sums over the whole matrix, then block-local work ---------------------------------
+
+
+def _block(b: Any, lo: int, func: str):
+    # the checked canonical CSR arrays of the block whose first row is lo
+    from .._sparse import as_csr
+    from ..tokens import _check_weights
+
+    m = as_csr(b, func)
+    _check_weights(m, func, lo)
+    return m
+
+
+def _column_part(b: Any, ncols: int) -> np.ndarray:
+    # exact int64 column sums of an integer block
+    return np.asarray(b.sum(axis=0), np.int64).reshape(ncols)
+
+
+def _int_sum(*parts: np.ndarray) -> np.ndarray:
+    out = parts[0].copy()
+    for p in parts[1:]:
+        out += p
+    return out
+
+
+def column_sums(C: CSRBlocks, /):
+    """Column sums of integer counts as a delayed float64 vector, equal to
+    ``np.asarray(C1.sum(axis=0), np.float64).ravel()`` of the assembled
+    matrix (the blocks' sums are added exactly, in int64). A
+    ``TypeError`` for float blocks, whose sums depend on the order.
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np, fastroute.dask as frd
+    >>> C = frd.cooccurrence(da.from_array(np.array([0, 1, 1, 0]), chunks=2), 2, window=1)
+    >>> dask.compute(frd.column_sums(C))[0]
+    array([2., 4.])
+    """
+    dask, _ = _dask()
+    _check_blocks(C, "column_sums")
+    if np.dtype(C.dtype).kind not in "iu":
+        raise TypeError(f"column_sums: needs integer counts, got {C.dtype} blocks")
+    parts = [dask.delayed(_column_part)(b, C.shape[1]) for b in C.blocks]
+    while len(parts) > 1:
+        parts = [dask.delayed(_int_sum)(*parts[i : i + 4]) for i in range(0, len(parts), 4)]
+    return dask.delayed(lambda s: s.astype(np.float64))(parts[0])
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """What PMI needs of the whole matrix, laid out as
+    ``fastroute.tokens._pmi_sums`` lays it out (so the scores are the same
+    bits): the row sums over the counts times ``scale``, their total, and
+    whether the column sums are kept for the occurring columns only."""
+
+    rsum: np.ndarray
+    total: float
+    scale: float
+    nnz: int
+    compact: bool
+
+
+def _row_part(b: Any, lo: int, func: str, scale: float = 1.0):
+    from ..tokens import _sums_scaled
+
+    m = _block(b, lo, func)
+    return _sums_scaled(m, np.full(m.shape[0], scale)), m.indices.shape[0]
+
+
+def _first_sums(ncols: int, *parts) -> _Sums:
+    from .._sparse import counting_sort_ok
+
+    rsum = np.concatenate([p[0] for p in parts])
+    nnz = sum(p[1] for p in parts)
+    total, scale = float(rsum.sum()), 1.0
+    if total == np.inf:  # float counts only: all are taken times a power of two
+        _, e = np.frexp(float(max(nnz, 1)))
+        scale = float(np.ldexp(1.0, -(int(e) + 1)))
+    return _Sums(rsum, total, scale, nnz, not counting_sort_ok(ncols, nnz, rsum.shape[0]))
+
+
+def _rescaled_part(b: Any, lo: int, g: _Sums, func: str) -> np.ndarray:
+    if g.scale == 1.0:  # the first pass's sums
+        return g.rsum[lo : lo + b.shape[0]]
+    return _row_part(b, lo, func, g.scale)[0]
+
+
+def _final_sums(g: _Sums, *parts: np.ndarray) -> _Sums:
+    if g.scale == 1.0:
+        return g
+    rsum = np.concatenate(parts)
+    return _Sums(rsum, float(rsum.sum()), g.scale, g.nnz, g.compact)
+
+
+def _columns_of(b: Any, g: _Sums) -> np.ndarray:
+    return np.unique(b.indices) if g.compact else np.zeros(0, np.int64)
+
+
+def _union(g: _Sums, *cols: np.ndarray) -> np.ndarray | None:
+    return np.unique(np.concatenate(cols)).astype(np.int64) if g.compact else None
+
+
+def _colpos(m: Any, uniq: np.ndarray | None) -> np.ndarray:
+    return m.indices if uniq is None else np.searchsorted(uniq, m.indices).astype(np.int64)
+
+
+def _chain_columns(acc, b, lo: int, g: _Sums, ncols: int, func: str) -> np.ndarray:
+    # the column sums so far plus this block's entries in storage order: a
+    # chain over the blocks adds in the order of the single-machine kernel
+    m = _block(b, lo, func)
+    out = np.zeros(ncols) if acc is None else acc.copy()
+    np.add.at(out, m.indices, m.data.astype(np.float64) * g.scale)
+    return out
+
+
+def _weights(csum: np.ndarray, uniq: np.ndarray | None, g: _Sums, cds: float | None):
+    cw = csum if uniq is None else csum[uniq]
+    if cds is None:
+        return cw, g.total
+    cw = np.power(cw, float(cds))
+    return cw, float(cw.sum())
+
+
+def _related_part(b, lo: int, n: int, g, uniq, weights, rows, k: int, opts, func: str):
+    from ..kernels import csr as K
+    from ..tokens import _row_sums
+
+    m = _block(b, lo, func)
+    hi = lo + m.shape[0]
+    indptr = np.empty(n + 1, m.indptr.dtype)  # the block's rows at their place in C
+    indptr[: lo + 1] = 0
+    indptr[lo + 1 : hi + 1] = m.indptr[1:]
+    indptr[hi + 1 :] = m.indptr[-1]
+    if opts[0] == K.CONDITIONAL:  # each row's own sum
+        rsum, scale = np.ones(n), np.ones(n)
+        rsum[lo:hi], scale[lo:hi] = _row_sums(m)
+        sums = (rsum, scale, m.indices, rsum[:0], 0.0, 0.0)
+    else:
+        cw, cwsum = weights
+        sums = (g.rsum, np.full(n, g.scale), _colpos(m, uniq), cw, cwsum, g.total)
+    return K.related_top(indptr, m.indices, m.data, rows, k, opts, sums)
+
+
+def _gather(n: int, k: int, scalar: bool, *parts):
+    values = np.full((n, k), np.nan)
+    indices = np.full((n, k), -1, np.intp)
+    for at, (v, i) in parts:
+        values[at], indices[at] = v, i
+    return TopK(values[0], indices[0]) if scalar else TopK(values, indices)
+
+
+def related(
+    C: CSRBlocks,
+    rows: Any,
+    k: int,
+    /,
+    *,
+    measure: str = "conditional",
+    min_count: float = 1,
+    exclude_self: bool = False,
+    cds: float | None = None,
+):
+    """:func:`fastroute.related` of the assembled matrix, on its row blocks.
+
+    The parameters, semantics and result are those of
+    :func:`fastroute.related`, bit for bit: PMI's row sums, total and column
+    sums come from one reduction over the blocks (the column sums of
+    integer counts are added exactly; float counts are added block after
+    block in storage order, as one machine adds them, which makes that pass
+    sequential), then each row block ranks its requested rows. The column
+    sums of integer counts are the same bits as one machine's float64 sums
+    while the total count is below 2**53. Returns a delayed ``TopK``.
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, numpy as np, fastroute.dask as frd
+    >>> t = da.from_array(np.array([0, 1, 0, 2, 0, 1]), chunks=3)
+    >>> C = frd.cooccurrence(t, 3, window=1, row_blocks=2)
+    >>> (r,) = dask.compute(frd.related(C, [0, 1], 2))
+    >>> r.indices
+    array([[ 1,  2],
+           [ 0, -1]])
+    """
+    import scipy.sparse as sp
+
+    from ..kernels import csr as K
+    from ..tokens import _MEASURES
+    from ..tokens import related as _related
+
+    dask, _ = _dask()
+    func = "related"
+    _check_blocks(C, func)
+    nrows, ncols = C.shape
+    # the single-machine function checks every argument on an empty matrix
+    probe = _related(sp.csr_array(C.shape, dtype=C.dtype), rows, k, measure=measure,
+                     min_count=min_count, exclude_self=exclude_self, cds=cds)  # fmt: skip
+    scalar = probe.values.ndim == 1
+    r = np.asarray(rows).reshape(-1).astype(np.int64)
+    kk = probe.values.shape[-1]
+    opts = (_MEASURES[measure], float(min_count), bool(exclude_self))
+    bounds = C.row_bounds
+    g = uniq = weights = None
+    if opts[0] != K.CONDITIONAL:
+        first = [dask.delayed(_row_part)(b, bounds[i], func) for i, b in enumerate(C.blocks)]
+        g1 = dask.delayed(_first_sums)(ncols, *first)
+        again = [dask.delayed(_rescaled_part)(b, bounds[i], g1, func) for i, b in enumerate(C.blocks)]  # fmt: skip
+        g = dask.delayed(_final_sums)(g1, *again)
+        uniq = dask.delayed(_union)(g1, *(dask.delayed(_columns_of)(b, g1) for b in C.blocks))
+        if np.dtype(C.dtype).kind in "iu":
+            csum = column_sums(C)
+        else:
+            csum = None
+            for i, b in enumerate(C.blocks):
+                csum = dask.delayed(_chain_columns)(csum, b, bounds[i], g1, ncols, func)
+        weights = dask.delayed(_weights)(csum, uniq, g, None if cds is None else float(cds))
+    parts = []
+    block_of = np.searchsorted(np.asarray(bounds), r, side="right") - 1
+    for i, b in enumerate(C.blocks):
+        at = np.flatnonzero(block_of == i)
+        if at.size:
+            part = dask.delayed(_related_part)(
+                b, bounds[i], nrows, g, uniq, weights, r[at], kk, opts, func
+            )
+            parts.append(dask.delayed(lambda p, at=at: (at, p))(part))
+    return dask.delayed(_gather)(r.size, kk, scalar, *parts)
+
+
+def _top_rows_part(b, k, mode, explicit, format):
+    return _top_k(b, k, axis=1, mode=mode, explicit=explicit, format=format)
+
+
+def _top_k_rows(C: CSRBlocks, k: int, *, axis, mode, explicit, format):
+    """``fastroute.top_k`` of each row block (see ``fastroute.dask.top_k``)."""
+    import scipy.sparse as sp
+
+    dask, da = _dask()
+    if axis not in (1, -1):
+        raise ValueError(
+            f"top_k: CSRBlocks are ranked along their rows (axis=1 or -1), got axis={axis!r}"
+        )
+    probe = _top_k(sp.csr_array((1, C.shape[1]), dtype=C.dtype), k, mode=mode,
+                   explicit=explicit, format=format)  # fmt: skip
+    parts = [dask.delayed(_top_rows_part)(b, k, mode, explicit, format) for b in C.blocks]
+    if format == "csr":
+        return CSRBlocks(C.shape, C.row_bounds, tuple(parts), probe.dtype, C.index_dtype)
+    kk = probe.values.shape[1]
+    sizes = np.diff(C.row_bounds)
+    out = []
+    for which, dtype in ((0, probe.values.dtype), (1, probe.indices.dtype)):
+        out.append(da.concatenate([
+            da.from_delayed(dask.delayed(lambda r, w=which: r[w])(p), (int(n), kk), dtype=dtype)
+            for p, n in zip(parts, sizes, strict=True)
+        ]))  # fmt: skip
+    return TopK(*out)
