@@ -81,7 +81,9 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def rank_vocabulary(words: list[str], counts: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+def rank_vocabulary(
+    words: list[str], counts: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Distinct ``words`` with their ``counts`` ranked as :func:`tokenize`
     ranks them (count descending, then the word): ``(vocabulary, rank,
     frequency)`` with ``rank[i]`` the id of ``words[i]``."""
@@ -208,6 +210,7 @@ def analyze_counts(
     frequency_kind: str | None = None,
     source: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
+    ops: Any = None,
 ) -> Analysis:
     """Run the pipeline on a co-occurrence count matrix ``C``.
 
@@ -221,13 +224,12 @@ def analyze_counts(
     ``frequency`` defaults to the row sums of ``C`` (``frequency_kind``
     names what it is: "row sum" by default); ``vocab`` (optional) names rows
     and columns. ``cds`` applies to ``"pmi"``/``"ppmi"`` only (ignored for
-    the other measures); ``None`` or 1 means no smoothing.
+    the other measures); ``None`` or 1 means no smoothing. ``ops`` runs the
+    stages on another kind of matrix (``fastroute.dask`` passes row blocks).
     """
-    from .divergence import relative_entropy
-    from .entropy import entropy
-    from .tokens import normalize_rows, related
     from .topk import top_k
 
+    ops = ops or _OneMachine()
     if by not in ("entropy", "kl"):
         raise ValueError(f"by must be 'entropy' or 'kl', got {by!r}")
     if min_frequency is None:
@@ -240,22 +242,18 @@ def analyze_counts(
     if measure not in ("pmi", "ppmi") or cds == 1:
         cds = None
     if frequency is None:
-        frequency = np.asarray(C.sum(axis=1)).reshape(-1)
+        frequency = ops.row_sums(C)
         frequency_kind = frequency_kind or "row sum"
     with stage("normalize_rows", timings):
-        P = normalize_rows(C)
+        P = ops.normalize_rows(C)
     with stage("top_entropy" if by == "entropy" else "top_kl", timings):
-        if by == "entropy":
-            score = entropy(P, axis=1, base=2)
-        else:
-            contexts = np.asarray(C.sum(axis=0), np.float64).reshape(-1)
-            score = relative_entropy(P, contexts, base=2)
+        score = ops.entropy_bits(P) if by == "entropy" else ops.kl_bits(P, C)
         if min_frequency > 0:  # NaN ranks last and ends the list below
             score[np.asarray(frequency) < min_frequency] = np.nan
         best = top_k(score, k)
     with stage("related", timings):
-        rel = related(C, best.indices, related_k, measure=measure, min_count=min_count,
-                      exclude_self=True, cds=cds)  # fmt: skip
+        rel = ops.related(C, best.indices, related_k, measure=measure, min_count=min_count,
+                          exclude_self=True, cds=cds)  # fmt: skip
 
     def name(i: int) -> str:
         return vocab[i] if vocab is not None and i < len(vocab) else f"#{i}"
@@ -278,6 +276,44 @@ def analyze_counts(
               "min_count": min_count, "by": by, "min_frequency": min_frequency,
               "frequency": frequency_kind or "frequency"}  # fmt: skip
     return Analysis(
-        source=source or {}, vocabulary_size=nrows, tokens=None, stored_pairs=int(C.nnz),
+        source=source or {}, vocabulary_size=nrows, tokens=None, stored_pairs=ops.nnz(C),
         params=params, top=top, timings=timings,
     )  # fmt: skip
+
+
+class _OneMachine:
+    """The pipeline's stages on one ``scipy.sparse`` matrix (``fastroute.dask``
+    has the same on row blocks)."""
+
+    @staticmethod
+    def row_sums(C: Any) -> np.ndarray:
+        return np.asarray(C.sum(axis=1)).reshape(-1)
+
+    @staticmethod
+    def normalize_rows(C: Any) -> Any:
+        from .tokens import normalize_rows
+
+        return normalize_rows(C)
+
+    @staticmethod
+    def entropy_bits(P: Any) -> np.ndarray:
+        from .entropy import entropy
+
+        return entropy(P, axis=1, base=2)
+
+    @staticmethod
+    def kl_bits(P: Any, C: Any) -> np.ndarray:
+        from .divergence import relative_entropy
+
+        contexts = np.asarray(C.sum(axis=0), np.float64).reshape(-1)
+        return relative_entropy(P, contexts, base=2)
+
+    @staticmethod
+    def related(C: Any, rows: np.ndarray, k: int, **kw: Any) -> Any:
+        from .tokens import related
+
+        return related(C, rows, k, **kw)
+
+    @staticmethod
+    def nnz(C: Any) -> int:
+        return int(C.nnz)

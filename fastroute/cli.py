@@ -127,12 +127,18 @@ def _build_parser() -> argparse.ArgumentParser:
             "relative entropy to the distribution of all contexts: how specific the token "
             "is) and list, for the k "
             "highest, the tokens most related to them. FILE is a UTF-8 text (words are "
-            "lower-cased) or a .npz count matrix saved by scipy.sparse.save_npz; "
-            "without FILE: the embedded public-domain corpus (Jane Austen, Pride and "
-            "Prejudice, 1813)."
+            "lower-cased; several files or globs are read as one text) or a .npz count "
+            "matrix saved by scipy.sparse.save_npz; without FILE: the embedded "
+            "public-domain corpus (Jane Austen, Pride and Prejudice, 1813)."
         ),
     )
-    analyze.add_argument("file", nargs="?", metavar="FILE", help="text or .npz file")
+    analyze.add_argument(
+        "files", nargs="*", metavar="FILE",
+        help=(
+            "UTF-8 text files or glob patterns (their words one after the other), or one "
+            ".npz count matrix"
+        ),
+    )  # fmt: skip
     analyze.add_argument(
         "-k", type=int, default=20, metavar="K", help="tokens to report (default 20)"
     )
@@ -179,6 +185,18 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--vocab", metavar="FILE",
         help="for .npz input: a UTF-8 file with one token per line naming rows/columns",
+    )  # fmt: skip
+    scale = analyze.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--workers", type=int, metavar="N",
+        help=(
+            "count and analyze on Dask with a local cluster of N worker processes "
+            "(text input; needs fastroute[dask]); the same report as without it"
+        ),
+    )  # fmt: skip
+    scale.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="as --workers, on an existing Dask cluster (e.g. tcp://host:8786) that sees the files",
     )  # fmt: skip
     analyze.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -302,8 +320,17 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             raise CLIError(f"{name} must be >= {low}, got {value}")
     if not args.min_count > 0:
         raise CLIError(f"--min-count must be > 0, got {args.min_count}")
-    if args.vocab and not (args.file or "").endswith(".npz"):
+    npz = [f for f in args.files if f.endswith(".npz")]
+    if npz and len(args.files) > 1:
+        raise CLIError("a .npz count matrix is analyzed on its own; pass one .npz file")
+    args.file = npz[0] if npz else None
+    if args.vocab and not npz:
         raise CLIError("--vocab applies to .npz input only")
+    dask_opts = args.workers is not None or args.scheduler is not None
+    if dask_opts and npz:
+        raise CLIError("--workers and --scheduler apply to text input, not to a .npz matrix")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
     if args.cds is not None:
         if args.measure not in ("pmi", "ppmi"):
             raise CLIError(f"--cds applies to --measure pmi or ppmi, not {args.measure}")
@@ -317,29 +344,104 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 min_frequency=args.min_frequency)  # fmt: skip
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if args.file is None:
-        text = A.load_corpus()
-        source = {"kind": "embedded corpus", **{k: v for k, v in A.CORPUS.items() if k != "file"}}
-    elif args.file.endswith(".npz"):
+    if npz:
         result = _analyze_npz(args, opts, timings)
         return _print_analysis(result, args)
-    else:
-        text = _read_text(args.file)
-        source = {"kind": "text file", "path": args.file}
+    paths = _text_paths(args.files)
+    if dask_opts:
+        return _print_analysis(_analyze_dask(args, paths, opts, timings), args)
+    if not paths:
+        text = A.load_corpus()
+        source = {"kind": "embedded corpus", **{k: v for k, v in A.CORPUS.items() if k != "file"}}
+    else:  # the files' words one after the other (a newline ends each)
+        text = "\n".join(_read_text(p) for p in paths)
+        source = _text_source(paths)
     timings["read"] = time.perf_counter() - t0
     t = time.perf_counter()
     ids, vocab, _ = A.tokenize(text)
     timings["tokenize"] = time.perf_counter() - t
-    if ids.size < 2:
-        raise CLIError(f"{args.file or 'the corpus'} has {ids.size} word(s); need at least 2")
-    window = args.window
-    if window > ids.size - 1:  # a wider window counts the same pairs
-        window = ids.size - 1
-        print(f"note: --window {args.window} is more than the text's {ids.size:,} words allow; "
-              f"using {window:,}", file=sys.stderr)  # fmt: skip
+    window = _window(args, ids.size)
     result = A.analyze_tokens(ids, vocab, window=window, source=source, timings=timings,
                               **opts)  # fmt: skip
     return _print_analysis(result, args)
+
+
+def _text_paths(files: list[str]) -> list[str]:
+    from .dask.corpus import _paths  # glob patterns expanded; Dask is not needed
+
+    if not files:
+        return []
+    try:
+        return _paths(files, "")
+    except OSError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _text_source(paths: list[str]) -> dict[str, Any]:
+    if len(paths) == 1:
+        return {"kind": "text file", "path": paths[0]}
+    return {"kind": "text files", "paths": paths}
+
+
+def _window(args: argparse.Namespace, n: int) -> int:
+    if n < 2:
+        what = ", ".join(args.files) or "the corpus"
+        raise CLIError(f"{what} has {n} word(s); need at least 2")
+    if args.window > n - 1:  # a wider window counts the same pairs
+        print(f"note: --window {args.window} is more than the text's {n:,} words allow; "
+              f"using {n - 1:,}", file=sys.stderr)  # fmt: skip
+        return n - 1
+    return args.window
+
+
+def _analyze_dask(args: argparse.Namespace, paths: list[str], opts: dict[str, Any],
+                  timings: dict[str, float]):  # fmt: skip
+    import contextlib
+    import tempfile
+
+    from . import analyze as A
+
+    try:
+        import dask  # noqa: F401
+        from distributed import Client
+
+        import fastroute.dask as frd
+    except ImportError:
+        raise CLIError(
+            "--workers and --scheduler need Dask: pip install 'fastroute[dask]'"
+        ) from None
+    with contextlib.ExitStack() as stack:
+        if args.workers is not None:
+            cluster = stack.enter_context(frd.local_cluster(args.workers, dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+            where = {"workers": args.workers}
+        else:
+            try:
+                client = stack.enter_context(Client(args.scheduler, timeout="10s"))
+            except (OSError, TimeoutError) as exc:
+                raise CLIError(
+                    f"cannot reach the Dask scheduler at {args.scheduler}: {exc}"
+                ) from None
+            where = {"scheduler": args.scheduler}
+        if paths:
+            source = {**_text_source(paths), **where}
+        else:  # the embedded corpus, as a file the workers read
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fastroute-"))
+            paths = [f"{tmp}/corpus.txt"]
+            with open(paths[0], "w", encoding="utf-8") as f:
+                f.write(A.load_corpus())
+            source = {"kind": "embedded corpus", **{k: v for k, v in A.CORPUS.items()
+                                                    if k != "file"}, **where}  # fmt: skip
+        t = time.perf_counter()
+        try:
+            corpus = frd.read_corpus(paths)
+            timings["read_tokenize"] = time.perf_counter() - t
+            window = _window(args, int(corpus.ids.shape[0]))
+            result = frd.analyze(corpus, window=window, source=source, timings=timings, **opts)
+        except (OSError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+        del client
+    return result
 
 
 def _read_text(path: str) -> str:
@@ -404,7 +506,7 @@ def _print_analysis(result: Any, args: argparse.Namespace) -> int:
     if src.get("kind") == "embedded corpus":
         what = f"{src['title']} ({src['author']}, {src['year']}, {src['licence']})"
     else:
-        what = src.get("path", "?")
+        what = src.get("path") or f"{len(src.get('paths', ()))} files"
     size = f"{result.tokens:,} tokens, " if result.tokens is not None else ""
     print(f"{what}: {size}{result.vocabulary_size:,} types, {result.stored_pairs:,} stored pairs")
     window = f"window {p['window']}, " if "window" in p else ""

@@ -57,6 +57,23 @@ class CSRBlocks:
         out.has_canonical_format = True
         return out
 
+    def persist(self, *, wait: bool = True) -> CSRBlocks:
+        """The same matrix with its blocks computed and kept where they were
+        computed (on the workers under ``distributed``), so that the stages
+        after it do not count again. ``wait``: return once they are."""
+        dask, _ = _dask()
+        blocks = dask.persist(*self.blocks)
+        if wait:
+            try:
+                from distributed import futures_of
+                from distributed import wait as _wait
+            except ImportError:  # pragma: no cover - the local schedulers compute at once
+                pass
+            else:
+                if futures := futures_of(blocks):  # none under the local schedulers
+                    _wait(futures)
+        return CSRBlocks(self.shape, self.row_bounds, tuple(blocks), self.dtype, self.index_dtype)
+
 
 def _chunk_counts(seg, tail, vocab, window, symmetric, edges, where):
     # pairs whose first position lies in this chunk: those of the chunk and
