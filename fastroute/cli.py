@@ -412,7 +412,7 @@ def _analyze_dask(args: argparse.Namespace, paths: list[str], opts: dict[str, An
         ) from None
     with contextlib.ExitStack() as stack:
         if args.workers is not None:
-            cluster = stack.enter_context(frd.local_cluster(args.workers, dashboard_address=None))
+            cluster = stack.enter_context(frd.local_cluster(args.workers, dashboard_address=":0"))
             client = stack.enter_context(Client(cluster))
             where = {"workers": args.workers}
         else:

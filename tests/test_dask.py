@@ -3,6 +3,8 @@ any chunking of the rows and any scheduler."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -226,14 +228,20 @@ def test_docstring_examples():
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    with frd.local_cluster(2, numba_threads=1, dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as c:
+    with frd.local_cluster(2, numba_threads=1, dashboard_address=":0") as cluster:
+        # not the default scheduler: a test says where it computes
+        with distributed.Client(cluster, set_as_default=False) as c:
             yield c
 
 
 def test_process_cluster_gives_the_same_bits(client):
     # two worker processes, one Dask thread and one Numba thread each
     assert set(client.run(lambda: __import__("numba").get_num_threads()).values()) == {1}
+    with dask.config.set(scheduler=client):
+        _cluster_bits(client)
+
+
+def _cluster_bits(client):
     rng = np.random.default_rng(11)
     t = np.minimum(rng.zipf(1.2, 5000) - 1, 299)
     for chunks in (1, 2, 3, 7):
@@ -266,7 +274,8 @@ def test_killed_worker_leaves_the_counts_unchanged(client, tmp_path):
     rng = np.random.default_rng(12)
     t = np.minimum(rng.zipf(1.2, 20000) - 1, 499)
     x = da.from_array(t, chunks=2500).map_blocks(kill_once, marker, meta=np.empty(0, t.dtype))
-    got = frd.cooccurrence(x, 500, window=2).compute()
+    with dask.config.set(scheduler=client):
+        got = frd.cooccurrence(x, 500, window=2).compute()
     assert (tmp_path / "killed").exists()  # a worker did die
     _same_csr(got, fr.cooccurrence(t, 500, window=2))
 
@@ -458,3 +467,133 @@ def test_top_k_errors():
         frd.top_k(da.zeros((3, 3), chunks=2), 4, axis=0)
     with pytest.raises(ValueError):
         frd.top_k(da.zeros((), dtype=float), 1)
+
+
+# --------------------------------------------------------------------------- text corpora
+
+WORDS = ["the", "a", "cat", "Cat", "don't", "élan", "ΟΔΟΣ", "straße", "x", "zebra", "İstanbul"]
+
+
+@st.composite
+def corpora(draw):
+    # texts whose lines mix words, punctuation, digits and line endings
+    def line():
+        ws = draw(st.lists(st.sampled_from(WORDS), max_size=8))
+        sep = draw(st.sampled_from([" ", ", ", " 42 ", "_", "--"]))
+        return sep.join(ws) + draw(st.sampled_from(["\n", "\r\n", "\n\n"]))
+
+    files = []
+    for _ in range(draw(st.sampled_from([1, 2, 3, 7]))):
+        text = "".join(line() for _ in range(draw(st.integers(0, 6))))
+        if draw(st.booleans()):  # no newline at the end
+            text = text.rstrip("\r\n")
+        files.append(text)
+    return files, draw(st.sampled_from([1, 7, 40, 10**6])), draw(st.booleans())
+
+
+@given(case=corpora())
+def test_read_corpus_any_sharding_gives_the_ids_of_tokenize(tmp_path_factory, case):
+    from fastroute.analyze import tokenize
+
+    texts, blocksize, pattern = case
+    d = tmp_path_factory.mktemp("corpus")
+    paths = []
+    for i, text in enumerate(texts):
+        (d / f"{i:02d}.txt").write_bytes(text.encode("utf-8"))
+        paths.append(str(d / f"{i:02d}.txt"))
+    ids, vocab, freq = tokenize("\n".join(texts))
+    c = frd.read_corpus(str(d / "*.txt") if pattern else paths, blocksize=blocksize)
+    _same(c.ids.compute(), ids)
+    assert c.vocabulary == vocab
+    _same(c.frequency, freq)
+    if ids.size >= 2:
+        _same_csr(frd.cooccurrence(c.ids, len(vocab)).compute(), fr.cooccurrence(ids, len(vocab)))
+
+
+def test_read_corpus_bad_shards_name_the_file(tmp_path, monkeypatch):
+    good = tmp_path / "good.txt"
+    good.write_text("some words here\n" * 50)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine words\n" * 20 + b"caf\xe9 latin-1\n")
+    with pytest.raises(ValueError, match=r"bad.txt is not UTF-8 text \(invalid .* at byte 223"):
+        frd.read_corpus([str(good), str(bad)], blocksize=100)
+    with pytest.raises(FileNotFoundError, match="no such file: .*missing.txt"):
+        frd.read_corpus([str(good), str(tmp_path / "missing.txt")])
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        frd.read_corpus(str(tmp_path / "*.md"))
+    with pytest.raises(IsADirectoryError, match="directory"):
+        frd.read_corpus(str(tmp_path))
+    with pytest.raises(ValueError, match="blocksize"):
+        frd.read_corpus(str(good), blocksize=0)
+    import builtins
+
+    real_open = builtins.open
+
+    def refuse(path, *a, **kw):  # a shard the worker may not read
+        if str(path) == str(good):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    with pytest.raises(OSError, match=r"cannot read .*good.txt \(shard bytes 0:400\): Permission"):
+        frd.read_corpus(str(good), blocksize=400)
+
+
+def _cli_json(capsys, *argv):
+    import json
+
+    from fastroute.cli import main
+
+    code = main(["analyze", *argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    res = json.loads(out)
+    res.pop("timings_s")
+    return res, res.pop("source")
+
+
+def test_cli_on_a_cluster_gives_the_single_process_report(client, tmp_path, capsys):
+    from fastroute.analyze import load_corpus
+
+    lines = load_corpus().splitlines(keepends=True)
+    for i, (lo, hi) in enumerate([(0, 4000), (4000, 4001), (4001, len(lines))]):
+        (tmp_path / f"part{i}.txt").write_text("".join(lines[lo:hi]), encoding="utf-8")
+    pattern = str(tmp_path / "part*.txt")
+    args = ("-k", "8", "--related", "4")
+    want, src = _cli_json(capsys, pattern, *args)
+    assert src["kind"] == "text files" and len(src["paths"]) == 3
+    got, src = _cli_json(capsys, pattern, *args, "--scheduler", client.scheduler.address)
+    assert src["scheduler"] == client.scheduler.address
+    assert got == want
+    got, _ = _cli_json(capsys, pattern, *args, "--by", "kl", "--measure", "npmi",
+                       "--scheduler", client.scheduler.address)  # fmt: skip
+    assert got == _cli_json(capsys, pattern, *args, "--by", "kl", "--measure", "npmi")[0]
+
+
+def test_cli_workers_on_the_embedded_corpus(capsys):
+    want, _ = _cli_json(capsys, "-k", "5")
+    got, src = _cli_json(capsys, "-k", "5", "--workers", "2")
+    assert src["kind"] == "embedded corpus" and src["workers"] == 2
+    assert got == want
+
+
+def test_cli_dask_errors(tmp_path, capsys):
+    import scipy.sparse as sp
+
+    from fastroute.cli import main
+
+    sp.save_npz(tmp_path / "c.npz", sp.csr_array(np.eye(3)))
+    (tmp_path / "t.txt").write_text("a b c\n")
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
+    cases = [
+        ([str(tmp_path / "c.npz"), "--workers", "2"], "apply to text input"),
+        ([str(tmp_path / "c.npz"), str(tmp_path / "t.txt")], "one .npz"),
+        ([str(tmp_path / "t.txt"), "--workers", "0"], "--workers must be >= 1"),
+        ([str(tmp_path / "*.csv")], "no file matches"),
+        ([str(tmp_path / "t.txt"), str(tmp_path / "bad.txt"), "--workers", "1"],
+         r"bad.txt is not UTF-8 text .* at byte 3"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(["analyze", *argv]) == 2
+        _, err = capsys.readouterr()
+        assert re.search(message, err), (argv, err)
