@@ -9,6 +9,7 @@ modified; the parallel drivers give the same bits as the serial ones.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -303,6 +304,41 @@ def test_entropy_from_logits_matches_dense(dtype, index_dtype, data):
     assert snapshot(m) == before, "input was modified"
     assert got.dtype == (np.float32 if np.dtype(dtype) == np.float32 else np.float64)
     assert_close(got, entropy_from_logits_ref(dense, axis=ax, base=base))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_entropy_of_many_empty_rows_between_short_ones(dtype):
+    # thousands of consecutive rows with a few entries between them (a
+    # large vocabulary's co-occurrence rows): a group of short rows was
+    # bounded by its entries only and overran its per-row scratch
+    rng = np.random.default_rng(5)
+    nrows, filled = 30000, rng.choice(30000, 150, replace=False)
+    dense = np.zeros((nrows, 8), dtype)
+    for r in filled:
+        cols = rng.choice(8, rng.integers(1, 6), replace=False)
+        dense[r, cols] = rng.integers(1, 9, cols.size)
+    m = sp.csr_array(dense)
+    for normalize in (True, False):
+        want = entropy_ref(dense, axis=1, base=None, normalize=normalize)
+        assert_close(fr.entropy(m, normalize=normalize), want)
+
+
+def test_entropy_of_many_empty_rows_within_bounds():
+    # the same rows with Numba's bounds checks on (an overrun of scratch
+    # memory often gives the right numbers and corrupts the heap instead)
+    code = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sp, fastroute as fr
+        dense = np.zeros((20000, 4))
+        dense[::200, 1] = 1.0
+        dense[::400, 2] = 3.0
+        h = fr.entropy(sp.csr_array(dense))
+        assert np.isnan(h[1]) and h[0] > 0 and np.isfinite(h[::200]).all()
+        print("ok")
+    """)
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "FASTROUTE_NO_CACHE": "1",
+           "NUMBA_NUM_THREADS": "1"}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_entropy_rules():

@@ -25,10 +25,10 @@ from .blocks import (
     row_entropy,
     top_entropy,
 )  # fmt: skip
-from .corpus import Corpus, Shard, analyze, read_corpus
+from .corpus import Corpus, Shard, analyze, read_corpus, read_ids
 from .dense import entropy, entropy_from_logits, route, top_k
 
 __all__ = [
-    "CSRBlocks", "Corpus", "Shard", "analyze", "read_corpus", "column_sums", "cooccurrence", "entropy", "entropy_from_logits", "local_cluster", "normalize_rows",
+    "CSRBlocks", "Corpus", "Shard", "analyze", "read_corpus", "read_ids", "column_sums", "cooccurrence", "entropy", "entropy_from_logits", "local_cluster", "normalize_rows",
     "related", "route", "row_entropy", "top_entropy", "top_k",
 ]  # fmt: skip

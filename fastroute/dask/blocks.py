@@ -77,16 +77,22 @@ class CSRBlocks:
 
 def _chunk_counts(seg, tail, vocab, window, symmetric, edges, where):
     # pairs whose first position lies in this chunk: those of the chunk and
-    # the window after it, minus those within that window alone
+    # the window after it, minus those within that window alone (a few
+    # entries, subtracted in place)
     try:
-        c = _cooccurrence(seg, vocab, window=window, symmetric=False)
-        c = (c - _cooccurrence(tail, vocab, window=window, symmetric=False)).tocsr()
+        c = _cooccurrence(seg, vocab, window=window, symmetric=symmetric)
+        t = _cooccurrence(tail, vocab, window=window, symmetric=symmetric)
     except ValueError as exc:
         raise ValueError(f"cooccurrence: tokens {where}: {exc}") from None
-    c.eliminate_zeros()
-    if symmetric:
-        c = (c + c.T).tocsr()
-    c.sort_indices()
+    if t.nnz:
+        rows = np.repeat(np.arange(vocab), np.diff(t.indptr))
+        pos = np.array([
+            c.indptr[i] + np.searchsorted(c.indices[c.indptr[i] : c.indptr[i + 1]], j)
+            for i, j in zip(rows.tolist(), t.indices.tolist(), strict=True)
+        ], np.int64)  # fmt: skip
+        c.data[pos] -= t.data
+        if not c.data[pos].all():  # pairs seen only within the window
+            c.eliminate_zeros()
     return tuple(c[edges[r] : edges[r + 1]] for r in range(len(edges) - 1))
 
 

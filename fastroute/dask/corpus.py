@@ -23,7 +23,7 @@ from ..analyze import (
 from ._base import _dask
 from .blocks import CSRBlocks, column_sums, cooccurrence, normalize_rows, related, row_entropy
 
-__all__ = ["Corpus", "Shard", "read_corpus", "analyze"]
+__all__ = ["Corpus", "Shard", "read_corpus", "read_ids", "analyze"]
 
 #: Bytes of text per shard unless told otherwise: about 5 million words,
 #: whose pairs (24 bytes each, 4 per word at window 2) a task holds while
@@ -214,6 +214,46 @@ def read_corpus(
     ]
     del rank
     return Corpus(da.concatenate(chunks), vocab, freq, shards)
+
+
+def _ids_slice(path: str, start: int, stop: int) -> np.ndarray:
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
+
+
+def read_ids(path: str | os.PathLike, /, *, chunks: int = 10_000_000):
+    """A token-id stream saved with ``np.save`` as a 1-D Dask array whose
+    chunks each worker reads from the file itself (memory-mapped, a chunk at
+    a time), so the client never loads the file and no data passes through
+    the scheduler. The workers must see ``path``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, numpy as np, fastroute.dask as frd
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "ids.npy"
+    >>> np.save(f, np.array([0, 1, 2, 0], np.int32))
+    >>> x = frd.read_ids(f, chunks=3)
+    >>> x.chunks, frd.cooccurrence(x, 3, window=1).compute().toarray()
+    (((3, 1),), array([[0, 1, 1],
+           [1, 0, 1],
+           [1, 1, 0]]))
+    """
+    dask, da = _dask()
+    p = os.fspath(path)
+    head = np.load(p, mmap_mode="r")  # the header: shape and dtype (a clear error if not .npy)
+    if head.ndim != 1 or head.dtype.kind not in "iu":
+        raise ValueError(
+            f"read_ids: {p} holds a {head.ndim}-D {head.dtype} array; need 1-D integer ids"
+        )
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
+        raise ValueError(f"read_ids: chunks must be a positive number of ids, got {chunks!r}")
+    n, step = head.shape[0], int(chunks)
+    parts = [
+        da.from_delayed(
+            dask.delayed(_ids_slice)(p, s, min(s + step, n)), (min(step, n - s),), dtype=head.dtype
+        )  # fmt: skip
+        for s in range(0, n, step)
+    ]
+    return da.concatenate(parts) if parts else da.zeros((0,), dtype=head.dtype)
 
 
 class _RowBlocks:

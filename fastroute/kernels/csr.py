@@ -538,8 +538,9 @@ def entropy_serial(indptr, data2d, normalize, out, status, lo, hi):
             status[r] = st if ok else EXACT
             r += 1
             continue
-        r1 = r + 1  # a group of consecutive short rows
-        while (r1 < hi and indptr[r1 + 1] - indptr[r1] <= SHORT_ROW
+        r1 = r + 1  # a group of consecutive short rows: at most _GROUP_ENTRIES
+        # entries and rows (empty rows add rows, not entries)
+        while (r1 < hi and r1 - r < _GROUP_ENTRIES and indptr[r1 + 1] - indptr[r1] <= SHORT_ROW
                and indptr[r1 + 1] - a <= _GROUP_ENTRIES):  # fmt: skip
             r1 += 1
         _short_rows(indptr, data2d, normalize, out, status, r, r1,
