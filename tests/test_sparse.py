@@ -333,6 +333,9 @@ def test_entropy_of_many_empty_rows_within_bounds():
         dense[::400, 2] = 3.0
         h = fr.entropy(sp.csr_array(dense))
         assert np.isnan(h[1]) and h[0] > 0 and np.isfinite(h[::200]).all()
+        # rows of no entries at all (the tile of the short-row kernel is empty)
+        assert np.isnan(fr.entropy(np.zeros((5, 0)))).all()
+        assert (fr.entropy(np.zeros((5, 0)), normalize=False) == 0).all()
         print("ok")
     """)
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "FASTROUTE_NO_CACHE": "1",

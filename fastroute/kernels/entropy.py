@@ -211,6 +211,10 @@ def short_rows64(x, normalize, out, status, lo, hi, work):
     A row's bits depend on the row alone. ``work``: float64 scratch of
     ``(n + 4) * min(rows, LANES64)`` elements (``SHORT64_WORK_SIZE`` for any)."""
     n = x.shape[1]
+    if n == 0:  # empty rows: no tile (its row 0 holds the results below)
+        for r in range(lo, hi):
+            out[r], status[r], _ = _one_pass_decide(0.0, 0.0, 0.0, 0.0, 0, 0, normalize)
+        return
     nl = min(LANES64, hi - lo)
     xt = work[: n * nl].reshape((n, nl))
     o = n * nl
