@@ -119,9 +119,12 @@ def _same_csr(got, want):
     symmetric=st.booleans(),
     dtype=st.sampled_from([np.int64, np.int32, np.float64]),
     row_blocks=st.sampled_from([None, 1, 3]),
+    weights=st.sampled_from([None, "frequency", "random"]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_cooccurrence_bit_identical(n, vocab, window, chunks, symmetric, dtype, row_blocks, seed):
+def test_cooccurrence_bit_identical(
+    n, vocab, window, chunks, symmetric, dtype, row_blocks, weights, seed
+):
     rng = np.random.default_rng(seed)
     t = np.minimum(rng.zipf(1.3, n) - 1, vocab - 1)  # Zipf ids, the last id common
     if n:
@@ -131,7 +134,11 @@ def test_cooccurrence_bit_identical(n, vocab, window, chunks, symmetric, dtype, 
         size = max(1, window // 2)
     x = da.from_array(t, chunks=size)
     kw = dict(window=window, symmetric=symmetric, dtype=dtype)
-    got = frd.cooccurrence(x, vocab, row_blocks=row_blocks, **kw)
+    w = {None: None, "frequency": np.bincount(t, minlength=vocab),
+         "random": rng.random(vocab) * (rng.random(vocab) < 0.5)}[weights]  # fmt: skip
+    got = frd.cooccurrence(x, vocab, row_blocks=row_blocks, row_weights=w, **kw)
+    assert got.row_bounds[0] == 0 and got.row_bounds[-1] == vocab
+    assert (np.diff(got.row_bounds) > 0).all()
     _same_csr(got.compute(scheduler="threads"), fr.cooccurrence(t, vocab, **kw))
 
 
@@ -305,6 +312,19 @@ def test_pipeline_on_row_blocks_bit_identical(n, vocab, chunks, row_blocks, k, s
     want = fr.top_entropy(fr.normalize_rows(C1), k)
     _same(got.values, want.values)
     _same(got.indices, want.indices)
+
+
+def test_row_weights_balance_the_blocks_and_are_checked():
+    t = np.minimum(np.random.default_rng(3).zipf(1.2, 20000) - 1, 999)
+    C = frd.cooccurrence(da.from_array(t, chunks=5000), 1000, row_blocks=4,
+                         row_weights=np.bincount(t, minlength=1000))  # fmt: skip
+    nnz = [b.nnz for b in dask.compute(*C.blocks)]
+    equal = frd.cooccurrence(da.from_array(t, chunks=5000), 1000, row_blocks=4)
+    nnz_equal = [b.nnz for b in dask.compute(*equal.blocks)]
+    assert max(nnz) < max(nnz_equal)  # frequent ids hold most pairs: equal rows are skewed
+    for bad in (np.ones(999), -np.ones(1000), np.full(1000, np.nan)):
+        with pytest.raises(ValueError, match="row_weights"):
+            frd.cooccurrence(da.from_array(t, chunks=5000), 1000, row_weights=bad)
 
 
 def test_pipeline_errors():

@@ -93,16 +93,45 @@ def _chunk_counts(seg, tail, vocab, window, symmetric, edges, where):
         c.data[pos] -= t.data
         if not c.data[pos].all():  # pairs seen only within the window
             c.eliminate_zeros()
-    return tuple(c[edges[r] : edges[r + 1]] for r in range(len(edges) - 1))
+    return tuple(_rows_of(c, edges[r], edges[r + 1]) for r in range(len(edges) - 1))
+
+
+def _rows_of(c, lo: int, hi: int):
+    # rows lo:hi of a canonical CSR matrix, as views of its arrays
+    import scipy.sparse as sp
+
+    a, b = c.indptr[lo], c.indptr[hi]
+    out = sp.csr_array((c.data[a:b], c.indices[a:b], c.indptr[lo : hi + 1] - a),
+                       shape=(hi - lo, c.shape[1]))  # fmt: skip
+    out.has_canonical_format = True
+    return out
 
 
 def _add(*parts):
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    out = out.tocsr()
-    out.sum_duplicates()
-    return out
+    # the canonical sum of canonical count blocks of the same rows, merged
+    # pairwise by fastroute's kernel (the counts are positive: no zeros)
+    import scipy.sparse as sp
+
+    from ..kernels import csr as K
+
+    parts = [p for p in parts if p.nnz] or [parts[0]]
+    while len(parts) > 1:
+        nxt = []
+        for a, b in zip(parts[::2], parts[1::2], strict=False):
+            it = np.result_type(a.indices.dtype, b.indices.dtype, a.indptr.dtype, b.indptr.dtype)
+            dt = np.result_type(a.dtype, b.dtype)
+            ip, ix, d = K.add_canonical(
+                a.indptr.astype(np.int64, copy=False), a.indices.astype(it, copy=False),
+                a.data.astype(dt, copy=False), b.indptr.astype(np.int64, copy=False),
+                b.indices.astype(it, copy=False), b.data.astype(dt, copy=False),
+            )  # fmt: skip
+            c = sp.csr_array((d, ix, ip.astype(it, copy=False)), shape=a.shape)
+            c.has_canonical_format = True
+            nxt.append(c)
+        if len(parts) % 2:
+            nxt.append(parts[-1])
+        parts = nxt
+    return parts[0]
 
 
 def _tree_sum(dask, parts, fan_in=4):
@@ -111,6 +140,27 @@ def _tree_sum(dask, parts, fan_in=4):
     while len(parts) > 1:
         parts = [dask.delayed(_add)(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
     return parts[0]
+
+
+def _row_edges(vocab: int, nr: int, weights: Any) -> tuple[int, ...]:
+    # nr blocks of equal rows, or of about equal weight (empty ones dropped)
+    if weights is None:
+        return tuple(vocab * r // nr for r in range(nr + 1))
+    w = np.asarray(weights)
+    if w.shape != (vocab,) or w.dtype.kind not in "iuf":
+        raise ValueError(
+            f"cooccurrence: row_weights must be {vocab} numbers (one per row), got "
+            f"{w.dtype} of shape {w.shape}"
+        )
+    w = w.astype(np.float64)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError("cooccurrence: row_weights must be finite and >= 0")
+    cum = np.cumsum(w)
+    total = float(cum[-1]) if vocab else 0.0
+    if not total > 0:
+        return _row_edges(vocab, nr, None)
+    cuts = np.searchsorted(cum, total * np.arange(1, nr) / nr, side="right") + 1
+    return tuple(int(e) for e in np.unique(np.concatenate(([0], np.minimum(cuts, vocab), [vocab]))))
 
 
 def cooccurrence(
@@ -122,6 +172,7 @@ def cooccurrence(
     symmetric: bool = True,
     dtype: Any = np.int64,
     row_blocks: int | None = None,
+    row_weights: Any = None,
 ) -> CSRBlocks:
     """Co-occurrence counts of a token stream held as a 1-D Dask array.
 
@@ -130,7 +181,13 @@ def cooccurrence(
     pairs whose first position it holds, reading ``window`` tokens past its
     end, so a pair across a chunk boundary is counted once. The chunks'
     counts are split into ``row_blocks`` row blocks (default: one per
-    chunk, at most ``vocab_size``) and summed block by block.
+    chunk, at most ``vocab_size``) and summed block by block. The blocks
+    hold equal numbers of rows unless ``row_weights`` (one non-negative
+    number per row, e.g. each token's frequency: a row holds about ``2 *
+    window`` pairs per occurrence) splits them into blocks of about equal
+    weight: ids ranked by frequency (as :func:`read_corpus` gives them) put
+    most pairs in the first rows, and equal rows would leave one block with
+    most of the work. A row's weight never changes the counts.
 
     Returns
     -------
@@ -163,7 +220,8 @@ def cooccurrence(
     if int(nr) < 1:
         raise ValueError(f"cooccurrence: row_blocks must be >= 1, got {row_blocks!r}")
     nr = max(1, min(int(nr), vocab))
-    edges = tuple(vocab * r // nr for r in range(nr + 1))
+    edges = _row_edges(vocab, nr, row_weights)
+    nr = len(edges) - 1
     pieces = []
     start = 0
     for size in x.chunks[0]:

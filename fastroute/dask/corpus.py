@@ -336,8 +336,8 @@ def analyze(
     """
     timings = dict(timings or {})
     with stage("cooccurrence", timings):
-        C = cooccurrence(corpus.ids, len(corpus.vocabulary), window=window,
-                         row_blocks=row_blocks).persist()  # fmt: skip
+        C = cooccurrence(corpus.ids, len(corpus.vocabulary), window=window, row_blocks=row_blocks,
+                         row_weights=corpus.frequency).persist()  # fmt: skip
     out = analyze_counts(
         C, corpus.vocabulary, k=k, related_k=related_k, measure=measure, cds=cds,
         min_count=min_count, by=by, min_frequency=min_frequency, frequency=corpus.frequency,

@@ -871,6 +871,52 @@ def normalize_parallel(indptr, data, sums, scale, q, kept, bounds):
 
 
 @jit
+def add_canonical(ip_a, ix_a, d_a, ip_b, ix_b, d_b):
+    """The sum of two canonical CSR matrices of the same shape (rows
+    ``ip_a.shape[0] - 1``): per row, one merge of the two ascending column
+    lists, equal columns added. Returns canonical arrays sized for the sum's
+    entries, except that entries summing to zero are kept (the caller's
+    counts are positive). ``ix_a``/``ix_b`` and ``d_a``/``d_b`` share dtypes."""
+    n = ip_a.shape[0] - 1
+    ip = np.empty(n + 1, ip_a.dtype)
+    ix = np.empty(ix_a.shape[0] + ix_b.shape[0], ix_a.dtype)
+    d = np.empty(ix.shape[0], d_a.dtype)
+    o = 0
+    ip[0] = 0
+    for r in range(n):
+        i, ie = ip_a[r], ip_a[r + 1]
+        j, je = ip_b[r], ip_b[r + 1]
+        while i < ie and j < je:
+            ci, cj = ix_a[i], ix_b[j]
+            if ci < cj:
+                ix[o] = ci
+                d[o] = d_a[i]
+                i += 1
+            elif cj < ci:
+                ix[o] = cj
+                d[o] = d_b[j]
+                j += 1
+            else:
+                ix[o] = ci
+                d[o] = d_a[i] + d_b[j]
+                i += 1
+                j += 1
+            o += 1
+        while i < ie:
+            ix[o] = ix_a[i]
+            d[o] = d_a[i]
+            i += 1
+            o += 1
+        while j < je:
+            ix[o] = ix_b[j]
+            d[o] = d_b[j]
+            j += 1
+            o += 1
+        ip[r + 1] = o
+    return ip, ix[:o].copy(), d[:o].copy()
+
+
+@jit
 def drop_zeros(indptr, indices, data, q, kept):
     """The CSR arrays without the entries whose data or quotient is zero."""
     nrows = indptr.shape[0] - 1
@@ -1047,5 +1093,5 @@ __all__ = [
     "sum_duplicates", "topk_explicit_serial", "topk_explicit_parallel", "topk_dense_serial",
     "topk_dense_parallel", "topk_to_csr", "topk_to_csr_parallel", "entropy_serial",
     "entropy_parallel", "entropy32_serial", "entropy32_parallel", "exact_serial", "exact_parallel", "logits_serial", "logits_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "bad_weight_parallel", "row_sums", "row_sums_parallel",
-    "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "related_top",
+    "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "add_canonical", "related_top",
 ]  # fmt: skip
