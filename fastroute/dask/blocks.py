@@ -134,6 +134,10 @@ def _add(*parts):
     return parts[0]
 
 
+def _as_dtype(b, dtype):
+    return b if b.dtype == dtype else b.astype(dtype)
+
+
 def _tree_sum(dask, parts, fan_in=4):
     # a fixed tree (the same for any scheduler): integer sums, so any tree
     # gives the same counts
@@ -242,7 +246,7 @@ def cooccurrence(
     blocks = []
     for r in range(nr):
         total = _tree_sum(dask, [p[r] for p in pieces])
-        blocks.append(dask.delayed(lambda b, out=out: b.astype(out))(total))
+        blocks.append(dask.delayed(_as_dtype)(total, out))
     return CSRBlocks((vocab, vocab), edges, tuple(blocks), out, index_dtype)
 
 

@@ -874,9 +874,9 @@ def normalize_parallel(indptr, data, sums, scale, q, kept, bounds):
 def add_canonical(ip_a, ix_a, d_a, ip_b, ix_b, d_b):
     """The sum of two canonical CSR matrices of the same shape (rows
     ``ip_a.shape[0] - 1``): per row, one merge of the two ascending column
-    lists, equal columns added. Returns canonical arrays sized for the sum's
-    entries, except that entries summing to zero are kept (the caller's
-    counts are positive). ``ix_a``/``ix_b`` and ``d_a``/``d_b`` share dtypes."""
+    lists, equal columns added. Returns canonical arrays (``indices`` and
+    ``data`` as views of buffers sized for both inputs' entries); entries
+    summing to zero are kept (the caller's counts are positive). ``ix_a``/``ix_b`` and ``d_a``/``d_b`` share dtypes."""
     n = ip_a.shape[0] - 1
     ip = np.empty(n + 1, ip_a.dtype)
     ix = np.empty(ix_a.shape[0] + ix_b.shape[0], ix_a.dtype)
@@ -913,7 +913,7 @@ def add_canonical(ip_a, ix_a, d_a, ip_b, ix_b, d_b):
             j += 1
             o += 1
         ip[r + 1] = o
-    return ip, ix[:o].copy(), d[:o].copy()
+    return ip, ix[:o], d[:o]  # views: a copy would cost more than the spare room
 
 
 @jit
