@@ -243,7 +243,14 @@ def client():
 
 def test_process_cluster_gives_the_same_bits(client):
     # two worker processes, one Dask thread and one Numba thread each
-    assert set(client.run(lambda: __import__("numba").get_num_threads()).values()) == {1}
+    import numba
+
+    from fastroute.dask._base import _Limited
+
+    # a fastroute task runs with one Numba thread (the worker started with more)
+    threads = client.gather([client.submit(_Limited(numba.get_num_threads), pure=False)
+                             for _ in range(4)])  # fmt: skip
+    assert threads == [1, 1, 1, 1]
     with dask.config.set(scheduler=client):
         _cluster_bits(client)
 
@@ -262,6 +269,35 @@ def _cluster_bits(client):
     np.testing.assert_array_equal(experts, want.experts)
     np.testing.assert_array_equal(order, want.order)
     _same(ent, want.entropy)
+
+
+def test_numba_threads_when_the_client_script_imports_fastroute(tmp_path):
+    # a spawned worker imports the client's __main__ (here: fastroute, and so
+    # Numba) before the nanny's environment applies; the thread count must
+    # hold anyway, and the client must still compile afterwards
+    script = tmp_path / "client.py"
+    script.write_text(
+        "import numba, numpy as np, dask.array as da\n"
+        "import fastroute as fr, fastroute.dask as frd\n"
+        "from fastroute.dask._base import _Limited\n"
+        "from distributed import Client\n"
+        "if __name__ == '__main__':\n"
+        "    fr.top_k(np.random.default_rng(0).random((70000, 4)), 2)  # client threads run\n"
+        "    with frd.local_cluster(2, numba_threads=1, dashboard_address=':0') as cl, "
+        "Client(cl) as c:\n"
+        "        t = c.gather([c.submit(_Limited(numba.get_num_threads), pure=False) "
+        "for _ in range(4)])\n"
+        "        h = frd.entropy(da.ones((8, 3), chunks=(4, 3))).compute()\n"
+        "    fr.entropy(np.ones((3, 5), np.float16))  # a new compile in the client\n"
+        "    print(t, h.round(3).tolist())\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == f"[1, 1, 1, 1] {[round(float(np.log(3)), 3)] * 8}"
 
 
 def test_killed_worker_leaves_the_counts_unchanged(client, tmp_path):

@@ -13,7 +13,7 @@ from ..tokens import cooccurrence as _cooccurrence
 from ..tokens import normalize_rows as _normalize_rows
 from ..topk import TopK
 from ..topk import top_k as _top_k
-from ._base import _dask
+from ._base import _dask, _Limited
 
 # --- corpus -> counts --------------------------------------------------------------
 
@@ -142,7 +142,10 @@ def _tree_sum(dask, parts, fan_in=4):
     # a fixed tree (the same for any scheduler): integer sums, so any tree
     # gives the same counts
     while len(parts) > 1:
-        parts = [dask.delayed(_add)(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
+        parts = [
+            dask.delayed(_Limited(_add))(*parts[i : i + fan_in])
+            for i in range(0, len(parts), fan_in)
+        ]
     return parts[0]
 
 
@@ -233,13 +236,13 @@ def cooccurrence(
         hi = min(end + w, n)
         where = f"{start}:{end} (chunk {len(pieces)})"
         pieces.append(
-            dask.delayed(_chunk_counts, nout=nr)(
+            dask.delayed(_Limited(_chunk_counts), nout=nr)(
                 x[start:hi], x[end:hi], vocab, w, bool(symmetric), edges, where
             )
         )
         start = end
     if not pieces:  # an empty stream
-        pieces.append(dask.delayed(_chunk_counts, nout=nr)(
+        pieces.append(dask.delayed(_Limited(_chunk_counts), nout=nr)(
             np.zeros(0, np.int64), np.zeros(0, np.int64), vocab, w, bool(symmetric), edges, "0:0"
         ))  # fmt: skip
     out = np.dtype(dtype)
@@ -270,7 +273,7 @@ def normalize_rows(C: CSRBlocks, /) -> CSRBlocks:
     dask, _ = _dask()
     _check_blocks(C, "normalize_rows")
     probe = _normalize_rows(sp.csr_array(np.ones((1, 1), C.dtype)))
-    blocks = tuple(dask.delayed(_normalize_rows)(b) for b in C.blocks)
+    blocks = tuple(dask.delayed(_Limited(_normalize_rows))(b) for b in C.blocks)
     return CSRBlocks(C.shape, C.row_bounds, blocks, probe.dtype, C.index_dtype)
 
 
@@ -298,7 +301,7 @@ def row_entropy(C: CSRBlocks, /, *, base: float | None = None, normalize: bool =
     parts = []
     for r, b in enumerate(C.blocks):
         n = C.row_bounds[r + 1] - C.row_bounds[r]
-        h = dask.delayed(_entropy)(b, base=base, normalize=normalize)
+        h = dask.delayed(_Limited(_entropy))(b, base=base, normalize=normalize)
         parts.append(da.from_delayed(h, (n,), dtype=out))
     return da.concatenate(parts) if parts else da.zeros((0,), dtype=out)
 
@@ -339,9 +342,12 @@ def top_entropy(C: CSRBlocks, k: int, /, *, normalize: bool = True, base: float 
     parts = []
     for r, d in enumerate(h.to_delayed().ravel()):
         lo, hi = C.row_bounds[r], C.row_bounds[r + 1]
-        parts.append(dask.delayed(_best_rows)(d, np.arange(lo, hi, dtype=np.intp), kk))
+        parts.append(dask.delayed(_Limited(_best_rows))(d, np.arange(lo, hi, dtype=np.intp), kk))
     while len(parts) > 1:
-        parts = [dask.delayed(_merge_best)(kk, *parts[i : i + 4]) for i in range(0, len(parts), 4)]
+        parts = [
+            dask.delayed(_Limited(_merge_best))(kk, *parts[i : i + 4])
+            for i in range(0, len(parts), 4)
+        ]
     if not parts:
         return dask.delayed(TopK)(np.empty(0, h.dtype), np.empty(0, np.intp))
     return dask.delayed(lambda p: TopK(p[0], p[1]))(parts[0])
@@ -550,9 +556,11 @@ def related(
     bounds = C.row_bounds
     g = uniq = weights = None
     if opts[0] != K.CONDITIONAL:
-        first = [dask.delayed(_row_part)(b, bounds[i], func) for i, b in enumerate(C.blocks)]
+        first = [
+            dask.delayed(_Limited(_row_part))(b, bounds[i], func) for i, b in enumerate(C.blocks)
+        ]
         g1 = dask.delayed(_first_sums)(ncols, *first)
-        again = [dask.delayed(_rescaled_part)(b, bounds[i], g1, func) for i, b in enumerate(C.blocks)]  # fmt: skip
+        again = [dask.delayed(_Limited(_rescaled_part))(b, bounds[i], g1, func) for i, b in enumerate(C.blocks)]  # fmt: skip
         g = dask.delayed(_final_sums)(g1, *again)
         uniq = dask.delayed(_union)(g1, *(dask.delayed(_columns_of)(b, g1) for b in C.blocks))
         if np.dtype(C.dtype).kind in "iu":
@@ -560,14 +568,14 @@ def related(
         else:
             csum = None
             for i, b in enumerate(C.blocks):
-                csum = dask.delayed(_chain_columns)(csum, b, bounds[i], g1, ncols, func)
+                csum = dask.delayed(_Limited(_chain_columns))(csum, b, bounds[i], g1, ncols, func)
         weights = dask.delayed(_weights)(csum, uniq, g, None if cds is None else float(cds))
     parts = []
     block_of = np.searchsorted(np.asarray(bounds), r, side="right") - 1
     for i, b in enumerate(C.blocks):
         at = np.flatnonzero(block_of == i)
         if at.size:
-            part = dask.delayed(_related_part)(
+            part = dask.delayed(_Limited(_related_part))(
                 b, bounds[i], nrows, g, uniq, weights, r[at], kk, opts, func
             )
             parts.append(dask.delayed(lambda p, at=at: (at, p))(part))
@@ -589,7 +597,7 @@ def _top_k_rows(C: CSRBlocks, k: int, *, axis, mode, explicit, format):
         )
     probe = _top_k(sp.csr_array((1, C.shape[1]), dtype=C.dtype), k, mode=mode,
                    explicit=explicit, format=format)  # fmt: skip
-    parts = [dask.delayed(_top_rows_part)(b, k, mode, explicit, format) for b in C.blocks]
+    parts = [dask.delayed(_Limited(_top_rows_part))(b, k, mode, explicit, format) for b in C.blocks]
     if format == "csr":
         return CSRBlocks(C.shape, C.row_bounds, tuple(parts), probe.dtype, C.index_dtype)
     kk = probe.values.shape[1]

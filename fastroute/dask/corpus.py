@@ -20,7 +20,7 @@ from ..analyze import (
     stage,
     words_of,
 )  # fmt: skip
-from ._base import _dask
+from ._base import _dask, _Limited
 from .blocks import CSRBlocks, column_sums, cooccurrence, normalize_rows, related, row_entropy
 
 __all__ = ["Corpus", "Shard", "read_corpus", "read_ids", "analyze"]
@@ -283,7 +283,7 @@ class _RowBlocks:
         contexts = column_sums(C)
         parts = [
             da.from_delayed(
-                dask.delayed(relative_entropy)(b, contexts, base=2),
+                dask.delayed(_Limited(relative_entropy))(b, contexts, base=2),
                 (P.row_bounds[r + 1] - P.row_bounds[r],), dtype=np.float64,
             )
             for r, b in enumerate(P.blocks)

@@ -11,7 +11,7 @@ from ..entropy import entropy as _entropy
 from ..entropy import entropy_from_logits as _entropy_from_logits
 from ..topk import TopK
 from ..topk import top_k as _top_k
-from ._base import _dask
+from ._base import _dask, _Limited
 
 
 def _rows(x: Any, func: str):
@@ -55,7 +55,7 @@ def entropy(p: Any, /, *, base: float | None = None, normalize: bool = True):
     a = _rows(p, "entropy")
     kw = {"base": base, "normalize": normalize}
     out = _entropy(_probe(a), **kw).dtype
-    return a.map_blocks(_entropy, drop_axis=1, dtype=out, meta=np.empty((0,), out), **kw)
+    return a.map_blocks(_Limited(_entropy), drop_axis=1, dtype=out, meta=np.empty((0,), out), **kw)
 
 
 def entropy_from_logits(z: Any, /, *, base: float | None = None):
@@ -74,7 +74,7 @@ def entropy_from_logits(z: Any, /, *, base: float | None = None):
     a = _rows(z, "entropy_from_logits")
     out = _entropy_from_logits(_probe(a), base=base).dtype
     return a.map_blocks(
-        _entropy_from_logits,
+        _Limited(_entropy_from_logits),
         drop_axis=1,
         dtype=out,
         meta=np.empty((0,), out),
@@ -169,12 +169,14 @@ def top_k(
     grid = np.empty(lead, dtype=object)
     for idx in np.ndindex(*lead):
         parts = [
-            dask.delayed(_block_top, nout=2)(blocks[(*idx, j)], kk, int(offsets[j]), mode, sorted)
+            dask.delayed(_Limited(_block_top), nout=2)(
+                blocks[(*idx, j)], kk, int(offsets[j]), mode, sorted
+            )
             for j in range(len(widths))
         ]
         while len(parts) > 1:
             parts = [
-                dask.delayed(_merge_top, nout=2)(kk, mode, *parts[i : i + 4])
+                dask.delayed(_Limited(_merge_top), nout=2)(kk, mode, *parts[i : i + 4])
                 for i in range(0, len(parts), 4)
             ]
         shape = tuple(a.chunks[d][idx[d]] for d in range(len(lead))) + (kk,)
@@ -286,7 +288,7 @@ def route(logits: Any, k: int, /, **options: Any):
     rows = a.chunks[0]
     starts = tuple(int(s) for s in np.cumsum((0, *rows[:-1])))
     parts = [
-        dask.delayed(_route_block)(d, k, options, f"{s}:{s + n} (chunk {c})")
+        dask.delayed(_Limited(_route_block))(d, k, options, f"{s}:{s + n} (chunk {c})")
         for c, (d, s, n) in enumerate(zip(a.to_delayed().ravel(), starts, rows, strict=True))
     ]
 
