@@ -68,6 +68,7 @@ class _Limited:
 
     def __init__(self, func: Any) -> None:
         self.func = func
+        self.__name__ = getattr(func, "__name__", "task")  # what Dask names the task
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         limit = os.environ.get(THREADS_ENV)
