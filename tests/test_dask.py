@@ -170,6 +170,9 @@ ROUTE_OPTIONS = [
     {"scoring": "sigmoid", "bias": np.linspace(-0.5, 0.5, 8), "n_groups": 4, "topk_groups": 2,
      "group_score": "top2", "scale": 2.5},
     {"nan": "ignore"},
+    {"capacity_factor": 1.0},
+    {"capacity_factor": 0.5, "min_capacity": 3, "stats": False},
+    {"capacity_factor": 1.25, "scoring": "sigmoid", "n_groups": 2, "topk_groups": 1},
 ]  # fmt: skip
 
 
@@ -204,12 +207,15 @@ def test_route_matches_one_call(options, T, chunks, k, dtype, seed):
         else:
             np.testing.assert_allclose(g, w, rtol=1e-12, atol=0, err_msg=f)
     np.testing.assert_equal(got["imbalance"], want.imbalance)
+    assert r.capacity == want.capacity
 
 
 def test_route_capacity_and_bad_input():
     x = da.zeros((10, 4), chunks=(5, 4), dtype=np.float32)
-    with pytest.raises(ValueError, match="capacity"):
-        frd.route(x, 2, capacity_factor=1.25)
+    with pytest.raises(ValueError, match="drop='score'"):
+        frd.route(x, 2, capacity_factor=1.25, drop="score")
+    with pytest.raises(ValueError, match="capacity_factor"):
+        frd.route(x, 2, capacity_factor=-1.0)
     with pytest.raises(ValueError, match="k"):
         frd.route(x, 5)
     y = np.zeros((6, 4), np.float32)

@@ -3,6 +3,7 @@ function, and each row's result depends on that row alone."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -209,22 +210,55 @@ def _route_block(block, k, options, where):
     return r, psum.sum(axis=0), float(lse2.sum())
 
 
-def _assemble(parts, starts, T, k, E, stats):
+def _bases(T: int, k: int, E: int, *parts) -> list[np.ndarray]:
+    # capacity by position admits every token's first choice before any
+    # second choice, tokens in order: an assignment's place in its expert's
+    # queue is the assignments of earlier choices, then those of the same
+    # choice in earlier chunks, then its rank within the chunk
+    hist = np.zeros((len(parts), k, E), np.int64)
+    for c, (r, _, _) in enumerate(parts):
+        for j in range(k):
+            hist[c, j] = np.bincount(r.experts[:, j], minlength=E)
+    per_choice = hist.sum(axis=0)  # (k, E)
+    before = np.cumsum(per_choice, axis=0) - per_choice  # earlier choices
+    earlier = np.cumsum(hist, axis=0) - hist  # the same choice, earlier chunks
+    return [before + earlier[c] for c in range(len(parts))]
+
+
+def _dropped(part, base: np.ndarray, cap: int) -> np.ndarray:
+    experts = part[0].experts
+    n, k = experts.shape
+    out = np.zeros((n, k), bool)
+    for j in range(k):
+        e = experts[:, j].astype(np.int64)
+        by_expert = np.argsort(e, kind="stable")  # tokens in order within an expert
+        sorted_e = e[by_expert]
+        first = np.searchsorted(sorted_e, sorted_e, side="left")
+        rank = np.empty(n, np.int64)
+        rank[by_expert] = np.arange(n) - first
+        out[:, j] = base[j, e] + rank >= cap
+    return out
+
+
+def _assemble(parts, starts, T, k, E, stats, dropped=None):
     # the batch's grouping from the chunks' (a stable counting sort by
-    # expert, chunk after chunk, is the same as one over the whole batch)
-    # and its statistics from the chunks' sums, in chunk order
-    counts = np.zeros(E, np.int64)
+    # expert, chunk after chunk, is the same as one over the whole batch),
+    # without the dropped assignments, and its statistics from the chunks'
+    # sums, in chunk order (the load share is taken before dropping)
+    chosen = np.zeros(E, np.int64)
     for r, _, _ in parts:
-        counts += r.counts
-    offsets = np.zeros(E + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    order = np.empty(int(offsets[-1]), np.int64)
-    at = offsets[:-1].copy()
-    for (r, _, _), t0 in zip(parts, starts, strict=True):
+        chosen += r.counts
+    segs = [[] for _ in range(E)]
+    for c, ((r, _, _), t0) in enumerate(zip(parts, starts, strict=True)):
         for e in range(E):
             seg = r.order[r.offsets[e] : r.offsets[e + 1]]
-            order[at[e] : at[e] + seg.size] = seg + t0 * k
-            at[e] += seg.size
+            if dropped is not None:
+                seg = seg[~dropped[c].reshape(-1)[seg]]
+            segs[e].append(seg + t0 * k)
+    counts = np.array([sum(s.size for s in segs[e]) for e in range(E)], np.int64)
+    offsets = np.zeros(E + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    order = np.concatenate([x for e in range(E) for x in segs[e]] or [np.zeros(0, np.int64)])
     total = int(offsets[-1])
     imbalance = counts.max() / (total / E) if total else np.nan
     aux = z_loss = np.nan
@@ -235,22 +269,34 @@ def _assemble(parts, starts, T, k, E, stats):
             p += ps
             zs += z
         if T * k:
-            aux = E * float(sum(counts[e] / (T * k) * (p[e] / T) for e in range(E)))
+            aux = E * float(sum(chosen[e] / (T * k) * (p[e] / T) for e in range(E)))
         z_loss = zs / T
-    return counts, offsets, order, np.float64(aux), np.float64(z_loss), np.float64(imbalance)
+    return (
+        counts,
+        offsets,
+        order.astype(np.int64, copy=False),
+        np.float64(aux),
+        np.float64(z_loss),
+        np.float64(imbalance),
+    )
 
 
 def route(logits: Any, k: int, /, **options: Any):
-    """Dropless token-choice routing of a row-chunked ``(T, E)`` Dask array.
+    """Token-choice routing of a row-chunked ``(T, E)`` Dask array.
 
     The options and semantics are those of :func:`fastroute.route`; each
-    chunk of rows is routed by it, and the batch's grouping and statistics
-    are assembled from the chunks. ``experts``, ``weights``, ``counts``,
-    ``offsets`` and ``order`` equal the single-machine result bit for bit
-    for any chunking; ``aux_loss`` and ``z_loss`` sum the chunks' block sums
-    in chunk order (within 1e-12 relative of one call on the whole batch).
-    A capacity needs the admission order of the whole batch:
-    ``capacity_factor`` is not supported here (a ``ValueError``).
+    chunk of rows is routed by it (dropless), and the batch's grouping and
+    statistics are assembled from the chunks. ``experts``, ``weights``,
+    ``dropped``, ``counts``, ``offsets``, ``order``, ``imbalance`` and
+    ``capacity`` equal the single-machine result bit for bit for any
+    chunking; ``aux_loss`` and ``z_loss`` sum the chunks' block sums in
+    chunk order (within 1e-12 relative of one call on the whole batch).
+    With a ``capacity_factor``, admission by position (the default) comes
+    from each chunk's per-choice expert counts: an assignment's place in
+    its expert's queue is the count of earlier choices over the batch, of
+    its choice in earlier chunks, then its rank in its chunk.
+    ``drop="score"`` ranks the whole batch by score and is not supported
+    here (a ``ValueError``).
 
     Returns
     -------
@@ -273,24 +319,33 @@ def route(logits: Any, k: int, /, **options: Any):
 
     dask, da = _dask()
     a = _rows(logits, "route")
-    if options.get("capacity_factor") is not None:
-        raise ValueError(
-            "fastroute.dask.route: a capacity needs the admission order of the whole "
-            "batch and is not supported on chunks; route dropless, or call "
-            "fastroute.route on one machine"
-        )
     from ..routing import route as _route
 
     probe = _route(_probe(a), k, **options)  # checks k and the options
+    if options.get("capacity_factor") is not None and options.get("drop", "position") != "position":
+        raise ValueError(
+            "fastroute.dask.route: drop='score' ranks every token of the batch by its "
+            "score and is not supported on chunks; use drop='position', or "
+            "fastroute.route on one machine"
+        )
     kk = probe.experts.shape[1]
     T, E = a.shape
+    cap = None
+    if options.get("capacity_factor") is not None:  # as fastroute.route computes it
+        c = float(options["capacity_factor"]) * T * kk / E if E else 0.0
+        cap = max(math.ceil(c) if c < 2.0**62 else 2**62, int(options.get("min_capacity", 0)))
+    dropless = {o: v for o, v in options.items() if o not in ("capacity_factor", "drop")}
     stats = probe.entropy is not None
     rows = a.chunks[0]
     starts = tuple(int(s) for s in np.cumsum((0, *rows[:-1])))
     parts = [
-        dask.delayed(_Limited(_route_block))(d, k, options, f"{s}:{s + n} (chunk {c})")
+        dask.delayed(_Limited(_route_block))(d, k, dropless, f"{s}:{s + n} (chunk {c})")
         for c, (d, s, n) in enumerate(zip(a.to_delayed().ravel(), starts, rows, strict=True))
     ]
+    dropped_parts = None
+    if cap is not None:
+        bases = dask.delayed(_bases, nout=len(parts))(T, kk, E, *parts)
+        dropped_parts = [dask.delayed(_dropped)(p, bases[c], cap) for c, p in enumerate(parts)]
 
     def field(name, shape, dtype):
         get = dask.delayed(lambda p, name=name: getattr(p[0], name))
@@ -304,13 +359,17 @@ def route(logits: Any, k: int, /, **options: Any):
     experts = field("experts", lambda n: (n, kk), probe.experts.dtype)
     weights = field("weights", lambda n: (n, kk), probe.weights.dtype)
     ent = field("entropy", lambda n: (n,), probe.entropy.dtype) if stats else None
-    glob = dask.delayed(_assemble, nout=6)(parts, starts, T, kk, E, stats)
+    glob = dask.delayed(_assemble, nout=6)(parts, starts, T, kk, E, stats, dropped_parts)
     total = T * kk
     counts = da.from_delayed(glob[0], (E,), dtype=np.int64)
     offsets = da.from_delayed(glob[1], (E + 1,), dtype=np.int64)
     order = da.from_delayed(glob[2], (total,), dtype=np.int64)
     aux, z_loss, imb = (da.from_delayed(glob[i], (), dtype=np.float64) for i in (3, 4, 5))
-    dropped = da.zeros((T, kk), dtype=bool, chunks=(rows, kk))
+    if dropped_parts is None:
+        dropped = da.zeros((T, kk), dtype=bool, chunks=(rows, kk))
+    else:
+        dropped = da.concatenate([da.from_delayed(d, (n, kk), dtype=bool)
+                                  for d, n in zip(dropped_parts, rows, strict=True)])  # fmt: skip
     if not stats:
         aux = z_loss = None
-    return Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imb, None)
+    return Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imb, cap)
