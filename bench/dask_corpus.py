@@ -93,6 +93,23 @@ def single(path: str, vocab: int) -> dict:
             "top": best.indices.tolist()}  # fmt: skip
 
 
+def _warm(path: str, vocab: int) -> None:
+    # the pipeline on a small slice, in this worker, with its thread count
+    import dask
+
+    import fastroute.dask as frd
+    from fastroute.dask._base import _Limited
+
+    def run():
+        with dask.config.set(scheduler="synchronous"):
+            ids = frd.read_ids(path, chunks=50_000)[:200_000]
+            C = frd.cooccurrence(ids, vocab, row_blocks=3).persist()
+            dask.compute(frd.top_entropy(frd.normalize_rows(C), 5),
+                         frd.related(C, [0], 1, measure="ppmi", cds=0.75))  # fmt: skip
+
+    _Limited(run)()
+
+
 def on_dask(path: str, vocab: int, workers: int, chunk: int) -> dict:
     import dask
     import dask.array as da
@@ -105,14 +122,15 @@ def on_dask(path: str, vocab: int, workers: int, chunk: int) -> dict:
         frd.local_cluster(workers, numba_threads=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
-        # load the kernels in every worker before the clock starts
+        # load the kernels in every worker before the clock starts (each
+        # worker runs the whole pipeline once, then the cluster does)
+        client.run(_warm, path, vocab)
         warm = frd.read_ids(path, chunks=50_000)[:200_000]
         C0 = frd.cooccurrence(warm, vocab).persist()
         dask.compute(
             frd.top_entropy(frd.normalize_rows(C0), 5),
             frd.related(C0, [0], 1, measure="ppmi", cds=0.75),
         )
-        client.run(lambda: None)
         t = {}
         ids = frd.read_ids(path, chunks=chunk)
         t0 = time.perf_counter()

@@ -362,3 +362,20 @@ def test_analyze_reports_compile_time_apart():
     with stage("again", timings):  # compiled already: nothing more is compiling
         slow_to_compile(2)
     assert timings["again"] < timings["compile"]
+
+
+def test_analyze_runs_without_dask():
+    # the default path never imports Dask; --workers says what to install
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['dask'] = sys.modules['distributed'] = None\n"
+        "from fastroute.cli import main\n"
+        "assert main(['analyze', '-k', '3', '--json']) == 0\n"
+        "assert 'dask' not in [m.split('.')[0] for m in sys.modules if sys.modules[m]]\n"
+        "assert main(['analyze', '-k', '3', '--workers', '2']) == 2\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "need Dask: pip install 'fastroute[dask]'" in out.stderr
