@@ -125,7 +125,8 @@ def _add(*parts):
                 a.data.astype(dt, copy=False), b.indptr.astype(np.int64, copy=False),
                 b.indices.astype(it, copy=False), b.data.astype(dt, copy=False),
             )  # fmt: skip
-            c = sp.csr_array((d, ix, ip.astype(it, copy=False)), shape=a.shape)
+            ipt = it if ip[-1] < np.iinfo(it).max else np.int64  # the sum's entries fit
+            c = sp.csr_array((d, ix, ip.astype(ipt, copy=False)), shape=a.shape)
             c.has_canonical_format = True
             nxt.append(c)
         if len(parts) % 2:
@@ -306,25 +307,12 @@ def row_entropy(C: CSRBlocks, /, *, base: float | None = None, normalize: bool =
     return da.concatenate(parts) if parts else da.zeros((0,), dtype=out)
 
 
-def _best_rows(values, rows, k):
-    # the k best (value, row) pairs: ties to the lower row, NaN last
-    order = np.argsort(rows, kind="stable")
-    v, r = values[order], rows[order]
-    best = _top_k(v, min(k, v.shape[0]))
-    return best.values, r[best.indices]
-
-
-def _merge_best(k, *parts):
-    return _best_rows(
-        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), k
-    )
-
-
 def top_entropy(C: CSRBlocks, k: int, /, *, normalize: bool = True, base: float | None = None):
     """The ``k`` rows of ``C`` with the highest entropy, as
     :func:`fastroute.top_entropy` (ties to the lower row, NaN last): each
-    row block's best ``k`` rows, then a fixed tree of merges. Returns a
-    delayed ``TopK``; ``dask.compute`` it.
+    row block's best ``k`` rows, then a fixed tree of merges
+    (:func:`fastroute.dask.top_k` along the chunked rows). Returns a
+    ``TopK`` of two Dask arrays; ``dask.compute`` it.
 
     Examples
     --------
@@ -333,24 +321,10 @@ def top_entropy(C: CSRBlocks, k: int, /, *, normalize: bool = True, base: float 
     >>> dask.compute(frd.top_entropy(C, 2, base=2))[0].indices
     array([1, 0])
     """
-    dask, _ = _dask()
-    h = row_entropy(C, base=base, normalize=normalize)
-    n = C.shape[0]
-    from .._validate import check_int
+    from .dense import top_k
 
-    kk = check_int(k, "k", "top_entropy", 0, n)
-    parts = []
-    for r, d in enumerate(h.to_delayed().ravel()):
-        lo, hi = C.row_bounds[r], C.row_bounds[r + 1]
-        parts.append(dask.delayed(_Limited(_best_rows))(d, np.arange(lo, hi, dtype=np.intp), kk))
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(_Limited(_merge_best))(kk, *parts[i : i + 4])
-            for i in range(0, len(parts), 4)
-        ]
-    if not parts:
-        return dask.delayed(TopK)(np.empty(0, h.dtype), np.empty(0, np.intp))
-    return dask.delayed(lambda p: TopK(p[0], p[1]))(parts[0])
+    h = row_entropy(C, base=base, normalize=normalize)
+    return top_k(h, k)
 
 
 # --- sums over the whole matrix, then block-local work ---------------------------------
