@@ -1,18 +1,23 @@
-"""fastroute on Dask arrays: the single-machine kernels applied block by block.
+"""fastroute on Dask: the single-machine kernels applied block by block.
 
-Install it with ``pip install 'fastroute[dask]'``. Every function here takes
-a 2-D array whose rows may be split into any number of chunks along axis 0
-but whose reduced axis (axis 1) is one chunk, runs the fastroute function of
-the same name on each block, and returns Dask arrays with the same chunks
-along axis 0. Each row's result depends on that row alone, so the result is
-bit-identical to the single-machine function on the whole array, for any
-chunking and any scheduler.
+Install it with ``pip install 'fastroute[dask]'``. Every result is
+bit-identical to the single-machine function of the same name on the same
+data, for any chunking, sharding, scheduler and number of workers (the
+routing statistics within 1e-12).
 
-A block is computed by one Dask task, and fastroute's kernels run it with
-Numba's threads: under Dask's threaded scheduler (or a worker with several
-threads) set ``numba.set_num_threads(1)`` in each worker, or give each
-worker one thread, so that Dask threads × Numba threads does not exceed the
-cores.
+* Text and ids: :func:`read_corpus` (UTF-8 files, vocabulary in one
+  distributed pass), :func:`read_ids` (a saved id stream).
+* Counts as CSR row blocks (:class:`CSRBlocks`): :func:`cooccurrence`, then
+  :func:`normalize_rows`, :func:`row_entropy`, :func:`top_entropy`,
+  :func:`related`, :func:`column_sums`, :func:`top_k`; :func:`analyze` runs
+  ``python -m fastroute analyze``'s pipeline on them.
+* Dense arrays chunked by rows: :func:`entropy`,
+  :func:`entropy_from_logits`, :func:`top_k` (also along a chunked axis),
+  :func:`route`.
+
+A block is computed by one Dask task with fastroute's Numba threads: give
+each worker one Dask thread and cores / workers Numba threads, as
+:func:`local_cluster` does.
 """
 
 from ._base import local_cluster
