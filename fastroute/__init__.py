@@ -30,6 +30,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import kernels
 from .divergence import cross_entropy, kl_from_logits, relative_entropy
 from .entropy import entropy, entropy_from_logits
+from .moe import Dispatch, combine, dispatch
 from .routing import ExpertChoice, Grouping, Routing, expert_choice, group_by_expert, route
 from .tokens import cooccurrence, normalize_rows, related, top_entropy
 from .topk import TopK, top_k
@@ -43,5 +44,5 @@ __all__ = [
     "TopK", "top_k", "entropy", "entropy_from_logits", "relative_entropy", "cross_entropy", "kl_from_logits",
     "cooccurrence", "normalize_rows", "top_entropy", "related",
     "Routing", "route", "ExpertChoice", "expert_choice", "Grouping", "group_by_expert",
-    "kernels", "__version__",
+    "Dispatch", "dispatch", "combine", "kernels", "__version__",
 ]  # fmt: skip

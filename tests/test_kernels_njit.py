@@ -18,8 +18,10 @@ from reference import same_values
 import fastroute as fr
 from fastroute.kernels import (
     WORK_SIZE,
+    combine_row,
     entropy_1d,
     entropy_logits_1d,
+    gather_row,
     relative_entropy_1d,
     top_k_1d,
 )
@@ -136,6 +138,34 @@ def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
     assert np.isnan(got[5]) and np.isnan(got[9])
 
 
+@numba.njit(parallel=True)
+def moe_block(hidden, tokens, slot_row, weights, k, scale):
+    # a user's fused loop: gather the grouped rows, an "expert" (a scale),
+    # then combine each token with fastroute's row forms
+    rows = np.empty((tokens.shape[0], hidden.shape[1]), hidden.dtype)
+    for r in numba.prange(tokens.shape[0]):
+        gather_row(hidden, tokens[r], rows, r)
+        rows[r] *= scale
+    out = np.empty_like(hidden)
+    for t in numba.prange(hidden.shape[0]):
+        acc = np.empty(hidden.shape[1], hidden.dtype)
+        combine_row(rows, slot_row, weights, t, k, acc)
+        out[t] = acc
+    return out
+
+
+def test_gather_and_combine_rows_from_user_code():
+    rng = np.random.default_rng(7)
+    r = fr.route(rng.standard_normal((300, 8)).astype(np.float32), 2, capacity_factor=1.0)
+    hidden = rng.standard_normal((300, 16)).astype(np.float32)
+    d = fr.dispatch(hidden, r)
+    slot_row = np.full(300 * 2, -1, np.int64)
+    slot_row[r.order] = np.arange(r.order.size)
+    got = moe_block(hidden, d.tokens, slot_row, r.weights, 2, np.float32(3.0))
+    want = fr.combine(d.rows * np.float32(3.0), r)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize(
     "module",
     [
@@ -149,6 +179,7 @@ def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
         "fastroute.routing",
         "fastroute.kernels.route",
         "fastroute.tokens",
+        "fastroute.moe",
     ],
 )
 def test_docstring_examples(module):

@@ -1,0 +1,149 @@
+"""Kernels of MoE dispatch and combine: row gathers and weighted row sums.
+
+Rows are read and written as raw bits where Numba has no type for them
+(bfloat16 as ``uint16``, float16 as ``uint16`` with a float32 lookup table
+to read and a round-to-nearest-even conversion to write). Each function is
+compiled for the signatures it is called with, so a float32 model never
+compiles the bfloat16 kernel. The row forms (``gather_row``,
+``combine_row``) are for users' own ``@njit`` loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import _u, jit
+
+__all__ = [
+    "gather_row", "gather_rows", "combine_row", "combine_rows", "combine_rows_bf16",
+    "combine_rows_f16", "f16_table",
+]  # fmt: skip
+
+
+@jit(nogil=True, inline="always")
+def gather_row(src, s, out, r):
+    """``out[r, :] = src[s, :]``, or zeros for ``s < 0`` (a padding row);
+    any element type (raw bits included)."""
+    H = src.shape[1]
+    if s < 0:
+        for h in range(H):
+            out[r, h] = 0
+    else:
+        for h in range(H):
+            out[r, h] = src[_u(s), h]
+
+
+@jit(nogil=True)
+def gather_rows(src, rows_of, out, lo, hi):
+    """``out[r] = src[rows_of[r]]`` for ``r`` in ``lo:hi`` (zeros where
+    ``rows_of[r] < 0``). ``rows_of`` must index ``src``'s rows."""
+    for r in range(lo, hi):
+        gather_row(src, rows_of[r], out, r)
+
+
+@jit(nogil=True, inline="always")
+def combine_row(x, pos, w, t, k, acc):
+    """``acc[:] = sum_j w[t, j] * x[pos[t * k + j], :]`` for the slots with
+    ``pos >= 0``, in ``j`` order, in ``acc``'s precision (one rounding per
+    product and per sum; float32 or float64 ``x``, ``w`` of ``acc``'s
+    dtype)."""
+    H = acc.shape[0]
+    for h in range(H):
+        acc[h] = 0.0
+    for j in range(k):
+        p = pos[t * k + j]
+        if p >= 0:
+            wj = w[t, j]
+            for h in range(H):
+                acc[h] += wj * x[_u(p), h]
+
+
+@jit(nogil=True)
+def combine_rows(x, pos, w, k, out, acc, lo, hi):
+    """Tokens ``lo:hi`` of ``combine`` for float32/float64 rows: ``out[t] =
+    sum_j w[t, j] x[pos[t k + j]]`` accumulated in ``acc`` (length H)."""
+    H = out.shape[1]
+    for t in range(lo, hi):
+        combine_row(x, pos, w, t, k, acc)
+        for h in range(H):
+            out[t, h] = acc[h]
+
+
+@jit(nogil=True, inline="always")
+def _bf16_bits(b):
+    # float32 bits -> bfloat16 bits, round to nearest even; NaN stays NaN
+    if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return np.uint16((b >> np.uint32(16)) | np.uint32(0x40))
+    return np.uint16(
+        (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    )
+
+
+@jit(nogil=True)
+def combine_rows_bf16(x, pos, w, k, out, acc, row, lo, hi):
+    """``combine_rows`` for bfloat16 rows held as ``uint16`` bits: each read
+    widened to float32 exactly, float32 sums, each result rounded to
+    nearest even. ``acc``: float32 scratch of H; ``row``: uint32 scratch
+    of H."""
+    H = out.shape[1]
+    fr = row.view(np.float32)
+    ab = acc.view(np.uint32)
+    for t in range(lo, hi):
+        for h in range(H):
+            acc[h] = 0.0
+        for j in range(k):
+            p = pos[t * k + j]
+            if p >= 0:
+                for h in range(H):
+                    row[h] = np.uint32(x[_u(p), h]) << np.uint32(16)
+                wj = w[t, j]
+                for h in range(H):
+                    acc[h] += wj * fr[h]
+        for h in range(H):
+            out[t, h] = _bf16_bits(ab[h])
+
+
+@jit(nogil=True, inline="always")
+def _f16_bits(b):
+    # float32 bits -> float16 bits, round to nearest even (IEEE binary16)
+    sign = np.uint16((b >> np.uint32(16)) & np.uint32(0x8000))
+    a = b & np.uint32(0x7FFFFFFF)
+    if a > np.uint32(0x7F800000):  # NaN: a quiet NaN
+        return sign | np.uint16(0x7E00)
+    if a >= np.uint32(0x477FF000):  # rounds to beyond 65504: infinity
+        return sign | np.uint16(0x7C00)
+    if a < np.uint32(0x38800000):  # below 2**-14: a subnormal (or zero) half
+        f = np.array([a], np.uint32).view(np.float32)[0]
+        return sign | np.uint16(np.rint(f * np.float32(16777216.0)))
+    y = a - np.uint32(0x38000000)  # rebias the exponent, then round 13 bits away
+    return sign | np.uint16(
+        (y + np.uint32(0xFFF) + ((y >> np.uint32(13)) & np.uint32(1))) >> np.uint32(13)
+    )
+
+
+@jit(nogil=True)
+def combine_rows_f16(x, pos, w, k, out, acc, row, table, lo, hi):
+    """``combine_rows`` for float16 rows held as ``uint16`` bits: reads
+    through ``table`` (the float32 value of each of the 65536 bit patterns,
+    :func:`f16_table`), float32 sums, results rounded to nearest even.
+    ``acc``, ``row``: float32 scratch of H."""
+    H = out.shape[1]
+    ab = acc.view(np.uint32)
+    for t in range(lo, hi):
+        for h in range(H):
+            acc[h] = 0.0
+        for j in range(k):
+            p = pos[t * k + j]
+            if p >= 0:
+                for h in range(H):
+                    row[h] = table[x[_u(p), h]]
+                wj = w[t, j]
+                for h in range(H):
+                    acc[h] += wj * row[h]
+        for h in range(H):
+            out[t, h] = _f16_bits(ab[h])
+
+
+def f16_table() -> np.ndarray:
+    """The float32 value of every float16 bit pattern (exact)."""
+    return np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)

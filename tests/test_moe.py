@@ -1,0 +1,191 @@
+"""dispatch and combine against a slow NumPy reference: the same bits, for
+every dtype, capacity, padding and thread count."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastroute as fr
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+DTYPES = [np.dtype(np.float32), np.dtype(np.float64), BF16, np.dtype(np.float16)]
+
+
+def layout_ref(r, block_size):
+    """Row of each kept slot, token of each row (-1 padding), offsets."""
+    k = r.experts.shape[1]
+    row_of, tokens, offsets = {}, [], [0]
+    for e in range(len(r.counts)):
+        seg = r.order[r.offsets[e] : r.offsets[e + 1]]
+        for s in seg:
+            row_of[int(s)] = len(tokens)
+            tokens.append(int(s) // k)
+        pad = (-len(seg)) % block_size if block_size else 0
+        tokens += [-1] * pad
+        offsets.append(len(tokens))
+    return row_of, np.array(tokens, np.int64), np.array(offsets, np.int64)
+
+
+def dispatch_ref(hidden, r, block_size):
+    _, tokens, offsets = layout_ref(r, block_size)
+    rows = np.zeros((tokens.size, hidden.shape[1]), hidden.dtype)
+    for i, t in enumerate(tokens):
+        if t >= 0:
+            rows[i] = hidden[t]
+    return rows, tokens, offsets
+
+
+def combine_ref(x, r, block_size):
+    row_of, _, _ = layout_ref(r, block_size)
+    T, k = r.experts.shape
+    acc_t = np.float64 if x.dtype == np.float64 else np.float32
+    x32 = x.astype(acc_t)
+    out = np.zeros((T, x.shape[1]), acc_t)
+    with np.errstate(all="ignore"):
+        for t in range(T):
+            acc = np.zeros(x.shape[1], acc_t)
+            for j in range(k):
+                s = t * k + j
+                if s in row_of:  # kept
+                    acc = acc + acc_t(r.weights[t, j]) * x32[row_of[s]]
+            out[t] = acc
+        return out.astype(x.dtype)
+
+
+def _same(got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if want.dtype.itemsize == 2:  # NaN payloads aside, the same bits
+        g, w = got.astype(np.float32), want.astype(np.float32)
+        nan = np.isnan(w)
+        assert (np.isnan(g) == nan).all()
+        np.testing.assert_array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan])
+    else:
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@st.composite
+def cases(draw):
+    T = draw(st.integers(1, 40))
+    E = draw(st.integers(1, 9))
+    k = draw(st.integers(0, min(E, 4)))
+    H = draw(st.sampled_from([1, 3, 8, 33]))
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    logits = rng.standard_normal((T, E)).astype(np.float32)
+    if draw(st.booleans()):
+        logits = np.round(logits)  # ties
+    cap = draw(st.sampled_from([None, 0.5, 1.0]))
+    r = fr.route(logits, k, capacity_factor=cap)
+    hidden = rng.standard_normal((T, H)) * draw(st.sampled_from([1.0, 1e4]))
+    if draw(st.booleans()):  # specials
+        hidden.flat[rng.integers(0, hidden.size, 3)] = [np.inf, -np.inf, np.nan]
+    block = draw(st.sampled_from([None, 1, 4]))
+    return r, hidden.astype(dtype), block
+
+
+@given(case=cases())
+def test_dispatch_and_combine_match_the_reference(case):
+    r, hidden, block = case
+    before = hidden.copy()
+    d = fr.dispatch(hidden, r, block_size=block)
+    rows, tokens, offsets = dispatch_ref(hidden, r, block)
+    _same(d.rows, rows)
+    np.testing.assert_array_equal(d.tokens, tokens)
+    np.testing.assert_array_equal(d.offsets, offsets)
+    assert d.ends.dtype == np.int32 and (d.ends == offsets[1:]).all()
+    np.testing.assert_array_equal(d.counts, r.counts)
+    # an expert FFN stand-in: any function of the rows
+    y = (d.rows.astype(np.float64) * 1.5 - 0.25).astype(hidden.dtype)
+    _same(fr.combine(y, r, block_size=block), combine_ref(y, r, block))
+    _same(hidden, before)  # inputs never modified
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_same_bits_for_any_thread_count_and_batch_split(dtype, restore_numba_threads):
+    # large enough for the parallel path (several chunks of rows and tokens)
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((5000, 16)).astype(np.float32)
+    hidden = rng.standard_normal((5000, 64)).astype(dtype)
+    r = fr.route(logits, 4, capacity_factor=1.0)
+    outs = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        d = fr.dispatch(hidden, r, block_size=8)
+        _same(d.rows, dispatch_ref(hidden, r, 8)[0])
+        outs.append(fr.combine(d.rows, r, block_size=8))
+    _same(outs[0], outs[1])
+    _same(outs[0], combine_ref(d.rows, r, 8))
+    y = fr.dispatch(hidden, r := fr.route(logits, 4)).rows
+    full = fr.combine(y, r)
+    # the first 2000 tokens alone: their rows of the combined output
+    r2 = fr.route(logits[:2000], 4)
+    y2 = fr.dispatch(hidden[:2000], r2).rows
+    _same(fr.combine(y2, r2), full[:2000])
+
+
+def test_out_is_written_in_place_and_checked():
+    rng = np.random.default_rng(2)
+    r = fr.route(rng.standard_normal((50, 8)).astype(np.float32), 2)
+    hidden = rng.standard_normal((50, 16)).astype(np.float32)
+    buf = np.empty((100, 16), np.float32)
+    d = fr.dispatch(hidden, r, out=buf)
+    assert d.rows is buf
+    res = np.empty((50, 16), np.float32)
+    assert fr.combine(buf, r, out=res) is res
+    _same(res, combine_ref(buf, r, None))
+    with pytest.raises(ValueError, match="shape"):
+        fr.dispatch(hidden, r, out=np.empty((99, 16), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        fr.dispatch(hidden, r, out=np.empty((100, 16), np.float64))
+    with pytest.raises(ValueError, match="overlaps"):
+        fr.combine(buf, r, out=buf[:50])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fr.combine(buf, r, out=np.empty((16, 50), np.float32).T)
+
+
+def test_bad_input():
+    rng = np.random.default_rng(3)
+    r = fr.route(rng.standard_normal((10, 4)).astype(np.float32), 2)
+    h = np.ones((10, 3), np.float32)
+    with pytest.raises(ValueError, match="10 tokens, the rows for 9"):
+        fr.dispatch(h[:9], r)
+    with pytest.raises(TypeError, match="int32"):
+        fr.dispatch(h.astype(np.int32), r)
+    with pytest.raises(ValueError, match="2-D"):
+        fr.dispatch(h[0], r)
+    with pytest.raises(TypeError, match="Routing"):
+        fr.dispatch(h, "routing")
+    with pytest.raises(ValueError, match="block_size"):
+        fr.dispatch(h, r, block_size=0)
+    with pytest.raises(ValueError, match="rows, the routing's grouped layout"):
+        fr.combine(np.ones((19, 3), np.float32), r)
+    bad = r._replace(order=r.order + 100)
+    with pytest.raises(ValueError, match="outside"):
+        fr.dispatch(h, bad)
+    bad = r._replace(offsets=r.offsets[::-1].copy())
+    with pytest.raises(ValueError, match="offsets"):
+        fr.combine(np.ones((20, 3), np.float32), bad)
+    # non-contiguous rows are copied once and give the same result
+    hh = np.ones((10, 6), np.float32)[:, ::2]
+    _same(fr.dispatch(hh, r).rows, fr.dispatch(np.ascontiguousarray(hh), r).rows)
+
+
+def test_torch_tensors_in_and_out():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    r = fr.route(rng.standard_normal((30, 8)).astype(np.float32), 2)
+    h = torch.randn(30, 16, dtype=torch.bfloat16)
+    d = fr.dispatch(h, r)
+    assert isinstance(d.rows, torch.Tensor) and d.rows.dtype == torch.bfloat16
+    ref = dispatch_ref(h.view(torch.int16).numpy().view(BF16), r, None)[0]
+    _same(d.rows.view(torch.int16).numpy().view(BF16), ref)
+    out = torch.empty(30, 16, dtype=torch.bfloat16)
+    assert fr.combine(d.rows, r, out=out) is out
+    want = combine_ref(ref, r, None)
+    _same(out.view(torch.int16).numpy().view(BF16), want)
