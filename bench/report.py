@@ -123,6 +123,7 @@ FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
       "csr_relative_entropy")),
     ("MoE routing (÷ compute floor; grouping ÷ read floor)",
      ("route", "route_stats", "route_select", "deepseek", "expert_choice", "group_by_expert")),
+    ("MoE dispatch and combine (÷ memory floor)", ("dispatch", "combine")),
 )  # fmt: skip
 
 

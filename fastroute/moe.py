@@ -298,13 +298,12 @@ def combine(
             args = [(x, slot_row, w, k, bits, np.empty(H, acc_t), lo, hi) for lo, hi in parts]
             _pool.run(K.combine_rows, args)
         elif kind == "bfloat16":
-            args = [(x, slot_row, w, k, bits, np.empty(H, np.float32), np.empty(H, np.uint32), lo, hi)
-                    for lo, hi in parts]  # fmt: skip
+            args = [(x, slot_row, w, k, bits, np.empty(H, np.float32), lo, hi) for lo, hi in parts]
             _pool.run(K.combine_rows_bf16, args)
         else:
             table = _f16()
-            args = [(x, slot_row, w, k, bits, np.empty(H, np.float32), np.empty(H, np.float32),
-                     table, lo, hi) for lo, hi in parts]  # fmt: skip
+            args = [(x, slot_row, w, k, bits, np.empty(H, np.float32), table, lo, hi)
+                    for lo, hi in parts]  # fmt: skip
             _pool.run(K.combine_rows_f16, args)
     return res
 

@@ -14,6 +14,8 @@ __all__ = [
     "OPS",
     "SPARSE_OPS",
     "ROUTE_OPS",
+    "MOE_OPS",
+    "MoeInput",
     "Case",
     "CASES",
     "PAIR_OPS",
@@ -30,7 +32,11 @@ __all__ = [
 OPS: tuple[str, ...] = (
     "top_k", "entropy", "entropy_from_logits", "relative_entropy", "kl_from_logits",
     "csr_top_k", "csr_entropy", "csr_relative_entropy", "cooccurrence", "route", "route_stats", "route_select", "deepseek", "expert_choice", "group_by_expert",
+    "dispatch", "combine",
 )  # fmt: skip
+
+#: MoE dispatch and combine (hidden states and a routing).
+MOE_OPS = frozenset({"dispatch", "combine"})
 
 #: Operations on sparse input (CSR matrices or token streams).
 SPARSE_OPS = frozenset({"csr_top_k", "csr_entropy", "csr_relative_entropy", "cooccurrence"})
@@ -60,6 +66,18 @@ _COOC_SHAPE = (1_000_000, 50_000)  # tokens, vocabulary
 #: The co-occurrence window of the benchmark.
 COOC_WINDOW = 2
 _EC_EXPERTS = 64  # expert choice: capacity C = T * 2 / E (two experts per token on average)
+_MOE_TOKENS = (4096, 65536)
+_MOE_HIDDEN = (1024, 4096)
+_MOE_EXPERTS = 64
+
+
+class MoeInput(NamedTuple):
+    """The input of dispatch/combine: the rows (hidden states, or expert
+    outputs in dispatch's layout), the routing, and a preallocated output."""
+
+    data: Any
+    routing: Any
+    out: Any
 
 
 class Pair(NamedTuple):
@@ -98,6 +116,9 @@ class Case:
             return f"{self.shape[0]} tokens V={self.shape[1]} w={COOC_WINDOW}"
         if self.op == "group_by_expert":
             return f"{self.shape_str} E={self.experts}"
+        if self.op in MOE_OPS:
+            dt = "" if self.dtype == "float32" else f" {self.dtype}"
+            return f"T={self.shape[0]} H={self.shape[1]} E={self.experts} k={self.k}{dt}"
         kname = "C" if self.op == "expert_choice" else "k"
         dt = "" if self.dtype in ("float32", "int32") else f" {self.dtype}"
         return self.shape_str + ("" if self.k is None else f" {kname}={self.k}") + dt
@@ -146,9 +167,25 @@ def _route_cases(op: str) -> list[Case]:
     return cases
 
 
+def _moe_cases(op: str) -> list[Case]:
+    # the largest (65536 tokens, H = 4096, k = 8: 8.6 GB of float32 rows,
+    # twice that with a peer's buffer) does not fit this machine
+    return [
+        Case(op, (T, H), k, dtype=d, experts=_MOE_EXPERTS, quick=(T, H, k) == (4096, 1024, 8))
+        for d in ("float32", "bfloat16")
+        for T in _MOE_TOKENS
+        for H in _MOE_HIDDEN
+        for k in _ROUTER_K
+        if T * H * k <= 65536 * 4096 * 2
+    ]
+
+
 def _build_cases() -> tuple[Case, ...]:
     cases: list[Case] = []
     for op in OPS:
+        if op in MOE_OPS:
+            cases += _moe_cases(op)
+            continue
         if op in ROUTE_OPS:
             cases += _route_cases(op)
             continue
@@ -284,6 +321,8 @@ def make_input(case: Case, seed: int = 0) -> Any:
     if case.op == "group_by_expert":  # uniform expert ids
         rng = np.random.default_rng([seed, *case.shape, case.experts or 0])
         return rng.integers(0, case.experts, case.shape, dtype=np.int32)
+    if case.op in MOE_OPS:  # a dropless routing of normal logits, normal hidden states
+        return _moe_input(case, seed)
     rng = np.random.default_rng([seed, *case.shape, case.k or 0])
     z = rng.standard_normal(case.shape, dtype=np.float32)
     if case.op in ROUTE_OPS:  # standard normal router logits
@@ -306,6 +345,26 @@ def make_input(case: Case, seed: int = 0) -> Any:
     return _softmax_rows(z).astype(dt, copy=False)
 
 
+def _moe_input(case: Case, seed: int) -> MoeInput:
+    import fastroute as fr
+
+    T, H = case.shape
+    rng = np.random.default_rng([seed, T, H, case.k or 0])
+    r = fr.route(rng.standard_normal((T, case.experts), dtype=np.float32), case.k)
+    dt: Any = np.dtype(case.dtype) if case.dtype != "bfloat16" else _bf16()
+    hidden = rng.standard_normal((T, H), dtype=np.float32).astype(dt)
+    if case.op == "dispatch":
+        return MoeInput(hidden, r, np.empty((r.order.size, H), dt))
+    rows = fr.dispatch(hidden, r).rows  # stand-in expert outputs, in dispatch's layout
+    return MoeInput(rows, r, np.empty((T, H), dt))
+
+
+def _bf16() -> Any:
+    import ml_dtypes
+
+    return ml_dtypes.bfloat16
+
+
 def _softmax_rows(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
@@ -318,6 +377,8 @@ def input_nbytes(x: Any) -> int:
     and indptr; a :class:`Pair`: both)."""
     if isinstance(x, Pair):
         return input_nbytes(x.p) + input_nbytes(x.q)
+    if isinstance(x, MoeInput):
+        return int(x.data.nbytes)
     if hasattr(x, "indptr"):
         return int(x.data.nbytes + x.indices.nbytes + x.indptr.nbytes)
     return int(math.prod(x.shape) * x.dtype.itemsize)

@@ -125,6 +125,22 @@ def read_floor(*arrays: np.ndarray) -> Any:
     return sums[0] if len(sums) == 1 else tuple(sums)
 
 
+@numba.njit(parallel=True, cache=True)
+def _fill_parallel(flat, nchunks):  # pragma: no cover - compiled
+    n = flat.shape[0]
+    for c in numba.prange(nchunks):
+        flat[n * c // nchunks : n * (c + 1) // nchunks] = 0
+
+
+def memory_floor(read: np.ndarray, write: np.ndarray) -> Any:
+    """Read every element of ``read`` (as :func:`read_floor`) and write every
+    element of ``write`` (a parallel fill): the bytes a gather or a weighted
+    sum of rows must move, each streamed once (pass 8-byte words)."""
+    s = read_floor(read)
+    _fill_parallel(write.reshape(-1), max(1, numba.get_num_threads()))
+    return s
+
+
 # --------------------------------------------------------------------------- compute floors
 
 

@@ -39,6 +39,9 @@ __all__ = [
     "jax_entropy_from_logits",
     "jax_top_k",
     "jax_route",
+    "torch_dispatch",
+    "torch_combine_index_add",
+    "torch_combine_buffer",
 ]
 
 # --------------------------------------------------------------------------- NumPy / SciPy
@@ -305,3 +308,27 @@ def jax_route(jax: Any, k: int, E: int) -> Any:
         return e, w, jnp.argsort(flat, stable=True), offsets
 
     return jax.jit(route)
+
+
+# --------------------------------------------------------------------------- MoE dispatch / combine
+
+
+def torch_dispatch(torch: Any, h: Any, rows_of: Any, out: Any) -> Any:
+    """The gather of every CPU MoE block: ``index_select`` of the hidden
+    states by ``order // k`` (into a preallocated buffer)."""
+    return torch.index_select(h, 0, rows_of, out=out)
+
+
+def torch_combine_index_add(torch: Any, y: Any, token_of: Any, w: Any, out: Any) -> Any:
+    """HF transformers' combine: a zeroed ``(T, H)`` and ``index_add_`` of the
+    weighted expert rows (accumulated in the rows' dtype)."""
+    out.zero_()
+    return out.index_add_(0, token_of, y * w[:, None])
+
+
+def torch_combine_buffer(torch: Any, y: Any, slot: Any, w: Any, buf: Any, T: int, k: int) -> Any:
+    """The deterministic variant (HF PR #43362, vLLM/SGLang CPU): the weighted
+    rows into a zeroed ``(T * k, H)`` slot buffer, then a sum over ``k``."""
+    buf.zero_()
+    buf.index_copy_(0, slot, y * w[:, None])
+    return buf.view(T, k, -1).sum(1)

@@ -274,6 +274,71 @@ _SOFTMAX_FLOOR = Impl(
 )  # fmt: skip
 _TORCH = ("torch",)
 _JAX = ("jax",)
+
+
+def _memory(case: Case, x: Any) -> Callable[[], Any]:
+    # the bytes dispatch/combine move: read the grouped rows' bytes (dispatch
+    # gathers as many as it writes), write the output's
+    T, H = case.shape
+    words = -(-x.routing.order.size * H * x.data.dtype.itemsize // 8)  # 8-byte words
+    read = np.ones(words, np.uint64)
+    write = np.empty(-(-int(np.prod(x.out.shape)) * x.out.dtype.itemsize // 8), np.uint64)
+    return lambda: F.memory_floor(read, write)
+
+
+_MEMORY = Impl(
+    "read_floor", "memory floor", "read_floor",
+    "parallel sum over the bytes read + parallel fill of the bytes written, each once "
+    "(numba prange)", _memory,
+)  # fmt: skip
+
+
+def _torch_dispatch(case: Case, x: Any) -> Callable[[], Any]:
+    torch = P.torch_module()
+    h, out = P.torch_tensor(torch, x.data), P.torch_tensor(torch, x.out)
+    rows_of = torch.from_numpy(x.routing.order // case.k)
+    return lambda: P.torch_dispatch(torch, h, rows_of, out)
+
+
+def _torch_combine(buffer: bool) -> Maker:
+    def make(case: Case, x: Any) -> Callable[[], Any]:
+        torch = P.torch_module()
+        r, k = x.routing, case.k
+        y, out = P.torch_tensor(torch, x.data), P.torch_tensor(torch, x.out)
+        w = torch.from_numpy(np.ascontiguousarray(r.weights.reshape(-1)[r.order])).to(y.dtype)
+        if buffer:
+            slot = torch.from_numpy(r.order)
+            buf = torch.empty((r.weights.size, y.shape[1]), dtype=y.dtype)
+            T = case.shape[0]
+            return lambda: P.torch_combine_buffer(torch, y, slot, w, buf, T, k)
+        token_of = torch.from_numpy(r.order // k)
+        return lambda: P.torch_combine_index_add(torch, y, token_of, w, out)
+
+    return make
+
+
+def _as_f32(a: Any) -> np.ndarray:
+    a = np.asarray(a)
+    return a.astype(np.float32) if a.dtype.itemsize == 2 else a
+
+
+def _same_rows(case: Case, x: Any, ref: Any, got: Any) -> str | None:
+    ref, got = _as_f32(ref), _as_f32(got)
+    if ref.shape != got.shape:
+        return f"shape {got.shape}, expected {ref.shape}"
+    return None if np.array_equal(ref, got) else "different rows"
+
+
+def _close_rows(case: Case, x: Any, ref: Any, got: Any) -> str | None:
+    # torch accumulates in the rows' dtype (bfloat16: 8 bits), fastroute in float32
+    ref, got = _as_f32(ref), _as_f32(got)
+    if ref.shape != got.shape:
+        return f"shape {got.shape}, expected {ref.shape}"
+    tol = 3e-2 if case.dtype == "bfloat16" else 1e-5
+    err = float(np.max(np.abs(ref - got) / (np.abs(ref) + 1.0), initial=0.0))
+    return None if err <= tol else f"relative difference {err:.3g} > {tol}"
+
+
 _SCIPY = ("scipy",)
 
 
@@ -552,6 +617,41 @@ def _build() -> dict[str, Op]:
                  lambda c, x: lambda: P.numpy_group_by_expert(x, c.experts)),
         ),
         _same_grouping,
+    )  # fmt: skip
+    ops["dispatch"] = Op(
+        "dispatch",
+        (
+            _impl_fastroute(
+                "fastroute.dispatch(hidden, routing, out=rows)",
+                lambda c, x: lambda: _fr().dispatch(x.data, x.routing, out=x.out),
+                lambda d: _np(d.rows),
+            ),
+            _MEMORY,
+            Impl(
+                "torch.index_select",
+                "torch index_select",
+                "peer",
+                "torch.index_select(hidden, 0, order // k, out=rows)",
+                _torch_dispatch,
+                _TORCH,
+            ),
+        ),
+        _same_rows,
+    )
+    ops["combine"] = Op(
+        "combine",
+        (
+            _impl_fastroute("fastroute.combine(expert_out, routing, out=out)",
+                            lambda c, x: lambda: _fr().combine(x.data, x.routing, out=x.out)),
+            _MEMORY,
+            Impl("torch.index_add_", "torch index_add_", "peer",
+                 "out.zero_(); out.index_add_(0, order // k, rows * w[:, None])",
+                 _torch_combine(buffer=False), _TORCH),
+            Impl("torch.slot_buffer", "torch (T·k, H) buffer + sum", "peer",
+                 "buf.zero_(); buf.index_copy_(0, order, rows * w[:, None]); "
+                 "buf.view(T, k, H).sum(1)", _torch_combine(buffer=True), _TORCH),
+        ),
+        _close_rows,
     )  # fmt: skip
     missing = set(OPS) ^ set(ops)
     if missing:  # pragma: no cover - a registry edit gone wrong

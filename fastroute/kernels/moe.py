@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import _u, jit
+from ._math import bits_f32, f32_bits
 
 __all__ = [
     "gather_row", "gather_rows", "combine_row", "combine_rows", "combine_rows_bf16",
@@ -80,27 +81,22 @@ def _bf16_bits(b):
 
 
 @jit(nogil=True)
-def combine_rows_bf16(x, pos, w, k, out, acc, row, lo, hi):
+def combine_rows_bf16(x, pos, w, k, out, acc, lo, hi):
     """``combine_rows`` for bfloat16 rows held as ``uint16`` bits: each read
-    widened to float32 exactly, float32 sums, each result rounded to
-    nearest even. ``acc``: float32 scratch of H; ``row``: uint32 scratch
-    of H."""
+    widened to float32 exactly (the bits shifted up), float32 sums, each
+    result rounded to nearest even. ``acc``: float32 scratch of H."""
     H = out.shape[1]
-    fr = row.view(np.float32)
-    ab = acc.view(np.uint32)
     for t in range(lo, hi):
         for h in range(H):
             acc[h] = 0.0
         for j in range(k):
             p = pos[t * k + j]
             if p >= 0:
-                for h in range(H):
-                    row[h] = np.uint32(x[_u(p), h]) << np.uint32(16)
                 wj = w[t, j]
                 for h in range(H):
-                    acc[h] += wj * fr[h]
+                    acc[h] += wj * bits_f32(np.int32(np.int32(x[_u(p), h]) << 16))
         for h in range(H):
-            out[t, h] = _bf16_bits(ab[h])
+            out[t, h] = _bf16_bits(np.uint32(f32_bits(acc[h])))
 
 
 @jit(nogil=True, inline="always")
@@ -113,7 +109,7 @@ def _f16_bits(b):
     if a >= np.uint32(0x477FF000):  # rounds to beyond 65504: infinity
         return sign | np.uint16(0x7C00)
     if a < np.uint32(0x38800000):  # below 2**-14: a subnormal (or zero) half
-        f = np.array([a], np.uint32).view(np.float32)[0]
+        f = bits_f32(np.int32(a))
         return sign | np.uint16(np.rint(f * np.float32(16777216.0)))
     y = a - np.uint32(0x38000000)  # rebias the exponent, then round 13 bits away
     return sign | np.uint16(
@@ -122,26 +118,23 @@ def _f16_bits(b):
 
 
 @jit(nogil=True)
-def combine_rows_f16(x, pos, w, k, out, acc, row, table, lo, hi):
+def combine_rows_f16(x, pos, w, k, out, acc, table, lo, hi):
     """``combine_rows`` for float16 rows held as ``uint16`` bits: reads
     through ``table`` (the float32 value of each of the 65536 bit patterns,
     :func:`f16_table`), float32 sums, results rounded to nearest even.
-    ``acc``, ``row``: float32 scratch of H."""
+    ``acc``: float32 scratch of H."""
     H = out.shape[1]
-    ab = acc.view(np.uint32)
     for t in range(lo, hi):
         for h in range(H):
             acc[h] = 0.0
         for j in range(k):
             p = pos[t * k + j]
             if p >= 0:
-                for h in range(H):
-                    row[h] = table[x[_u(p), h]]
                 wj = w[t, j]
                 for h in range(H):
-                    acc[h] += wj * row[h]
+                    acc[h] += wj * table[x[_u(p), h]]
         for h in range(H):
-            out[t, h] = _f16_bits(ab[h])
+            out[t, h] = _f16_bits(np.uint32(f32_bits(acc[h])))
 
 
 def f16_table() -> np.ndarray:
