@@ -30,16 +30,25 @@ def moe_forward(
     experts: list[tuple[Any, Any, Any]],
     k: int,
     *,
-    ffn: Callable[[Any, tuple[Any, Any, Any]], Any],
+    ffn: Callable[[Any, tuple[Any, Any, Any], Any], Any],
+    workspace: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
 ) -> Any:
     """One MoE block with fastroute around the expert FFNs.
 
     ``hidden`` (T, H) and the router weight (H, E) in the model dtype;
-    ``experts[e] = (gate, up, down)``; ``ffn(rows, expert)`` runs one expert
-    on its rows (torch or NumPy). Returns (T, H) in the model dtype.
+    ``experts[e] = (gate, up, down)``; ``ffn(rows, expert, out)`` runs one
+    expert on its rows into ``out`` (torch or NumPy). ``workspace`` (a dict,
+    filled on the first call) keeps the grouped rows and the outputs between
+    calls, as an inference engine does: fresh multi-megabyte buffers on every
+    call cost page faults. Returns (T, H) in the model dtype.
     """
     t = timings if timings is not None else {}
+    ws = workspace if workspace is not None else {}
+    T, H = hidden.shape
+    if ws.get("shape") != (T, H, k):  # buffers for T * k grouped rows
+        ws.update(shape=(T, H, k), rows=_empty_like(hidden, (T * k, H)),
+                  out_rows=_empty_like(hidden, (T * k, H)), y=_empty_like(hidden, (T, H)))  # fmt: skip
     clock = time.perf_counter()
     logits = hidden @ router_w  # the router GEMM, in the model dtype
     t["router GEMM"] = t.get("router GEMM", 0.0) + time.perf_counter() - clock
@@ -47,43 +56,52 @@ def moe_forward(
     r = fr.route(logits, k, stats=False)  # softmax top-k, renormalized, grouped
     t["route"] = t.get("route", 0.0) + time.perf_counter() - clock
     clock = time.perf_counter()
-    d = fr.dispatch(hidden, r)
+    n = r.order.size
+    d = fr.dispatch(hidden, r, out=ws["rows"][:n])
     t["dispatch"] = t.get("dispatch", 0.0) + time.perf_counter() - clock
     clock = time.perf_counter()
-    out_rows = _empty_like(d.rows)
+    out_rows = ws["out_rows"][:n]
     for e, (a, b) in enumerate(zip(d.offsets[:-1].tolist(), d.offsets[1:].tolist(), strict=True)):
         if b > a:
-            out_rows[a:b] = ffn(d.rows[a:b], experts[e])
+            ffn(d.rows[a:b], experts[e], out_rows[a:b])
     t["expert FFNs"] = t.get("expert FFNs", 0.0) + time.perf_counter() - clock
     clock = time.perf_counter()
-    y = fr.combine(out_rows, r)
+    y = fr.combine(out_rows, r, out=ws["y"])
     t["combine"] = t.get("combine", 0.0) + time.perf_counter() - clock
     return y
 
 
-def _empty_like(a: Any) -> Any:
+def _empty_like(a: Any, shape: tuple[int, int]) -> Any:
     if hasattr(a, "detach"):
         import torch
 
-        return torch.empty_like(a)
-    return np.empty_like(a)
+        return torch.empty(shape, dtype=a.dtype)
+    return np.empty(shape, a.dtype)
 
 
-def numpy_ffn(x: np.ndarray, expert: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """SwiGLU with NumPy matmuls (float32 math)."""
+def numpy_ffn(
+    x: np.ndarray, expert: tuple[np.ndarray, np.ndarray, np.ndarray], out: Any = None
+) -> np.ndarray:
+    """SwiGLU with NumPy matmuls (float32 math), into ``out`` when given."""
     gate, up, down = expert
     x32 = x.astype(np.float32)
     g = x32 @ gate.astype(np.float32)
     h = g / (1.0 + np.exp(-g)) * (x32 @ up.astype(np.float32))
-    return (h @ down.astype(np.float32)).astype(x.dtype)
+    y = (h @ down.astype(np.float32)).astype(x.dtype)
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
-def torch_ffn(x: Any, expert: tuple[Any, Any, Any]) -> Any:
-    """SwiGLU with torch matmuls in the model dtype (as HF runs it)."""
+def torch_ffn(x: Any, expert: tuple[Any, Any, Any], out: Any = None) -> Any:
+    """SwiGLU with torch matmuls in the model dtype (as HF runs it), the down
+    projection written into ``out`` when given."""
     import torch
 
     gate, up, down = expert
-    return (torch.nn.functional.silu(x @ gate) * (x @ up)) @ down
+    h = torch.nn.functional.silu(x @ gate) * (x @ up)
+    return torch.mm(h, down) if out is None else torch.mm(h, down, out=out)
 
 
 def hf_eager(hidden: Any, router_w: Any, experts: list, k: int, timings: dict[str, float]) -> Any:
@@ -153,8 +171,12 @@ def main() -> None:
     tr = torch.from_numpy(router).to(dt)
     te = [tuple(torch.from_numpy(m).to(dt) for m in ex) for ex in experts]
     x = torch.randn(a.tokens, a.hidden, generator=torch.Generator().manual_seed(1)).to(dt)
+    ws: dict[str, Any] = {}
     for name, block in (
-        ("fastroute", lambda tm: moe_forward(x, tr, te, a.k, ffn=torch_ffn, timings=tm)),
+        (
+            "fastroute",
+            lambda tm: moe_forward(x, tr, te, a.k, ffn=torch_ffn, workspace=ws, timings=tm),
+        ),
         ("HF eager", lambda tm: hf_eager(x, tr, te, a.k, tm)),
     ):
         block({})  # warm-up (compiles fastroute's kernels on a first run)
@@ -168,7 +190,7 @@ def main() -> None:
         stages = ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in tm.items())
         print(f"{name:9s} {1e3 * total:8.2f} ms  ({stages})")
         if name == "fastroute":
-            ours = (total, y)
+            ours = (total, y.clone())  # the workspace is reused
     # compare where both chose the same experts: with bfloat16 logits some
     # tokens tie, and torch.topk breaks ties its own way (fastroute: lower id)
     logits = x @ tr
