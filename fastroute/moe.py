@@ -223,14 +223,14 @@ def dispatch(
     T, H = src.shape
     k, counts, poff, tokens, _ = _layout(routing, T, func, block_size)
     N = int(poff[-1])
+    if N >= 2**31:
+        raise ValueError(f"{func}: {N} grouped rows do not fit the int32 ends")
     if out is None:
         rows, bits = _empty((N, H), kind, hidden)
     else:
         rows, bits = _out(out, (N, H), kind, (src,), func)
     if N and H:
         _pool.run(K.gather_rows, [(src, tokens, bits, lo, hi) for lo, hi in _chunks(N, N * H)])
-    if N >= 2**31:
-        raise ValueError(f"{func}: {N} grouped rows do not fit the int32 ends")
     return Dispatch(rows, poff, poff[1:].astype(np.int32), counts, tokens)
 
 
