@@ -597,7 +597,9 @@ def test_read_corpus_bad_shards_name_the_file(tmp_path, monkeypatch):
         return real_open(path, *a, **kw)
 
     monkeypatch.setattr(builtins, "open", refuse)
-    with pytest.raises(OSError, match=r"cannot read .*good.txt \(shard bytes \d+:\d+\): Permission"):
+    with pytest.raises(
+        OSError, match=r"cannot read .*good.txt \(shard bytes \d+:\d+\): Permission"
+    ):
         frd.read_corpus(str(good), blocksize=400)
 
 

@@ -189,3 +189,14 @@ def test_torch_tensors_in_and_out():
     assert fr.combine(d.rows, r, out=out) is out
     want = combine_ref(ref, r, None)
     _same(out.view(torch.int16).numpy().view(BF16), want)
+
+
+def test_negative_zero_sums_are_positive_zero():
+    # a sum starts from +0: w * (-0) + ... gives +0, as the reference does
+    r = fr.route(np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), 1)
+    for dtype in DTYPES:
+        rows = np.array([[-0.0, 1.0], [-0.0, -0.0]]).astype(dtype)
+        got = fr.combine(rows, r)
+        want = combine_ref(rows, r, None)
+        _same(got, want)
+        assert not np.signbit(np.asarray(got, np.float32)[:, 0]).any()

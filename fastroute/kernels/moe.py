@@ -49,14 +49,21 @@ def combine_row(x, pos, w, t, k, acc):
     product and per sum; float32 or float64 ``x``, ``w`` of ``acc``'s
     dtype)."""
     H = acc.shape[0]
-    for h in range(H):
-        acc[h] = 0.0
+    first = True
     for j in range(k):
         p = pos[t * k + j]
         if p >= 0:
             wj = w[t, j]
-            for h in range(H):
-                acc[h] += wj * x[_u(p), h]
+            if first:  # w x + 0: the bits of a sum that starts from zero (-0 -> +0)
+                for h in range(H):
+                    acc[h] = wj * x[_u(p), h] + 0.0
+                first = False
+            else:
+                for h in range(H):
+                    acc[h] += wj * x[_u(p), h]
+    if first:  # no kept slot
+        for h in range(H):
+            acc[h] = 0.0
 
 
 @jit(nogil=True)
@@ -77,7 +84,9 @@ def _bf16_bits(b):
     # zero: widened bfloat16 inputs have them zero, and arithmetic keeps an
     # input NaN's payload or makes the default NaN (0x7FC00000 / 0xFFC00000).
     # Branch-free, so that the loop over a row vectorizes.
-    return np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+    return np.uint16(
+        (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    )
 
 
 @jit(nogil=True)
@@ -88,14 +97,23 @@ def combine_rows_bf16(x, pos, w, k, out, acc, lo, hi):
     H = out.shape[1]
     ab = acc.view(np.uint32)
     for t in range(lo, hi):
-        for h in range(H):
-            acc[h] = 0.0
+        first = True
         for j in range(k):
             p = pos[t * k + j]
             if p >= 0:
                 wj = w[t, j]
-                for h in range(H):
-                    acc[h] += wj * bits_f32(np.int32(np.int32(x[_u(p), h]) << 16))
+                if first:  # as combine_row: w x + 0
+                    for h in range(H):
+                        acc[h] = wj * bits_f32(np.int32(np.int32(x[_u(p), h]) << 16)) + np.float32(
+                            0.0
+                        )
+                    first = False
+                else:
+                    for h in range(H):
+                        acc[h] += wj * bits_f32(np.int32(np.int32(x[_u(p), h]) << 16))
+        if first:
+            for h in range(H):
+                acc[h] = 0.0
         for h in range(H):
             out[t, h] = _bf16_bits(ab[h])
 
@@ -126,14 +144,21 @@ def combine_rows_f16(x, pos, w, k, out, acc, table, lo, hi):
     ``acc``: float32 scratch of H."""
     H = out.shape[1]
     for t in range(lo, hi):
-        for h in range(H):
-            acc[h] = 0.0
+        first = True
         for j in range(k):
             p = pos[t * k + j]
             if p >= 0:
                 wj = w[t, j]
-                for h in range(H):
-                    acc[h] += wj * table[x[_u(p), h]]
+                if first:  # as combine_row: w x + 0
+                    for h in range(H):
+                        acc[h] = wj * table[x[_u(p), h]] + np.float32(0.0)
+                    first = False
+                else:
+                    for h in range(H):
+                        acc[h] += wj * table[x[_u(p), h]]
+        if first:
+            for h in range(H):
+                acc[h] = 0.0
         for h in range(H):
             out[t, h] = _f16_bits(np.uint32(f32_bits(acc[h])))
 
