@@ -43,27 +43,51 @@ def gather_rows(src, rows_of, out, lo, hi):
 
 
 @jit(nogil=True, inline="always")
-def combine_row(x, pos, w, t, k, acc):
-    """``acc[:] = sum_j w[t, j] * x[pos[t * k + j], :]`` for the slots with
-    ``pos >= 0``, in ``j`` order, in ``acc``'s precision (one rounding per
-    product and per sum; float32 or float64 ``x``, ``w`` of ``acc``'s
-    dtype)."""
+def _read_float(x, p, h, table):
+    return x[_u(p), h]
+
+
+@jit(nogil=True, inline="always")
+def _read_bf16(x, p, h, table):
+    # bfloat16 bits widened to float32 exactly (shifted up)
+    return bits_f32(np.int32(np.int32(x[_u(p), h]) << 16))
+
+
+@jit(nogil=True, inline="always")
+def _read_f16(x, p, h, table):
+    return table[x[_u(p), h]]
+
+
+@jit(nogil=True, inline="always")
+def _weighted_sum(x, pos, w, t, k, acc, read, table):
+    # acc[:] = sum_j w[t, j] * read(x, pos[t k + j], h) over the kept slots,
+    # in j order; the first kept slot is w x + 0 (the bits of a sum that
+    # starts from zero: -0 -> +0); zeros without a kept slot
     H = acc.shape[0]
     first = True
     for j in range(k):
         p = pos[t * k + j]
         if p >= 0:
             wj = w[t, j]
-            if first:  # w x + 0: the bits of a sum that starts from zero (-0 -> +0)
+            if first:
                 for h in range(H):
-                    acc[h] = wj * x[_u(p), h] + 0.0
+                    acc[h] = wj * read(x, p, h, table) + np.float32(0.0)
                 first = False
             else:
                 for h in range(H):
-                    acc[h] += wj * x[_u(p), h]
-    if first:  # no kept slot
+                    acc[h] += wj * read(x, p, h, table)
+    if first:
         for h in range(H):
             acc[h] = 0.0
+
+
+@jit(nogil=True, inline="always")
+def combine_row(x, pos, w, t, k, acc):
+    """``acc[:] = sum_j w[t, j] * x[pos[t * k + j], :]`` for the slots with
+    ``pos >= 0``, in ``j`` order, in ``acc``'s precision (one rounding per
+    product and per sum; float32 or float64 ``x``, ``w`` of ``acc``'s
+    dtype)."""
+    _weighted_sum(x, pos, w, t, k, acc, _read_float, acc)
 
 
 @jit(nogil=True)
@@ -97,23 +121,7 @@ def combine_rows_bf16(x, pos, w, k, out, acc, lo, hi):
     H = out.shape[1]
     ab = acc.view(np.uint32)
     for t in range(lo, hi):
-        first = True
-        for j in range(k):
-            p = pos[t * k + j]
-            if p >= 0:
-                wj = w[t, j]
-                if first:  # as combine_row: w x + 0
-                    for h in range(H):
-                        acc[h] = wj * bits_f32(np.int32(np.int32(x[_u(p), h]) << 16)) + np.float32(
-                            0.0
-                        )
-                    first = False
-                else:
-                    for h in range(H):
-                        acc[h] += wj * bits_f32(np.int32(np.int32(x[_u(p), h]) << 16))
-        if first:
-            for h in range(H):
-                acc[h] = 0.0
+        _weighted_sum(x, pos, w, t, k, acc, _read_bf16, acc)
         for h in range(H):
             out[t, h] = _bf16_bits(ab[h])
 
@@ -144,21 +152,7 @@ def combine_rows_f16(x, pos, w, k, out, acc, table, lo, hi):
     ``acc``: float32 scratch of H."""
     H = out.shape[1]
     for t in range(lo, hi):
-        first = True
-        for j in range(k):
-            p = pos[t * k + j]
-            if p >= 0:
-                wj = w[t, j]
-                if first:  # as combine_row: w x + 0
-                    for h in range(H):
-                        acc[h] = wj * table[x[_u(p), h]] + np.float32(0.0)
-                    first = False
-                else:
-                    for h in range(H):
-                        acc[h] += wj * table[x[_u(p), h]]
-        if first:
-            for h in range(H):
-                acc[h] = 0.0
+        _weighted_sum(x, pos, w, t, k, acc, _read_f16, table)
         for h in range(H):
             out[t, h] = _f16_bits(np.uint32(f32_bits(acc[h])))
 
