@@ -158,9 +158,6 @@ def _layout(routing: Any, T: int, func: str, block_size: int | None):
     counts = np.diff(offsets)
     if offsets[0] != 0 or offsets[-1] != n or (counts < 0).any():
         raise ValueError(f"{func}: routing.offsets must rise from 0 to len(order) = {n}")
-    if n and (int(order.min()) < 0 or int(order.max()) >= T * k):
-        raise ValueError(f"{func}: routing.order has slots outside [0, {T * k}); "
-                         "it is not this batch's routing")  # fmt: skip
     if block_size is None:
         padded = counts
     else:
@@ -171,11 +168,14 @@ def _layout(routing: Any, T: int, func: str, block_size: int | None):
         padded = -(-counts // int(block_size)) * int(block_size)
     poff = np.zeros(counts.size + 1, np.int64)
     np.cumsum(padded, out=poff[1:])
-    row = np.arange(n, dtype=np.int64) + np.repeat(poff[:-1] - offsets[:-1], counts)
-    tokens = np.full(int(poff[-1]), -1, np.int64)
-    tokens[row] = order // k if k else order
-    slot_row = np.full(T * k, -1, np.int64)
-    slot_row[order] = row
+    tokens = np.empty(int(poff[-1]), np.int64)
+    slot_row = np.empty(T * k, np.int64)
+    bad = K.layout_rows(order, offsets, poff, max(k, 1), tokens, slot_row)
+    if bad:
+        s = int(order[-1 - bad])
+        why = "outside [0, T * k)" if not 0 <= s < T * k else "twice"
+        raise ValueError(f"{func}: routing.order has slot {s} {why} (T = {T}, k = {k}); "
+                         "it is not this batch's routing")  # fmt: skip
     return k, counts, poff, tokens, slot_row
 
 
@@ -295,7 +295,9 @@ def combine(
     if T and H:
         parts = _chunks(T, T * H * max(k, 1))
         if kind in ("float32", "float64"):
-            args = [(x, slot_row, w, k, bits, np.empty(H, acc_t), lo, hi) for lo, hi in parts]
+            stream = bits.nbytes >= _STREAM_BYTES
+            args = [(x, slot_row, w, k, bits, np.empty(H, acc_t), lo, hi, stream)
+                    for lo, hi in parts]  # fmt: skip
             _pool.run(K.combine_rows, args)
         elif kind == "bfloat16":
             args = [(x, slot_row, w, k, bits, np.empty(H, np.float32), lo, hi) for lo, hi in parts]
@@ -307,6 +309,13 @@ def combine(
             _pool.run(K.combine_rows_f16, args)
     return res
 
+
+#: float32/float64 outputs of at least this many bytes are written with
+#: streaming stores, which skip reading each line before writing it (up to
+#: 30% faster at 64 MiB and more on this project's benchmark machine); a
+#: smaller output would still be in cache for the caller, and a streaming
+#: store would evict it.
+_STREAM_BYTES = 32 << 20
 
 _F16: list[np.ndarray] = []
 

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastroute as fr
+from fastroute import moe as fr_moe
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64), BF16, np.dtype(np.float16)]
@@ -106,6 +107,31 @@ def test_dispatch_and_combine_match_the_reference(case):
     _same(hidden, before)  # inputs never modified
 
 
+@given(
+    H=st.sampled_from([1, 5, 16, 33, 100]),
+    shift=st.integers(0, 17),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_streaming_stores_write_the_same_bits(H, shift, dtype, seed):
+    # combine writes float outputs of _STREAM_BYTES or more with streaming
+    # stores for each row's 64-byte aligned middle and plain stores for its
+    # ends; force that path on small rows starting at any alignment
+    rng = np.random.default_rng(seed)
+    r = fr.route(rng.standard_normal((30, 6)).astype(np.float32), 2, capacity_factor=0.7)
+    y = rng.standard_normal((int(r.offsets[-1]), H)).astype(dtype)
+    buf = np.full(30 * H + shift + 3, 7.0, dtype)
+    out = buf[shift : shift + 30 * H].reshape(30, H)  # rows at any alignment
+    saved = fr_moe._STREAM_BYTES
+    fr_moe._STREAM_BYTES = 0
+    try:
+        fr.combine(y, r, out=out)
+    finally:
+        fr_moe._STREAM_BYTES = saved
+    _same(out, combine_ref(y, r, None))
+    assert (buf[:shift] == 7).all() and (buf[shift + 30 * H :] == 7).all()  # nothing else written
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_same_bits_for_any_thread_count_and_batch_split(dtype, restore_numba_threads):
     # large enough for the parallel path (several chunks of rows and tokens)
@@ -168,6 +194,12 @@ def test_bad_input():
     bad = r._replace(order=r.order + 100)
     with pytest.raises(ValueError, match="outside"):
         fr.dispatch(h, bad)
+    order = r.order.copy()
+    order[5] = order[2]  # not a permutation: one slot twice, one never
+    with pytest.raises(ValueError, match=f"slot {order[2]} twice"):
+        fr.combine(np.ones((20, 3), np.float32), r._replace(order=order))
+    with pytest.raises(ValueError, match="outside"):
+        fr.dispatch(h, r._replace(order=r.order.astype(np.uint64) + np.uint64(2**63)))
     bad = r._replace(offsets=r.offsets[::-1].copy())
     with pytest.raises(ValueError, match="offsets"):
         fr.combine(np.ones((20, 3), np.float32), bad)
