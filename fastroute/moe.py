@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _pool
+from ._drivers import n_chunks
+from ._jit import parallel_guard
 from .kernels import moe as K
 
 __all__ = ["Dispatch", "dispatch", "combine"]
@@ -152,36 +153,28 @@ def _layout(routing: Any, T: int, func: str, block_size: int | None):
                          "routing of these tokens")  # fmt: skip
     if order.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
         raise ValueError(f"{func}: routing.order and routing.offsets must be integer arrays")
-    order = order.astype(np.int64, copy=False)
-    offsets = offsets.astype(np.int64, copy=False)
-    n = order.shape[0]
-    counts = np.diff(offsets)
-    if offsets[0] != 0 or offsets[-1] != n or (counts < 0).any():
-        raise ValueError(f"{func}: routing.offsets must rise from 0 to len(order) = {n}")
     if block_size is None:
-        padded = counts
+        block = 1
+    elif isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
+        raise TypeError(f"{func}: block_size must be an integer, got {block_size!r}")
+    elif not 1 <= block_size <= 2**31:
+        raise ValueError(f"{func}: block_size must be in [1, 2**31], got {block_size}")
     else:
-        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
-            raise TypeError(f"{func}: block_size must be an integer, got {block_size!r}")
-        if block_size < 1:
-            raise ValueError(f"{func}: block_size must be >= 1, got {block_size}")
-        padded = -(-counts // int(block_size)) * int(block_size)
-    poff = np.zeros(counts.size + 1, np.int64)
-    np.cumsum(padded, out=poff[1:])
-    tokens = np.empty(int(poff[-1]), np.int64)
-    slot_row = np.empty(T * k, np.int64)
-    bad = K.layout_rows(order, offsets, poff, max(k, 1), tokens, slot_row)
+        block = int(block_size)
+    order = order.astype(np.int64, copy=False)
+    bad, counts, poff, tokens, slot_row = K.grouped_layout(
+        order, offsets.astype(np.int64, copy=False), block, max(k, 1), T * k
+    )
+    if bad == 1:
+        raise ValueError(f"{func}: routing.offsets must rise from 0 to len(order) = {order.size}")
+    if bad == 2:
+        raise ValueError(f"{func}: {int(poff[-1])} grouped rows do not fit the int32 ends")
     if bad:
         s = int(order[-1 - bad])
         why = "outside [0, T * k)" if not 0 <= s < T * k else "twice"
         raise ValueError(f"{func}: routing.order has slot {s} {why} (T = {T}, k = {k}); "
                          "it is not this batch's routing")  # fmt: skip
     return k, counts, poff, tokens, slot_row
-
-
-def _chunks(n: int, work: int) -> list[tuple[int, int]]:
-    c = _pool.chunks(work, n)
-    return [(n * i // c, n * (i + 1) // c) for i in range(c)]
 
 
 def dispatch(
@@ -223,14 +216,16 @@ def dispatch(
     T, H = src.shape
     k, counts, poff, tokens, _ = _layout(routing, T, func, block_size)
     N = int(poff[-1])
-    if N >= 2**31:
-        raise ValueError(f"{func}: {N} grouped rows do not fit the int32 ends")
     if out is None:
         rows, bits = _empty((N, H), kind, hidden)
     else:
         rows, bits = _out(out, (N, H), kind, (src,), func)
     if N and H:
-        _pool.run(K.gather_rows, [(src, tokens, bits, lo, hi) for lo, hi in _chunks(N, N * H)])
+        with parallel_guard(N * H) as par:
+            if par:
+                K.gather_parallel(src, tokens, bits, n_chunks(N))
+            else:
+                K.gather_rows(src, tokens, bits, 0, N)
     return Dispatch(rows, poff, poff[1:].astype(np.int32), counts, tokens)
 
 
@@ -293,20 +288,23 @@ def combine(
     else:
         res, bits = _out(out, (T, H), kind, (x,), func)
     if T and H:
-        parts = _chunks(T, T * H * max(k, 1))
-        if kind in ("float32", "float64"):
-            stream = bits.nbytes >= _STREAM_BYTES
-            args = [(x, slot_row, w, k, bits, np.empty(H, acc_t), lo, hi, stream)
-                    for lo, hi in parts]  # fmt: skip
-            _pool.run(K.combine_rows, args)
-        elif kind == "bfloat16":
-            args = [(x, slot_row, w, k, bits, np.empty(H, np.float32), lo, hi) for lo, hi in parts]
-            _pool.run(K.combine_rows_bf16, args)
-        else:
-            table = _f16()
-            args = [(x, slot_row, w, k, bits, np.empty(H, np.float32), table, lo, hi)
-                    for lo, hi in parts]  # fmt: skip
-            _pool.run(K.combine_rows_f16, args)
+        with parallel_guard(T * H * max(k, 1)) as par:
+            nc = n_chunks(T)
+            if kind in ("float32", "float64"):
+                stream = bits.nbytes >= _STREAM_BYTES
+                if par:
+                    K.combine_parallel(x, slot_row, w, k, bits, nc, stream)
+                else:
+                    K.combine_rows(x, slot_row, w, k, bits, np.empty(H, acc_t), 0, T, stream)
+            elif kind == "bfloat16":
+                if par:
+                    K.combine_bf16_parallel(x, slot_row, w, k, bits, nc)
+                else:
+                    K.combine_rows_bf16(x, slot_row, w, k, bits, np.empty(H, np.float32), 0, T)
+            elif par:
+                K.combine_f16_parallel(x, slot_row, w, k, bits, _f16(), nc)
+            else:
+                K.combine_rows_f16(x, slot_row, w, k, bits, np.empty(H, np.float32), _f16(), 0, T)
     return res
 
 

@@ -13,10 +13,12 @@ from fastroute import _drivers as drv
 
 def work(seed):
     x = np.random.default_rng(seed).standard_normal((20000, 16)).astype(np.float32)
+    r = fr.route(x, 2)
     return (
         fr.top_k(x, 2).indices.tolist(),
         fr.entropy_from_logits(x).tolist(),
-        fr.route(x, 2).order.tolist(),
+        r.order.tolist(),
+        fr.combine(fr.dispatch(x, r).rows, r).tobytes(),  # parallel in the parent
     )
 
 
