@@ -451,12 +451,18 @@ def test_route_any_layout(layout):
 
 
 @pytest.mark.parametrize("E, k", [(8, 2), (64, 8)])
-def test_route_bits_do_not_depend_on_threads_or_batch_split(restore_numba_threads, E, k):
-    x = RNG.standard_normal((6000, E)).astype(np.float32)
+def test_route_bits_do_not_depend_on_threads_or_batch_split(
+    restore_numba_threads, monkeypatch, E, k
+):
+    T = max(6000, fr.routing._pool.MIN_WORK // E + 1000)  # large enough for the chunk pool
+    x = RNG.standard_normal((T, E)).astype(np.float32)
     runs = {}
+    calls = _spy_pool(monkeypatch)
     for threads in (1, 2):
         numba.set_num_threads(threads)
+        calls.clear()
         runs[threads] = fr.route(x, k, capacity_factor=1.0)
+        assert len(calls[0]) == threads  # the routing pass: one chunk per thread
     a, b = runs[1], runs[2]
     for f in ("experts", "weights", "order", "offsets", "dropped", "entropy"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
