@@ -133,10 +133,11 @@ def _out(out: Any, shape: tuple[int, int], kind: str, inputs: tuple, func: str):
     return out, bits
 
 
-def _layout(routing: Any, T: int, func: str, block_size: int | None):
-    """Checked routing arrays and the grouped layout: for each row its
-    token (-1 for padding), for each slot ``t * k + j`` its row (-1 when
-    dropped), the padded offsets and the counts."""
+def _layout(routing: Any, T: int, func: str, block_size: int | None, with_tokens: bool):
+    """Checked routing arrays and the grouped layout: for each slot
+    ``t * k + j`` its row (-1 when dropped), for each row its token (-1 for
+    padding; empty unless ``with_tokens``), the padded offsets and the
+    counts."""
     try:
         experts, order, offsets = routing.experts, routing.order, routing.offsets
     except AttributeError:
@@ -163,7 +164,7 @@ def _layout(routing: Any, T: int, func: str, block_size: int | None):
         block = int(block_size)
     order = order.astype(np.int64, copy=False)
     bad, counts, poff, tokens, slot_row = K.grouped_layout(
-        order, offsets.astype(np.int64, copy=False), block, max(k, 1), T * k
+        order, offsets.astype(np.int64, copy=False), block, max(k, 1), T * k, with_tokens
     )
     if bad == 1:
         raise ValueError(f"{func}: routing.offsets must rise from 0 to len(order) = {order.size}")
@@ -214,7 +215,7 @@ def dispatch(
     func = "dispatch"
     src, kind = _bits(hidden, "hidden", func)
     T, H = src.shape
-    k, counts, poff, tokens, _ = _layout(routing, T, func, block_size)
+    k, counts, poff, tokens, _ = _layout(routing, T, func, block_size, True)
     N = int(poff[-1])
     if out is None:
         rows, bits = _empty((N, H), kind, hidden)
@@ -272,7 +273,7 @@ def combine(
     if weights is None:
         raise TypeError(f"{func}: routing must be the Routing that fastroute.route returned")
     T = weights.shape[0] if weights.ndim == 2 else -1
-    k, counts, poff, tokens, slot_row = _layout(routing, T, func, block_size)
+    k, _, poff, _, slot_row = _layout(routing, T, func, block_size, False)
     N, H = x.shape
     if N != int(poff[-1]):
         raise ValueError(

@@ -25,7 +25,7 @@ __all__ = [
 
 
 @jit(nogil=True)
-def grouped_layout(order, offsets, block, k, nslots):
+def grouped_layout(order, offsets, block, k, nslots, with_tokens):
     """The grouped row layout of a routing, checked: ``(status, counts,
     poff, tokens, slot_row)``.
 
@@ -33,7 +33,8 @@ def grouped_layout(order, offsets, block, k, nslots):
     rows ``poff[e]`` onward in that order, each segment padded to a multiple
     of ``block``; ``tokens[row]`` is the token of each row (``order // k``,
     -1 for padding) and ``slot_row[t * k + j]`` the row of each of the
-    ``nslots`` slots (-1 when dropped). ``status`` is 0, 1 when ``offsets``
+    ``nslots`` slots (-1 when dropped); ``tokens`` is empty unless
+    ``with_tokens``. ``status`` is 0, 1 when ``offsets``
     does not rise from 0 to ``len(order)``, 2 when the rows number 2**31 or
     more (the arrays are then empty), or
     ``-1 - i`` for the first ``order[i]`` outside ``[0, nslots)`` or
@@ -53,7 +54,7 @@ def grouped_layout(order, offsets, block, k, nslots):
         poff[e + 1] = poff[e] + (c + block - 1) // block * block
     if poff[E] >= 2**31:
         return 2, counts, poff, empty, empty
-    tokens = np.empty(poff[E], np.int64)
+    tokens = np.empty(poff[E] if with_tokens else 0, np.int64)
     for r in range(tokens.shape[0]):
         tokens[r] = -1
     slot_row = np.empty(nslots, np.int64)
@@ -66,7 +67,8 @@ def grouped_layout(order, offsets, block, k, nslots):
             if s < 0 or s >= nslots or slot_row[s] >= 0:
                 return -1 - i, counts, poff, tokens, slot_row
             slot_row[s] = i + shift
-            tokens[i + shift] = s // k
+            if with_tokens:
+                tokens[i + shift] = s // k
     return 0, counts, poff, tokens, slot_row
 
 
