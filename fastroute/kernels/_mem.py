@@ -30,7 +30,7 @@ from numba.extending import intrinsic
 
 from .._jit import jit
 
-__all__ = ["prefetch", "store_row", "store_fence"]
+__all__ = ["prefetch", "prefetch_row", "store_row", "store_fence"]
 
 _LINE = 64  # bytes per cache line and per streaming store
 
@@ -52,6 +52,14 @@ def prefetch(typingctx, a, i):
         return context.get_dummy_value()
 
     return types.void(a, types.intp), codegen
+
+
+@jit(nogil=True, inline="always")
+def prefetch_row(a, r):
+    """Prefetch every cache line of row ``r`` of a C-contiguous 2-D ``a``."""
+    H = a.shape[1]
+    for h in range(0, H, max(1, _LINE // a.itemsize)):
+        prefetch(a, r * H + h)
 
 
 @intrinsic
@@ -120,6 +128,9 @@ def store_row(out, t, row):
 if numba.config.DISABLE_JIT:  # plain-Python stand-ins (NUMBA_DISABLE_JIT=1 runs)
 
     def prefetch(a, i):  # noqa: F811
+        return None
+
+    def prefetch_row(a, r):  # noqa: F811
         return None
 
     def store_fence():  # noqa: F811

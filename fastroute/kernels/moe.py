@@ -15,7 +15,7 @@ from numba import prange
 
 from .._jit import _u, jit, pjit
 from ._math import bits_f32, f32_bits
-from ._mem import prefetch, store_fence, store_row
+from ._mem import prefetch_row, store_fence, store_row
 
 __all__ = [
     "grouped_layout", "gather_row", "gather_rows", "gather_parallel", "combine_row",
@@ -171,13 +171,10 @@ def combine_rows(x, pos, w, k, out, acc, lo, hi, stream):
 @jit(nogil=True, inline="always")
 def _prefetch_rows(x, pos, t, k):
     # ask for every cache line of token t's kept rows
-    H = x.shape[1]
-    step = max(1, 64 // x.itemsize)
     for j in range(k):
         p = pos[t * k + j]
         if p >= 0:
-            for h in range(0, H, step):
-                prefetch(x, p * H + h)
+            prefetch_row(x, p)
 
 
 @jit(nogil=True, inline="always")
