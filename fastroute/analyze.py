@@ -4,6 +4,12 @@ text -> token ids -> co-occurrence counts -> conditional distributions
 P(j | i) -> entropy of each (or its relative entropy to the distribution of
 all contexts: how specific the token is) -> the k highest -> for each, the
 tokens most related to it.
+
+The counts of a text are symmetric: ``j`` is counted as a neighbour of ``i``
+when it stands within ``window`` tokens of it on either side, so ``P(j | i)``
+is the distribution of a token's neighbours, ``P(neighbour | token)``, not
+of the token that follows it. A saved count matrix is taken as it is:
+``P(column | row)``.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from typing import Any
 import numpy as np
 from numba.core import event as _event
 
+from ._validate import check_alloc
+
 __all__ = [
     "CORPUS", "DEFAULT_MEASURE", "DEFAULT_CDS", "KL_MIN_FREQUENCY", "Analysis", "tokenize", "load_corpus",
-    "analyze_tokens", "analyze_counts", "stage", "words_of", "rank_vocabulary",
+    "analyze_tokens", "analyze_counts", "stage", "words_of", "rank_vocabulary", "distribution_label",
 ]  # fmt: skip
 
 #: The relatedness measure of ``analyze`` unless told otherwise: positive PMI
@@ -138,9 +146,23 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
         timings["compile"] = timings.get("compile", 0.0) + clock.seconds
 
 
+def distribution_label(window: int | None) -> tuple[str, str]:
+    """What the conditional distribution of ``analyze`` is, and its context
+    distribution: ``("P(neighbour | token), window ±2", "P(neighbour)")``
+    for the symmetric counts of a text (``window`` tokens on each side), or
+    ``("P(column | row)", "P(column)")`` for a count matrix (``None``)."""
+    if window is None:
+        return "P(column | row)", "P(column)"
+    return f"P(neighbour | token), window ±{window}", "P(neighbour)"
+
+
 @dataclass
 class Analysis:
-    """What ``analyze_*`` found; ``as_dict()`` is the ``--json`` form."""
+    """What ``analyze_*`` found; ``as_dict()`` is the ``--json`` form.
+
+    ``params["window"]`` is set for counts of a text (symmetric: neighbours
+    on both sides); without it the counts were given as a matrix.
+    """
 
     source: dict[str, Any]
     vocabulary_size: int
@@ -150,12 +172,31 @@ class Analysis:
     top: list[dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def distribution(self) -> str:
+        """The distribution whose entropy ranks the tokens, in words:
+        ``"P(neighbour | token), window ±2"`` or ``"P(column | row)"``."""
+        return distribution_label(self.params.get("window"))[0]
+
+    @property
+    def score(self) -> str:
+        """What each reported token's score is: ``"H(P(neighbour | token)) in
+        bits"`` or, ranked by ``"kl"``, ``"D(P(neighbour | token) ||
+        P(neighbour)) in bits"`` (a matrix: rows and columns)."""
+        cond, ctx = distribution_label(self.params.get("window"))
+        cond = cond.split(",")[0]
+        if self.params.get("by") == "kl":
+            return f"D({cond} || {ctx}) in bits"
+        return f"H({cond}) in bits"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "tokens": self.tokens,
             "vocabulary_size": self.vocabulary_size,
             "stored_pairs": self.stored_pairs,
+            "distribution": self.distribution,
+            "score": self.score,
             "params": self.params,
             "top": self.top,
             "timings_s": self.timings,
@@ -179,7 +220,12 @@ def analyze_tokens(
 ) -> Analysis:
     """Run the pipeline on a token-id stream (ids index ``vocab``); the
     ``frequency`` of each reported token is its number of occurrences (see
-    :func:`analyze_counts` for the other options)."""
+    :func:`analyze_counts` for the other options).
+
+    The counts are symmetric (:func:`fastroute.cooccurrence` with
+    ``symmetric=True``): a token's distribution is that of its neighbours up
+    to ``window`` tokens away on either side, ``P(neighbour | token)``.
+    """
     from .tokens import cooccurrence
 
     timings = dict(timings or {})
@@ -236,7 +282,16 @@ def analyze_counts(
         min_frequency = KL_MIN_FREQUENCY if by == "kl" else 0
 
     timings = dict(timings or {})
-    nrows, ncols = C.shape
+    nrows, ncols = (int(n) for n in C.shape)
+    # the vectors of rows and columns this pipeline holds at once (frequency,
+    # scores, row sums and offsets, column sums), checked before any of them
+    # is allocated: a saved matrix may declare any shape
+    check_alloc(
+        8 * (4 * (nrows + 1) + 2 * ncols),
+        f"a {nrows:,} x {ncols:,} count matrix",
+        "analyze",
+        "; pass a matrix whose rows and columns are the vocabulary",
+    )
     k = min(k, nrows)
     related_k = min(related_k, ncols)
     if measure not in ("pmi", "ppmi") or cds == 1:

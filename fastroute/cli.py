@@ -17,11 +17,15 @@ imported only when ``bench`` runs.
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib
 import json
+import math
 import os
+import stat
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 __all__ = ["main"]
@@ -122,14 +126,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "analyze",
         help="highest-entropy tokens of a text and their most related tokens",
         description=(
-            "Count word co-occurrences, take each token's conditional distribution "
-            "P(next | token), rank tokens by its entropy (bits; or, with --by kl, by its "
-            "relative entropy to the distribution of all contexts: how specific the token "
-            "is) and list, for the k "
-            "highest, the tokens most related to them. FILE is a UTF-8 text (words are "
-            "lower-cased; several files or globs are read as one text) or a .npz count "
-            "matrix saved by scipy.sparse.save_npz; without FILE: the embedded "
-            "public-domain corpus (Jane Austen, Pride and Prejudice, 1813)."
+            "Count word co-occurrences within a window of W words on either side of each "
+            "word (symmetric counts), take each token's conditional distribution "
+            "P(neighbour | token), window ±W, rank tokens by its entropy (bits; or, with "
+            "--by kl, by its relative entropy to the distribution of all neighbours: how "
+            "specific the token is) and list, for the k highest, the tokens most related "
+            "to them. FILE is a UTF-8 text (words are lower-cased; several files or globs "
+            "are read as one text) or a .npz count matrix saved by scipy.sparse.save_npz "
+            "(then the distribution is P(column | row), the counts as they are); without "
+            "FILE: the embedded public-domain corpus (Jane Austen, Pride and Prejudice, "
+            "1813). Needs SciPy (pip install scipy)."
         ),
     )
     analyze.add_argument(
@@ -148,7 +154,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     analyze.add_argument(
         "--window", type=int, default=2, metavar="W",
-        help="co-occurrence window in tokens, text input only (default 2)",
+        help=(
+            "co-occurrence window: the W tokens before and the W after each token are its "
+            "neighbours (text input only; default 2)"
+        ),
     )  # fmt: skip
     analyze.add_argument(
         "--measure", choices=("conditional", "pmi", "ppmi", "npmi"), default="ppmi",
@@ -171,8 +180,8 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--by", choices=("entropy", "kl"), default="entropy",
         help=(
-            "rank tokens by the entropy of P(. | token) (most uncertain first, the default) "
-            "or by D(P(. | token) || P(.)) (kl: most specific first)"
+            "rank tokens by the entropy of P(neighbour | token) (most uncertain first, the "
+            "default) or by D(P(neighbour | token) || P(neighbour)) (kl: most specific first)"
         ),
     )  # fmt: skip
     analyze.add_argument(
@@ -190,8 +199,9 @@ def _build_parser() -> argparse.ArgumentParser:
     scale.add_argument(
         "--workers", type=int, metavar="N",
         help=(
-            "count and analyze on Dask with a local cluster of N worker processes "
-            "(text input; needs fastroute[dask]); the same report as without it"
+            "count and analyze on Dask with a local cluster of N worker processes, at most "
+            "one per usable core (text input; needs fastroute[dask]); the same report as "
+            "without it"
         ),
     )  # fmt: skip
     scale.add_argument(
@@ -204,7 +214,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    restore = _lenient_stdout()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        restore()
+
+
+def _main(argv: list[str]) -> int:
     try:
         parser = _build_parser()
         args = parser.parse_args(argv)
@@ -242,6 +259,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _lenient_stdout() -> Callable[[], None]:
+    """Let characters that the output's encoding cannot show (a word of the
+    text, the "±" of the window) be escaped instead of failing the command;
+    returns the function that restores the stream's error handler."""
+    out = sys.stdout
+    errors = getattr(out, "errors", None)
+    if errors != "strict" or not callable(getattr(out, "reconfigure", None)):
+        return lambda: None
+    try:
+        out.reconfigure(errors="backslashreplace")
+    except Exception:  # not reconfigurable now (e.g. a detached stream)
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            out.reconfigure(errors=errors)
+        except Exception:
+            pass
+
+    return restore
 
 
 # --------------------------------------------------------------------------- info
@@ -312,33 +351,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    _check_analyze_args(args)  # every option, before anything is read or started
+    npz = args.file is not None
+    dask_opts = args.workers is not None or args.scheduler is not None
+    _require_analyze(dask_opts)
     from . import analyze as A
 
-    for name, value, low in (("-k", args.k, 1), ("--related", args.related, 0),
-                             ("--window", args.window, 1)):  # fmt: skip
-        if value < low:
-            raise CLIError(f"{name} must be >= {low}, got {value}")
-    if not args.min_count > 0:
-        raise CLIError(f"--min-count must be > 0, got {args.min_count}")
-    npz = [f for f in args.files if f.endswith(".npz")]
-    if npz and len(args.files) > 1:
-        raise CLIError("a .npz count matrix is analyzed on its own; pass one .npz file")
-    args.file = npz[0] if npz else None
-    if args.vocab and not npz:
-        raise CLIError("--vocab applies to .npz input only")
-    dask_opts = args.workers is not None or args.scheduler is not None
-    if dask_opts and npz:
-        raise CLIError("--workers and --scheduler apply to text input, not to a .npz matrix")
-    if args.workers is not None and args.workers < 1:
-        raise CLIError(f"--workers must be >= 1, got {args.workers}")
-    if args.cds is not None:
-        if args.measure not in ("pmi", "ppmi"):
-            raise CLIError(f"--cds applies to --measure pmi or ppmi, not {args.measure}")
-        if not 0 < args.cds <= 1:
-            raise CLIError(f"--cds must be in (0, 1], got {args.cds}")
     cds = A.DEFAULT_CDS if args.cds is None else args.cds
-    if args.min_frequency is not None and not args.min_frequency >= 0:
-        raise CLIError(f"--min-frequency must be >= 0, got {args.min_frequency}")
     opts = dict(k=args.k, related_k=args.related, measure=args.measure, cds=cds,
                 min_count=args.min_count, by=args.by,
                 min_frequency=args.min_frequency)  # fmt: skip
@@ -364,6 +383,127 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     result = A.analyze_tokens(ids, vocab, window=window, source=source, timings=timings,
                               **opts)  # fmt: skip
     return _print_analysis(result, args)
+
+
+def _check_analyze_args(args: argparse.Namespace) -> None:
+    """Check every option of ``analyze`` (one-line errors) and bound
+    ``--workers``; nothing is read, imported or started before this."""
+    for name, value, low in (("-k", args.k, 1), ("--related", args.related, 0),
+                             ("--window", args.window, 1)):  # fmt: skip
+        if value < low:
+            raise CLIError(f"{name} must be >= {low}, got {value}")
+    if not (math.isfinite(args.min_count) and args.min_count > 0):
+        raise CLIError(f"--min-count must be > 0 and finite, got {args.min_count}")
+    if args.min_frequency is not None and not (
+        math.isfinite(args.min_frequency) and args.min_frequency >= 0
+    ):
+        raise CLIError(f"--min-frequency must be >= 0 and finite, got {args.min_frequency}")
+    if args.cds is not None:
+        if args.measure not in ("pmi", "ppmi"):
+            raise CLIError(f"--cds applies to --measure pmi or ppmi, not {args.measure}")
+        if not 0 < args.cds <= 1:
+            raise CLIError(f"--cds must be in (0, 1], got {args.cds}")
+    if args.vocab is not None and not args.vocab.strip():
+        raise CLIError("--vocab needs a file name (one token per line)")
+    for f in args.files:
+        if not f.strip():
+            raise CLIError("an empty FILE name; pass a text file, a glob or a .npz file")
+    for f in args.files:
+        if not glob.has_magic(f):  # a glob is expanded to regular files only
+            _check_file(f, "a .npz count matrix" if f.lower().endswith(".npz") else "a text file")
+    npz = [f for f in args.files if f.lower().endswith(".npz")]
+    if npz and len(args.files) > 1:
+        raise CLIError("a .npz count matrix is analyzed on its own; pass one .npz file")
+    args.file = npz[0] if npz else None
+    if args.vocab is not None:
+        if not npz:
+            raise CLIError("--vocab applies to .npz input only")
+        _check_file(args.vocab, "a text file of tokens, one per line")
+    dask_opts = args.workers is not None or args.scheduler is not None
+    if dask_opts and npz:
+        raise CLIError("--workers and --scheduler apply to text input, not to a .npz matrix")
+    if args.scheduler is not None:
+        _check_scheduler_address(args.scheduler)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise CLIError(f"--workers must be >= 1, got {args.workers}")
+        cores = _usable_cores()
+        if args.workers > cores:  # each worker is a process: more than the cores only waits
+            print(f"note: --workers {args.workers} is more than the {cores} usable "
+                  f"core{'s' if cores > 1 else ''}; using {cores}", file=sys.stderr)  # fmt: skip
+            args.workers = cores
+
+
+def _check_file(path: str, what: str) -> None:
+    """A one-line error unless ``path`` is a regular file (a directory, a
+    FIFO or a device is refused before it is opened: reading a FIFO waits)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CLIError(f"no such file: {path}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise CLIError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise CLIError(f"{path} is a directory; need {what}")
+    if not stat.S_ISREG(mode):
+        raise CLIError(f"{path} is not a regular file; need {what}")
+
+
+def _usable_cores() -> int:
+    """Logical cores this process may run on (its CPU affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
+def _check_scheduler_address(address: str) -> None:
+    """A Dask scheduler address: ``[protocol://]host:port``, checked by its
+    form before Dask is imported (whether it answers is found out later)."""
+    example = "e.g. tcp://127.0.0.1:8786"
+    a = address.strip()
+    if not a:
+        raise CLIError(f"--scheduler needs the address of a Dask scheduler ({example})")
+    scheme, sep, rest = a.rpartition("://")
+    if sep and scheme.lower() not in _SCHEMES:
+        raise CLIError(
+            f"--scheduler {address!r}: unknown protocol {scheme!r}; use one of "
+            f"{', '.join(_SCHEMES)} ({example})"
+        )
+    if scheme.lower() == "inproc":
+        return
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or host in ("[", "[]") or not port:
+        raise CLIError(f"--scheduler {address!r} is not host:port ({example})")
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise CLIError(
+            f"--scheduler {address!r}: the port must be a number from 1 to 65535 ({example})"
+        )
+
+
+def _require_analyze(dask_opts: bool) -> None:
+    """What ``analyze`` strictly needs, imported before any work: SciPy for
+    the sparse counts, and Dask with Distributed for ``--workers`` and
+    ``--scheduler`` (the ``dask`` extra brings all three)."""
+    missing = []
+    for module, name in (("scipy.sparse", "SciPy"),) + (
+        (("dask.array", "Dask"), ("distributed", "Distributed")) if dask_opts else ()
+    ):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(name)
+    if not missing:
+        return
+    what = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+    if dask_opts:
+        raise CLIError(
+            f"--workers and --scheduler need {what}, not installed: pip install 'fastroute[dask]'"
+        )
+    raise CLIError("analyze needs SciPy, which is not installed: pip install scipy")
 
 
 def _text_paths(files: list[str]) -> list[str]:
@@ -396,6 +536,7 @@ def _window(args: argparse.Namespace, n: int) -> int:
 
 def _analyze_dask(args: argparse.Namespace, paths: list[str], opts: dict[str, Any],
                   timings: dict[str, float]):  # fmt: skip
+    import asyncio
     import contextlib
     import tempfile
 
@@ -417,10 +558,11 @@ def _analyze_dask(args: argparse.Namespace, paths: list[str], opts: dict[str, An
             where = {"workers": args.workers}
         else:
             try:
-                client = stack.enter_context(Client(args.scheduler, timeout="10s"))
-            except (OSError, TimeoutError) as exc:
+                client = stack.enter_context(Client(args.scheduler.strip(), timeout="10s"))
+            except (OSError, TimeoutError, asyncio.TimeoutError, ValueError) as exc:
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise CLIError(
-                    f"cannot reach the Dask scheduler at {args.scheduler}: {exc}"
+                    f"cannot reach the Dask scheduler at {args.scheduler}: {why}"
                 ) from None
             where = {"scheduler": args.scheduler}
         if paths:
@@ -493,6 +635,8 @@ def _analyze_npz(args: argparse.Namespace, opts: dict[str, Any], timings: dict[s
 
 
 def _print_analysis(result: Any, args: argparse.Namespace) -> int:
+    from .analyze import distribution_label
+
     p = result.params
     for flag, asked, used, what in (("-k", args.k, p["k"], "token types"),
                                     ("--related", args.related, p["related"], "columns")):  # fmt: skip
@@ -509,13 +653,17 @@ def _print_analysis(result: Any, args: argparse.Namespace) -> int:
         what = src.get("path") or f"{len(src.get('paths', ()))} files"
     size = f"{result.tokens:,} tokens, " if result.tokens is not None else ""
     print(f"{what}: {size}{result.vocabulary_size:,} types, {result.stored_pairs:,} stored pairs")
-    window = f"window {p['window']}, " if "window" in p else ""
     kl = p["by"] == "kl"
     rare = f", frequency >= {p['min_frequency']:g}" if p["min_frequency"] > 0 else ""
+    # what is counted, truthfully: a text's counts are symmetric (neighbours
+    # on both sides within the window), a matrix's are taken as they are
+    cond, ctx = distribution_label(p.get("window"))
+    cond, _, window = cond.partition(", ")
+    window = f"{window}, " if window else ""
     if kl:
-        what = f"most specific tokens: D(P(next | token) || P(next)) ({window}bits{rare})"
+        what = f"most specific tokens: D({cond} || {ctx}) ({window}bits{rare})"
     else:
-        what = f"highest-entropy tokens of P(next | token) ({window}entropy in bits{rare})"
+        what = f"highest-entropy tokens of {cond} ({window}entropy in bits{rare})"
     print(f"{len(result.top)} {what}; related by {_measure_name(p)} "
           f"(min count {p['min_count']:g})")  # fmt: skip
     print()
@@ -585,16 +733,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise CLIError(
                 f"--threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {args.threads}"
             )
-    if args.budget is not None and not args.budget > 0:
-        raise CLIError(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
+        raise CLIError(f"--budget must be a positive, finite number of seconds, got {args.budget}")
+    if args.cases is not None and not args.cases.strip(" ,"):
+        raise CLIError("--cases needs a pattern, e.g. 'top_k' or '65536x64' (--list shows them)")
     cases = B.select_cases(args.cases, quick=args.quick)
     if not cases:
         scope = "the --quick subset" if args.quick else "the cases"
         raise CLIError(f"no case in {scope} matches {args.cases!r} (use --list to see them)")
+    lacking = {c.name: B.missing_modules(B.case_requirements(c)) for c in cases}
     if args.list:
         for c in cases:
-            print(c.name + ("  [quick]" if c.quick else ""))
+            need = f"  [needs {', '.join(lacking[c.name])}]" if lacking[c.name] else ""
+            print(c.name + ("  [quick]" if c.quick else "") + need)
         return 0
+    _check_bench_requirements(cases, lacking, B)
     if args.threading_layer is not None:
         if os.environ.get("_FASTROUTE_BENCH_CHILD") != "1":
             return _bench_in_child(args)
@@ -608,20 +761,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     err = sys.stderr
     t_start = time.perf_counter()
     launch_start = B.parallel_launch_latency()
-    results, notes = B.run_cases(cases, budget=budget, stat=args.stat, progress=err)
-    fastroute_failed = any(r.get("error") for r in results if r["role"] == "fastroute")
+    try:
+        results, notes = B.run_cases(cases, budget=budget, stat=args.stat, progress=err)
+    except B.Interrupted as stop:  # show what was measured, then stop as Ctrl-C does
+        _progress(err, "\n")
+        _print_bench(args, B, stop.results, stop.notes, None, [], budget, launch_start, t_start)
+        print(f"{_PROG} bench: interrupted", file=err)
+        return 130
     analyze_result: dict[str, Any] | None = None
     if not args.quick and not args.cases:
-        _progress(err, "[analyze] embedded corpus, 4 fresh processes ...")
-        t0 = time.perf_counter()
-        try:
-            analyze_result = B.measure_analyze()
-        except Exception as exc:
-            notes.append(f"analyze end to end: {exc}")
-        _progress(err, f" {time.perf_counter() - t0:.1f} s\n")
+        if B.missing_modules(["scipy"]):
+            notes.append("analyze end to end: skipped (it needs SciPy: pip install scipy)")
+        else:
+            _progress(err, "[analyze] embedded corpus, 4 fresh processes ...")
+            t0 = time.perf_counter()
+            try:
+                analyze_result = B.measure_analyze()
+            except Exception as exc:
+                notes.append(f"analyze end to end: {exc}")
+            _progress(err, f" {time.perf_counter() - t0:.1f} s\n")
     compile_results: list[dict[str, Any]] = []
     if args.compile:
-        ops = [op for op in B.OPS if any(c.op == op for c in cases)]
+        ops = [op for op in B.OPS if any(c.op == op and not lacking[c.name] for c in cases)]
         for j, op in enumerate(ops, 1):
             _progress(err, f"[compile {j}/{len(ops)}] {op}: 3 fresh processes ...")
             t0 = time.perf_counter()
@@ -630,7 +791,30 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             except Exception as exc:
                 notes.append(f"first-call time of {op}: {exc}")
             _progress(err, f" {time.perf_counter() - t0:.1f} s\n")
+    _print_bench(args, B, results, notes, analyze_result, compile_results, budget, launch_start,
+                 t_start)  # fmt: skip
+    fastroute_failed = any(r.get("error") for r in results if r["role"] == "fastroute")
+    return 1 if fastroute_failed else 0
 
+
+def _check_bench_requirements(cases: list[Any], lacking: dict[str, list[str]], B: Any) -> None:
+    """Before anything is timed: an error when no selected case can run (each
+    needs a module that is not installed), else a note naming those skipped."""
+    missing = sorted({m for c in cases for m in lacking[c.name]})
+    if not missing:
+        return
+    hint = B.install_hint(missing)
+    n = sum(1 for c in cases if lacking[c.name])
+    if n == len(cases):
+        raise CLIError(f"the selected cases need {', '.join(missing)}, not installed: {hint}")
+    print(f"note: {', '.join(missing)} not installed: skipping {n} of the {len(cases)} "
+          f"cases ({hint} to run them)", file=sys.stderr)  # fmt: skip
+
+
+def _print_bench(args: argparse.Namespace, B: Any, results: list[dict[str, Any]],
+                 notes: list[str], analyze_result: dict[str, Any] | None,
+                 compile_results: list[dict[str, Any]], budget: float,
+                 launch_start: Any, t_start: float) -> None:  # fmt: skip
     env = B.environment(launch=True)
     env["parallel_launch_start"] = launch_start
     settings = {
@@ -651,21 +835,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             "notes": notes,
         }
         print(json.dumps(out, indent=2))
-    else:
-        print(B.render_header(env, markdown=False))
+        return
+    print(B.render_header(env, markdown=False))
+    print()
+    print(B.render_tables(results, markdown=False, peer_times=True, stat=args.stat))
+    if analyze_result:
         print()
-        print(B.render_tables(results, markdown=False, peer_times=True, stat=args.stat))
-        if analyze_result:
-            print()
-            print(B.render_analyze(analyze_result, markdown=False))
-        if compile_results:
-            print()
-            print(B.render_compile_table(compile_results, markdown=False))
+        print(B.render_analyze(analyze_result, markdown=False))
+    if compile_results:
         print()
-        print(
-            f"Timing: {args.stat} per call over repeats of about {budget:g} s per measurement, "
-            f"after a warm-up call; total {settings['elapsed_s']:.0f} s."
-        )
-        for note in notes:
-            print(f"note: {note}")
-    return 1 if fastroute_failed else 0
+        print(B.render_compile_table(compile_results, markdown=False))
+    print()
+    print(
+        f"Timing: {args.stat} per call over repeats of about {budget:g} s per measurement, "
+        f"after a warm-up call; total {settings['elapsed_s']:.0f} s."
+    )
+    for note in notes:
+        print(f"note: {note}")

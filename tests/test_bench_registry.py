@@ -5,6 +5,7 @@ with fastroute; the floor kernels compute what they claim."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -148,3 +149,32 @@ def test_ratios_use_the_chosen_statistic() -> None:
     assert "| c | 1 s | 2.00× | n/a | n/a | 4.00× | — |" in table
     B.add_ratios(rec, "median")
     assert rec[0]["read_floor_ratio"] == 2.0 and rec[2]["speedup"] == 4.0
+
+
+_OPTIONAL = {"scipy": ("scipy", "scipy.sparse"), "ml_dtypes": ("ml_dtypes",)}
+_KINDS = {(c.op, c.dtype): c for c in _TINY}  # one case of each operation and dtype
+
+
+@pytest.mark.parametrize("case", list(_KINDS.values()), ids=[c.id for c in _KINDS.values()])
+def test_a_case_builds_its_input_with_only_what_it_declares(case: B.Case, monkeypatch) -> None:
+    """``case_requirements`` names every optional module an input needs: with
+    the others blocked the input still builds, so the bench can skip exactly
+    the cases whose module is missing (issue 27 item 13)."""
+    needs = B.case_requirements(case)
+    for module, names in _OPTIONAL.items():
+        if module not in needs:
+            for name in names:
+                monkeypatch.setitem(sys.modules, name, None)
+    B.make_input(case)
+
+
+def test_missing_modules_and_install_hint(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    assert B.missing_modules(["numpy", "ml_dtypes", "no_such_module_xyz", "no_such.sub"]) == [
+        "ml_dtypes", "no_such_module_xyz", "no_such.sub"
+    ]  # fmt: skip
+    assert B.install_hint(["scipy", "ml_dtypes"]) == "pip install scipy ml_dtypes"
+    bf16 = [c for c in B.CASES if c.dtype == "bfloat16"]
+    assert bf16 and all("ml_dtypes" in B.case_requirements(c) for c in bf16)
+    sparse = [c for c in B.CASES if c.op in B.SPARSE_OPS]
+    assert sparse and all(B.case_requirements(c) == ("scipy",) for c in sparse)

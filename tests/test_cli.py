@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -192,6 +193,26 @@ def test_analyze_npz_with_vocabulary(tmp_path, capsys):
         (["--window", "0"], "--window must be >= 1"),
         (["--min-count", "0"], "--min-count must be > 0"),
         (["--vocab", "v.txt"], "--vocab applies to .npz input only"),
+        # issue 27 item 8: every option, before any work (each ran or crashed before)
+        ([""], "an empty FILE name"),
+        (["x.npz", "--vocab", ""], "--vocab needs a file name"),
+        (["--min-count", "inf"], "--min-count must be > 0 and finite"),
+        (["--min-count", "nan"], "--min-count must be > 0 and finite"),
+        (["--min-frequency", "inf"], "--min-frequency must be >= 0 and finite"),
+        (["--related", "-1"], "--related must be >= 0"),
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--workers", "-5"], "--workers must be >= 1"),
+        (["--workers", "x"], "invalid int value"),
+        (["--scheduler", "bogus-address"], "is not host:port"),
+        (["--scheduler", ""], "--scheduler needs the address of a Dask scheduler"),
+        (["--scheduler", "  "], "--scheduler needs the address of a Dask scheduler"),
+        (["--scheduler", "tcp://"], "is not host:port"),
+        (["--scheduler", "tcp://:8786"], "is not host:port"),
+        (["--scheduler", "tcp://host:0"], "the port must be a number from 1 to 65535"),
+        (["--scheduler", "tcp://host:65536"], "the port must be a number from 1 to 65535"),
+        (["--scheduler", "tcp://host:http"], "the port must be a number from 1 to 65535"),
+        (["--scheduler", "htp://host:8786"], "unknown protocol 'htp'"),
+        (["--workers", "2", "--scheduler", "tcp://h:1"], "not allowed with argument"),
     ],
 )
 def test_analyze_errors_are_one_line(capsys, args, message):
@@ -378,4 +399,284 @@ def test_analyze_runs_without_dask():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "need Dask: pip install 'fastroute[dask]'" in out.stderr
+    assert "need Dask and Distributed, not installed: pip install 'fastroute[dask]'" in out.stderr
+
+
+# --------------------------------------------------------------------------- issue 27
+
+
+def one_line_error(code: int, out: str, err: str) -> None:
+    assert code == 2, err
+    assert out == "" and err.count("\n") == 1, err
+    assert "Traceback" not in err and "internal error" not in err, err
+
+
+def test_workers_are_bounded_by_the_usable_cores(monkeypatch, capsys):
+    """--workers 10**6 starts at most one worker process per usable core,
+    with a note on stderr, before anything starts (item 8)."""
+    import fastroute.cli as cli
+
+    seen = {}
+
+    def fake_dask(args, paths, opts, timings):
+        seen["workers"] = args.workers
+        raise cli.CLIError("stopped by the test before starting a cluster")
+
+    monkeypatch.setattr(cli, "_analyze_dask", fake_dask)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    code, out, err = run(capsys, "analyze", "--workers", str(10**6))
+    assert code == 2 and "stopped by the test" in err
+    assert seen["workers"] == cores
+    assert f"note: --workers {10**6} is more than the {cores} usable core" in err
+    assert f"using {cores}" in err
+    code, out, err = run(capsys, "analyze", "--workers", "1")
+    assert seen["workers"] == 1 and "note:" not in err
+
+
+def test_scheduler_address_is_checked_before_dask_is_imported():
+    """A malformed --scheduler address is a one-line error, exit 2, and
+    Dask is never imported for it (item 8: it was Distributed's traceback)."""
+    code = (
+        "import sys\n"
+        "from fastroute.cli import main\n"
+        "for a in ('bogus-address', '', 'tcp://nohost'):\n"
+        "    assert main(['analyze', '--scheduler', a]) == 2, a\n"
+        "assert 'distributed' not in sys.modules and 'dask' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 3 and all(
+        x.startswith("fastroute analyze: error: --scheduler") for x in lines
+    )
+
+
+def test_analyze_without_scipy_says_what_to_install(monkeypatch, capsys):
+    """A plain install has no SciPy: analyze says what to install, in one
+    line, before reading anything (item 13: it was an "internal error")."""
+    for name in ("scipy", "scipy.sparse"):
+        monkeypatch.setitem(sys.modules, name, None)
+    one_line_error(*run(capsys, "analyze", "-k", "2"))
+    code, out, err = run(capsys, "analyze", "-k", "2")
+    assert "analyze needs SciPy, which is not installed: pip install scipy" in err
+    code, out, err = run(capsys, "analyze", "--workers", "1")
+    one_line_error(code, out, err)
+    assert "need SciPy" in err and "pip install 'fastroute[dask]'" in err
+
+
+def test_analyze_huge_declared_matrix_is_an_error(tmp_path, capsys):
+    """A .npz may declare any shape: a 2**40 x 2**40 matrix with one entry is
+    refused before allocating (it was a MemoryError, "internal error")."""
+    A = sp.coo_array((np.array([1.0]), (np.array([0]), np.array([1]))), shape=(2**40, 2**40))
+    sp.save_npz(tmp_path / "huge.npz", A)
+    code, out, err = run(capsys, "analyze", str(tmp_path / "huge.npz"))
+    one_line_error(code, out, err)
+    assert "huge.npz" in err and "GiB, more than this machine's" in err
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())  # argparse wraps --help at the terminal's width
+
+
+def test_analyze_says_what_it_counts(tmp_path, capsys):
+    """The counts of a text are symmetric (neighbours on both sides within the
+    window): the header, --help and --json say P(neighbour | token), window ±W,
+    not P(next | token); a count matrix is P(column | row) (item 12)."""
+    code, out, _ = run(capsys, "analyze", "--help")
+    assert code == 0
+    help_text = squash(out)
+    assert "P(next" not in help_text
+    assert "P(neighbour | token), window ±W" in help_text
+    assert "the W tokens before and the W after each token" in help_text
+    f = tmp_path / "t.txt"
+    f.write_text("the cat sat on the mat the cat ran\n", encoding="utf-8")
+    base = ["analyze", str(f), "-k", "2", "--related", "1", "--min-count", "1"]
+    code, out, err = run(capsys, *base, "--window", "3")
+    assert code == 0, err
+    assert "highest-entropy tokens of P(neighbour | token) (window ±3, entropy in bits)" in out
+    assert "P(next" not in out
+    code, out, err = run(capsys, *base, "--by", "kl", "--min-frequency", "1")
+    assert "D(P(neighbour | token) || P(neighbour)) (window ±2, bits" in out
+    code, out, err = run(capsys, *base, "--json")
+    res = json.loads(out)
+    assert res["distribution"] == "P(neighbour | token), window ±2"
+    assert res["score"] == "H(P(neighbour | token)) in bits"
+    assert res["params"]["window"] == 2
+    # truthful: "sat" is counted as a neighbour of "cat" and "cat" of "sat"
+    ids, vocab, _ = tokenize(f.read_text())
+    C = counts_ref(ids, len(vocab), 2)
+    cat, sat = vocab.index("cat"), vocab.index("sat")
+    assert C[cat, sat] == C[sat, cat] > 0
+    sp.save_npz(tmp_path / "c.npz", sp.csr_array(np.array([[0, 2], [1, 0]])))
+    code, out, err = run(capsys, "analyze", str(tmp_path / "c.npz"), "--json", "--by", "kl",
+                         "--min-frequency", "0")  # fmt: skip
+    res = json.loads(out)
+    assert res["distribution"] == "P(column | row)"
+    assert res["score"] == "D(P(column | row) || P(column)) in bits"
+    code, out, err = run(capsys, "analyze", str(tmp_path / "c.npz"))
+    assert "highest-entropy tokens of P(column | row) (entropy in bits)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "inf"], "--budget must be a positive, finite number"),
+        (["--budget", "nan"], "--budget must be a positive, finite number"),
+        (["--budget", "0"], "--budget must be a positive, finite number"),
+        (["--budget", "-1"], "--budget must be a positive, finite number"),
+        (["--cases", ""], "--cases needs a pattern"),
+        (["--cases", " , "], "--cases needs a pattern"),
+        (["--threads", "0"], "--threads must be between 1 and"),
+        (["--threads", str(10**6)], "--threads must be between 1 and"),
+        (["--stat", "mean"], "invalid choice"),
+        (["--threading-layer", "bogus"], "invalid choice"),
+    ],
+)
+def test_bench_option_errors_are_one_line(capsys, args, message):
+    # --list: an option that was accepted would only list the cases
+    code, out, err = run(capsys, "bench", "--list", *args)
+    one_line_error(code, out, err)
+    assert message in err
+
+
+def tiny(case):
+    """A benchmark case at a shape the test suite runs in milliseconds."""
+    import dataclasses
+
+    return dataclasses.replace(case, shape=(min(case.shape[0], 300), case.shape[1]))
+
+
+def test_bench_skips_a_case_whose_dtype_library_is_missing(monkeypatch):
+    """Without ml_dtypes the bfloat16 cases are skipped with a note; the
+    cases before and after them keep their results (item 13: a crash at case
+    27 of 29 threw away 26 results)."""
+    from fastroute import _bench as B
+
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    picked = [c for c in B.CASES if c.op == "route_select" and c.shape[1] == 8 and c.k == 2]
+    assert {c.dtype for c in picked} == {"float32", "bfloat16"}
+    cases = [tiny(c) for c in sorted(picked, key=lambda c: c.dtype)]  # bfloat16 first
+    cases.append(tiny(next(c for c in B.CASES if c.op == "top_k" and c.shape == (1, 8))))
+    results, notes = B.run_cases(cases, budget=0.001)
+    timed = {(r["op"], r["dtype"]) for r in results if r["role"] == "fastroute" and "min_s" in r}
+    assert timed == {("route_select", "float32"), ("top_k", "float32")}
+    assert not any(r.get("error") for r in results)
+    assert any(n.startswith("ml_dtypes not installed: skipped 1 case (route_select")
+               and n.endswith("pip install ml_dtypes") for n in notes), notes  # fmt: skip
+
+
+def test_bench_skips_a_case_whose_import_fails(monkeypatch):
+    """A module that is installed but fails to import (or one a case forgot to
+    declare) is a skipped case too, never a crash of the run."""
+    from fastroute import _bench as B
+    from fastroute._bench import measure
+
+    real = measure.make_input
+
+    def make_input(case, seed=0):
+        if case.op == "entropy":
+            raise ModuleNotFoundError("No module named 'somelib'", name="somelib")
+        return real(case, seed)
+
+    monkeypatch.setattr(measure, "make_input", make_input)
+    cases = [tiny(c) for c in B.CASES if c.shape == (1, 8) and c.op in ("entropy", "top_k")]
+    results, notes = B.run_cases(cases, budget=0.001)
+    assert {r["op"] for r in results if r["role"] == "fastroute"} == {"top_k"}
+    assert any(n.startswith("somelib not installed: skipped 1 case (entropy 1x8)") for n in notes)
+
+
+def test_bench_without_the_needed_library_says_so_before_starting(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    code, out, err = run(capsys, "bench", "--cases", "route_select 65536x8 k=2 bfloat16")
+    one_line_error(code, out, err)
+    assert "need ml_dtypes, not installed: pip install ml_dtypes" in err
+    code, out, err = run(capsys, "bench", "--list", "--cases", "route_select 65536x8 k=2")
+    assert "route_select 65536x8 k=2 bfloat16  [needs ml_dtypes]" in out
+
+
+def test_bench_interrupted_shows_what_it_measured(monkeypatch, capsys):
+    """Ctrl-C during the run prints the results measured so far (exit 130)."""
+    from fastroute._bench import measure
+
+    real = measure.make_input
+
+    def make_input(case, seed=0):
+        if case.op == "entropy":  # the second case: Ctrl-C while building its input
+            raise KeyboardInterrupt
+        return real(case, seed)
+
+    monkeypatch.setattr(measure, "make_input", make_input)
+    monkeypatch.setitem(sys.modules, "torch", None)  # no peers: a cheap run
+    monkeypatch.setitem(sys.modules, "jax", None)
+    code, out, err = run(capsys, "bench", "--json", "--budget", "0.001", "--cases",
+                         "top_k 1x8,entropy 1x8")  # fmt: skip
+    assert code == 130 and err.endswith("fastroute bench: interrupted\n"), err
+    res = json.loads(out)
+    assert any(r["op"] == "top_k" and r["role"] == "fastroute" and r["min_s"] > 0
+               for r in res["results"])  # fmt: skip
+    assert not any(r["op"] == "entropy" for r in res["results"])
+    assert any(n.startswith("interrupted during case 2 of 3 (entropy 1x8)") for n in res["notes"])
+
+
+def test_plain_install_without_optional_libraries():
+    """Both commands as after `pip install .` (no SciPy, ml_dtypes, PyTorch,
+    JAX or matplotlib): analyze says what to install; bench measures what it
+    can, names what it skipped, and exits 0 (item 13)."""
+    code = (
+        "import sys\n"
+        "for m in ('scipy', 'ml_dtypes', 'torch', 'jax', 'matplotlib'):\n"
+        "    sys.modules[m] = None\n"
+        "from fastroute.cli import main\n"
+        "assert main(['analyze']) == 2\n"
+        "raise SystemExit(main(sys.argv[1:]))\n"
+    )
+    argv = ["bench", "--json", "--budget", "0.001", "--cases",
+            "route_select 65536x8 k=2,entropy 1x8*"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "analyze needs SciPy, which is not installed: pip install scipy" in proc.stderr
+    res = json.loads(proc.stdout)
+    timed = {(r["op"], r["dtype"]) for r in res["results"] if r["role"] == "fastroute"}
+    assert timed == {("route_select", "float32"), ("entropy", "float32")}
+    notes = "\n".join(res["notes"])
+    assert "ml_dtypes not installed: skipped 1 case (route_select 65536x8 k=2 bfloat16)" in notes
+    assert "scipy not installed: skipped" in notes and "torch not installed: skipped" in notes
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_analyze_refuses_what_is_not_a_regular_file(tmp_path):
+    """A FIFO or a device as FILE, .npz or --vocab is a one-line error before
+    it is opened (reading a FIFO waited forever; /dev/null was "no such file")."""
+    os.mkfifo(tmp_path / "fifo")
+    os.mkfifo(tmp_path / "fifo.npz")
+    sp.save_npz(tmp_path / "c.npz", sp.csr_array(np.eye(2)))
+    code = (
+        "import sys\n"
+        "from fastroute.cli import main\n"
+        "d = sys.argv[1]\n"
+        "for argv in ([d + '/fifo'], ['/dev/null'], [d + '/fifo.npz'],\n"
+        "             [d + '/c.npz', '--vocab', d + '/fifo']):\n"
+        "    assert main(['analyze', *argv]) == 2, argv\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 4 and all("is not a regular file; need " in x for x in lines), lines
+
+
+def test_output_the_terminal_cannot_encode_is_escaped(tmp_path):
+    """An ASCII-only stdout gets escapes for "±" and non-ASCII words instead
+    of a UnicodeEncodeError ("internal error")."""
+    f = tmp_path / "t.txt"
+    f.write_text("élan vital élan vital élan\n", encoding="utf-8")
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    cmd = [sys.executable, "-m", "fastroute", "analyze", str(f), "-k", "1", "--min-count", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(window \\xb12, entropy in bits)" in proc.stdout and "\\xe9lan" in proc.stdout
+    proc = subprocess.run([*cmd[:4], "--help"], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and "window \\xb1W" in proc.stdout, proc.stderr[-3000:]

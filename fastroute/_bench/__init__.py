@@ -19,7 +19,17 @@ built. This package is private: its contents may change between releases.
 
 from __future__ import annotations
 
-from .cases import CASES, OPS, ROUTE_OPS, SPARSE_OPS, Case, input_nbytes, make_input, select_cases
+from .cases import (
+    CASES,
+    OPS,
+    ROUTE_OPS,
+    SPARSE_OPS,
+    Case,
+    case_requirements,
+    input_nbytes,
+    make_input,
+    select_cases,
+)
 from .floors import (
     csr_entropy_floor,
     csr_kl_floor,
@@ -30,6 +40,7 @@ from .floors import (
 )
 from .measure import (
     LAUNCH_WARN_S,
+    Interrupted,
     add_ratios,
     environment,
     environment_warnings,
@@ -49,13 +60,16 @@ from .registry import (
     check_agreement,
     get_impl,
     impls,
+    install_hint,
     make_callable,
+    missing_modules,
     missing_requirements,
 )
 from .render import fmt_time, render_analyze, render_compile_table, render_header, render_tables
 
 __all__ = [
-    "CASES", "OPS", "ROUTE_OPS", "SPARSE_OPS", "Case", "input_nbytes", "make_input",
+    "CASES", "OPS", "ROUTE_OPS", "SPARSE_OPS", "Case", "case_requirements", "input_nbytes",
+    "make_input", "Interrupted", "install_hint", "missing_modules",
     "select_cases", "csr_entropy_floor", "entropy_floor", "read_floor", "softmax_floor",
     "kl_floor", "csr_kl_floor",
     "LAUNCH_WARN_S", "add_ratios", "environment", "environment_warnings", "first_call_times",

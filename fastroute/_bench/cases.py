@@ -26,6 +26,7 @@ __all__ = [
     "input_nbytes",
     "zipf_csr",
     "deepseek_bias",
+    "case_requirements",
 ]
 
 #: Operations benchmarked, in display order.
@@ -234,6 +235,18 @@ def select_cases(
         return False
 
     return [c for c in chosen if match(c)]
+
+
+def case_requirements(case: Case) -> tuple[str, ...]:
+    """Optional modules needed to build the input of ``case`` at all (and so
+    to time anything on it): SciPy for the sparse operations, ml_dtypes for
+    bfloat16. Without them the case is skipped, never a crash."""
+    need = []
+    if case.op in SPARSE_OPS:
+        need.append("scipy")
+    if case.dtype == "bfloat16":
+        need.append("ml_dtypes")
+    return tuple(need)
 
 
 # --------------------------------------------------------------------------- inputs

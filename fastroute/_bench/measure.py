@@ -22,12 +22,20 @@ import numpy as np
 
 from .._jit import PARALLEL_MIN_WORK as _PAR_MIN
 from . import floors as F
-from .cases import CASES, Case, input_nbytes, make_input
-from .registry import check_agreement, impls, make_callable, missing_requirements
+from .cases import CASES, Case, case_requirements, input_nbytes, make_input
+from .registry import (
+    check_agreement,
+    impls,
+    install_hint,
+    make_callable,
+    missing_modules,
+    missing_requirements,
+)
 
 __all__ = [
     "time_callable",
     "run_cases",
+    "Interrupted",
     "add_ratios",
     "first_call_times",
     "measure_compile",
@@ -96,12 +104,35 @@ def _record(case: Case, impl: Any, x: Any) -> dict[str, Any]:
         "shape": list(case.shape),
         "k": case.k,
         "dtype": case.dtype,
-        "nbytes": input_nbytes(x),
+        "nbytes": None if x is None else input_nbytes(x),
         "impl": impl.key,
         "label": impl.label,
         "role": impl.role,
         "call": impl.call,
     }
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_cases`: carries the ``results`` and ``notes``
+    of the cases measured before it, so that they can still be shown."""
+
+    def __init__(self, results: list[dict[str, Any]], notes: list[str]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+        self.notes = notes
+
+
+def _module_of(exc: ImportError) -> str:
+    return exc.name or (str(exc).split("'")[1] if "'" in str(exc) else str(exc))
+
+
+def _skip_note(lacking: str, names: list[str]) -> str:
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    what = "case" if len(names) == 1 else "cases"
+    return (
+        f"{lacking} not installed: skipped {len(names)} {what} ({shown}); to run "
+        f"{'it' if len(names) == 1 else 'them'}: {install_hint(lacking.split(', '))}"
+    )
 
 
 def run_cases(
@@ -118,30 +149,85 @@ def run_cases(
     (:func:`time_callable`) and, for peers, the agreement check against
     fastroute's result. Returns the records (see :func:`add_ratios`, applied
     with ``stat``) and notes (failures, disagreements, missing libraries).
+
+    A case whose input needs a missing module (:func:`case_requirements`:
+    SciPy, ml_dtypes) is skipped, and so is a peer whose library is missing;
+    each is named in a note. A case that fails in any other way is recorded
+    as an error and the run goes on: nothing measured is lost. Ctrl-C raises
+    :class:`Interrupted`, which holds the records so far.
     """
     results: list[dict[str, Any]] = []
     notes: list[str] = []
-    missing: dict[str, list[str]] = {}
-    for i, case in enumerate(cases, 1):
-        if progress is not None:
-            progress.write(f"[{i}/{len(cases)}] {case.name} ...")
-            progress.flush()
-        t_case = time.perf_counter()
-        x = make_input(case)
-        reference: Any = None
-        for impl in impls(case.op):
-            lacking = missing_requirements(impl)
-            if lacking:
-                labels = missing.setdefault(", ".join(lacking), [])
-                if impl.label not in labels:
-                    labels.append(impl.label)
-                continue
-            rec = _record(case, impl, x)
+    missing: dict[str, list[str]] = {}  # peers skipped, by missing module
+    skipped: dict[str, list[str]] = {}  # cases skipped, by missing module
+    i = 0
+    try:
+        for i, case in enumerate(cases, 1):
+            if progress is not None:
+                progress.write(f"[{i}/{len(cases)}] {case.name} ...")
+                progress.flush()
+            t_case = time.perf_counter()
+            status = _run_case(case, budget, results, notes, missing, skipped)
+            if progress is not None:
+                progress.write(f" {status or f'{time.perf_counter() - t_case:.1f} s'}\n")
+                progress.flush()
+    except KeyboardInterrupt:
+        where = f"case {i} of {len(cases)} ({cases[i - 1].name})" if i else "the first case"
+        notes.append(f"interrupted during {where}: the results are those of the cases before it")
+        _finish(results, notes, missing, skipped, stat)
+        raise Interrupted(results, notes) from None
+    _finish(results, notes, missing, skipped, stat)
+    return results, notes
+
+
+def _finish(results: list[dict[str, Any]], notes: list[str], missing: dict[str, list[str]],
+            skipped: dict[str, list[str]], stat: str) -> None:  # fmt: skip
+    for lacking, names in skipped.items():
+        notes.append(_skip_note(lacking, names))
+    for lacking, labels in missing.items():
+        notes.append(
+            f"{lacking} not installed: skipped {', '.join(labels)} "
+            f"({install_hint(lacking.split(', '))})"
+        )
+    add_ratios(results, stat)
+
+
+def _run_case(case: Case, budget: float, results: list[dict[str, Any]], notes: list[str],
+              missing: dict[str, list[str]], skipped: dict[str, list[str]]) -> str | None:  # fmt: skip
+    """Measure one case into ``results``; a short status when it was skipped."""
+    lacking = missing_modules(case_requirements(case))
+    try:
+        x = None if lacking else make_input(case)
+    except ImportError as exc:  # installed but not importable, or a module not declared
+        lacking = [_module_of(exc)]
+    except Exception as exc:  # the input could not be built: an error of this case only
+        rec = _record(case, impls(case.op)[0], None)
+        rec["error"] = f"building the input failed: {type(exc).__name__}: {exc}"
+        notes.append(f"{case.name}: {rec['error']}")
+        results.append(rec)
+        return "error"
+    if lacking:
+        skipped.setdefault(", ".join(lacking), []).append(case.name)
+        return f"skipped ({', '.join(lacking)} not installed)"
+    reference: Any = None
+    for impl in impls(case.op):
+        lacking = missing_requirements(impl)
+        rec = _record(case, impl, x)
+        if not lacking:
             try:
                 m = time_callable(make_callable(case, impl, x), budget=budget)
+            except ImportError as exc:
+                if impl.role == "fastroute":
+                    rec["error"] = f"{type(exc).__name__}: {exc}"
+                    notes.append(f"{case.name}: {impl.label} failed: {rec['error']}")
+                    results.append(rec)
+                    continue
+                lacking = [_module_of(exc)]
             except Exception as exc:
                 rec["error"] = f"{type(exc).__name__}: {exc}"
                 notes.append(f"{case.name}: {impl.label} failed: {rec['error']}")
+                results.append(rec)
+                continue
             else:
                 result = m.pop("result")
                 if impl.role == "fastroute":
@@ -152,15 +238,12 @@ def run_cases(
                         rec["mismatch"] = diff
                         notes.append(f"{case.name}: {diff}")
                 rec.update(m)
-            results.append(rec)
-        del x, reference
-        if progress is not None:
-            progress.write(f" {time.perf_counter() - t_case:.1f} s\n")
-            progress.flush()
-    for lacking, labels in missing.items():
-        notes.append(f"{lacking} not installed: skipped {', '.join(labels)}")
-    add_ratios(results, stat)
-    return results, notes
+                results.append(rec)
+                continue
+        labels = missing.setdefault(", ".join(lacking), [])
+        if impl.label not in labels:
+            labels.append(impl.label)
+    return None
 
 
 def add_ratios(results: list[dict[str, Any]], stat: str = "median") -> None:
@@ -218,6 +301,8 @@ def first_call_times(op: str) -> dict[str, Any]:
     """
     paths = []
     for case in (c for c in CASES if c.op == op):
+        if missing_modules(case_requirements(case)):  # skipped, as by run_cases
+            continue
         x = make_input(case)
         fn = make_callable(case, impls(op)[0], x)
         t0 = time.perf_counter()
@@ -389,7 +474,7 @@ def environment(*, launch: bool = False) -> dict[str, Any]:
     import fastroute
 
     torch_threads = None
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:  # imported by a peer (None: blocked)
         torch_threads = sys.modules["torch"].get_num_threads()
     env: dict[str, Any] = {
         "cpu": cpu_model(),

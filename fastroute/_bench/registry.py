@@ -9,7 +9,7 @@ a peer is one entry, and an unknown operation or implementation is an error.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,8 @@ from . import peers as P
 from .cases import COOC_WINDOW, OPS, Case, deepseek_bias
 
 __all__ = ["Impl", "Op", "REGISTRY", "ROLES", "impls", "get_impl", "make_callable",
-           "missing_requirements", "check_agreement"]  # fmt: skip
+           "missing_requirements", "missing_modules", "install_hint",
+           "check_agreement"]  # fmt: skip
 
 #: Roles, in the order of measurement: fastroute first, then the floors
 #: (timed before any peer starts its own thread pool), then the peers.
@@ -724,9 +725,33 @@ def get_impl(op: str, key: str) -> Impl:
     raise ValueError(f"{op} has no implementation {key!r}; expected one of {keys}")
 
 
+def missing_modules(names: Iterable[str]) -> list[str]:
+    """The modules of ``names`` that are not installed (found without
+    importing them: importing PyTorch or JAX takes seconds)."""
+    out = []
+    for m in names:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a broken entry
+            found = False
+        if not found:
+            out.append(m)
+    return out
+
+
 def missing_requirements(impl: Impl) -> list[str]:
     """Modules ``impl`` needs that are not installed (checked without importing them)."""
-    return [m for m in impl.requires if importlib.util.find_spec(m) is None]
+    return missing_modules(impl.requires)
+
+
+#: What to install for each optional module the benchmark can use.
+_PIP = {"scipy": "scipy", "ml_dtypes": "ml_dtypes", "torch": "torch", "jax": "jax",
+        "matplotlib": "matplotlib"}  # fmt: skip
+
+
+def install_hint(modules: Iterable[str]) -> str:
+    """``"pip install scipy ml_dtypes"`` for the missing ``modules``."""
+    return "pip install " + " ".join(_PIP.get(m, m) for m in modules)
 
 
 def make_callable(case: Case, impl: Impl, x: Any) -> Callable[[], Any]:
