@@ -3,6 +3,7 @@ any chunking of the rows and any scheduler."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -39,6 +40,15 @@ def row_matrices(draw, max_t=24, max_n=9):
 def _same(got, want):
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))  # bits
+
+
+def _declared(arr, got, what=""):
+    # the shape and dtype a Dask array declares are those it computes to (a
+    # length Dask does not know is NaN, never a wrong number)
+    assert arr.dtype == got.dtype, what
+    assert arr.ndim == got.ndim, what
+    for d, g in zip(arr.shape, got.shape, strict=True):
+        assert np.isnan(d) or d == g, (what, arr.shape, got.shape)
 
 
 @pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
@@ -161,6 +171,31 @@ def test_cooccurrence_bad_shard_names_it():
         frd.cooccurrence(da.zeros(4, chunks=2, dtype=int), 5, window=0)
 
 
+def test_cooccurrence_arguments_as_the_single_machine_function():
+    t = np.array([0, 1, 2, 0, 1])
+    x = da.from_array(t, chunks=2)
+    with pytest.raises(ValueError, match=r"cooccurrence: .*unknown.*compute_chunk_sizes\(\)"):
+        frd.cooccurrence(x[x >= 0], 3)  # was "cannot convert float NaN to integer"
+    with pytest.raises(TypeError, match="cooccurrence: dtype must be int32, int64, float32 or"):
+        frd.cooccurrence(x, 3, dtype="bogus")  # was NumPy's "data type 'bogus' not understood"
+    _same_csr(frd.cooccurrence(x, 3, dtype="float32").compute(),
+              fr.cooccurrence(t, 3, dtype="float32"))  # fmt: skip
+    # no tokens: any dtype, as fastroute.cooccurrence accepts them
+    for empty in (da.zeros(0, chunks=1), np.zeros(0), np.array([], dtype=object)):
+        _same_csr(frd.cooccurrence(empty, 3).compute(), fr.cooccurrence(np.zeros(0), 3))
+    for bad in ("3", 2.5, True, np.float64(3.0)):
+        with pytest.raises(TypeError, match="cooccurrence: row_blocks must be an integer"):
+            frd.cooccurrence(x, 3, row_blocks=bad)
+    with pytest.raises(ValueError, match="cooccurrence: row_blocks=0 is out of range"):
+        frd.cooccurrence(x, 3, row_blocks=0)
+    assert frd.cooccurrence(x, 3, row_blocks=np.int64(2)).row_bounds == (0, 1, 3)
+    with pytest.raises(TypeError, match="cooccurrence: cannot convert list"):
+        frd.cooccurrence([[0, 1], [2]], 3)
+    for bad in ("abc", np.ones(3, complex), [[1], [1, 2]]):
+        with pytest.raises(TypeError, match="cooccurrence: row_weights must be 3"):
+            frd.cooccurrence(x, 3, row_weights=bad)
+
+
 # --------------------------------------------------------------------------- routing
 
 ROUTE_OPTIONS = [
@@ -193,6 +228,9 @@ def test_route_matches_one_call(options, T, chunks, k, dtype, seed):
     want = fr.route(x, k, **options)
     r = frd.route(da.from_array(x, chunks=(max(1, -(-T // chunks)), -1)), k, **options)
     got = dict(zip(r._fields[:10], da.compute(*r[:10], scheduler="threads"), strict=True))
+    for f in r._fields[:10]:  # what Dask is told is what a field holds
+        if got[f] is not None:
+            _declared(getattr(r, f), got[f], f)
     for f in ("experts", "weights", "counts", "offsets", "order", "dropped", "entropy"):
         w, g = getattr(want, f), got[f]
         if w is None:
@@ -223,6 +261,93 @@ def test_route_capacity_and_bad_input():
     r = frd.route(da.from_array(y, chunks=(3, 4)), 2)
     with pytest.raises(ValueError, match=r"rows 3:6 \(chunk 1\): .*token 1 .*NaN"):
         r.experts.compute()
+
+
+def test_route_order_holds_the_kept_slots_only():
+    # with a capacity, order holds only the kept slots: its length is not
+    # known before the graph runs, so Dask must not be told it is T * k
+    # (r.order[-3:] was [] while the last kept slots were three)
+    z = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    x = da.from_array(z, chunks=(5, 4))
+    want = fr.route(z, 2, capacity_factor=0.5)
+    assert want.order.size < 20
+    r = frd.route(x, 2, capacity_factor=0.5)
+    assert np.isnan(r.order.shape[0])
+    with pytest.raises(ValueError, match="unknown"):
+        r.order[-3:]  # Dask's own error for an unknown length, never a wrong slice
+    np.testing.assert_array_equal(r.order.compute_chunk_sizes()[-3:].compute(), want.order[-3:])
+    np.testing.assert_array_equal(r.order.compute(), want.order)
+    dropless = frd.route(x, 2)  # every slot kept: the length is known
+    assert dropless.order.shape == (20,)
+    np.testing.assert_array_equal(dropless.order[-3:].compute(), fr.route(z, 2).order[-3:])
+
+
+def test_declared_chunks_are_the_computed_ones():
+    # every block of every Dask array fastroute.dask returns has the shape
+    # and dtype its chunks and dtype declare (or an unknown, NaN, size)
+    import scipy.sparse as sp
+
+    def check(arr, what):
+        blocks = dask.compute(*arr.to_delayed().ravel(), scheduler="synchronous")
+        for idx, b in zip(np.ndindex(*arr.numblocks), blocks, strict=True):
+            assert isinstance(b, np.ndarray if arr.ndim else (np.ndarray, np.generic)), what
+            want = tuple(arr.chunks[d][i] for d, i in enumerate(idx))
+            _declared(arr.blocks[idx], b, f"{what} block {idx} {want}")
+
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((9, 4)).astype(np.float32)
+    x = da.from_array(z, chunks=(4, 4))
+    for opts in ({}, {"capacity_factor": 0.5}, {"capacity_factor": 1.0, "stats": False}):
+        r = frd.route(x, 2, **opts)
+        for f in r._fields[:10]:
+            if getattr(r, f) is not None:
+                check(getattr(r, f), f"route {opts} {f}")
+    check(frd.entropy(abs(x)), "entropy")
+    check(frd.entropy_from_logits(x), "entropy_from_logits")
+    for axis, chunks in ((-1, (4, 4)), (0, (4, 4)), (-1, (4, 3))):
+        t = frd.top_k(da.from_array(z, chunks=chunks), 2, axis=axis)
+        check(t.values, f"top_k {axis} {chunks}")
+        check(t.indices, f"top_k {axis} {chunks}")
+    C = frd.cooccurrence(da.from_array(np.array([0, 1, 2, 0, 3, 1, 2]), chunks=3), 4, row_blocks=2)
+    check(frd.row_entropy(C), "row_entropy")
+    t = frd.top_k(C, 2)
+    check(t.values, "sparse top_k")
+    check(t.indices, "sparse top_k")
+    for B in (C, frd.normalize_rows(C), frd.top_k(C, 2, format="csr")):
+        for b in dask.compute(*B.blocks):
+            assert isinstance(b, sp.csr_array) and b.dtype == B.dtype
+
+
+def test_dense_arguments_as_the_single_machine_functions():
+    z = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    x = da.from_array(z, chunks=(3, 4))
+    rows = x[x[:, 0] > -10]  # the same rows, but Dask does not know how many
+    with pytest.raises(ValueError, match=r"route: .*unknown.*compute_chunk_sizes\(\)"):
+        frd.route(rows, 2)
+    with pytest.raises(ValueError, match=r"entropy: .*axis 1 .*compute_chunk_sizes\(\)"):
+        frd.entropy(abs(x)[:, x[0] > -10])
+    with pytest.raises(ValueError, match=r"top_k: .*axis 0 .*compute_chunk_sizes\(\)"):
+        frd.top_k(rows, 1, axis=0)
+    _same(frd.entropy(abs(rows)).compute(), fr.entropy(abs(z)))  # unknown rows are fine here
+    for f in (frd.entropy, frd.entropy_from_logits, lambda v: frd.top_k(v, 1)):
+        with pytest.raises(TypeError, match="cannot convert list"):
+            f([[1.0, 2.0], [3.0]])  # ragged: NumPy's own message named no function
+    # no tokens and no experts: the result of fastroute.route, not an error
+    want = fr.route(np.zeros((0, 0), np.float32), 0)
+    r = frd.route(np.zeros((0, 0), np.float32), 0)
+    counts, imbalance = dask.compute(r.counts, r.imbalance)
+    assert counts.shape == want.counts.shape and np.isnan(imbalance) and np.isnan(want.imbalance)
+    C = frd.cooccurrence(da.from_array(np.array([0, 1, 2]), chunks=2), 3)
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        frd.top_k(C, 1, axis="1")
+
+
+def test_torch_tensors_as_the_single_machine_functions_take_them():
+    torch = pytest.importorskip("torch")
+    t = torch.rand(4, 3, requires_grad=True)  # Dask's own asarray knew no torch dtype
+    _same(frd.entropy(t).compute(), fr.entropy(t))
+    ids = torch.tensor([0, 1, 2, 0])
+    _same_csr(frd.cooccurrence(ids, 3).compute(), fr.cooccurrence(ids.numpy(), 3))
 
 
 def test_docstring_examples():
@@ -323,8 +448,10 @@ def test_killed_worker_leaves_the_counts_unchanged(client, tmp_path):
     rng = np.random.default_rng(12)
     t = np.minimum(rng.zipf(1.2, 20000) - 1, 499)
     x = da.from_array(t, chunks=2500).map_blocks(kill_once, marker, meta=np.empty(0, t.dtype))
-    with dask.config.set(scheduler=client):
-        got = frd.cooccurrence(x, 500, window=2).compute()
+    # the client passed to this computation, not set for the process with
+    # dask.config.set(scheduler=client): Distributed 2024.1.0 to 2026.7.1
+    # then hang while closing the cluster after a worker died
+    got = frd.cooccurrence(x, 500, window=2).compute(scheduler=client)
     assert (tmp_path / "killed").exists()  # a worker did die
     _same_csr(got, fr.cooccurrence(t, 500, window=2))
 
@@ -601,6 +728,78 @@ def test_read_corpus_bad_shards_name_the_file(tmp_path, monkeypatch):
         OSError, match=r"cannot read .*good.txt \(shard bytes \d+:\d+\): Permission"
     ):
         frd.read_corpus(str(good), blocksize=400)
+
+
+def test_read_ids_reads_only_npy_integer_ids(tmp_path):
+    import scipy.sparse as sp
+
+    np.save(tmp_path / "ids.npy", np.arange(10, dtype=np.int32))
+    full = (tmp_path / "ids.npy").read_bytes()
+    sp.save_npz(tmp_path / "counts.npz", sp.csr_array(np.eye(3)))
+    np.savez(tmp_path / "two.npz", a=np.arange(3), b=np.arange(2))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("0 1 2 0\n")
+    (tmp_path / "short.npy").write_bytes(full[:-8])
+    (tmp_path / "head.npy").write_bytes(full[:7])
+    np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "floats.npy", np.ones(3))
+    cases = [
+        ("counts.npz", "is a zip archive .*expected one .npy file"),
+        ("two.npz", "is a zip archive .*expected one .npy file"),
+        ("empty.npy", "is empty; expected a .npy file"),
+        ("text.npy", "is not a .npy file"),
+        ("short.npy", r"is truncated: its header announces 10 ids of int32"),
+        ("head.npy", "has a .npy header that cannot be read"),
+        ("objects.npy", "holds Python objects .* never loads"),
+        ("floats.npy", "holds a 1-D float64 array; need 1-D integer ids"),
+    ]  # fmt: skip
+    for name, message in cases:  # AttributeError, EOFError, NumPy's "pickled data" before
+        with pytest.raises(ValueError, match=f"read_ids: .*{re.escape(name)} {message}"):
+            frd.read_ids(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="read_ids: no such file"):
+        frd.read_ids(tmp_path / "missing.npy")
+    with pytest.raises(IsADirectoryError, match="read_ids: .* is a directory"):
+        frd.read_ids(tmp_path)
+    with pytest.raises(TypeError, match="read_ids: path must be a file name"):
+        frd.read_ids(None)
+    for bad in ("3", True, 2.0):
+        with pytest.raises(TypeError, match="read_ids: chunks must be an integer"):
+            frd.read_ids(tmp_path / "ids.npy", chunks=bad)
+    with pytest.raises(ValueError, match="read_ids: chunks=0 is out of range"):
+        frd.read_ids(tmp_path / "ids.npy", chunks=0)
+    got = frd.read_ids(os.fsencode(tmp_path / "ids.npy"), chunks=4)  # a bytes path
+    assert got.chunks == ((4, 4, 2),)
+    _same(got.compute(), np.arange(10, dtype=np.int32))
+
+
+def test_read_corpus_path_arguments(tmp_path):
+    (tmp_path / "t.txt").write_text("a b a c\n")
+    want = frd.read_corpus(str(tmp_path / "t.txt"))
+    for path in (os.fsencode(tmp_path / "t.txt"), [os.fsencode(tmp_path / "t.txt")]):
+        got = frd.read_corpus(path)  # bytes, as open() takes them
+        assert got.vocabulary == want.vocabulary
+        _same(got.ids.compute(), want.ids.compute())
+    for bad in (None, 3):  # "'NoneType' object is not iterable" before
+        with pytest.raises(TypeError, match="read_corpus: paths must be a file name"):
+            frd.read_corpus(bad)
+    with pytest.raises(TypeError, match=r"read_corpus: paths\[1\] must be a file name .* None"):
+        frd.read_corpus([str(tmp_path / "t.txt"), None])
+    with pytest.raises(TypeError, match="analyze: expected a Corpus, got str"):
+        frd.analyze(str(tmp_path / "t.txt"))
+
+
+def test_local_cluster_arguments_checked_before_starting():
+    pytest.importorskip("distributed")
+    for kw, exc, message in [
+        ({"n_workers": "2"}, TypeError, "n_workers must be an integer"),
+        ({"n_workers": 0}, ValueError, "n_workers=0 is out of range"),
+        ({"n_workers": 1, "threads_per_worker": 0}, ValueError, "threads_per_worker=0"),
+        ({"n_workers": 1, "numba_threads": "a"}, TypeError, "numba_threads must be an integer"),
+        ({"n_workers": 1, "numba_threads": 0}, ValueError, "numba_threads=0 is out of range"),
+    ]:  # fmt: skip
+        n = kw.pop("n_workers")
+        with pytest.raises(exc, match=f"local_cluster: {message}"):
+            frd.local_cluster(n, **kw)
 
 
 def _cli_json(capsys, *argv):

@@ -3,8 +3,11 @@ Numba threads fit the cores."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
+
+import numpy as np
 
 
 def _dask():
@@ -14,6 +17,52 @@ def _dask():
     except ImportError as exc:  # pragma: no cover - exercised without dask
         raise ImportError("fastroute.dask needs Dask: pip install 'fastroute[dask]'") from exc
     return dask, da
+
+
+def _as_dask(x: Any, func: str, what: str = "an array"):
+    """``x`` as a Dask array: a Dask array as it is, anything else as
+    ``dask.array.asarray`` wraps it (one chunk when small; lazily for the
+    array-likes it knows), with a clear error when that fails (a ragged
+    list, say)."""
+    _, da = _dask()
+    if isinstance(x, da.Array):
+        return x
+
+    def cannot(exc: BaseException) -> TypeError:
+        return TypeError(
+            f"{func}: cannot convert {type(x).__name__} to {what} ({exc}); "
+            "pass a NumPy or Dask array"
+        )
+
+    try:
+        if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+            # a NumPy view of a CPU tensor, as the single-machine functions
+            # take it (no autograd); Dask does not know torch's dtypes
+            return da.asarray(np.asarray(x.detach()))
+        return da.asarray(x)
+    except NotImplementedError:  # object data, which Dask cannot size for its chunks
+        pass
+    except Exception as exc:  # depends on the foreign object
+        raise cannot(exc) from None
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # pragma: no cover - da.asarray failed first
+        raise cannot(exc) from None
+    # one chunk, for the single-machine function's dtype check to reject
+    # (or to accept, when it is empty)
+    return da.from_array(a, chunks=-1)
+
+
+def _known_chunks(a: Any, func: str, name: str, axes: tuple[int, ...] | None = None) -> None:
+    """A ``ValueError`` saying how to fix it when the chunk sizes of ``a``
+    along ``axes`` (all by default) are unknown (NaN, as after boolean
+    indexing): the blocks' places are needed to build the graph."""
+    for ax in range(a.ndim) if axes is None else axes:
+        if any(math.isnan(c) for c in a.chunks[ax]):
+            raise ValueError(
+                f"{func}: the chunk sizes of {name} along axis {ax} are unknown (as after "
+                f"boolean indexing); compute them first: {name} = {name}.compute_chunk_sizes()"
+            )
 
 
 def local_cluster(n_workers: int, /, *, numba_threads: int | None = None, **kwargs: Any):
@@ -42,17 +91,21 @@ def local_cluster(n_workers: int, /, *, numba_threads: int | None = None, **kwar
         raise ImportError(
             "fastroute.dask.local_cluster needs Distributed: pip install 'fastroute[dask]'"
         ) from exc
-    n = int(n_workers)
-    if n < 1:
-        raise ValueError(f"local_cluster: n_workers must be >= 1, got {n_workers!r}")
-    threads = kwargs.pop("threads_per_worker", 1)
+    from .._validate import check_int
+
+    func = "local_cluster"
+    n = check_int(n_workers, "n_workers", func, 1)
+    threads = check_int(kwargs.pop("threads_per_worker", 1), "threads_per_worker", func, 1)
     cores = os.cpu_count() or 1
-    nt = numba_threads if numba_threads is not None else max(1, cores // (n * threads))
+    if numba_threads is None:
+        nt = max(1, cores // (n * threads))
+    else:
+        nt = check_int(numba_threads, "numba_threads", func, 1)
     # read by every fastroute task (see _Limited): a spawned worker imports
     # the client's __main__, and with it Numba, before the nanny sets `env`,
     # so NUMBA_NUM_THREADS itself would come too late (and Numba refuses a
     # changed NUMBA_NUM_THREADS once its threads run)
-    env = {**kwargs.pop("env", {}), THREADS_ENV: str(int(nt))}
+    env = {**kwargs.pop("env", {}), THREADS_ENV: str(nt)}
     return LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, env=env, **kwargs)
 
 

@@ -13,7 +13,7 @@ from ..tokens import cooccurrence as _cooccurrence
 from ..tokens import normalize_rows as _normalize_rows
 from ..topk import TopK
 from ..topk import top_k as _top_k
-from ._base import _dask, _Limited
+from ._base import _as_dask, _dask, _known_chunks, _Limited
 
 # --- corpus -> counts --------------------------------------------------------------
 
@@ -154,11 +154,21 @@ def _row_edges(vocab: int, nr: int, weights: Any) -> tuple[int, ...]:
     # nr blocks of equal rows, or of about equal weight (empty ones dropped)
     if weights is None:
         return tuple(vocab * r // nr for r in range(nr + 1))
-    w = np.asarray(weights)
-    if w.shape != (vocab,) or w.dtype.kind not in "iuf":
+    try:
+        w = np.asarray(weights)
+    except Exception as exc:  # a ragged list, say
+        raise TypeError(
+            f"cooccurrence: row_weights must be {vocab} numbers (one per row); cannot convert "
+            f"{type(weights).__name__} ({exc})"
+        ) from None
+    if w.dtype.kind not in "iuf":
+        raise TypeError(
+            f"cooccurrence: row_weights must be {vocab} real numbers (one per row), got dtype "
+            f"{w.dtype}; pass e.g. the tokens' frequencies as an int or float array"
+        )
+    if w.shape != (vocab,):
         raise ValueError(
-            f"cooccurrence: row_weights must be {vocab} numbers (one per row), got "
-            f"{w.dtype} of shape {w.shape}"
+            f"cooccurrence: row_weights must be {vocab} numbers (one per row), got shape {w.shape}"
         )
     w = w.astype(np.float64)
     if not (np.isfinite(w).all() and (w >= 0).all()):
@@ -211,23 +221,37 @@ def cooccurrence(
            [1, 0, 1],
            [1, 1, 0]])
     """
+    from .._validate import check_int
+
+    func = "cooccurrence"
     dask, da = _dask()
-    x = tokens if isinstance(tokens, da.Array) else da.asarray(tokens)
+    x = _as_dask(tokens, func, "an array of token ids")
     if x.ndim != 1:
-        raise ValueError(f"cooccurrence: tokens must be 1-D, got {x.ndim} dimensions")
+        raise ValueError(f"{func}: tokens must be a 1-D array of ids, got {x.ndim} dimensions")
+    _known_chunks(x, func, "tokens")  # each chunk reads the window after it
     if x.dtype.kind not in "iu":
-        raise TypeError(f"cooccurrence: tokens must be integers, got dtype {x.dtype}")
+        if x.shape[0] != 0:
+            raise TypeError(f"{func}: tokens must be integers, got dtype {x.dtype}")
+        x = da.zeros(0, np.int64)  # no tokens: their dtype does not matter
+    # NumPy's own message would not say which argument or what it accepts
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(
+            f"{func}: dtype must be int32, int64, float32 or float64, got {dtype!r}"
+        ) from None
     # the single-machine function checks the arguments and gives the dtypes
-    probe = _cooccurrence(np.zeros(0, np.int64), vocab_size, window=window, dtype=dtype)
+    probe = _cooccurrence(np.zeros(0, np.int64), vocab_size, window=window, dtype=out)
     vocab = probe.shape[0]
     n = x.shape[0]
     w = min(int(window), max(n - 1, 1))
     pairs = max(0, n - 1) * w * (2 if symmetric else 1)
     index_dtype = np.dtype(np.int32 if max(vocab, pairs) < 2**31 else np.int64)
-    nr = row_blocks if row_blocks is not None else x.numblocks[0]
-    if int(nr) < 1:
-        raise ValueError(f"cooccurrence: row_blocks must be >= 1, got {row_blocks!r}")
-    nr = max(1, min(int(nr), vocab))
+    if row_blocks is None:
+        nr = x.numblocks[0]
+    else:
+        nr = check_int(row_blocks, "row_blocks", func, 1)
+    nr = max(1, min(nr, vocab))
     edges = _row_edges(vocab, nr, row_weights)
     nr = len(edges) - 1
     pieces = []
@@ -246,7 +270,6 @@ def cooccurrence(
         pieces.append(dask.delayed(_Limited(_chunk_counts), nout=nr)(
             np.zeros(0, np.int64), np.zeros(0, np.int64), vocab, w, bool(symmetric), edges, "0:0"
         ))  # fmt: skip
-    out = np.dtype(dtype)
     blocks = []
     for r in range(nr):
         total = _tree_sum(dask, [p[r] for p in pieces])
@@ -564,8 +587,10 @@ def _top_k_rows(C: CSRBlocks, k: int, *, axis, mode, explicit, format):
     """``fastroute.top_k`` of each row block (see ``fastroute.dask.top_k``)."""
     import scipy.sparse as sp
 
+    from .._validate import check_axis
+
     dask, da = _dask()
-    if axis not in (1, -1):
+    if check_axis(axis, 2) != 1:
         raise ValueError(
             f"top_k: CSRBlocks are ranked along their rows (axis=1 or -1), got axis={axis!r}"
         )

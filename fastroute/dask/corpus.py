@@ -53,14 +53,33 @@ class Corpus:
     shards: tuple[Shard, ...]
 
 
+def _path(item: Any, prefix: str, what: str = "a path") -> str:
+    """A file name (str, bytes or os.PathLike; bytes decoded as the file
+    system does) as a str; anything else is a ``TypeError``."""
+    if isinstance(item, (str, bytes, os.PathLike)):
+        return os.fsdecode(item)
+    raise TypeError(
+        f"{prefix}{what} must be a file name (str, bytes or os.PathLike), got {type(item).__name__}"
+    )
+
+
 def _paths(
     paths: str | os.PathLike | Sequence[str | os.PathLike], prefix: str = "read_corpus: "
 ) -> list[str]:
     # each argument a file or a glob pattern (matches sorted); order kept
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        items = [paths]
+    else:
+        try:
+            items = list(paths)
+        except TypeError:
+            raise TypeError(
+                f"{prefix}paths must be a file name or glob pattern (str, bytes or "
+                f"os.PathLike), or a list of them, got {type(paths).__name__}"
+            ) from None
     out: list[str] = []
-    for item in items:
-        p = os.fspath(item)
+    for i, item in enumerate(items):
+        p = _path(item, prefix, f"paths[{i}]")
         if glob.has_magic(p):
             matches = sorted(m for m in glob.glob(p) if os.path.isfile(m))
             if not matches:
@@ -217,7 +236,72 @@ def read_corpus(
 
 
 def _ids_slice(path: str, start: int, stop: int) -> np.ndarray:
-    return np.array(np.load(path, mmap_mode="r")[start:stop])
+    return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+
+
+#: The first bytes of a zip archive (``np.savez``) and of a ``.npy`` file.
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npy_header(p: str, func: str = "read_ids") -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` file declares, read from its header
+    alone (never a pickle), after checking that the file holds all of the
+    data the header announces; a clear error for anything else."""
+    fix = "save the ids with np.save(path, ids) (a 1-D integer array)"
+    try:
+        f = open(p, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{func}: no such file: {p}") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{func}: {p} is a directory; pass a .npy file") from None
+    except OSError as exc:
+        raise OSError(f"{func}: cannot read {p}: {exc.strerror or exc}") from None
+    with f:
+        magic = f.read(len(_NPY_MAGIC))
+        if not magic:
+            raise ValueError(f"{func}: {p} is empty; expected a .npy file; {fix}")
+        if magic.startswith(_ZIP_MAGIC):
+            raise ValueError(
+                f"{func}: {p} is a zip archive (an .npz of several arrays?); expected one "
+                f".npy file: save the ids array alone with np.save(path, ids)"
+            )
+        if magic != _NPY_MAGIC:
+            raise ValueError(
+                f"{func}: {p} is not a .npy file (it does not start with NumPy's header); {fix}"
+            )
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                # 3.0 differs from 2.0 only by a UTF-8 header, which NumPy
+                # writes for field names beyond latin-1 (never for ids); any
+                # header of integer ids is ASCII and reads the same
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unknown format version {version[0]}.{version[1]}")
+        except (ValueError, SyntaxError, EOFError) as exc:  # a damaged or foreign header
+            raise ValueError(
+                f"{func}: {p} has a .npy header that cannot be read ({exc}); {fix}"
+            ) from None
+        start = f.tell()
+    if dtype.hasobject:
+        raise ValueError(
+            f"{func}: {p} holds Python objects (a pickled {dtype} array), which fastroute never "
+            f"loads; {fix}"
+        )
+    if len(shape) != 1 or dtype.kind not in "iu":
+        raise ValueError(f"{func}: {p} holds a {len(shape)}-D {dtype} array; need 1-D integer ids")
+    need = start + shape[0] * dtype.itemsize
+    have = os.path.getsize(p)
+    if have < need:
+        raise ValueError(
+            f"{func}: {p} is truncated: its header announces {shape[0]} ids of {dtype} "
+            f"({need} bytes with the header), but it has {have} bytes; save it again"
+        )
+    return shape, dtype
 
 
 def read_ids(path: str | os.PathLike, /, *, chunks: int = 10_000_000):
@@ -225,6 +309,10 @@ def read_ids(path: str | os.PathLike, /, *, chunks: int = 10_000_000):
     chunks each worker reads from the file itself (memory-mapped, a chunk at
     a time), so the client never loads the file and no data passes through
     the scheduler. The workers must see ``path``.
+
+    Only the header is read here (never a pickle): a file that is not a
+    ``.npy`` of 1-D integers (an ``.npz`` archive, text, an empty or
+    truncated file, an object array) is a ``ValueError`` naming it.
 
     Examples
     --------
@@ -237,23 +325,19 @@ def read_ids(path: str | os.PathLike, /, *, chunks: int = 10_000_000):
            [1, 0, 1],
            [1, 1, 0]]))
     """
+    from .._validate import check_int
+
     dask, da = _dask()
-    p = os.fspath(path)
-    head = np.load(p, mmap_mode="r")  # the header: shape and dtype (a clear error if not .npy)
-    if head.ndim != 1 or head.dtype.kind not in "iu":
-        raise ValueError(
-            f"read_ids: {p} holds a {head.ndim}-D {head.dtype} array; need 1-D integer ids"
-        )
-    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
-        raise ValueError(f"read_ids: chunks must be a positive number of ids, got {chunks!r}")
-    n, step = head.shape[0], int(chunks)
+    step = check_int(chunks, "chunks", "read_ids", 1, why=" (ids per chunk)")
+    p = _path(path, "read_ids: ", "path")
+    (n,), dtype = _npy_header(p)  # the header alone: no data, never a pickle
     parts = [
         da.from_delayed(
-            dask.delayed(_ids_slice)(p, s, min(s + step, n)), (min(step, n - s),), dtype=head.dtype
+            dask.delayed(_ids_slice)(p, s, min(s + step, n)), (min(step, n - s),), dtype=dtype
         )  # fmt: skip
         for s in range(0, n, step)
     ]
-    return da.concatenate(parts) if parts else da.zeros((0,), dtype=head.dtype)
+    return da.concatenate(parts) if parts else da.zeros((0,), dtype=dtype)
 
 
 class _RowBlocks:
@@ -334,6 +418,11 @@ def analyze(
     >>> r.top[0]["token"], [x["token"] for x in r.top[0]["related"]]
     ('a', ['b'])
     """
+    if not isinstance(corpus, Corpus):
+        raise TypeError(
+            f"analyze: expected a Corpus, got {type(corpus).__name__}; read the text files "
+            "with fastroute.dask.read_corpus(paths) first"
+        )
     timings = dict(timings or {})
     with stage("cooccurrence", timings):
         C = cooccurrence(corpus.ids, len(corpus.vocabulary), window=window, row_blocks=row_blocks,

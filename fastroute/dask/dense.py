@@ -12,15 +12,18 @@ from ..entropy import entropy as _entropy
 from ..entropy import entropy_from_logits as _entropy_from_logits
 from ..topk import TopK
 from ..topk import top_k as _top_k
-from ._base import _dask, _Limited
+from ._base import _as_dask, _dask, _known_chunks, _Limited
 
 
 def _rows(x: Any, func: str):
     """``x`` as a 2-D Dask array whose rows are each in one chunk."""
-    _, da = _dask()
-    a = x if isinstance(x, da.Array) else da.asarray(x)
+    a = _as_dask(x, func)
     if a.ndim != 2:
-        raise ValueError(f"{func}: expected a 2-D array of rows, got {a.ndim} dimensions")
+        raise ValueError(
+            f"{func}: expected a 2-D array of rows, got {a.ndim} dimensions; "
+            "reshape it to (rows, n), e.g. x[None, :] for one row"
+        )
+    _known_chunks(a, func, "x", (1,))
     if a.numblocks[1] != 1:
         raise ValueError(
             f"{func}: each row must be in one chunk, but axis 1 is split into "
@@ -148,7 +151,7 @@ def top_k(
     if isinstance(x, CSRBlocks):
         return _top_k_rows(x, k, axis=axis, mode=mode, explicit=explicit, format=format)
     dask, da = _dask()
-    a = x if isinstance(x, da.Array) else da.asarray(x)
+    a = _as_dask(x, "top_k")
     if explicit or format != "dense":
         raise ValueError("top_k: explicit and format apply to CSRBlocks (sparse row blocks)")
     # the single-machine function checks everything on one slice along axis
@@ -157,6 +160,7 @@ def top_k(
     from .._validate import check_axis
 
     ax = check_axis(axis, a.ndim)
+    _known_chunks(a, "top_k", "x", (ax,))
     probe_shape = [1] * a.ndim
     probe_shape[ax] = a.shape[ax]
     probe = _top_k(np.zeros(probe_shape, a.dtype), k, axis=ax, mode=mode, sorted=sorted)
@@ -303,7 +307,12 @@ def route(logits: Any, k: int, /, **options: Any):
     Routing
         Its fields as Dask arrays (0-d for ``aux_loss``, ``z_loss``,
         ``imbalance``; ``None`` where :func:`fastroute.route` gives None).
-        ``dask.compute(*r[:10])`` computes them in one pass.
+        ``dask.compute(*r[:10])`` computes them in one pass. Dropless,
+        ``order`` has ``T * k`` slots; with a ``capacity_factor`` it holds
+        the kept slots only, whose number the graph cannot know before it
+        runs: its length is NaN (unknown to Dask), so that it is computed
+        whole, or sized first with ``r.order.compute_chunk_sizes()`` before
+        it is sliced (its length is also ``offsets[-1]``).
 
     Examples
     --------
@@ -321,7 +330,9 @@ def route(logits: Any, k: int, /, **options: Any):
     a = _rows(logits, "route")
     from ..routing import route as _route
 
-    probe = _route(_probe(a), k, **options)  # checks k and the options
+    _known_chunks(a, "route", "logits")  # T sets the capacity and the slots' numbers
+    # checks k and the options (on no token when there are none: E may be 0)
+    probe = _route(_probe(a)[: min(a.shape[0], 1)], k, **options)
     if options.get("capacity_factor") is not None and options.get("drop", "position") != "position":
         raise ValueError(
             "fastroute.dask.route: drop='score' ranks every token of the batch by its "
@@ -360,7 +371,9 @@ def route(logits: Any, k: int, /, **options: Any):
     weights = field("weights", lambda n: (n, kk), probe.weights.dtype)
     ent = field("entropy", lambda n: (n,), probe.entropy.dtype) if stats else None
     glob = dask.delayed(_assemble, nout=6)(parts, starts, T, kk, E, stats, dropped_parts)
-    total = T * kk
+    # dropless, every slot is kept; with a capacity, how many are is known
+    # only once the chunks are routed: a length of NaN (Dask's unknown size)
+    total = T * kk if cap is None else math.nan
     counts = da.from_delayed(glob[0], (E,), dtype=np.int64)
     offsets = da.from_delayed(glob[1], (E + 1,), dtype=np.int64)
     order = da.from_delayed(glob[2], (total,), dtype=np.int64)
