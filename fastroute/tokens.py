@@ -125,7 +125,13 @@ def cooccurrence(
     """
     func = "cooccurrence"
     _sparse_module()  # a clear ImportError before any work
-    t = np.asarray(tokens)
+    try:
+        t = np.asarray(tokens)
+    except (TypeError, ValueError) as exc:  # a ragged list, say: NumPy's message names no argument
+        raise TypeError(
+            f"{func}: tokens must be a 1-D array of integer ids; cannot convert "
+            f"{type(tokens).__name__} ({exc})"
+        ) from None
     if t.ndim != 1:
         raise ValueError(f"{func}: tokens must be a 1-D array of ids, got {t.ndim} dimensions")
     if t.dtype.kind not in "iu":
@@ -141,9 +147,12 @@ def cooccurrence(
     w = _index(window, "window", func)
     if w < 1:
         raise ValueError(f"{func}: window must be >= 1, got {w}")
-    out_dtype = np.dtype(dtype)
+    try:
+        out_dtype = np.dtype(dtype)
+    except TypeError:  # 'bogus': NumPy's message would name neither argument nor choices
+        out_dtype = np.dtype(object)
     if out_dtype not in _COUNT_DTYPES:
-        raise TypeError(f"{func}: dtype must be int32, int64, float32 or float64, got {out_dtype}")
+        raise TypeError(f"{func}: dtype must be int32, int64, float32 or float64, got {dtype!r}")
     n = t.shape[0]
     w = min(w, max(n - 1, 1))  # a wider window counts the same pairs
     pairs = max(0, n - 1) * w * (2 if symmetric else 1)
