@@ -2,6 +2,9 @@
 
 * the sparse fuzzer (``fuzz_sparse.py``) in a child process: a quick run
   here, a long one behind ``-m slow``;
+* the fuzzer of the newer surfaces (``fuzz_newer.py``: divergences,
+  dispatch/combine, ``fastroute.dask``, the CLI, the ``@njit`` kernels) the
+  same way;
 * every reproducer of the fuzzing run that found these defects, as a
   regression test (the ones that used to crash the process run in a child);
 * ``fork``, ``forkserver`` and ``spawn`` workers after a parallel call,
@@ -72,6 +75,56 @@ def test_fuzz_sparse_quick(tmp_path):
 def test_fuzz_sparse_long(seed, tmp_path):
     report = _fuzz(seed=seed, matrices=2000, tmp_path=tmp_path)
     _check_report(report, 2000)
+
+
+NEWER_SURFACES = ("divergence", "sparse", "moe", "dask", "cli", "kernels")
+
+
+def _fuzz_newer(seed: int, calls: int, tmp_path, *options: str) -> dict:
+    """``fuzz_newer.py`` in a child process: its report, after checking
+    that the child finished (a crash names the call it died in)."""
+    log = tmp_path / f"fuzz-newer-{seed}.log"
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "fuzz_newer.py"), "--seed", str(seed), "--calls", str(calls),
+         "--log", str(log), *options],
+        capture_output=True, text=True, timeout=7200,
+    )  # fmt: skip
+    last = log.read_text().splitlines()[-1:] if log.exists() else []
+    assert proc.returncode == 0, (
+        f"the fuzzer died (status {proc.returncode}) in: {last}\n{proc.stderr[-3000:]}"
+    )
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\nfuzz_newer seed {seed}: {report['counts']}")
+    return report
+
+
+def _check_newer(report: dict, calls: int) -> None:
+    c = report["counts"]
+    failures = "\n".join([*report["examples"].values(), "first failures:", *report["failures"]])
+    assert c["wrong"] == 0 and c["other"] == 0, f"{report['signatures']}\n{failures}"
+    assert calls <= c["tried"] <= calls + 2 and c["ok"] + c["error"] == c["tried"], c
+    # not vacuous: every surface ran and gave valid results, and bad input was rejected
+    assert set(report["surfaces"]) == set(NEWER_SURFACES), report["surfaces"]
+    assert all(s["ok"] > 0 for s in report["surfaces"].values()), report["surfaces"]
+    assert c["ok"] > c["tried"] // 5 and c["error"] > c["tried"] // 5, c
+
+
+def test_fuzz_newer_quick(tmp_path):
+    """The divergences (dense and sparse p), dispatch/combine with forged
+    routings and out= buffers, fastroute.dask, the CLI's files and options,
+    an @njit kernel with bad sizes: no crash, wrong answer or foreign error
+    (``fuzz_newer.py``; the dtypes the rest of the suite compiles)."""
+    report = _fuzz_newer(0, 300, tmp_path, "--quick")
+    _check_newer(report, 300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fuzz_newer_long(seed, tmp_path):
+    """Every dtype and input kind (torch, float16, bfloat16), every @njit
+    kernel: 3 x 8000 calls."""
+    report = _fuzz_newer(seed, 8000, tmp_path)
+    _check_newer(report, 8000)
 
 
 # --------------------------------------------------------------------------- crashes
