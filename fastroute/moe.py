@@ -14,11 +14,12 @@ import numpy as np
 
 from ._drivers import n_chunks
 from ._jit import parallel_guard
+from ._validate import check_alloc, check_int, physical_memory
 from .kernels import moe as K
 
 __all__ = ["Dispatch", "dispatch", "combine"]
 
-_KINDS = ("float32", "float64", "bfloat16", "float16")
+_CHAR_KINDS = {"f": "float32", "d": "float64", "e": "float16"}
 
 
 class Dispatch(NamedTuple):
@@ -55,35 +56,43 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
+def _dense_cpu(x: Any, name: str, func: str) -> Any:
+    """A torch tensor as a dense CPU tensor outside autograd (a view)."""
+    torch = _torch()
+    if x.device.type != "cpu":
+        raise TypeError(f"{func}: {name} is on {x.device}; move it to the CPU first ({name}.cpu())")
+    if x.layout != torch.strided:
+        raise TypeError(
+            f"{func}: {name} is a {x.layout} tensor; pass a dense one ({name}.to_dense())"
+        )
+    return x.detach().resolve_conj().resolve_neg()
+
+
 def _bits(x: Any, name: str, func: str) -> tuple[np.ndarray, str]:
-    """A 2-D array of rows as a C-contiguous array the kernels read (float32
-    and float64 as they are, bfloat16 and float16 as uint16 bits), and its
-    kind. Views, except that other layouts are copied to C order once."""
+    """A 2-D array of rows as the kernels read it (float32 and float64 as
+    they are, bfloat16 and float16 as uint16 bits) and its kind: a view,
+    in any layout (the caller makes it C-contiguous)."""
     if _is_torch(x):
         torch = _torch()
-        if x.device.type != "cpu":
-            raise TypeError(f"{func}: {name} is on {x.device}; move it to the CPU first")
-        x = x.detach()
+        x = _dense_cpu(x, name, func)
         kinds = {torch.float32: "float32", torch.float64: "float64",
                  torch.bfloat16: "bfloat16", torch.float16: "float16"}  # fmt: skip
         if x.dtype not in kinds:
             raise TypeError(f"{func}: {name} must be float16, bfloat16, float32 or float64, "
-                            f"got {x.dtype}")  # fmt: skip
+                            f"got {x.dtype}; convert it, e.g. {name}.float()")  # fmt: skip
         kind = kinds[x.dtype]
-        if x.dim() == 2 and not x.is_contiguous():
-            x = x.contiguous()
         a = (
             x.view(torch.int16).numpy().view(np.uint16)
             if kind in ("bfloat16", "float16")
             else x.numpy()
         )
     else:
-        try:
-            a = np.asarray(x)
-        except Exception as exc:  # pragma: no cover - depends on the foreign object
-            raise TypeError(f"{func}: cannot convert {name} to an array ({exc})") from None
-        kind = "bfloat16" if a.dtype.name == "bfloat16" else a.dtype.name
-        if kind not in _KINDS:
+        a = _asarray(x, name, func, "2-D array (rows, hidden)")
+        # by the type code: dtype.name costs microseconds (Python code in NumPy)
+        kind = _CHAR_KINDS.get(a.dtype.char)
+        if kind is None and a.dtype.type.__name__ == "bfloat16":  # ml_dtypes
+            kind = "bfloat16"
+        if kind is None:
             raise TypeError(
                 f"{func}: {name} must be float16, bfloat16, float32 or float64, got "
                 f"{a.dtype}; convert it, e.g. {name}.astype(np.float32)"
@@ -94,9 +103,67 @@ def _bits(x: Any, name: str, func: str) -> tuple[np.ndarray, str]:
             a = a.view(np.uint16)
     if a.ndim != 2:
         raise ValueError(f"{func}: {name} must be 2-D (rows, hidden), got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
     return a, kind
+
+
+def _asarray(x: Any, name: str, func: str, what: str) -> np.ndarray:
+    # np.asarray with the function's own message for what NumPy refuses
+    # (ragged nested lists, objects that are no arrays)
+    try:
+        return np.asarray(x)
+    except Exception:
+        raise ValueError(
+            f"{func}: {name} ({type(x).__name__}) is not a rectangular array; pass a {what}"
+        ) from None
+
+
+def _routing_array(routing: Any, field: str, func: str) -> np.ndarray:
+    """``routing.<field>`` as a NumPy array (a view where possible)."""
+    try:
+        x = getattr(routing, field)
+    except AttributeError:
+        raise TypeError(
+            f"{func}: routing must be the Routing that fastroute.route returned"
+        ) from None
+    if type(x) is np.ndarray:
+        return x
+    name = f"routing.{field}"
+    if _is_torch(x):
+        x = _dense_cpu(x, name, func)
+        if x.dtype == _torch().bfloat16:  # no NumPy view of it: widened, exactly
+            x = x.float()
+        return x.numpy()
+    return _asarray(x, name, func, "NumPy array (the Routing that fastroute.route returned)")
+
+
+def _integer(a: np.ndarray, ndim: int, name: str, func: str) -> None:
+    if a.ndim != ndim:
+        raise ValueError(
+            f"{func}: {name} must be {ndim}-D, got shape {a.shape}; pass the Routing "
+            "that fastroute.route returned"
+        )
+    if a.dtype.kind not in "iu":
+        raise TypeError(
+            f"{func}: {name} must be an integer array, got dtype {a.dtype}; pass the "
+            "Routing that fastroute.route returned"
+        )
+
+
+def _named(experts: np.ndarray, order: np.ndarray, offsets: np.ndarray) -> tuple:
+    return (("routing.experts", experts), ("routing.order", order), ("routing.offsets", offsets))
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` share a byte, exactly. Two contiguous arrays
+    share memory exactly when their byte ranges overlap (a bounds test,
+    O(1)); a strided one goes to NumPy's exact solver (cheap for the 1-D
+    and 2-D arrays here)."""
+    if not np.may_share_memory(a, b):
+        return False
+    dense = (a.flags.c_contiguous or a.flags.f_contiguous) and (
+        b.flags.c_contiguous or b.flags.f_contiguous
+    )
+    return dense or np.shares_memory(a, b)
 
 
 def _empty(shape: tuple[int, int], kind: str, like: Any) -> tuple[Any, np.ndarray]:
@@ -116,60 +183,83 @@ def _empty(shape: tuple[int, int], kind: str, like: Any) -> tuple[Any, np.ndarra
 
 def _out(out: Any, shape: tuple[int, int], kind: str, inputs: tuple, func: str):
     # a caller's array written in place: the right shape and kind, C order,
-    # not overlapping an input
-    if _is_torch(out) and (out.device.type != "cpu" or not out.is_contiguous()):
-        raise ValueError(f"{func}: out must be a contiguous CPU tensor")
-    if not _is_torch(out) and not (isinstance(out, np.ndarray) and out.flags.c_contiguous
-                                   and out.flags.writeable):  # fmt: skip
+    # sharing no memory with any input
+    if _is_torch(out):
+        if out.device.type != "cpu" or out.layout != _torch().strided or not out.is_contiguous():
+            raise ValueError(f"{func}: out must be a dense, contiguous CPU tensor")
+        if out.requires_grad:
+            raise ValueError(
+                f"{func}: out requires grad, and an in-place write would bypass autograd; "
+                "pass a tensor that does not (e.g. torch.empty(...))"
+            )
+    elif not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable):
         raise ValueError(f"{func}: out must be a writeable C-contiguous NumPy array or CPU tensor")
     bits, okind = _bits(out, "out", func)
     if okind != kind or tuple(bits.shape) != shape:
         raise ValueError(
             f"{func}: out must be {kind} of shape {shape}, got {okind} of shape {tuple(bits.shape)}"
         )
-    for a in inputs:
-        if np.shares_memory(bits, a):
-            raise ValueError(f"{func}: out overlaps an input; pass a separate array")
+    for name, a in inputs:
+        if _overlaps(bits, a):
+            raise ValueError(f"{func}: out shares memory with {name}; pass a separate array")
     return out, bits
 
 
-def _layout(routing: Any, T: int, func: str, block_size: int | None, with_tokens: bool):
-    """Checked routing arrays and the grouped layout: for each slot
-    ``t * k + j`` its row (-1 when dropped), for each row its token (-1 for
-    padding; empty unless ``with_tokens``), the padded offsets and the
-    counts."""
-    try:
-        experts, order, offsets = routing.experts, routing.order, routing.offsets
-    except AttributeError:
-        raise TypeError(
-            f"{func}: routing must be the Routing that fastroute.route returned"
-        ) from None
-    order = np.asarray(order)
-    offsets = np.asarray(offsets)
-    if np.ndim(experts) != 2 or order.ndim != 1 or offsets.ndim != 1 or offsets.size < 1:
-        raise ValueError(f"{func}: routing is malformed (experts, order or offsets shape)")
-    Tr, k = np.shape(experts)
+def _routing(routing: Any, func: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The routing's ``experts``, ``order`` and ``offsets``, checked to be
+    integer arrays of the right number of dimensions."""
+    experts = _routing_array(routing, "experts", func)
+    order = _routing_array(routing, "order", func)
+    offsets = _routing_array(routing, "offsets", func)
+    _integer(experts, 2, "routing.experts", func)
+    _integer(order, 1, "routing.order", func)
+    _integer(offsets, 1, "routing.offsets", func)
+    if offsets.size < 1:
+        raise ValueError(
+            f"{func}: routing.offsets is empty; pass the Routing that fastroute.route returned "
+            "(its offsets hold E + 1 segment bounds)"
+        )
+    return experts, order, offsets
+
+
+def _layout(
+    experts: np.ndarray, order: np.ndarray, offsets: np.ndarray, T: int, func: str,
+    block_size: Any, with_tokens: bool, fixed: int, per_row: int,
+):  # fmt: skip
+    """The grouped layout, checked: ``k``, and for each slot ``t * k + j``
+    its row (-1 when dropped), for each row its token (-1 for padding;
+    empty unless ``with_tokens``), the padded offsets and the counts.
+
+    ``fixed + per_row * rows`` bytes (Python ints) are what the call will
+    allocate, the layout's own arrays included: more than this machine's
+    memory is a ``ValueError`` before anything that size is allocated."""
+    Tr, k = experts.shape
     if Tr != T:
         raise ValueError(f"{func}: the routing is for {Tr} tokens, the rows for {T}; pass the "
                          "routing of these tokens")  # fmt: skip
-    if order.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
-        raise ValueError(f"{func}: routing.order and routing.offsets must be integer arrays")
-    if block_size is None:
-        block = 1
-    elif isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
-        raise TypeError(f"{func}: block_size must be an integer, got {block_size!r}")
-    elif not 1 <= block_size <= 2**31:
-        raise ValueError(f"{func}: block_size must be in [1, 2**31], got {block_size}")
-    else:
-        block = int(block_size)
-    order = order.astype(np.int64, copy=False)
+    block = 1 if block_size is None else check_int(
+        block_size, "block_size", func, 1, 2**31, " (None: no padding)"
+    )  # fmt: skip
+    fix = "; pass the Routing that fastroute.route returned for these tokens"
+    nslots = T * k
+    fixed += nslots * 8  # the slot -> row table
+    check_alloc(fixed, f"a routing of {T} tokens x k = {k}", func, fix)
+    limit = physical_memory()
+    max_rows = min(2**31 - 1, (limit - fixed) // per_row if per_row else 2**31 - 1)
     bad, counts, poff, tokens, slot_row = K.grouped_layout(
-        order, offsets.astype(np.int64, copy=False), block, max(k, 1), T * k, with_tokens
-    )
+        order.astype(np.int64, copy=False), offsets.astype(np.int64, copy=False), block,
+        max(k, 1), nslots, with_tokens, max_rows,
+    )  # fmt: skip
     if bad == 1:
         raise ValueError(f"{func}: routing.offsets must rise from 0 to len(order) = {order.size}")
     if bad == 2:
-        raise ValueError(f"{func}: {int(poff[-1])} grouped rows do not fit the int32 ends")
+        N = int(poff[-1])
+        if N >= 2**31:
+            raise ValueError(f"{func}: {N} grouped rows do not fit the int32 ends"
+                             + ("" if block == 1 else "; use a smaller block_size"))  # fmt: skip
+        check_alloc(fixed + per_row * N, f"{N} grouped rows", func,
+                    "" if block == 1 else "; use a smaller block_size")  # fmt: skip
+        raise AssertionError("unreachable: the rows fit")  # pragma: no cover
     if bad:
         s = int(order[-1 - bad])
         why = "outside [0, T * k)" if not 0 <= s < T * k else "twice"
@@ -193,10 +283,14 @@ def dispatch(
         ``fastroute.route`` of these T tokens. Dropped assignments
         (capacity) are not dispatched.
     block_size : int, optional
-        Pad each expert's segment with zero rows to a multiple of it.
+        Pad each expert's segment with zero rows to a multiple of it. A
+        layout of more rows than the int32 ``ends`` hold, or larger than
+        this machine's memory, is a ``ValueError`` before any allocation.
     out : array or tensor, optional
-        ``(N, H)`` of ``hidden``'s dtype, written in place (must not overlap
-        ``hidden``).
+        ``(N, H)`` of ``hidden``'s dtype, written in place. It must not
+        share memory with ``hidden`` or any array of ``routing``
+        (``ValueError``; the test is exact: a bounds test for two contiguous
+        arrays, ``np.shares_memory`` for a strided one).
 
     Returns
     -------
@@ -213,14 +307,21 @@ def dispatch(
     ([[1.0, 2.0], [0.0, 0.0], [3.0, 4.0], [0.0, 0.0]], [0, 2, 4, 4], [2, 4, 4], [0, -1, 1, -1])
     """
     func = "dispatch"
-    src, kind = _bits(hidden, "hidden", func)
-    T, H = src.shape
-    k, counts, poff, tokens, _ = _layout(routing, T, func, block_size, True)
+    view, kind = _bits(hidden, "hidden", func)
+    T, H = view.shape
+    experts, order, offsets = _routing(routing, func)
+    # per grouped row: its token (int64) and, unless written into out, the row
+    per_row = 8 + (H * view.itemsize if out is None else 0)
+    k, counts, poff, tokens, _ = _layout(
+        experts, order, offsets, T, func, block_size, True, 0, per_row
+    )  # fmt: skip
     N = int(poff[-1])
     if out is None:
         rows, bits = _empty((N, H), kind, hidden)
     else:
-        rows, bits = _out(out, (N, H), kind, (src,), func)
+        rows, bits = _out(out, (N, H), kind, (("hidden", view), *_named(experts, order, offsets)),
+                          func)  # fmt: skip
+    src = np.ascontiguousarray(view)  # a copy only for another layout
     if N and H:
         with parallel_guard(N * H) as par:
             if par:
@@ -252,7 +353,10 @@ def combine(
     block_size : int, optional
         The ``block_size`` given to ``dispatch``.
     out : array or tensor, optional
-        ``(T, H)`` of ``expert_out``'s dtype, written in place.
+        ``(T, H)`` of ``expert_out``'s dtype, written in place. It must not
+        share memory with ``expert_out`` or any array of ``routing``, the
+        weights included (``ValueError``; the same exact test as
+        :func:`dispatch`'s).
 
     Returns
     -------
@@ -268,26 +372,41 @@ def combine(
            [ 0., 10.]], dtype=float32)
     """
     func = "combine"
-    x, kind = _bits(expert_out, "expert_out", func)
-    weights = np.asarray(routing.weights) if hasattr(routing, "weights") else None
-    if weights is None:
-        raise TypeError(f"{func}: routing must be the Routing that fastroute.route returned")
-    T = weights.shape[0] if weights.ndim == 2 else -1
-    k, _, poff, _, slot_row = _layout(routing, T, func, block_size, False)
-    N, H = x.shape
+    view, kind = _bits(expert_out, "expert_out", func)
+    N, H = view.shape
+    experts, order, offsets = _routing(routing, func)
+    weights = _routing_array(routing, "weights", func)
+    if not (weights.dtype.kind in "biuf" or weights.dtype.name == "bfloat16"):
+        raise TypeError(
+            f"{func}: routing.weights must be real numbers, got dtype {weights.dtype}; pass "
+            "the Routing that fastroute.route returned"
+        )
+    if weights.shape != experts.shape:
+        raise ValueError(
+            f"{func}: routing.weights has shape {weights.shape}, routing.experts "
+            f"{experts.shape}; pass the Routing that fastroute.route returned (both (tokens, k))"
+        )
+    T = weights.shape[0]
+    acc_t = np.float64 if kind == "float64" else np.float32
+    # the weights in the sum's precision and, unless written into out, the result
+    fixed = weights.size * (8 if kind == "float64" else 4)
+    fixed += T * H * view.itemsize if out is None else 0
+    k, _, poff, _, slot_row = _layout(
+        experts, order, offsets, T, func, block_size, False, fixed, 0
+    )  # fmt: skip
     if N != int(poff[-1]):
         raise ValueError(
             f"{func}: expert_out has {N} rows, the routing's grouped layout {int(poff[-1])}"
             + ("" if block_size else " (pass the block_size given to dispatch)")
         )
-    if weights.shape != (T, k):
-        raise ValueError(f"{func}: routing.weights must be ({T}, {k})")
-    acc_t = np.float64 if kind == "float64" else np.float32
-    w = np.ascontiguousarray(weights, acc_t)
     if out is None:
         res, bits = _empty((T, H), kind, expert_out)
     else:
-        res, bits = _out(out, (T, H), kind, (x,), func)
+        inputs = (("expert_out", view), ("routing.weights", weights),
+                  *_named(experts, order, offsets))  # fmt: skip
+        res, bits = _out(out, (T, H), kind, inputs, func)
+    x = np.ascontiguousarray(view)  # a copy only for another layout
+    w = np.ascontiguousarray(weights, acc_t)
     if T and H:
         with parallel_guard(T * H * max(k, 1)) as par:
             nc = n_chunks(T)

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numba
 import numpy as np
@@ -164,6 +169,112 @@ def test_gather_and_combine_rows_from_user_code():
     got = moe_block(hidden, d.tokens, slot_row, r.weights, 2, np.float32(3.0))
     want = fr.combine(d.rows * np.float32(3.0), r)
     np.testing.assert_array_equal(got, want)
+
+
+def run_child(code: str, timeout: float = 600):
+    # a fresh interpreter: a kernel that writes out of bounds corrupts its
+    # process, not the test run's
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        timeout=timeout, env=dict(os.environ),
+    )  # fmt: skip
+
+
+# Each kernel called from Python (a plain njit call) with one argument out of
+# its documented range. Before the checks, each of these read or wrote out of
+# bounds (or wrapped an index) without an error; the boundary calls that
+# follow them must still work. The dtypes are those the suite compiles anyway.
+_BAD_CALLS = """
+import json, numpy as np
+from fastroute.kernels import (WORK_SIZE, combine_row, entropy_1d, entropy_logits_1d,
+    gather_row, relative_entropy_1d, route_1d, top_k_1d)
+x = np.arange(10.0)
+v, i = np.empty(11), np.empty(11, np.intp)
+z = np.arange(8, dtype=np.float32)
+e, w, b0 = np.empty(8, np.int32), np.empty(8, np.float32), np.empty(0)
+src, out = np.ones((4, 3), np.float32), np.zeros((5, 3), np.float32)
+pos, W, acc = np.array([0, 1, 2, -1]), np.ones((2, 2), np.float32), np.empty(3, np.float32)
+R = lambda k, **o: route_1d(o.get("z", z), k, False, True, o.get("b", b0), o.get("ng", 0),
+                            o.get("tg", 0), o.get("top2", False), 1.0, o.get("e", e), w)
+CASES = {
+    "top_k_1d k > len": lambda: top_k_1d(x, 11, True, True, v, i),
+    "top_k_1d k < 0": lambda: top_k_1d(x, -1, True, True, v, i),
+    "top_k_1d short values": lambda: top_k_1d(x, 5, True, True, v[:4], i),
+    "top_k_1d short indices": lambda: top_k_1d(x, 5, True, True, v, i[:4]),
+    "top_k_1d int8 indices": lambda: top_k_1d(np.arange(300.0), 2, True, True, v,
+                                              np.empty(2, np.int8)),
+    "entropy_1d short work": lambda: entropy_1d(x, True, np.empty(WORK_SIZE - 1)),
+    "entropy_logits_1d short work": lambda: entropy_logits_1d(x, np.empty(3)),
+    "relative_entropy_1d q shorter": lambda: relative_entropy_1d(x, x[:3], True),
+    "relative_entropy_1d q longer": lambda: relative_entropy_1d(x[:3], x, False),
+    "route_1d k > E": lambda: R(9),
+    "route_1d k < 0": lambda: R(-1),
+    "route_1d short experts": lambda: R(3, e=e[:2]),
+    "route_1d bias length": lambda: R(2, b=np.zeros(3)),
+    "route_1d groups do not divide": lambda: R(2, ng=3, tg=1),
+    "route_1d no eligible group": lambda: R(2, ng=4, tg=0),
+    "route_1d k above the eligible": lambda: R(2, ng=8, tg=1),
+    "route_1d top2 of one": lambda: R(1, ng=8, tg=2, top2=True),
+    "gather_row r past out": lambda: gather_row(src, 0, out, 5),
+    "gather_row r negative": lambda: gather_row(src, 0, out, -1),
+    "gather_row s past src": lambda: gather_row(src, 4, out, 0),
+    "gather_row narrow out": lambda: gather_row(src, 0, np.zeros((5, 2), np.float32), 0),
+    "combine_row t past w": lambda: combine_row(src, pos, W, 2, 2, acc),
+    "combine_row k past w": lambda: combine_row(src, pos, W, 0, 3, acc),
+    "combine_row short pos": lambda: combine_row(src, pos[:3], W, 1, 2, acc),
+    "combine_row long acc": lambda: combine_row(src, pos, W, 0, 2, np.empty(4, np.float32)),
+    "combine_row pos past x": lambda: combine_row(src, np.array([0, 4, 0, 0]), W, 0, 2, acc),
+}
+GOOD = {  # the limits themselves are fine
+    "top_k_1d k = len, exact buffers": lambda: top_k_1d(x, 10, True, True, v[:10], i[:10]),
+    "top_k_1d k = 0, empty buffers": lambda: top_k_1d(x, 0, True, True, v[:0], i[:0]),
+    "top_k_1d int8 indices, 128 entries": lambda: top_k_1d(
+        np.arange(128.0), 2, True, True, v, np.empty(2, np.int8)),
+    "entropy_1d exact work": lambda: entropy_1d(x, True, np.empty(WORK_SIZE)),
+    "route_1d k = E": lambda: R(8),
+    "route_1d k = 0": lambda: R(0),
+    "route_1d k = eligible": lambda: R(4, ng=4, tg=2, top2=True),
+    "gather_row last rows": lambda: gather_row(src, 3, out, 4),
+    "gather_row padding": lambda: gather_row(src, -1, out, 4),
+    "combine_row last token": lambda: combine_row(src, pos, W, 1, 2, acc),
+}
+def run(call):
+    try:
+        call()
+        return "ok"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+print(json.dumps([{n: run(c) for n, c in CASES.items()}, {n: run(c) for n, c in GOOD.items()}]))
+"""
+
+
+def test_kernels_check_sizes_and_indices_before_reading_or_writing():
+    proc = run_child(_BAD_CALLS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bad, good = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(bad) == 26 and len(good) == 10
+    for name, got in bad.items():
+        assert got.startswith(f"ValueError: {name.split()[0]}: "), (name, got)
+    assert good == dict.fromkeys(good, "ok")
+
+
+def test_readme_example_raises_for_a_bad_k():
+    # the README's njit example: top_k_1d runs outside the prange loop, so
+    # its error reaches the caller (inside a prange loop Numba drops it)
+    @numba.njit(parallel=True)
+    def most_uncertain(P, k):
+        h = np.empty(P.shape[0])
+        for i in numba.prange(P.shape[0]):
+            h[i] = entropy_1d(P[i], True, np.empty(WORK_SIZE))
+        vals = np.empty(k)
+        idx = np.empty(k, np.intp)
+        top_k_1d(h, k, True, True, vals, idx)
+        return idx
+
+    P = np.array([[1.0, 0.0], [1.0, 1.0], [3.0, 1.0]])
+    np.testing.assert_array_equal(most_uncertain(P, 2), [1, 2])
+    with pytest.raises(ValueError, match=r"top_k_1d: k is out of range; pass 0 <= k <= len\(x\)"):
+        most_uncertain(P, 4)
 
 
 @pytest.mark.parametrize(

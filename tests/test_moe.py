@@ -177,7 +177,7 @@ def test_out_is_written_in_place_and_checked():
         fr.dispatch(hidden, r, out=np.empty((99, 16), np.float32))
     with pytest.raises(ValueError, match="float32"):
         fr.dispatch(hidden, r, out=np.empty((100, 16), np.float64))
-    with pytest.raises(ValueError, match="overlaps"):
+    with pytest.raises(ValueError, match="out shares memory with expert_out"):
         fr.combine(buf, r, out=buf[:50])
     with pytest.raises(ValueError, match="C-contiguous"):
         fr.combine(buf, r, out=np.empty((16, 50), np.float32).T)
@@ -244,3 +244,155 @@ def test_negative_zero_sums_are_positive_zero():
         want = combine_ref(rows, r, None)
         _same(got, want)
         assert not np.signbit(np.asarray(got, np.float32)[:, 0]).any()
+
+
+def _routing_4x3():
+    # 4 tokens, 3 experts, k = 2: 8 kept slots, no padding
+    rng = np.random.default_rng(5)
+    return fr.route(rng.standard_normal((4, 3)).astype(np.float32), 2)
+
+
+def test_out_sharing_memory_with_any_input_is_an_error():
+    r = _routing_4x3()
+    # combine into routing.weights itself (H = k): the sums read weights that
+    # were already overwritten (the results grew 2, 4, 8, ... before)
+    w = r.weights.copy()
+    with pytest.raises(ValueError, match="combine: out shares memory with routing.weights"):
+        fr.combine(np.ones((8, 2), np.float32), r._replace(weights=w), out=w)
+    # weights that combine converts (float64 -> float32): still an input
+    buf = np.zeros(16, np.float32)
+    w64 = buf.view(np.float64)[:8].reshape(4, 2)
+    w64[:] = r.weights
+    with pytest.raises(ValueError, match="combine: out shares memory with routing.weights"):
+        fr.combine(np.ones((8, 2), np.float32), r._replace(weights=w64), out=buf[:8].reshape(4, 2))
+    # the integer arrays of the routing, for both functions
+    for field in ("order", "offsets", "experts"):
+        arr = np.asarray(getattr(r, field))
+        buf = np.zeros(max(arr.nbytes // 4, 40), np.float32)
+        view = buf[: arr.nbytes // 4].view(arr.dtype).reshape(arr.shape)
+        view[...] = arr
+        forged = r._replace(**{field: view})
+        with pytest.raises(ValueError, match=f"dispatch: out shares memory with routing.{field}"):
+            fr.dispatch(np.ones((4, 5), np.float32), forged, out=buf[:40].reshape(8, 5))
+        with pytest.raises(ValueError, match=f"combine: out shares memory with routing.{field}"):
+            fr.combine(np.ones((8, 10), np.float32), forged, out=buf[:40].reshape(4, 10))
+    # hidden read through a strided view whose bytes lie inside out's range
+    buf = np.zeros((8, 5), np.float32)
+    with pytest.raises(ValueError, match="dispatch: out shares memory with hidden"):
+        fr.dispatch(buf[::2], r, out=buf)
+
+
+def test_out_between_the_elements_of_a_strided_input_is_allowed():
+    # the test is exact: out may lie inside a strided input's byte range
+    # without sharing a byte with it, and is then written correctly
+    r = fr.route(np.array([[2.0, 0.0, 1.0]], np.float32), 2)
+    W = np.zeros((1, 10), np.float32)
+    weights = W[:, ::9]  # W[0, 0] and W[0, 9]
+    weights[...] = r.weights
+    x = np.arange(16, dtype=np.float32).reshape(2, 8)
+    out = W[0, 1:9].reshape(1, 8)  # between them
+    assert np.may_share_memory(out, weights) and not np.shares_memory(out, weights)
+    got = fr.combine(x, r._replace(weights=weights), out=out)
+    assert got is out
+    _same(out, combine_ref(x, r, None))
+
+
+def test_sizes_beyond_memory_are_errors_before_allocating():
+    r = _routing_4x3()
+    hidden = np.ones((4, 2**20), np.float32)  # 16 MiB
+    # 3 experts padded to 2**26 rows each, of 4 MiB: 768 TiB
+    with pytest.raises(ValueError, match=r"dispatch: 201326592 grouped rows would need .* GiB, "
+                                         r"more than this machine's .*; use a smaller block_size"):
+        fr.dispatch(hidden, r, block_size=2**26)
+    # a routing forged with a broadcast (no memory) k or T
+    wide = r._replace(experts=np.broadcast_to(np.int32(0), (4, 2**40)),
+                      weights=np.broadcast_to(np.float32(0), (4, 2**40)))  # fmt: skip
+    with pytest.raises(ValueError, match=r"dispatch: a routing of 4 tokens x k = 1099511627776 "
+                                         r"would need"):  # fmt: skip
+        fr.dispatch(hidden, wide)
+    with pytest.raises(ValueError, match=r"combine: a routing of 4 tokens x k = 1099511627776 "
+                                         r"would need"):  # fmt: skip
+        fr.combine(np.ones((8, 2), np.float32), wide)
+    tall = r._replace(experts=np.broadcast_to(np.int32(0), (2**40, 2)),
+                      weights=np.broadcast_to(np.float32(0), (2**40, 2)))  # fmt: skip
+    with pytest.raises(ValueError, match=r"combine: a routing of 1099511627776 tokens x k = 2 "
+                                         r"would need"):  # fmt: skip
+        fr.combine(np.ones((8, 2), np.float32), tall)
+
+
+def _bad_inputs():
+    # (function, arguments, exception, message): each used to give a foreign
+    # message, or no error at all
+    r = _routing_4x3()
+    h, y = np.ones((4, 5), np.float32), np.ones((8, 5), np.float32)
+    cases = [
+        ("combine", (y, r._replace(weights=r.weights.astype(str))), TypeError,
+         "routing.weights must be real numbers, got dtype <U"),
+        ("combine", (y, r._replace(weights=r.weights.astype(complex))), TypeError,
+         "routing.weights must be real numbers, got dtype complex128"),
+        ("combine", (y, r._replace(weights=None)), TypeError,
+         "routing.weights must be real numbers, got dtype object"),
+        ("combine", (y, r._replace(weights=r.weights.ravel())), ValueError,
+         r"routing.weights has shape \(8,\), routing.experts \(4, 2\)"),
+        ("combine", (y, r._replace(weights=r.weights[:3])), ValueError,
+         r"routing.weights has shape \(3, 2\), routing.experts \(4, 2\)"),
+        ("dispatch", (h, r._replace(experts=[[0, 1], [1], [0, 1], [1, 2]])), ValueError,
+         r"routing.experts \(list\) is not a rectangular array"),
+        ("dispatch", (h, r._replace(order=[[0], [1, 2]])), ValueError,
+         r"routing.order \(list\) is not a rectangular array"),
+        ("dispatch", (h, r._replace(experts=r.experts[..., None])), ValueError,
+         r"routing.experts must be 2-D, got shape \(4, 2, 1\)"),
+        ("dispatch", (h, r._replace(order=r.order.reshape(2, 4))), ValueError,
+         "routing.order must be 1-D"),
+        ("dispatch", (h, r._replace(offsets=np.empty(0, np.int64))), ValueError,
+         "routing.offsets is empty"),
+        ("dispatch", (h, r._replace(order=r.order.astype(float))), TypeError,
+         "routing.order must be an integer array, got dtype float64"),
+        ("combine", (y, r._replace(experts=r.experts.astype(str))), TypeError,
+         "routing.experts must be an integer array"),
+        ("dispatch", ([[1.0], [2.0, 3.0]], r), ValueError,
+         r"hidden \(list\) is not a rectangular array; pass a 2-D array"),
+    ]  # fmt: skip
+    return cases
+
+
+@pytest.mark.parametrize("case", _bad_inputs(), ids=lambda c: c[3][:40])
+def test_bad_input_gets_the_functions_own_message(case):
+    func, args, exc, match = case
+    with pytest.raises(exc, match=match) as info:
+        getattr(fr, func)(*args)
+    assert str(info.value).startswith(f"{func}: ")
+    assert "; pass " in str(info.value)  # and says how to fix it
+
+
+def test_torch_tensors_that_are_not_plain_cpu_arrays():
+    torch = pytest.importorskip("torch")
+    r = _routing_4x3()
+    h = torch.ones(4, 5)
+    y = fr.dispatch(h, r).rows
+    want = fr.combine(y, r)
+    for func, args, name in (
+        (fr.dispatch, (h.to_sparse(), r), "hidden"),
+        (fr.combine, (y.to_sparse(), r), "expert_out"),
+        (fr.combine, (y, r._replace(weights=torch.tensor(r.weights).to_sparse())),
+         "routing.weights"),
+        (fr.dispatch, (h, r._replace(order=torch.tensor(r.order).to_sparse())), "routing.order"),
+    ):  # fmt: skip
+        with pytest.raises(TypeError, match=rf"is a torch.sparse_coo tensor; pass a dense one "
+                                            rf"\({name}.to_dense\(\)\)"):  # fmt: skip
+            func(*args)
+    with pytest.raises(TypeError, match=r"dispatch: hidden is on meta; move it to the CPU"):
+        fr.dispatch(torch.empty(4, 5, device="meta"), r)
+    with pytest.raises(ValueError, match="dispatch: out requires grad"):
+        fr.dispatch(h, r, out=torch.zeros(8, 5, requires_grad=True))
+    with pytest.raises(ValueError, match="combine: out must be a dense, contiguous CPU tensor"):
+        fr.combine(y, r, out=torch.zeros(4, 5).to_sparse())
+    # inputs that need grad are read (not differentiated), as the other functions do
+    wg = torch.tensor(r.weights, requires_grad=True)
+    assert torch.equal(fr.combine(y, r._replace(weights=wg)), want)
+    yg = y.clone().requires_grad_(True)
+    assert torch.equal(fr.combine(yg, r), want)
+    # weights as a torch bfloat16 tensor: widened exactly
+    wb = torch.tensor(r.weights).bfloat16()
+    got = fr.combine(y, r._replace(weights=wb))
+    assert torch.equal(got, fr.combine(y, r._replace(weights=wb.float().numpy())))

@@ -667,8 +667,9 @@ def relative_entropy_1d(p, q, normalize):
     ``p`` and ``q`` (the same length), the rules of
     ``fastroute.relative_entropy``: zeros of ``p`` contribute 0, ``p > 0``
     where ``q = 0`` gives ``+inf``; NaN or ``+inf`` anywhere, a negative
-    entry, or (normalize) a zero sum give NaN. This kernel never raises:
-    validate first if you need errors.
+    entry, or (normalize) a zero sum give NaN, not an error: validate the
+    values first if you need errors. Slices of different lengths raise
+    ``ValueError`` (one compare per call).
 
     Examples
     --------
@@ -683,6 +684,8 @@ def relative_entropy_1d(p, q, normalize):
     >>> divergences(np.array([[1.0, 1.0], [1.0, 0.0]]), np.array([1.0, 1.0]))
     array([0.        , 0.69314718])
     """
+    if p.shape[0] != q.shape[0]:
+        raise ValueError("relative_entropy_1d: p and q differ in length; pass slices of one length")
     out = np.empty(1)
     status = np.empty(1, np.uint8)
     p2, q2 = np.expand_dims(p, 0), np.expand_dims(q, 0)

@@ -499,9 +499,10 @@ def entropy_1d(p, normalize, work):
 
     ``normalize=True``: entropy of ``p / p.sum()``; ``False``: ``-sum p log p``
     of the entries as given. Zeros contribute 0. NaN or ``+inf`` anywhere, a
-    negative entry, or (normalize) an all-zero/empty slice give NaN: this
-    kernel never raises, validate first if you need errors.
-    ``work``: float64 scratch, at least ``WORK_SIZE`` elements.
+    negative entry, or (normalize) an all-zero/empty slice give NaN, not an
+    error: validate the values first if you need errors.
+    ``work``: float64 scratch, at least ``WORK_SIZE`` elements; a shorter
+    one raises ``ValueError`` (one compare per call).
 
     Examples
     --------
@@ -517,6 +518,8 @@ def entropy_1d(p, normalize, work):
     >>> row_entropies(np.array([[1.0, 1.0], [1.0, 0.0]]))
     array([0.69314718, 0.        ])
     """
+    if work.shape[0] < WORK_SIZE:
+        raise ValueError("entropy_1d: work is too short; pass np.empty(WORK_SIZE)")
     return entropy_status_1d(p, normalize, work)[0]
 
 
@@ -526,7 +529,8 @@ def entropy_logits_1d(z, work):
 
     Stable for any finite logits; ``-inf`` is probability 0; NaN, ``+inf``,
     an all-``-inf`` or an empty slice give NaN. ``work``: float64 scratch of at
-    least ``WORK_SIZE`` elements.
+    least ``WORK_SIZE`` elements; a shorter one raises ``ValueError`` (one
+    compare per call).
 
     Examples
     --------
@@ -538,6 +542,8 @@ def entropy_logits_1d(z, work):
     >>> float(h(np.array([1e30, 0.0, -1e30])))
     0.0
     """
+    if work.shape[0] < WORK_SIZE:
+        raise ValueError("entropy_logits_1d: work is too short; pass np.empty(WORK_SIZE)")
     z2 = np.expand_dims(z, 0)
     if z.shape[0] <= SHORT_LOGITS_N:  # as the public function does (same bits)
         out = work[-1:]

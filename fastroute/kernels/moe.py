@@ -5,7 +5,9 @@ Rows are read and written as raw bits where Numba has no type for them
 to read and a round-to-nearest-even conversion to write). Each function is
 compiled for the signatures it is called with, so a float32 model never
 compiles the bfloat16 kernel. The row forms (``gather_row``,
-``combine_row``) are for users' own ``@njit`` loops.
+``combine_row``) are for users' own ``@njit`` loops: they check their
+indices and raise ``ValueError``; the drivers here use their unchecked
+twins, over a layout ``grouped_layout`` has checked once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = [
 
 
 @jit(nogil=True)
-def grouped_layout(order, offsets, block, k, nslots, with_tokens):
+def grouped_layout(order, offsets, block, k, nslots, with_tokens, max_rows):
     """The grouped row layout of a routing, checked: ``(status, counts,
     poff, tokens, slot_row)``.
 
@@ -35,8 +37,9 @@ def grouped_layout(order, offsets, block, k, nslots, with_tokens):
     -1 for padding) and ``slot_row[t * k + j]`` the row of each of the
     ``nslots`` slots (-1 when dropped); ``tokens`` is empty unless
     ``with_tokens``. ``status`` is 0, 1 when ``offsets``
-    does not rise from 0 to ``len(order)``, 2 when the rows number 2**31 or
-    more (the arrays are then empty), or
+    does not rise from 0 to ``len(order)``, 2 when the rows number more than
+    ``max_rows`` (the arrays are then empty, nothing that size is allocated,
+    and ``poff[E]`` is the number of rows, or 2**62 for more), or
     ``-1 - i`` for the first ``order[i]`` outside ``[0, nslots)`` or
     repeating an earlier slot. Nothing is indexed out of bounds.
     """
@@ -51,8 +54,10 @@ def grouped_layout(order, offsets, block, k, nslots, with_tokens):
         if c < 0:
             return 1, counts, poff, empty, empty
         counts[e] = c
-        poff[e + 1] = poff[e] + (c + block - 1) // block * block
-    if poff[E] >= 2**31:
+        # valid offsets have every c <= len(order) (others return 1 at their
+        # first negative c), so with block <= 2**31 this saturating sum cannot overflow
+        poff[e + 1] = min(poff[e] + (c + block - 1) // block * block, 2**62)
+    if poff[E] > max_rows:
         return 2, counts, poff, empty, empty
     tokens = np.empty(poff[E] if with_tokens else 0, np.int64)
     for r in range(tokens.shape[0]):
@@ -73,9 +78,8 @@ def grouped_layout(order, offsets, block, k, nslots, with_tokens):
 
 
 @jit(nogil=True, inline="always")
-def gather_row(src, s, out, r):
-    """``out[r, :] = src[s, :]``, or zeros for ``s < 0`` (a padding row);
-    any element type (raw bits included)."""
+def _gather_row(src, s, out, r):
+    # gather_row without its checks (the drivers' rows are checked already)
     H = src.shape[1]
     if s < 0:
         for h in range(H):
@@ -86,11 +90,31 @@ def gather_row(src, s, out, r):
 
 
 @jit(nogil=True)
+def gather_row(src, s, out, r):
+    """``out[r, :] = src[s, :]``, or zeros for ``s < 0`` (a padding row);
+    any element type (raw bits included).
+
+    Raises ``ValueError`` unless ``0 <= r < out.shape[0]``, ``s <
+    src.shape[0]`` and the rows of ``src`` and ``out`` have the same length
+    (three compares; nothing is read or written out of bounds).
+    """
+    if r < 0 or r >= out.shape[0]:
+        raise ValueError("gather_row: r is not a row of out; pass 0 <= r < out.shape[0]")
+    if s >= src.shape[0]:
+        raise ValueError(
+            "gather_row: s is not a row of src; pass s < src.shape[0] (s < 0 for zeros)"
+        )
+    if src.shape[1] != out.shape[1]:
+        raise ValueError("gather_row: the rows of src and out differ in length")
+    _gather_row(src, s, out, r)
+
+
+@jit(nogil=True)
 def gather_rows(src, rows_of, out, lo, hi):
     """``out[r] = src[rows_of[r]]`` for ``r`` in ``lo:hi`` (zeros where
     ``rows_of[r] < 0``). ``rows_of`` must index ``src``'s rows."""
     for r in range(lo, hi):
-        gather_row(src, rows_of[r], out, r)
+        _gather_row(src, rows_of[r], out, r)
 
 
 @pjit
@@ -142,12 +166,36 @@ def _weighted_sum(x, pos, w, t, k, acc, read, table):
 
 
 @jit(nogil=True, inline="always")
+def _combine_row(x, pos, w, t, k, acc):
+    # combine_row without its checks (the drivers' layout is checked already)
+    _weighted_sum(x, pos, w, t, k, acc, _read_float, acc)
+
+
+@jit(nogil=True)
 def combine_row(x, pos, w, t, k, acc):
     """``acc[:] = sum_j w[t, j] * x[pos[t * k + j], :]`` for the slots with
     ``pos >= 0``, in ``j`` order, in ``acc``'s precision (one rounding per
     product and per sum; float32 or float64 ``x``, ``w`` of ``acc``'s
-    dtype)."""
-    _weighted_sum(x, pos, w, t, k, acc, _read_float, acc)
+    dtype).
+
+    Raises ``ValueError`` unless ``0 <= t < w.shape[0]``, ``0 <= k <=
+    w.shape[1]``, ``(t + 1) * k <= len(pos)``, ``len(acc) == x.shape[1]``
+    and each of the ``k`` positions read is below ``x.shape[0]`` (``k + 4``
+    compares; nothing is read or written out of bounds).
+    """
+    if t < 0 or t >= w.shape[0] or k < 0 or k > w.shape[1] or (t + 1) * k > pos.shape[0]:
+        raise ValueError(
+            "combine_row: t or k is out of range; need 0 <= t < w.shape[0], "
+            "0 <= k <= w.shape[1] and (t + 1) * k <= len(pos)"
+        )
+    if acc.shape[0] != x.shape[1]:
+        raise ValueError("combine_row: acc must have x.shape[1] elements")
+    for j in range(k):
+        if pos[t * k + j] >= x.shape[0]:
+            raise ValueError(
+                "combine_row: pos holds a row outside x; pass each slot's row of x (-1: dropped)"
+            )
+    _combine_row(x, pos, w, t, k, acc)
 
 
 @jit(nogil=True)
@@ -158,7 +206,7 @@ def combine_rows(x, pos, w, k, out, acc, lo, hi, stream):
     than the caches)."""
     H = out.shape[1]
     for t in range(lo, hi):
-        combine_row(x, pos, w, t, k, acc)
+        _combine_row(x, pos, w, t, k, acc)
         if stream:
             store_row(out, t, acc)
         else:

@@ -52,6 +52,7 @@ from numba.extending import overload
 
 from .._jit import _u, jit, pjit
 from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, f32_bits, f64_bits, log1p_pos
+from .select import index_limit
 
 #: status of a routed token
 OK = 0
@@ -1060,7 +1061,7 @@ def route_1d(
     Parameters
     ----------
     logits : 1-D float array (E,)
-    k : int, ``1 <= k <= E`` and at most the eligible experts (not checked)
+    k : int, ``0 <= k <= E`` and at most the eligible experts
     sigmoid : bool, sigmoid scores (True) or softmax (False)
     renormalize : bool, weights divided by their sum
     bias : 1-D float64 array (E,) of selection biases, or length 0 for none
@@ -1068,13 +1069,18 @@ def route_1d(
         ``n_groups`` must divide E
     group_top2 : bool, a group's score is the sum of its two best scores
     scale : float, multiplies the weights
-    experts : 1-D integer array (k,), output
-    weights : 1-D float array (k,), output (float32 output rounds once)
+    experts : 1-D integer array of at least k elements, output; its dtype
+        must hold ``E - 1``
+    weights : 1-D float array of at least k elements, output (float32 output
+        rounds once)
 
     Returns the status: 0 routed, 1 NaN logit, 2 no eligible expert has a
     logit above -inf, 3 ``+inf`` logit under softmax. NaN is never ignored
     here. Semantics and bits are those of ``fastroute.route`` (the same
     phases, on a tile of one lane); scratch space is allocated per call.
+    Arguments that break the rules above (``k``, the lengths of ``bias``,
+    ``experts`` and ``weights``, the groups) raise ``ValueError`` before
+    anything is read or written (a few compares per call).
 
     Examples
     --------
@@ -1089,6 +1095,28 @@ def route_1d(
     (array([1, 3], dtype=int32), array([0.5, 0.5], dtype=float32))
     """
     E = logits.shape[0]
+    if k < 0 or k > E:
+        raise ValueError("route_1d: k is out of range; pass 0 <= k <= len(logits)")
+    if experts.shape[0] < k or weights.shape[0] < k:
+        raise ValueError("route_1d: experts and weights must hold at least k elements each")
+    if E - 1 > index_limit(experts):
+        raise ValueError(
+            "route_1d: the dtype of experts cannot hold every expert id; use np.int32"
+        )
+    if bias.shape[0] != 0 and bias.shape[0] != E:
+        raise ValueError("route_1d: bias must be empty (no bias) or hold len(logits) elements")
+    if n_groups > 1:
+        if E % n_groups != 0:
+            raise ValueError("route_1d: n_groups must divide len(logits) (or be <= 1: no groups)")
+        if topk_groups < 1:
+            raise ValueError("route_1d: topk_groups must be at least 1 when n_groups > 1")
+        if k > min(topk_groups, n_groups) * (E // n_groups):
+            raise ValueError(
+                "route_1d: the topk_groups eligible groups hold fewer than k experts; "
+                "lower k or raise topk_groups"
+            )
+        if group_top2 and E // n_groups < 2:
+            raise ValueError("route_1d: group_top2 needs at least 2 experts per group")
     Zt = _tile(logits, E, 1)
     for e in range(E):
         Zt[e, 0] = as_compute(logits[e])

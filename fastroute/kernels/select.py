@@ -17,6 +17,8 @@ against the current k-th best value, which lives in a register.
 from __future__ import annotations
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from .._jit import _u, jit
 
@@ -212,6 +214,27 @@ def top_k_row(x, r, k, largest, sort, vals, idxs):
     top_k_segment(x, r, 0, x.shape[1], k, largest, sort, vals, idxs, r)
 
 
+def index_limit(a):
+    """The largest index that the elements of array ``a`` hold exactly (a
+    constant for each dtype, for the checks of the ``@njit`` entry points)."""
+    if a.dtype.kind == "f":
+        return 2 ** (np.finfo(a.dtype).nmant + 1)
+    if a.dtype.kind in "iu":
+        return min(int(np.iinfo(a.dtype).max), 2**62)
+    return 0
+
+
+@overload(index_limit, jit_options={"error_model": "numpy"})
+def _index_limit_impl(a):
+    if isinstance(a.dtype, types.Float):
+        lim = 2 ** (np.finfo(str(a.dtype)).nmant + 1)
+    elif isinstance(a.dtype, types.Integer):
+        lim = min(int(np.iinfo(str(a.dtype)).max), 2**62)
+    else:  # bool and anything else: room for 0 only
+        lim = 0
+    return lambda a: lim
+
+
 @jit
 def top_k_1d(x, k, largest, sort, values, indices):
     """Write the top ``k`` of the 1-D array ``x`` into ``values[:k]`` and
@@ -220,13 +243,17 @@ def top_k_1d(x, k, largest, sort, values, indices):
     Parameters
     ----------
     x : 1-D array (any real dtype Numba supports, any stride)
-    k : int, ``0 <= k <= x.shape[0]`` (not checked: Numba does no bounds checks)
+    k : int, ``0 <= k <= x.shape[0]``
     largest : bool, True for the largest values, False for the smallest
     sort : bool, False allows any order of the k pairs (faster for large k)
     values : 1-D array of ``x.dtype`` with at least ``k`` elements
-    indices : 1-D integer array with at least ``k`` elements
+    indices : 1-D integer array with at least ``k`` elements, of a dtype
+        that holds ``x.shape[0] - 1`` (``np.intp`` always does)
 
     Ties go to the lower index; NaN ranks after every number (see module doc).
+    Raises ``ValueError`` when ``k`` is out of range, ``values`` or
+    ``indices`` is too short, or ``indices``' dtype is too narrow (four
+    compares per call; nothing is written out of bounds).
 
     Examples
     --------
@@ -240,6 +267,15 @@ def top_k_1d(x, k, largest, sort, values, indices):
     >>> best2(np.array([0.1, 0.7, 0.2, 0.7]))
     array([1, 3])
     """
+    n = x.shape[0]
+    if k < 0 or k > n:
+        raise ValueError("top_k_1d: k is out of range; pass 0 <= k <= len(x)")
+    if values.shape[0] < k or indices.shape[0] < k:
+        raise ValueError("top_k_1d: values and indices must hold at least k elements each")
+    if n - 1 > index_limit(indices):
+        raise ValueError(
+            "top_k_1d: the dtype of indices cannot hold every index of x; use np.intp"
+        )
     top_k_row(
         np.expand_dims(x, 0), 0, k, largest, sort,
         np.expand_dims(values, 0), np.expand_dims(indices, 0),
