@@ -176,6 +176,10 @@ def _torch_logits(x: Any, func: str) -> np.ndarray:
 
     if x.device.type != "cpu":
         raise TypeError(f"{func}: logits are on {x.device}; move them to the CPU first")
+    if x.layout != torch.strided:  # sparse: no NumPy view of it exists
+        raise TypeError(
+            f"{func}: logits are a {x.layout} tensor; pass a dense one, e.g. logits.to_dense()"
+        )
     x = x.detach()
     if x.dtype == torch.bfloat16:
         return x.view(torch.int16).numpy().view(np.uint16)

@@ -432,6 +432,9 @@ def test_torch_tensors():
         np.testing.assert_array_equal(got.experts, want.experts)
         np.testing.assert_array_equal(got.weights, want.weights)
     np.testing.assert_array_equal(fr.route(x, 2).weights, ref.weights)
+    # a sparse tensor has no NumPy view: fastroute's message, not torch's
+    with pytest.raises(TypeError, match="route: logits are a torch.sparse_coo tensor; pass a dense"):
+        fr.route(x.to_sparse(), 2)
 
 
 @pytest.mark.parametrize("layout", ["transposed", "strided", "byteswapped"])
