@@ -10,10 +10,26 @@ import numpy as np
 from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
 from ._sparse import _launch, _shape, as_csr, is_sparse
-from ._validate import F32, FAST_DTYPES, as_real_array, check_axis, check_base, unravel_row
+from ._validate import (
+    F32,
+    FAST_DTYPES,
+    as_real_array,
+    check_alloc,
+    check_axis,
+    check_base,
+    unravel_row,
+)
 from .entropy import _finish, entropy
 from .kernels import csr as K
-from .kernels.divergence import LOGITS_SHORT_N, QTAB_WIDTH, q_table
+from .kernels.divergence import (
+    LOGITS_CAREFUL,
+    LOGITS_SHORT_N,
+    QTAB_WIDTH,
+    RAW_SCALE,
+    kl_logits_careful_rows,
+    q_table,
+    raw_rows_scaled,
+)
 from .kernels.divergence32 import SHORT32_N
 from .kernels.entropy import EXACT, NEGATIVE
 
@@ -54,7 +70,8 @@ def relative_entropy(
     Notes
     -----
     A term with ``p = 0`` contributes 0; ``p > 0`` where ``q = 0`` gives
-    ``+inf``. A slice with NaN or ``+inf`` in ``p`` or ``q`` gives NaN; with
+    ``+inf`` (``-inf`` in a base below 1: every result is divided by
+    ``log(base)``). A slice with NaN or ``+inf`` in ``p`` or ``q`` gives NaN; with
     ``normalize=True`` so does a slice where ``p`` or ``q`` sums to 0 (no
     distribution). The normalized divergence is a sum of non-negative terms
     ``Q g(P / Q)``, ``g(r) = r log r - r + 1``, with ``P / Q - 1`` formed from
@@ -68,8 +85,14 @@ def relative_entropy(
     beyond ``2**60`` take the float64 path). The unnormalized sum has terms of
     both signs; its error is relative to ``sum |p log(p / q)|``. The bits of
     a slice's result do not depend on the thread count or the other slices.
-    Strided, broadcast or integer inputs are copied once into contiguous
-    rows of the compute dtype (a single background ``q`` is not repeated).
+    With ``base``, a sum beyond float64 in nats (entries near 1e308) is
+    summed again with every term divided by ``log(base)`` first, so it is
+    finite when the result in that base is.
+    Strided or integer inputs are copied once into contiguous rows of the
+    compute dtype. A ``p`` or ``q`` that is one slice repeated (a background
+    ``q``, or a view from ``np.broadcast_to``) is read in place, never
+    repeated in memory; other broadcasts are copied. The memory a call needs
+    (result and copies) is checked before anything is allocated.
 
     Sparse ``p``: the columns ``p`` does not store contribute ``Q`` each
     (``g(0) = 1``); against a dense ``q`` their total is the exact sum of
@@ -83,11 +106,12 @@ def relative_entropy(
     ------
     ValueError
         ``p`` or ``q`` holds a negative entry (the message names the first
-        slice), the shapes do not broadcast, or the lengths along ``axis``
-        differ.
+        slice), the shapes do not broadcast, the lengths along ``axis``
+        differ, a list is ragged, a sparse matrix is malformed, or the call
+        would need more memory than the machine has.
     TypeError
-        Unsupported dtype, a sparse ``q`` with a dense ``p``, or ``base`` not
-        a number.
+        Unsupported dtype (torch ``bfloat16`` included: pass ``p.float()``),
+        a sparse ``q`` with a dense ``p``, or ``base`` not a number.
 
     Examples
     --------
@@ -107,11 +131,12 @@ def cross_entropy(
 ) -> np.ndarray:
     """Cross-entropy ``H(p, q) = -sum p log q`` of every slice along ``axis``.
 
-    The arguments, shapes, dtypes and rules are those of
-    :func:`relative_entropy`. Normalized, it is computed as
-    ``entropy(p) + relative_entropy(p, q)``, two sums of non-negative terms
-    (the same accuracy); ``normalize=False`` sums ``-p log q`` of the entries
-    as given.
+    The arguments, shapes, dtypes, rules and errors are those of
+    :func:`relative_entropy`, and so is the result: a NumPy array of the
+    broadcast shape without ``axis`` (0-d for 1-D inputs). Normalized, it is
+    computed as ``entropy(p) + relative_entropy(p, q)``, two sums of
+    non-negative terms (the same accuracy), both in float64 and rounded once;
+    ``normalize=False`` sums ``-p log q`` of the entries as given.
 
     Examples
     --------
@@ -119,6 +144,8 @@ def cross_entropy(
     >>> import fastroute as fr
     >>> fr.cross_entropy(np.array([[1, 1], [1, 3]]), np.array([1, 1]), base=2)
     array([1., 1.])
+    >>> fr.cross_entropy(np.array([1, 3]), np.array([1, 1]), base=2)
+    array(1.)
     """
     func = "cross_entropy"
     if not normalize:
@@ -127,28 +154,68 @@ def cross_entropy(
         small = _small(p, q, True, True, None)
         if small is not None:
             return small
-    # both parts in float64 (float inputs widened exactly), rounded once
-    a, c = _widened(p), _widened(q)
-    f32 = _dtype_of(p).char in "ef" and _dtype_of(q).char in "ef"
-    d = _divergence(a, c, axis, base, True, func)  # checks everything first
-    if is_sparse(a):
+    # both parts in float64 (float inputs widened exactly, after they are
+    # checked), rounded once
+    if is_sparse(p) or is_sparse(q):
+        a, c, f32 = _sparse_widened(p, q, axis, func)
+        d = _divergence(a, c, axis, base, True, func)  # checks everything first
         h = entropy(a, axis=axis, base=base)
     else:
+        a, c = _array(p, "p", func), _array(q, "q", func)
+        f32 = a.dtype.char in "ef" and c.dtype.char in "ef"
         shape = _broadcast(a, c, func)
-        h = entropy(a if a.shape == shape else np.broadcast_to(a, shape), axis=axis, base=base)
-    return (h + d).astype(np.float32 if f32 else np.float64, copy=False)
+        if len(shape) == 0:
+            raise ValueError(f"{func}: p and q must have at least one dimension")
+        ax = check_axis(axis, len(shape))
+        a1 = _widened(_minimal(a, len(shape), ax))  # a slice repeated: widened once
+        c1 = _widened(_minimal(c, len(shape), ax))
+        d = _divergence(_spread(a1, a1.shape[: len(shape) - a.ndim] + a.shape),
+                        _spread(c1, c1.shape[: len(shape) - c.ndim] + c.shape),
+                        axis, base, True, func)  # fmt: skip
+        h = entropy(a1, axis=ax, base=base)  # broadcasts against d
+    return np.asarray(h + d, np.float32 if f32 else np.float64)
 
 
-def _dtype_of(x: Any) -> np.dtype:
-    return np.dtype(x.dtype) if is_sparse(x) else np.asarray(x).dtype
+def _widened(a: np.ndarray) -> np.ndarray:
+    # float16/float32 as float64 (exact); anything else as it is
+    return a.astype(np.float64) if a.dtype.kind == "f" and a.dtype != np.float64 else a
 
 
-def _widened(x: Any) -> Any:
-    # float16/float32 data as float64 (exact); anything else as it is
-    if is_sparse(x):
-        return x.astype(np.float64) if np.dtype(x.dtype).char in "ef" else x
-    a = np.asarray(x)
-    return a.astype(np.float64, copy=False) if a.dtype.kind == "f" else a
+def _sparse_widened(p: Any, q: Any, axis: Any, func: str):
+    """``(p, q, f32)`` for the normalized sparse cross-entropy: both checked
+    first (a malformed matrix is an error before SciPy touches it), then
+    rebuilt from the checked arrays with float data as float64."""
+    if not is_sparse(p):
+        raise _dense_p_sparse_q(func)
+    ax = check_axis(axis, 2)
+    a, dt_p = _checked_sparse(p, ax, func)
+    if is_sparse(q):
+        c, dt_q = _checked_sparse(q, ax, func)
+    else:
+        c = _array(q, "q", func)
+        dt_q = c.dtype
+        if c.ndim <= 2:
+            c1 = _widened(_minimal(c, 2, ax))
+            c = _spread(c1, c1.shape[: 2 - c.ndim] + c.shape)
+    return a, c, dt_p.char in "ef" and dt_q.char in "ef"
+
+
+def _checked_sparse(x: Any, ax: int, func: str):
+    """The sparse ``x`` checked (``as_csr``) and rebuilt from its canonical
+    arrays, float data as float64; and its dtype."""
+    import scipy.sparse as sp
+
+    m = as_csr(x, func, columns=ax == 0)
+    data = m.data.astype(np.float64) if m.dtype.kind == "f" else m.data
+    cls = sp.csc_array if ax == 0 else sp.csr_array  # the orientation of x
+    shape = m.shape[::-1] if ax == 0 else m.shape
+    out = cls((data, m.indices, m.indptr), shape=shape)
+    out.has_canonical_format = True
+    return out, m.dtype
+
+
+#: the smallest temperature: ``1 / T`` must be a finite float64
+MIN_TEMPERATURE = 2.0**-1022
 
 
 def kl_from_logits(
@@ -174,7 +241,10 @@ def kl_from_logits(
     base : float, optional
         Logarithm base; ``None`` gives nats.
     temperature : float, default 1.0
-        ``T > 0``, finite: both logits are divided by it (distillation).
+        ``T``: both logits are divided by it (distillation). Any float64
+        from ``2**-1022`` (about ``2.2e-308``, the smallest normal float64)
+        to the largest finite one; smaller (subnormal), zero, negative or
+        non-finite temperatures are a ``ValueError``.
 
     Returns
     -------
@@ -184,11 +254,16 @@ def kl_from_logits(
 
     Notes
     -----
-    No overflow for any finite logits. ``-inf`` is probability 0: ``+inf``
-    where ``p > 0`` and ``q = 0``. NaN or ``+inf`` in a slice, an all-``-inf``
-    slice or an empty one give NaN. The sum has non-negative terms
-    ``Q g(P / Q)`` built from the logit differences, so nearly equal rows
-    keep their digits (the accuracy of :func:`relative_entropy`).
+    No overflow for any finite logits and temperature: logits whose
+    differences are beyond float64 (``[1e308, -1e308]``) or far beyond ``T``
+    (``T = 1e-300``) give the exact divergence rounded, ``+inf`` only when
+    it is beyond float64 (in ``base``, when the value in that base is).
+    ``-inf`` is probability 0: ``+inf`` where ``p > 0`` and ``q = 0``. NaN
+    or ``+inf`` in a slice, an all-``-inf`` slice or an empty one give NaN.
+    The sum has non-negative terms ``Q g(P / Q)`` built from the logit
+    differences, so nearly equal rows keep their digits (the accuracy of
+    :func:`relative_entropy`). Rows with such extreme logits take a slower
+    careful path; the others keep the fast one.
 
     Examples
     --------
@@ -198,15 +273,23 @@ def kl_from_logits(
     inf
     >>> fr.kl_from_logits(np.array([[1.0, 2.0], [5.0, 5.0]]), np.array([2.0, 3.0]))
     array([0.        , 0.12011451])
+    >>> float(fr.kl_from_logits(np.array([1e308, 1e308]), np.array([1e308, -1e308])))
+    1e+308
     """
     func = "kl_from_logits"
     if isinstance(temperature, (bool, np.bool_)) or not isinstance(
         temperature, (int, float, np.integer, np.floating)
     ):
         raise TypeError(f"{func}: temperature must be a number, got {type(temperature).__name__}")
-    t = float(temperature)
-    if not (t > 0.0 and math.isfinite(t)):
-        raise ValueError(f"{func}: temperature must be positive and finite, got {temperature!r}")
+    try:
+        t = float(temperature)
+    except OverflowError:  # an int beyond float64
+        t = math.inf
+    if not (t >= MIN_TEMPERATURE and math.isfinite(t)):
+        raise ValueError(
+            f"{func}: temperature must be positive and finite, at least 2**-1022 "
+            f"(2.2250738585072014e-308, the smallest normal float64), got {temperature!r}"
+        )
     return _divergence(z_p, z_q, axis, base, True, func, logits=1.0 / t)
 
 
@@ -264,7 +347,8 @@ def _small(p, q, normalize, cross, logits):
     out = np.empty(rows)  # float64 always: one compiled kernel per input precision
     status = np.zeros(rows, np.uint8)
     if logits is not None:
-        _logits_kernels(p2.shape[1])[0](p2, q2, step, logits, out, 0, rows)
+        if _logits_kernels(p2.shape[1])[0](p2, q2, step, logits, out, 0, rows):
+            _careful_rows(p2, q2, step, logits, out)
     elif normalize and f32:
         _kl32_kernels(p2.shape[1])[0](p2, q2, step, out, status, 0, rows)
     elif normalize:
@@ -293,6 +377,13 @@ def _logits_kernels(n: int):
     return drv.kl_logits_long_serial, drv.kl_logits_long_parallel
 
 
+def _careful_rows(zp, zq, step, inv_t, out):
+    """The careful kernel on the rows the logits kernels marked
+    ``LOGITS_CAREFUL`` (logits near the float64 limit or far beyond ``T``;
+    usually none: the kernel is compiled only when some row needs it)."""
+    kl_logits_careful_rows(zp, zq, step, inv_t, 1.0, np.flatnonzero(out == LOGITS_CAREFUL), out)
+
+
 def _exact_rows(p2, q2, step, out, status):
     """The float64 kernel on the rows the float32 kernel marked ``EXACT``
     (entries or ratios beyond its range; usually none)."""
@@ -304,6 +395,98 @@ def _exact_rows(p2, q2, step, out, status):
         status[ex] = sub_status
 
 
+def _dense_p_sparse_q(func: str) -> TypeError:
+    return TypeError(
+        f"{func}: q is sparse but p is dense; pass p as a scipy.sparse matrix too, or q.toarray()"
+    )
+
+
+def _array(x: Any, name: str, func: str) -> np.ndarray:
+    """``x`` as a checked real array (``as_real_array``), with the errors of
+    the divergences for what NumPy cannot convert: a ragged list, a torch
+    tensor of a dtype NumPy lacks (``bfloat16``), sparse or not on the CPU."""
+    if type(x) is np.ndarray:
+        return as_real_array(x, func)
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+        x = _from_torch(x, name, func)
+    elif not is_sparse(x):
+        try:
+            x = np.asarray(x)
+        except ValueError:
+            raise ValueError(
+                f"{func}: cannot make an array of {name}: its rows differ in length or "
+                "its elements are not numbers; pass a rectangular array of numbers"
+            ) from None
+        except Exception:  # as_real_array names the type
+            pass
+    return as_real_array(x, func)
+
+
+def _from_torch(x: Any, name: str, func: str) -> np.ndarray:
+    # a CPU tensor as a NumPy view (detached: requires_grad is fine)
+    if str(getattr(x, "layout", "torch.strided")) != "torch.strided":
+        raise TypeError(f"{func}: {name} is a torch sparse tensor; pass {name}.to_dense()")
+    device = getattr(getattr(x, "device", None), "type", "cpu")
+    if device != "cpu":
+        raise TypeError(f"{func}: {name} is a tensor on {device}; pass {name}.cpu()")
+    dtype = str(getattr(x, "dtype", "")).replace("torch.", "")
+    if dtype == "bfloat16":
+        raise TypeError(
+            f"{func}: {name} is a bfloat16 tensor, which this function does not read; "
+            f"pass {name}.float() (exact)"
+        )
+    try:
+        return x.detach().numpy()
+    except Exception:
+        raise TypeError(
+            f"{func}: {name} is a tensor of dtype {dtype}, which has no NumPy equivalent; "
+            f"pass {name}.double()"
+        ) from None
+
+
+def _minimal(x: np.ndarray, ndim: int, ax: int) -> np.ndarray:
+    """``x`` with ``ndim`` dimensions (leading 1s added) and every
+    zero-stride axis but ``ax`` (a broadcast view's repeats) cut to length
+    1: a view of the data ``x`` really holds."""
+    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
+    cut = tuple(
+        slice(0, 1) if (i != ax and st == 0 and sh > 1) else slice(None)
+        for i, (sh, st) in enumerate(zip(x.shape, x.strides, strict=True))
+    )
+    return x[cut]
+
+
+def _one_slice(x: np.ndarray, ax: int) -> bool:
+    return all(x.shape[i] == 1 for i in range(x.ndim) if i != ax)
+
+
+def _plan_rows(x: np.ndarray, shape, ax: int, rows: int, n: int, work) -> tuple[bool, int]:
+    """``(one, nbytes)``: whether ``x`` (from ``_minimal``) is one slice for
+    every row, and the bytes of the copy its rows will need."""
+    isz = np.dtype(work).itemsize
+    if _one_slice(x, ax):
+        return True, n * isz
+    v = np.moveaxis(_spread(x, shape), ax, -1)
+    return False, 0 if (v.dtype == work and v.flags.c_contiguous) else rows * n * isz
+
+
+def _rows_of(x: np.ndarray, one: bool, shape, ax: int, rows: int, n: int, work) -> np.ndarray:
+    """The ``(rows, n)`` C-contiguous rows of ``x`` in the compute dtype, a
+    copy only when the layout or the dtype differs (one compiled kernel per
+    precision, not per layout); ``(1, n)`` when ``one``."""
+    if one:
+        row = np.moveaxis(x, ax, -1).reshape(1, n)
+        return row.astype(work) if not row.flags.writeable else _rows_c(row, work)
+    return _rows_c(np.moveaxis(_spread(x, shape), ax, -1), work).reshape(rows, n)
+
+
+def _repeated(row: np.ndarray, rows: int) -> np.ndarray:
+    # one row read for every row with a zero stride (never copied rows times)
+    return np.lib.stride_tricks.as_strided(
+        row, shape=(rows, row.shape[1]), strides=(0, row.strides[1]), writeable=False
+    )
+
+
 def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     if axis == -1 and base is None:
         small = _small(p, q, bool(normalize), cross, logits)
@@ -313,20 +496,17 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
         if logits is not None:
             raise TypeError(f"{func}: logits must be dense arrays, got a sparse matrix")
         if not is_sparse(p):
-            raise TypeError(
-                f"{func}: q is sparse but p is dense; pass p as a scipy.sparse matrix "
-                "too, or q.toarray()"
-            )
+            raise _dense_p_sparse_q(func)
         return _sparse_divergence(p, q, axis, base, normalize, func, cross)
     b = check_base(base, func)
-    a = as_real_array(p, func)
-    c = as_real_array(q, func)
+    a = _array(p, "p", func)
+    c = _array(q, "q", func)
     shape = _broadcast(a, c, func)
     if len(shape) == 0:
         raise ValueError(f"{func}: p and q must have at least one dimension")
     ax = check_axis(axis, len(shape))
-    a = a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
-    c = c.reshape((1,) * (len(shape) - c.ndim) + c.shape)
+    a = _minimal(a, len(shape), ax)  # a broadcast view: the data it holds
+    c = _minimal(c, len(shape), ax)
     if a.shape[ax] != c.shape[ax]:
         raise ValueError(
             f"{func}: p and q must have the same length along axis {ax}, "
@@ -337,47 +517,104 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     n = shape[ax]
     lead = shape[:ax] + shape[ax + 1 :]
     rows = math.prod(lead)
-    # C-contiguous rows of the compute dtype (a copy only when the layout or
-    # the dtype differs): one compiled kernel per precision, not per layout
-    p2 = _rows_c(np.moveaxis(_spread(a, shape), ax, -1).reshape(rows, n), work)
-    if all(c.shape[i] == 1 for i in range(len(shape)) if i != ax):  # one background q
-        q2, step = _rows_c(np.moveaxis(c, ax, -1).reshape(1, n), work), 0
-    else:
-        q2 = _rows_c(np.moveaxis(_spread(c, shape), ax, -1).reshape(rows, n), work)
-        step = 1
+    p_one, p_bytes = _plan_rows(a, shape, ax, rows, n, work)
+    q_one, q_bytes = _plan_rows(c, shape, ax, rows, n, work)
+    check_alloc(
+        9 * rows + p_bytes + q_bytes,
+        f"{rows} slices of length {n} (the result and contiguous copies of p and q)",
+        func,
+        "; pass fewer slices at a time",
+    )
+    # the same slice for every row: compute one and repeat the result
+    k = 1 if (p_one and q_one) else rows
+    p2 = _rows_of(a, p_one, shape, ax, rows, n, work)
+    q2 = _rows_of(c, q_one, shape, ax, rows, n, work)
+    if p_one and k > 1:
+        p2 = _repeated(p2, k)
+    step = 0 if q_one else 1
     out = np.empty(rows)  # float64: one compiled kernel per input precision; _finish rounds
     status = np.zeros(rows, np.uint8)
     if rows:
-        with parallel_guard(rows * max(n, 1)) as par:
-            par = par and rows > 1
-            if logits is not None:
-                serial, parallel = _logits_kernels(n)
-                if par:
-                    parallel(p2, q2, step, logits, out, drv.n_chunks(rows))
-                else:
-                    serial(p2, q2, step, logits, out, 0, rows)
-            elif normalize and f32:
-                serial, parallel = _kl32_kernels(n)
-                if par:
-                    parallel(p2, q2, step, out, status, drv.n_chunks(rows))
-                else:
-                    serial(p2, q2, step, out, status, 0, rows)
-                _exact_rows(p2, q2, step, out, status)
-            elif normalize and par:
-                drv.kl_parallel(p2, q2, step, out, status, drv.n_chunks(rows))
-            elif normalize:
-                drv.kl_serial(p2, q2, step, out, status, 0, rows)
-            elif par:
-                drv.divergence_raw_parallel(p2, q2, step, cross, out, status, drv.n_chunks(rows))
+        _run(p2, q2, step, normalize, cross, logits, f32, out[:k], status[:k])
+    if np.count_nonzero(status[:k]):
+        neg = np.flatnonzero(status[:k] == NEGATIVE)
+        if neg.size:
+            raise ValueError(
+                f"{func}: slice {unravel_row(int(neg[0]), lead)} (along axis {ax}) has a "
+                "negative entry in p or q; probabilities and counts must be >= 0"
+            )
+    lb = None if b is None else _to_base(out[:k], b)
+    if logits is not None and lb is not None and abs(lb) > 1.0:
+        _careful_in_base(p2, q2, step, logits, out[:k], lb)
+    elif logits is None and not normalize:
+        ex = np.flatnonzero(status[:k] == EXACT)
+        if ex.size:  # terms beyond float64: summed again, scaled (rare)
+            _raw_scaled(p2[ex], q2[ex] if step else q2[:1], step, cross, out, ex, lb)
+    if k < rows:
+        out[k:] = out[0]
+    return _finish(out.reshape(lead), np.dtype(np.float32 if f32 else np.float64), None)
+
+
+def _run(p2, q2, step, normalize, cross, logits, f32, out, status):
+    """The kernel of the call on the rows of ``p2`` (``q2`` rows ``r *
+    step``): serial, or parallel above the work threshold."""
+    rows, n = p2.shape
+    with parallel_guard(rows * max(n, 1)) as par:
+        par = par and rows > 1
+        if logits is not None:
+            serial, parallel = _logits_kernels(n)
+            if par:
+                parallel(p2, q2, step, logits, out, drv.n_chunks(rows))
+                marked = (out < 0.0).any()
             else:
-                drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
-    if np.count_nonzero(status):
-        row = int(np.flatnonzero(status == NEGATIVE)[0])
-        raise ValueError(
-            f"{func}: slice {unravel_row(row, lead)} (along axis {ax}) has a negative "
-            "entry in p or q; probabilities and counts must be >= 0"
-        )
-    return _finish(out.reshape(lead), np.dtype(np.float32 if f32 else np.float64), b)
+                marked = serial(p2, q2, step, logits, out, 0, rows)
+            if marked:
+                _careful_rows(p2, q2, step, logits, out)
+        elif normalize and f32:
+            serial, parallel = _kl32_kernels(n)
+            if par:
+                parallel(p2, q2, step, out, status, drv.n_chunks(rows))
+            else:
+                serial(p2, q2, step, out, status, 0, rows)
+            _exact_rows(p2, q2, step, out, status)
+        elif normalize and par:
+            drv.kl_parallel(p2, q2, step, out, status, drv.n_chunks(rows))
+        elif normalize:
+            drv.kl_serial(p2, q2, step, out, status, 0, rows)
+        elif par:
+            drv.divergence_raw_parallel(p2, q2, step, cross, out, status, drv.n_chunks(rows))
+        else:
+            drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
+
+
+def _to_base(out: np.ndarray, base: float) -> float:
+    """``out`` (nats) in ``base``, in place (beyond float64: +-inf, without
+    NumPy's warning); returns ``log(base)``."""
+    lb = math.log(base)
+    with np.errstate(over="ignore"):
+        out /= lb
+    return lb
+
+
+def _careful_in_base(zp, zq, step, inv_t, out, lb):
+    """Logit rows beyond float64 in nats, which may be finite in a base with
+    ``|log(base)| > 1``: summed again by the careful kernel with every term
+    divided by ``log(base)`` first (rare: logits near the float64 limit)."""
+    redo = np.flatnonzero(np.isinf(out))
+    if redo.size:
+        kl_logits_careful_rows(zp, zq, step, inv_t, 1.0 / lb, redo, out)
+
+
+def _raw_scaled(p_rows, q_rows, step, cross, out, where, lb):
+    """``out[where]`` (in ``base``, ``lb = log(base)`` or None for nats) of
+    the unnormalized rows the kernel marked ``EXACT`` (terms beyond
+    float64): summed again with every term scaled by ``RAW_SCALE / lb``
+    (no overflow), then divided by ``RAW_SCALE``."""
+    sub, status = np.empty(where.size), np.zeros(where.size, np.uint8)
+    w = RAW_SCALE if lb is None else RAW_SCALE / lb
+    raw_rows_scaled(p_rows, q_rows, step, cross, w, sub, status, 0, where.size)
+    with np.errstate(over="ignore"):
+        out[where] = sub / RAW_SCALE
 
 
 def _sparse_divergence(p, q, axis, base, normalize, func, cross):
@@ -399,8 +636,9 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
             )
         mq = as_csr(q, func, columns=columns)
         f32 = m.dtype.char in "ef" and mq.dtype.char in "ef"
+        q_bytes = 0
     else:
-        c = as_real_array(q, func)
+        c = _array(q, "q", func)
         try:
             fits = c.ndim <= 2 and np.broadcast_shapes(shape, c.shape) == shape
         except ValueError:
@@ -409,14 +647,25 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
             raise ValueError(
                 f"{func}: q of shape {c.shape} does not broadcast to p's shape {shape}"
             )
-        c = c.reshape((1,) * (2 - c.ndim) + c.shape)
+        c = _minimal(c, 2, ax)  # a broadcast view: the data it holds
         if c.shape[ax] != n:
             raise ValueError(
                 f"{func}: p and q must have the same length along axis {ax}, "
                 f"got {n} and {c.shape[ax]}"
             )
         f32 = m.dtype.char in "ef" and c.dtype.char in "ef"
+        qt = np.moveaxis(c, ax, -1)
+        q_bytes = qt.shape[0] * 8 * QTAB_WIDTH
+        if not (qt.dtype == (F32 if f32 else np.float64) and qt.flags.c_contiguous):
+            q_bytes += qt.shape[0] * n * (4 if f32 else 8)
     work = np.float32 if f32 else np.float64
+    data_bytes = 0 if m.data.dtype == work else m.data.shape[0] * np.dtype(work).itemsize
+    check_alloc(
+        9 * nrows + q_bytes + data_bytes,
+        f"{nrows} slices of length {n} (the result, q's rows and their table)",
+        func,
+        "; pass fewer slices at a time",
+    )
     pm = (m.indptr, m.indices, m.data.astype(work, copy=False).reshape(1, -1))
     out = np.empty(nrows)  # float64: one compiled kernel per input precision
     status = np.zeros(nrows, np.uint8)
@@ -426,7 +675,6 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
             args = (pm, qm, mode, out, status)
             serial, parallel = drv.csr_csr_serial, drv.csr_csr_parallel
         else:
-            qt = np.moveaxis(c, ax, -1)
             step = int(qt.shape[0] != 1)
             q2 = _rows_c(qt, work)
             tab = np.empty((q2.shape[0], QTAB_WIDTH))
@@ -441,9 +689,26 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
             for r in np.flatnonzero(status == EXACT).tolist():  # rows beyond float32
                 drv.csr_dense_serial(pm, q2, step, tab, 0, out, status, r, r + 1)
     if np.count_nonzero(status):
-        row = int(np.flatnonzero(status == NEGATIVE)[0])
-        raise ValueError(
-            f"{func}: slice {row} (along axis {ax}) has a negative entry in p or q; "
-            "probabilities and counts must be >= 0"
-        )
-    return _finish(out, np.dtype(np.float32 if f32 else np.float64), b)
+        neg = np.flatnonzero(status == NEGATIVE)
+        if neg.size:
+            raise ValueError(
+                f"{func}: slice {int(neg[0])} (along axis {ax}) has a negative entry in p "
+                "or q; probabilities and counts must be >= 0"
+            )
+    lb = None if b is None else _to_base(out, b)
+    if mode != 0:  # rows whose terms overflow: summed again, scaled (rare)
+        for r in np.flatnonzero(status == EXACT).tolist():
+            a, e = int(m.indptr[r]), int(m.indptr[r + 1])  # p = 0 has no term
+            q_row = _csr_row(mq, r) if is_sparse(q) else np.asarray(q2[r * step], np.float64)
+            p_r = np.array(pm[2][:, a:e], np.float64)
+            q_r = q_row[m.indices[a:e]].reshape(1, -1)
+            _raw_scaled(p_r, q_r, 1, cross, out, np.array([r]), lb)
+    return _finish(out, np.dtype(np.float32 if f32 else np.float64), None)
+
+
+def _csr_row(m, r: int) -> np.ndarray:
+    # row r of the canonical CSR m as a dense float64 row
+    row = np.zeros(m.shape[1])
+    a, e = int(m.indptr[r]), int(m.indptr[r + 1])
+    row[m.indices[a:e]] = m.data[a:e]
+    return row

@@ -4,6 +4,11 @@ the adversarial accuracy cases, the rules and the errors."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
 
 import numba
 import numpy as np
@@ -492,3 +497,310 @@ def test_kl_from_logits_same_bits_any_batch_and_row(n, restore_numba_threads):
     for r in (0, 3, 65, rows - 1):
         assert fr.kl_from_logits(zp[r], zq[r]).tobytes() == d[r].tobytes()
     check_logits(zp[:40], zq[:40])
+
+
+# --------------------------------------------------------------------------- issue 27
+# No crash, no silent wrong answer: malformed sparse input, tiny and huge
+# temperatures, logits near the float64 limit, sums beyond float64 in nats,
+# broadcast views, conversions before checks, one result type.
+
+
+def _run_child(code: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    # a call that crashed the process before the fix runs in a child
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
+    )  # fmt: skip
+
+
+def test_cross_entropy_of_malformed_sparse_is_the_error_of_relative_entropy():
+    """A CSR with ``indptr = [0, 1000000, 2, 3, 3]`` (float32 or float16 data,
+    as p or as q): ``cross_entropy`` checked it after SciPy's own ``astype``
+    had read it (a segfault or "double free or corruption"); now both
+    functions give the same clear error, checked before anything reads it."""
+    proc = _run_child(
+        """
+        import numpy as np, scipy.sparse as sp, fastroute as fr
+
+        def forged(dtype):
+            a = sp.csr_array(np.ones((4, 3), np.float32))
+            a.indptr = np.array([0, 1000000, 2, 3, 3], a.indptr.dtype)
+            a.indices = np.array([0, 1, 2], a.indices.dtype)
+            a.data = np.ones(3, dtype)
+            return a
+
+        good = sp.csr_array(np.ones((4, 3), np.float32))
+        for dtype in ("float32", "float16"):
+            for side in ("p", "q"):
+                for func in ("relative_entropy", "cross_entropy"):
+                    args = (forged(dtype), np.ones(3, np.float32)) if side == "p" else (
+                        good, forged(dtype))
+                    try:
+                        getattr(fr, func)(*args)
+                        print(dtype, side, "no error", flush=True)
+                    except Exception as e:
+                        print(dtype, side, type(e).__name__, str(e).replace(func, "FUNC"),
+                              flush=True)
+        """
+    )
+    assert proc.returncode == 0, f"the child died ({proc.returncode}): {proc.stderr[-2000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 8, proc.stdout
+    for rel, cross in zip(lines[::2], lines[1::2], strict=True):
+        assert rel == cross, (rel, cross)
+        if rel.startswith("float32"):
+            assert "ValueError FUNC: malformed sparse matrix: indptr decreases" in rel
+        else:
+            assert "TypeError FUNC: float16 sparse data is not supported" in rel
+
+
+def test_kl_from_logits_temperature_range():
+    """``T`` below 2**-1022 made ``1 / T`` overflow (``[nan, nan]`` for
+    ``kl_from_logits(z, z, temperature=1e-310)``): a ValueError stating the
+    range; from 2**-1022 on the exact divergence."""
+    z = np.array([[0.5, 1.0], [2.0, -1.0]])
+    for t in (1e-310, 5e-324, 2.0**-1023, -1.0, np.nan, 10**400):
+        with pytest.raises(ValueError, match=r"temperature must be .* at least 2\*\*-1022"):
+            fr.kl_from_logits(z, z, temperature=t)
+    tmin = 2.0**-1022
+    assert np.all(fr.kl_from_logits(z, z, temperature=tmin) == 0.0)
+    check_logits(np.array([0.0, 1e-310]), np.array([1e-310, 0.0]), temperature=tmin)
+    check_logits(np.array([0.0, 5e-324]), np.array([5e-324, 0.0]), temperature=tmin)
+    for x in (1.0, 4.0):  # D = x / T: 4.49e307, then beyond float64
+        check_logits(np.array([x, 0.0]), np.array([0.0, x]), temperature=tmin)
+
+
+#: (z_p, z_q, temperature, base) where the kernels gave NaN, +inf or a wrong
+#: number: spans beyond float64, tiny and huge temperatures, a tiny P with a
+#: huge log-ratio, and results finite in ``base`` but beyond float64 in nats
+EXTREME_LOGITS = [
+    ([1e308, -1e308], [-1e308, 1e308], 1.0, None),  # exact: +inf
+    ([1e308, 1e308], [1e308, -1e308], 1.0, None),  # exact: 1e308 - log 2
+    ([-1.4982567, 1.0572312], [-1e308, 1e308], 1.0, None),  # exact: about 1.44e307
+    ([1e308, -1e308], [-1e308, 1e308], 1.0, 1e300),  # finite in base 1e300
+    ([1e308, -1e308], [1e308, -7e307], 1e308, None),  # a span beyond float64, T as large
+    ([1e308, -1e308, 0.0], [1e308, -7e307, 1.0], 1.7976931348623157e308, 2.0),
+    ([1e10, 0.0], [0.0, 1e10], 1e-300, 1e300),  # z / T beyond float64
+    ([0.0, -7.45e-298], [0.0, -1e10], 1e-300, None),  # a tiny P, a huge log-ratio
+    ([1e308, 0.0], [-1e308, 0.0], 1.0, None),  # exact: 1e308
+    ([1e308, 1e308, 1.0], [1e308, -1e308, 1e308], 1.0, 1e300),
+    ([1e308, -1e308], [-1e308, 1e308], 1.0, 1e-300),  # a base below 1: negative
+]
+
+
+@pytest.mark.parametrize(("zp", "zq", "t", "base"), EXTREME_LOGITS)
+def test_kl_from_logits_extreme_logits(zp, zq, t, base):
+    """No overflow for any finite logits: the exact divergence (mpmath),
+    also as a row of a batch of short (tile) and long (16-lane) rows."""
+    zp, zq = np.array(zp), np.array(zq)
+    got = check_logits(zp, zq, base=base, temperature=t)
+    assert not np.isnan(got)
+    for n in (8, 40):  # the row padded with -inf logits (probability 0)
+        pad = np.full(n - zp.size, -np.inf)
+        a = np.stack([np.r_[zp, pad], np.r_[zp, pad] * 0.5])
+        b = np.stack([np.r_[zq, pad], np.r_[zq, pad] * 0.5])
+        batch = fr.kl_from_logits(a, b, temperature=t, base=base)
+        assert batch[0] == got
+        assert_close(batch, kl_logits_ref(a, b, -1, base, t))
+
+
+def test_kl_from_logits_issue_values():
+    rows = fr.kl_from_logits(
+        np.array([[1e308, -1e308], [1e308, 1e308], [-1.4982567, 1.0572312]]),
+        np.array([[-1e308, 1e308], [1e308, -1e308], [-1e308, 1e308]]),
+    )
+    assert rows[0] == np.inf
+    assert rows[1] == 1e308 - math.log(2)  # 1e308 to the last bit
+    assert rows[2] == pytest.approx(1.4411733471713445e307, rel=1e-14)
+
+
+_EXTREME = [0.0, 1.0, -1.0, 1e308, -1e308, 1.7976931348623157e308, -1.7976931348623157e308,
+            1e300, -1e300, 5e-324, -1e-300, -np.inf]  # fmt: skip
+
+
+@st.composite
+def extreme_logit_pairs(draw):
+    """Rows of logits near the float64 limit, subnormal, -inf and ordinary,
+    with temperatures from 2**-1022 to the float64 maximum."""
+    rows = draw(st.integers(1, 3))
+    n = draw(st.sampled_from([1, 2, 3, 5, 33]))
+    value = st.one_of(st.sampled_from(_EXTREME), st.floats(-30, 30))
+    zp = np.array(draw(st.lists(value, min_size=rows * n, max_size=rows * n))).reshape(rows, n)
+    kind = draw(st.sampled_from(["mirror", "other", "near", "one"]))
+    if kind == "mirror":  # differences of the logits beyond float64
+        zq = np.where(zp == -np.inf, -np.inf, -zp)
+    elif kind == "near":  # nearly equal: the digits must survive
+        with np.errstate(over="ignore"):
+            zq = zp * (1 + 1e-9 * np.cos(np.arange(zp.size)).reshape(zp.shape))
+        zq[np.isinf(zq) & np.isfinite(zp)] = zp[np.isinf(zq) & np.isfinite(zp)]
+    elif kind == "one":  # one logit changed
+        zq = zp.copy()
+        zq[:, draw(st.integers(0, n - 1))] = draw(value)
+    else:
+        zq = np.array(draw(st.lists(value, min_size=rows * n, max_size=rows * n))).reshape(rows, n)
+    t = draw(st.sampled_from([1.0, 2.0**-1022, 1e-300, 0.3, 1e300, 1.5 * 2.0**1000,
+                              1.7976931348623157e308]))  # fmt: skip
+    base = draw(st.sampled_from([None, 2, 1e300]))
+    return zp, zq, t, base
+
+
+@given(case=extreme_logit_pairs())
+def test_kl_from_logits_extreme_matches_mpmath(case):
+    zp, zq, t, base = case
+    check_logits(zp, zq, base=base, temperature=t)
+
+
+def test_kl_from_logits_careful_rows_same_bits_any_thread_count(restore_numba_threads):
+    """Rows the fast kernels hand to the careful path (logits near the float64
+    limit) among ordinary ones: exact, and the same bits for any thread
+    count, any batch and a row on its own."""
+    if restore_numba_threads < 2:
+        pytest.fail("needs NUMBA_NUM_THREADS >= 2")
+    rng = np.random.default_rng(27)
+    for n in (8, 40):
+        rows = 2 * _jit.PARALLEL_MIN_WORK // n + 70
+        zp = rng.normal(0, 3, (rows, n))
+        zq = zp + 0.1 * rng.standard_normal((rows, n))
+        bad = rng.choice(rows, 40, replace=False)
+        zp[bad, 0] = 1e308
+        zq[bad[::2], 1] = -1e308
+        zq[bad[1::2], 0] = -1.7e308
+        out = {}
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            out[threads] = fr.kl_from_logits(zp, zq)
+        assert out[1].tobytes() == out[2].tobytes()
+        assert fr.kl_from_logits(zp[5:300], zq[5:300]).tobytes() == out[2][5:300].tobytes()
+        for r in bad[:4].tolist():
+            assert fr.kl_from_logits(zp[r], zq[r]).tobytes() == out[2][r].tobytes()
+        assert_close(out[2][bad], kl_logits_ref(zp[bad], zq[bad]))
+
+
+@pytest.mark.parametrize("func", list(FUNCS))
+@pytest.mark.parametrize("form", ["dense", "sparse p", "sparse p and q", "columns"])
+def test_unnormalized_sums_beyond_float64(func, form):
+    """Entries near 1e308: terms beyond float64 made the sum in nats +-inf or
+    NaN (inf - inf) where the divergence is finite, or finite in ``base``
+    (``relative_entropy(..., normalize=False, base=1e300)``). Now the exact
+    value rounded: +-inf only when it is beyond float64 in that base."""
+    import scipy.sparse as sp
+
+    p = np.array([[1e308, 0.0, 1.0], [1e308, 6e307, 0.0], [1.5e308, 6e307, 6e307], [2.0, 0.0, 1.0]])
+    q = np.array([[1e-10, 1.0, 1.0], [1e-10, 1.7e308, 1.0], [1e307, 1.7e308, 1.7e308],
+                  [1.0, 1.0, 1.0]])  # fmt: skip
+    for base in (None, 1e300, 10.0):
+        ref = divergence_ref(p, q, -1, base, False, FUNCS[func])
+        f = getattr(fr, func)
+        if form == "dense":
+            got = f(p, q, normalize=False, base=base)
+        elif form == "sparse p":
+            got = f(sp.csr_array(p), q, normalize=False, base=base)
+        elif form == "sparse p and q":
+            got = f(sp.csr_array(p), sp.csr_array(q), normalize=False, base=base)
+        else:
+            got = f(sp.csc_array(p.T), q.T, axis=0, normalize=False, base=base)
+        assert_close(got, ref)
+
+
+def _peak_mib(fn):
+    fn()  # compiled, warm
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_broadcast_views_are_read_in_place():
+    """A ``p`` or ``q`` that is one slice repeated (``np.broadcast_to``) was
+    copied in full (``np.broadcast_to(np.ones(4), (2**32, 4))``: 128 GiB);
+    now it is read with a zero stride. The results are the bits of the
+    spelled-out copies."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    rows, n = 2**13, 512  # a copy: 32 MiB; the result: 64 KiB
+    row, other = rng.random(n), rng.random((rows, n))
+    wide = np.broadcast_to(row, (rows, n))
+    calls = [
+        (fr.relative_entropy, wide, other),
+        (fr.cross_entropy, wide, other),
+        (fr.kl_from_logits, other, wide),
+        (fr.relative_entropy, wide, row[::-1].copy()),
+    ]
+    for f, a, b in calls:
+        assert _peak_mib(lambda f=f, a=a, b=b: f(a, b)) < 2.0, f.__name__
+        assert f(a, b).tobytes() == f(np.array(a), np.array(b)).tobytes()
+    ps = sp.random(rows, n, density=0.001, random_state=4, format="csr")
+    assert _peak_mib(lambda: fr.relative_entropy(ps, wide)) < 2.0
+    assert fr.relative_entropy(ps, wide).tobytes() == fr.relative_entropy(ps, row).tobytes()
+
+
+def test_sizes_are_checked_before_allocating():
+    """A result or copies beyond the machine's memory: a ValueError before
+    anything is allocated (it was a MemoryError, or an allocation and
+    zero-fill up to the machine's memory)."""
+    proc = _run_child(
+        """
+        import numpy as np, fastroute as fr
+        huge = np.broadcast_to(np.ones(4), (2**40, 4))
+        for call in (lambda: fr.relative_entropy(huge, np.ones(4)),
+                     lambda: fr.cross_entropy(huge, np.ones(4)),
+                     lambda: fr.relative_entropy(huge, np.ones(4), normalize=False),
+                     lambda: fr.kl_from_logits(np.zeros(4), huge),
+                     lambda: fr.kl_from_logits(np.zeros((2**20, 4)),
+                                               np.broadcast_to(np.zeros(4), (2**22, 2**20, 4)))):
+            try:
+                call()
+                print("no error")
+            except Exception as e:
+                print(type(e).__name__, e)
+        """,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"the child died ({proc.returncode}): {proc.stderr[-2000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 5, proc.stdout
+    for line in lines:
+        assert line.startswith("ValueError") and "would need" in line, line
+        assert "of memory; pass fewer slices at a time" in line, line
+
+
+def test_cross_entropy_checks_before_converting():
+    """torch ``requires_grad`` tensors (accepted, as by ``relative_entropy``),
+    torch bfloat16 and ragged lists: the errors of the divergences, naming
+    the function and the fix, not torch's or NumPy's."""
+    torch = pytest.importorskip("torch")
+    p = torch.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    q = torch.tensor([1.0, 1.0, 2.0], requires_grad=True)
+    want = fr.cross_entropy(p.detach().numpy(), q.detach().numpy())
+    assert fr.cross_entropy(p, q).tobytes() == want.tobytes()
+    for func in ("cross_entropy", "relative_entropy", "kl_from_logits"):
+        f = getattr(fr, func)
+        with pytest.raises(TypeError, match=rf"^{func}: p is a bfloat16 tensor.*p\.float\(\)"):
+            f(p.detach().to(torch.bfloat16), q.detach())
+        with pytest.raises(TypeError, match=rf"^{func}: q is a bfloat16 tensor.*q\.float\(\)"):
+            f(p.detach(), q.detach().to(torch.bfloat16))
+        with pytest.raises(ValueError, match=rf"^{func}: cannot make an array of p: its rows differ"):
+            f([[1.0, 2.0], [1.0]], [1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("p", "q"),
+    [
+        (np.array([1.0, 3.0]), np.array([1.0, 1.0])),  # the small-call path
+        (np.array([1, 3]), np.array([1, 1])),  # integers: the general path
+        (np.array([1.0, 3.0], np.float32), np.array([1.0, 1.0], np.float32)),
+        ([1.0, 3.0], [1.0, 1.0]),
+    ],
+    ids=["float64", "int", "float32", "list"],
+)
+def test_one_result_type_for_1d_input(p, q):
+    """A 1-D pair gives a 0-d array, as ``relative_entropy`` and ``entropy``
+    do (``cross_entropy`` gave a NumPy scalar on one path)."""
+    for kw in ({}, {"base": 2}, {"normalize": False}):
+        got = fr.cross_entropy(p, q, **kw)
+        like = fr.relative_entropy(p, q, **kw)
+        assert type(got) is np.ndarray and got.shape == () and type(like) is np.ndarray
+        assert got.dtype == like.dtype

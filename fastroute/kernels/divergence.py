@@ -32,7 +32,7 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import BLOCK, exp_neg, fma, log_normal, log_pos
 from ._reduce import L16, sum16, tree_sum
-from .entropy import NEGATIVE, OK, WORK_SIZE, background_tile, entropy_1d, transpose_rows
+from .entropy import EXACT, NEGATIVE, OK, WORK_SIZE, background_tile, entropy_1d, transpose_rows
 
 __all__ = [
     "kl_rows",
@@ -40,6 +40,10 @@ __all__ = [
     "raw_rows",
     "kl_logits_short_rows",
     "kl_logits_long_rows",
+    "kl_logits_careful_rows",
+    "LOGITS_CAREFUL",
+    "raw_rows_scaled",
+    "RAW_SCALE",
     "relative_entropy_1d",
     "g1p",
     "q_table",
@@ -204,14 +208,39 @@ def cross_rows(p, q, q_step, out, status, lo, hi):
 @jit
 def raw_rows(p, q, q_step, cross, out, status, lo, hi):
     """As :func:`kl_rows` for the entries as given: ``sum p log(p / q)``, or
-    (``cross``) ``-sum p log q``; 0 for an empty row."""
+    (``cross``) ``-sum p log q``; 0 for an empty row. A row whose terms
+    overflow (entries near the float64 maximum: the sum is then ``+-inf``
+    or NaN, not the divergence) is marked ``EXACT`` for
+    :func:`raw_rows_scaled`."""
     n = p.shape[1]
     b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
         rq = r * q_step
         sp, sq, done = _row_start(p, r, q, rq, n, out, status, b0, b1)
         if not done:
-            out[r] = _raw(p, r, q, rq, n, cross, b0)
+            out[r], over = _raw(p, r, q, rq, n, cross, b0, 1.0)
+            status[r] = EXACT if over else OK
+
+
+#: the scale of the terms in ``raw_rows_scaled`` (a power of two: exact),
+#: so that no term overflows whatever ``w``
+RAW_SCALE = 2.0**-128
+
+
+@jit
+def raw_rows_scaled(p, q, q_step, cross, w, out, status, lo, hi):
+    """:func:`raw_rows` times ``w``, every term scaled before it is summed,
+    for the rows ``raw_rows`` marked ``EXACT``: with ``w = RAW_SCALE /
+    log(base)`` (or ``RAW_SCALE``) no term overflows, and the sum divided by
+    ``RAW_SCALE`` is the divergence in that base (``+-inf`` only beyond
+    float64). A ``p > 0`` where ``q = 0`` gives ``+inf * sign(w)``."""
+    n = p.shape[1]
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        rq = r * q_step
+        sp, sq, done = _row_start(p, r, q, rq, n, out, status, b0, b1)
+        if not done:
+            out[r] = _raw(p, r, q, rq, n, cross, b0, w)[0]
 
 
 @jit(inline="always")
@@ -271,8 +300,10 @@ def _kl_scaled(p, r, q, rq, n, ps, qs, acc):
 
 
 @jit(inline="always")
-def _raw(p, r, q, rq, n, cross, acc):
-    # sum p log(p / q) (cross: -sum p log q) of the entries as given
+def _raw(p, r, q, rq, n, cross, acc, w):
+    # (sum, overflow): sum p log(p / q) (cross: -sum p log q) of the entries
+    # as given, each term times w (1.0: the plain sum, the same bits);
+    # overflow when the sum is +-inf or NaN but no p > 0 meets q = 0
     inf = 0
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
@@ -280,8 +311,9 @@ def _raw(p, r, q, rq, n, cross, acc):
             a = np.float64(p[r, _u(start + i)])
             b = np.float64(q[rq, _u(start + i)])
             inf |= np.int64((a > 0.0) & (b == 0.0))
+            aw = a * w
             if cross:
-                t = -a * log_pos(b)
+                t = -aw * log_pos(b)
             else:
                 # log(a / b): log1p of (a - b) / b (exact near a = b) or a log difference
                 bb = b if b > 0.0 else 1.0
@@ -289,12 +321,13 @@ def _raw(p, r, q, rq, n, cross, acc):
                 ratio = a / bb
                 fits = (ratio > _TINY) & (ratio < 2.0**1000)
                 lr = log_pos(ratio) if fits else log_pos(a) - log_pos(b)
-                t = a * (_log1p_of((a - b) / bb) if near else lr)
+                t = aw * (_log1p_of((a - b) / bb) if near else lr)
             t = 0.0 if a == 0.0 else t
             acc[i] = t if start == 0 else acc[i] + t
     if inf:
-        return np.inf
-    return tree_sum(acc, min(n, BLOCK))
+        return (np.inf if w > 0.0 else -np.inf), False
+    total = tree_sum(acc, min(n, BLOCK))
+    return total, not abs(total) < np.inf
 
 
 # --- sparse p: CSR rows against dense rows or CSR rows --------------------------
@@ -390,7 +423,8 @@ def csr_dense_rows(pm, q, q_step, tab, mode, out, status, lo, hi):
         if fl:
             out[r] = np.nan
         elif mode != 0:
-            out[r] = _raw(pb, 0, qb, 0, m, mode == 2, b0)
+            out[r], over = _raw(pb, 0, qb, 0, m, mode == 2, b0, 1.0)
+            status[r] = EXACT if over else OK
         elif not (sp > 0.0 and tab[rq, 0] > 0.0):
             out[r] = np.nan  # no distribution
         else:
@@ -430,7 +464,8 @@ def csr_csr_rows(pm, qm, mode, out, status, lo, hi):
         if fl:
             out[r] = np.nan
         elif mode != 0:
-            out[r] = _raw(pb, 0, qb, 0, m, mode == 2, b0)
+            out[r], over = _raw(pb, 0, qb, 0, m, mode == 2, b0, 1.0)
+            status[r] = EXACT if over else OK
         else:
             out[r] = _kl_normalized(pb, 0, qb, 0, m, sp, sq, b0)
 
@@ -478,9 +513,12 @@ def _logit_bad(v):
 
 @jit(inline="always")
 def _logit_term(x, y, ep, eq, c_hi, c_lo, inv_t, inv_wp, inv_wq, lw):
-    """``(Q g(P / Q), inf)`` of one pair of logits ``x``, ``y`` with their
-    exponentials ``ep = exp((x - max) / T)``, ``eq``; ``c = max_p - max_q``
-    as ``c_hi + c_lo``, ``lw = log W_p - log W_q``. Branch-free."""
+    """``(Q g(P / Q), inf, huge)`` of one pair of logits ``x``, ``y`` with
+    their exponentials ``ep = exp((x - max) / T)``, ``eq``; ``c = max_p -
+    max_q`` as ``c_hi + c_lo``, ``lw = log W_p - log W_q``. ``huge``: the
+    log-ratio is beyond ``_DELTA_FAST`` or not finite (a difference of the
+    logits overflowed), so the term may be wrong: the row is left to
+    :func:`kl_logits_careful_rows`. Branch-free."""
     pp = ep * inv_wp
     qq = eq * inv_wq
     p_zero = x == -np.inf
@@ -495,7 +533,7 @@ def _logit_term(x, y, ep, eq, c_hi, c_lo, inv_t, inv_wp, inv_wq, lw):
     # P = 0 (or below the smallest float): P delta is below 1e-300
     # unless the logits themselves are near float64's limit
     t = qq if (p_zero or pp == 0.0) else t
-    return t, q_zero and not p_zero
+    return t, q_zero and not p_zero, not (abs(d) < _DELTA_FAST)
 
 
 @jit(inline="always")
@@ -504,8 +542,122 @@ def _softmax_consts(mx, my, wp, wq):
     return c_hi, c_lo, 1.0 / wp, 1.0 / wq, log_normal(wp) - log_normal(wq)
 
 
+# --- the careful path: rows the fast kernels cannot carry ----------------------
+# Logits whose differences overflow float64 (a span beyond 1.8e308), or whose
+# log-ratios are beyond 2**600 (a tiny temperature): every difference is
+# formed from halves when it would overflow (exact: both operands are then
+# above 2**969), and a term P delta whose P is below 2**-960 (or 0 by
+# underflow) is formed from its logarithm.
+
+#: P below this: the term P delta is formed as exp(log P + log delta)
+_P_LOG = 2.0**-960
+
+
+@jit(inline="always")
+def _gap(v, m, inv_t):
+    # (v - m) / T for v <= m (v may be -inf), without overflow of v - m
+    g = v - m
+    if g == -np.inf and v != -np.inf:
+        return ((0.5 * v - 0.5 * m) * inv_t) * 2.0
+    return g * inv_t
+
+
+@jit(inline="always")
+def _kl_logits_careful(zp, r, zq, rq, inv_t, w):
+    """``w * D`` of one row of any finite logits, a serial sum in index
+    order; the rules of the fast kernels (NaN; ``-inf`` logits; ``+inf *
+    sign(w)`` where ``p > 0`` and ``q = 0``)."""
+    n = zp.shape[1]
+    mx = -np.inf
+    my = -np.inf
+    bad = False
+    for j in range(n):
+        x = np.float64(zp[r, j])
+        y = np.float64(zq[rq, j])
+        bad |= _logit_bad(x) | _logit_bad(y)
+        mx = max(mx, x)
+        my = max(my, y)
+    if bad or n == 0 or mx == -np.inf or my == -np.inf:
+        return np.nan
+    wp = 0.0
+    wq = 0.0
+    for j in range(n):
+        wp += exp_neg(_gap(np.float64(zp[r, j]), mx, inv_t))
+        wq += exp_neg(_gap(np.float64(zq[rq, j]), my, inv_t))
+    inv_wp = 1.0 / wp
+    inv_wq = 1.0 / wq
+    lwp = log_normal(wp)
+    lw = lwp - log_normal(wq)
+    c_hi, c_lo = _two_diff(mx, my)
+    log_w = math.log(abs(w))
+    total = 0.0
+    for j in range(n):
+        x = np.float64(zp[r, j])
+        y = np.float64(zq[rq, j])
+        if y == -np.inf and x != -np.inf:
+            return np.inf if w > 0.0 else -np.inf  # p > 0 where q = 0
+        u = _gap(x, mx, inv_t)
+        pp = exp_neg(u) * inv_wp
+        qq = exp_neg(_gap(y, my, inv_t)) * inv_wq
+        if x == -np.inf:
+            total += qq * w  # P = 0: Q g(0) = Q
+            continue
+        # delta = sc * dz / T - lw, dz = (x - mx) - (y - my) at the scale 1 / sc
+        s_hi, s_lo = _two_diff(x, y)
+        dz = (s_hi - c_hi) + (s_lo - c_lo)
+        sc = 1.0
+        if not abs(dz) < np.inf:  # a difference overflowed: from halves
+            a_hi, a_lo = _two_diff(0.5 * x, 0.5 * mx)
+            b_hi, b_lo = _two_diff(0.5 * y, 0.5 * my)
+            dz = (a_hi - b_hi) + (a_lo - b_lo)
+            sc = 2.0
+        d = sc * (dz * inv_t) - lw  # may be +-inf: beyond float64
+        if abs(d) < 0.5:
+            t = (qq * w) * _g_exp_series(d)
+        elif d < 0.0:  # P < Q: P delta >= P log P, no overflow
+            t = (0.0 if (pp == 0.0 or d == -np.inf) else (pp * w) * d) - pp * w + qq * w
+        else:
+            if pp >= _P_LOG and d < np.inf:
+                pd = (pp * w) * d
+            elif pp >= _P_LOG:  # delta beyond float64: lw is below its last bit
+                pd = (((pp * w) * dz) * inv_t) * sc
+            elif u == -np.inf:
+                pd = 0.0
+            else:  # P tiny or 0 by underflow: exp(log P + log delta)
+                ld = math.log(d) if d < np.inf else math.log(dz) + math.log(inv_t * sc)
+                pd = math.exp(u - lwp + ld + log_w)
+                pd = pd if w > 0.0 else -pd
+            t = pd - pp * w + qq * w
+        total += t
+    return total
+
+
+@jit
+def kl_logits_careful_rows(zp, zq, q_step, inv_t, w, rows, out):
+    """``out[r] = w * D(softmax(zp[r] / T) || softmax(zq[r * q_step] / T))``
+    (``inv_t = 1 / T``) for the rows ``r`` in ``rows``: those the fast
+    kernels marked ``LOGITS_CAREFUL``, or (``w = 1 / log(base)``, every term
+    scaled before the sum) those beyond float64 in nats that may be finite
+    in another base. Compiled only when some call needs it."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        out[r] = _kl_logits_careful(zp, r, zq, r * q_step, inv_t, w)
+
+
 #: logit rows up to this length are processed as tiles, a row per SIMD lane
 LOGITS_SHORT_N = 32
+#: what the fast kernels write for a row they cannot carry, for
+#: ``kl_logits_careful_rows`` (a divergence is never negative)
+LOGITS_CAREFUL = -1.0
+#: a row with a log-ratio beyond this (or a difference of logits beyond
+#: float64) is left to the careful path. Below it the fast kernels are
+#: exact to the contract: a term they drop for ``P`` below the smallest
+#: float64 is under ``2**-1074 * 2**600``.
+_DELTA_FAST = 2.0**600
+#: ``1 / T`` below this (``T > 2**1000``): every row takes the careful path
+#: (a difference of two logits beyond float64 may still be a moderate
+#: multiple of ``T``)
+_INV_T_FAST = 2.0**-1000
 
 
 # D(softmax(zp[r] / T) || softmax(zq[r * q_step] / T)) in nats for the rows
@@ -514,7 +666,9 @@ LOGITS_SHORT_N = 32
 # LOGITS_SHORT_N logits as tiles of rows (one per SIMD lane, summed in index
 # order), longer ones in 16 lanes and a fixed tree. -inf logits are
 # probability 0 (+inf where p > 0 and q = 0); NaN, +inf, an all--inf row or
-# an empty row give NaN; no overflow for any finite logits.
+# an empty row give NaN. A row whose logits differ by more than float64
+# carries, or by more than 2**600 T, is marked LOGITS_CAREFUL for
+# kl_logits_careful_rows (so is every row when T > 2**1000).
 #
 # The log-ratio of a pair is delta = ((zp - zq) - (max zp - max zq)) / T -
 # (log W_p - log W_q); both differences are formed exactly (TwoSum) before
@@ -525,8 +679,11 @@ LOGITS_SHORT_N = 32
 
 @jit
 def kl_logits_long_rows(zp, zq, q_step, inv_t, out, lo, hi):
-    """Logit rows longer than ``LOGITS_SHORT_N``: 16 lanes, a fixed tree."""
+    """Logit rows longer than ``LOGITS_SHORT_N``: 16 lanes, a fixed tree.
+    Returns how many rows it marked ``LOGITS_CAREFUL``."""
     n = zp.shape[1]
+    careful = inv_t < _INV_T_FAST
+    marked = 0
     nf = n - n % L16
     ep = np.empty(max(n, 1))
     eq = np.empty(max(n, 1))
@@ -583,27 +740,33 @@ def kl_logits_long_rows(zp, zq, q_step, inv_t, out, lo, hi):
         for i in range(L16):
             a0[i] = 0.0
         inf = False
+        huge = careful
         for start in range(0, nf, L16):
             for i in range(L16):  # branch-free, vectorized
                 j = _u(start + i)
                 x = np.float64(zp[r, j])
                 y = np.float64(zq[rq, j])
-                t, f = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
+                t, f, h = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
                 a0[i] += t
                 inf |= f
+                huge |= h
         for i in range(n - nf):
             j = _u(nf + i)
             x = np.float64(zp[r, j])
             y = np.float64(zq[rq, j])
-            t, f = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
+            t, f, h = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
             a0[i] += t
             inf |= f
-        out[r] = np.inf if inf else sum16(a0)
+            huge |= h
+        out[r] = np.inf if inf else (LOGITS_CAREFUL if huge else sum16(a0))
+        marked += huge and not inf
+    return marked
 
 
 @jit
 def kl_logits_short_rows(zp, zq, q_step, inv_t, out, lo, hi):
-    """Logit rows of up to ``LOGITS_SHORT_N``, a row per lane (idle lanes: zeros)."""
+    """Logit rows of up to ``LOGITS_SHORT_N``, a row per lane (idle lanes:
+    zeros). Returns how many rows it marked ``LOGITS_CAREFUL``."""
     n = zp.shape[1]
     nl = max(1, min(64, hi - lo))
     xt = np.empty((n, nl))
@@ -618,6 +781,9 @@ def kl_logits_short_rows(zp, zq, q_step, inv_t, out, lo, hi):
     lw = np.empty(nl)
     bad = np.empty(nl, np.bool_)
     inf = np.empty(nl, np.bool_)
+    huge = np.empty(nl, np.bool_)
+    careful = inv_t < _INV_T_FAST
+    marked = 0
     if q_step == 0:
         background_tile(zq, yt)
     for r0 in range(lo, hi, nl):
@@ -633,6 +799,7 @@ def kl_logits_short_rows(zp, zq, q_step, inv_t, out, lo, hi):
             wq[rr] = 0.0
             acc[rr] = 0.0
             inf[rr] = False
+            huge[rr] = careful
         for j in range(n):
             for rr in range(nl):
                 x = xt[j, rr]
@@ -653,12 +820,16 @@ def kl_logits_short_rows(zp, zq, q_step, inv_t, out, lo, hi):
             mx[rr], my[rr], wp[rr], wq[rr], lw[rr] = _softmax_consts(mx[rr], my[rr], wp[rr], wq[rr])
         for j in range(n):
             for rr in range(nl):  # branch-free, vectorized across rows
-                t, f = _logit_term(xt[j, rr], yt[j, rr], ept[j, rr], eqt[j, rr], mx[rr], my[rr],
-                                   inv_t, wp[rr], wq[rr], lw[rr])  # fmt: skip
+                t, f, h = _logit_term(xt[j, rr], yt[j, rr], ept[j, rr], eqt[j, rr], mx[rr],
+                                      my[rr], inv_t, wp[rr], wq[rr], lw[rr])  # fmt: skip
                 acc[rr] += t
                 inf[rr] |= f
+                huge[rr] |= h
         for rr in range(g):
-            out[r0 + rr] = np.nan if bad[rr] else (np.inf if inf[rr] else acc[rr])
+            done = np.inf if inf[rr] else (LOGITS_CAREFUL if huge[rr] else acc[rr])
+            out[r0 + rr] = np.nan if bad[rr] else done
+            marked += huge[rr] and not (inf[rr] or bad[rr])
+    return marked
 
 
 @jit
