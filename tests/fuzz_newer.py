@@ -64,8 +64,10 @@ machine's memory; the sizes the fuzzer passes on purpose are beyond any
 machine's memory, or small.
 
 ``--quick`` keeps to the dtypes and code paths the rest of the test suite
-compiles anyway (no torch, float16 or bfloat16, no direct kernel calls but
-``gather_row``), so that a quick run costs little more than its calls.
+compiles anyway (no torch, float16 or bfloat16, C-contiguous arrays, ``q``
+broadcast against ``p`` and not the other way, default routing options, no
+direct kernel calls but ``gather_row``), so that a quick run costs little
+more than its calls.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import mpmath
 import numpy as np
 import scipy.sparse as sp
 
@@ -97,9 +100,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fuzz_sparse import build as build_matrix  # noqa: E402
 from fuzz_sparse import corrupt  # noqa: E402
 from reference import (  # noqa: E402
-    divergence_ref,
+    REF_PREC,
+    _apply_row_pairs,
+    divergence_row_exact,
     divergence_terms_scale,
-    kl_logits_ref,
+    kl_logits_row_exact,
     same_values,
 )
 from reference_formats import Malformed, Unsupported, dense_of  # noqa: E402
@@ -269,7 +274,9 @@ def draw_values(rng, shape, dtype, logits: bool, special_rate: float) -> np.ndar
         return rng.random(shape) < 0.6
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        pool = np.array([v for v in (INT_LOGITS if logits else INT_COUNTS) if info.min <= v <= info.max])
+        pool = np.array(
+            [v for v in (INT_LOGITS if logits else INT_COUNTS) if info.min <= v <= info.max]
+        )
         x = rng.choice(pool, shape).astype(np.int64)
         if dtype.kind == "u":
             x = np.abs(x)
@@ -290,7 +297,9 @@ def draw_values(rng, shape, dtype, logits: bool, special_rate: float) -> np.ndar
     mask = rng.random(shape) < special_rate
     if mask.any():
         x = np.array(x, np.float64)
-        x[mask] = rng.choice(np.array(LOGIT_SPECIALS if logits else COUNT_SPECIALS), int(mask.sum()))
+        x[mask] = rng.choice(
+            np.array(LOGIT_SPECIALS if logits else COUNT_SPECIALS), int(mask.sum())
+        )
     with np.errstate(all="ignore"):
         return np.asarray(x, np.float64).astype(dtype)
 
@@ -346,12 +355,23 @@ def as_input(rng, a: np.ndarray, quick: bool):
         ref = t.detach()
         ref = (ref.to(torch.float32) if ref.dtype == torch.bfloat16 else ref).numpy()
         return t, ref, what
-    kind = pick(rng, ("c", "c", "c", "fortran", "strided", "reversed", "swapped", "broadcast"))
+    kind = "c" if quick else pick(rng, ("c", "c", "c", "fortran", "strided", "reversed", "swapped",
+                                        "broadcast"))  # fmt: skip
     b = relayout(rng, a, kind)
     return b, b, f"{kind} {b.dtype.str}"
 
 
-DENSE_DTYPES = ("float64", "float64", "float32", "float32", "float16", "int64", "int32", "uint8", "bool")
+DENSE_DTYPES = (
+    "float64",
+    "float64",
+    "float32",
+    "float32",
+    "float16",
+    "int64",
+    "int32",
+    "uint8",
+    "bool",
+)
 QUICK_DTYPES = ("float64", "float64", "float32", "int64")
 
 
@@ -362,11 +382,13 @@ def _is_half_or_single(arg, arr) -> bool:
     return arr is not None and arr.dtype.char in "ef"
 
 
-def _divergence_shapes(rng):
+def _divergence_shapes(rng, quick: bool):
     ndim = int(rng.choice([1, 1, 2, 2, 2, 3]))
     shape = tuple(int(rng.integers(0 if rng.random() < 0.1 else 1, 5)) for _ in range(ndim))
     shape = shape[:-1] + (int(rng.integers(0 if rng.random() < 0.05 else 1, 9)),)
-    qs = pick(rng, ("same", "same", "row", "suffix", "ones", "mismatch", "extra"))
+    qs = pick(
+        rng, ("same", "same", "row", "suffix", "ones", "mismatch") + (() if quick else ("extra",))
+    )
     if qs == "row":
         qshape = shape[-1:]
     elif qs == "suffix":
@@ -380,7 +402,7 @@ def _divergence_shapes(rng):
         qshape = (2,) + shape
     else:
         qshape = shape
-    if rng.random() < 0.5:  # p broadcast against q just as well
+    if not quick and rng.random() < 0.5:  # p broadcast against q just as well
         shape, qshape = qshape, shape
     return shape, qshape
 
@@ -411,13 +433,28 @@ TEMPERATURES = (1.0, 1.0, 2.0, 0.5, 1e-3, 3, np.float32(0.7), 1e-100, 1e-300, 1e
 BAD_TEMPERATURES = (0, 0.0, -1.0, -0.0, np.inf, np.nan, "1", True, None)
 
 
-def _signed(ref: np.ndarray, base) -> np.ndarray:
-    """``reference.py`` returns ``+inf`` before it divides by ``log(base)``:
-    for a base below 1 that infinity is ``-inf``."""
-    ref = np.asarray(ref, np.float64)
-    if base is not None and float(base) < 1:
-        ref = np.where(np.isinf(ref), -ref, ref)
-    return ref
+def _in_base(v, base) -> float:
+    """An exact value in nats (an mpf, or an infinity or NaN) divided by
+    ``log(base)`` and rounded once (``reference.py`` returns an infinite
+    divergence before it divides: for a base below 1 it is ``-inf``)."""
+    if base is None:
+        return float(v)
+    with mpmath.workprec(REF_PREC):
+        return float(mpmath.mpf(v) / mpmath.log(mpmath.mpf(float(base))))
+
+
+def divergence_exact(p, q, axis, base, normalize, cross) -> np.ndarray:
+    """``reference.divergence_ref`` with the base applied as ``_in_base`` does."""
+    return _apply_row_pairs(
+        p, q, axis, lambda a, b: _in_base(divergence_row_exact(a, b, normalize, None, cross), base)
+    )
+
+
+def kl_exact(zp, zq, axis, base, temperature) -> np.ndarray:
+    """``reference.kl_logits_ref`` with the base applied as ``_in_base`` does."""
+    return _apply_row_pairs(
+        zp, zq, axis, lambda a, b: _in_base(kl_logits_row_exact(a, b, temperature, None), base)
+    )
 
 
 def _unit(base) -> float:
@@ -474,7 +511,7 @@ def _kl_alternatives(pa, qa, axis, base, t):
             ok_a = np.isfinite(fa) | np.isinf(np.asarray(pa, np.float64))
             ok_b = np.isfinite(fb) | np.isinf(np.asarray(qa, np.float64))
             if ok_a.all() and ok_b.all():
-                out.append(_signed(kl_logits_ref(fa, fb, axis=axis, base=base, temperature=1.0), base))
+                out.append(kl_exact(fa, fb, axis, base, 1.0))
     return out
 
 
@@ -482,7 +519,9 @@ def divergence_round(fz: Fuzzer, rng) -> None:
     func = pick(rng, DIV_FUNCS)
     logits = func == "kl_from_logits"
     dtypes = QUICK_DTYPES if fz.quick else DENSE_DTYPES
-    pshape, qshape = _divergence_shapes(rng)
+    if fz.quick and logits:  # (float32 logits beyond float32's exp range: a kernel of its own)
+        dtypes = ("float64", "int64")
+    pshape, qshape = _divergence_shapes(rng, fz.quick)
     special = float(pick(rng, (0.0, 0.0, 0.05, 0.3)))
     pd, qd = pick(rng, dtypes), pick(rng, dtypes) if rng.random() < 0.4 else None
     qd = qd or pd
@@ -568,11 +607,11 @@ def divergence_round(fz: Fuzzer, rng) -> None:
     base = kw.get("base")
     try:
         if logits:
-            ref = kl_logits_ref(pa, qa, axis=ax, base=base, temperature=float(kw.get("temperature", 1.0)))
+            ref = kl_exact(pa, qa, ax, base, float(kw.get("temperature", 1.0)))
         else:
-            ref = divergence_ref(pa, qa, axis=ax, base=base, normalize=kw.get("normalize", True),
-                                 cross=func == "cross_entropy")  # fmt: skip
-        ref = _signed(ref, base)
+            ref = divergence_exact(
+                pa, qa, ax, base, kw.get("normalize", True), func == "cross_entropy"
+            )
     except ValueError:  # a negative entry
         fz.call("divergence", "invalid-negative", what, call, expect_error(names))
         return
@@ -581,7 +620,9 @@ def divergence_round(fz: Fuzzer, rng) -> None:
     else:
         with np.errstate(all="ignore"):
             scale = np.nan_to_num(
-                divergence_terms_scale(pa, qa, axis=ax, normalize=False, cross=func == "cross_entropy"),
+                divergence_terms_scale(
+                    pa, qa, axis=ax, normalize=False, cross=func == "cross_entropy"
+                ),
                 nan=np.inf,
             )
     unit = _unit(base)
@@ -663,16 +704,34 @@ def _sparse_q(rng, shape, quick):
     return A, f"{type(A).__name__} {dense.dtype} {damage}"
 
 
+def _wide_indptr(rng, A) -> str:
+    """An int64 ``indptr`` with one inner entry far past ``nnz`` (the rest
+    valid): the corruption SciPy's own conversions trip over."""
+    indptr = np.array(A.indptr, np.int64)
+    i = int(rng.integers(1, indptr.size - 1))
+    indptr[i] = pick(rng, (10**6, 2**40, 2**62))
+    A.indptr = indptr
+    return f"indptr[{i}] = {indptr[i]} (int64)"
+
+
 def sparse_round(fz: Fuzzer, rng) -> None:
     func = pick(rng, ("relative_entropy", "cross_entropy", "relative_entropy", "cross_entropy",
                       "kl_from_logits"))  # fmt: skip
     names = (func,)
     A, desc = build_matrix(rng)
     shape0 = A.shape
-    if not fz.quick and A.dtype.kind == "f" and A.format not in ("lil", "dok") and rng.random() < 0.3:
+    if (
+        not fz.quick
+        and A.dtype.kind == "f"
+        and A.format not in ("lil", "dok")
+        and rng.random() < 0.3
+    ):
         A.data = A.data.astype(np.float16)  # (values beyond float16 become inf: still exact)
         desc += " as float16"
-    damage = corrupt(rng, A) if rng.random() < 0.5 else "none"
+    if A.format in ("csr", "csc") and A.indptr.size > 2 and rng.random() < 0.03:
+        damage = _wide_indptr(rng, A)
+    else:
+        damage = corrupt(rng, A) if rng.random() < 0.5 else "none"
     half = False
     try:
         (dense, _), half = _dense_widened(A)
@@ -683,6 +742,15 @@ def sparse_round(fz: Fuzzer, rng) -> None:
         expect = "unsupported"
     except OverflowError:
         expect = "huge"
+    if (
+        fz.quick
+        and expect is None
+        and any(
+            np.asarray(getattr(A, name, np.zeros(0, np.int32))).dtype not in (np.int32, np.int64)
+            for name in ("indices", "indptr")
+        )
+    ):
+        return  # a valid matrix with other index dtypes: kernels the suite does not compile
     axis = int(pick(rng, (-1, -1, 1, 0, 0, 2, -3)))
     kw: dict[str, Any] = {}
     if axis != -1:
@@ -693,6 +761,8 @@ def sparse_round(fz: Fuzzer, rng) -> None:
         kw["normalize"] = False
     nrows, ncols = shape0 if len(shape0) == 2 else (0, 0)
     qkind = pick(rng, ("row", "row", "same", "same", "sparse", "column", "wrong", "1-D rows"))
+    if fz.quick and qkind == "sparse" and np.dtype(A.dtype) == np.int64:
+        qkind = "same"  # (int64 indices against a sparse q: a kernel the suite does not compile)
     q_sparse = None
     if qkind == "sparse":
         qshape = shape0 if rng.random() < 0.9 else (nrows + 1, ncols)
@@ -707,7 +777,9 @@ def sparse_round(fz: Fuzzer, rng) -> None:
                   "wrong": (ncols + 1,), "1-D rows": (nrows,)}[qkind]  # fmt: skip
         if rng.random() < 0.2:
             qshape = (1,) + qshape if len(qshape) == 1 else qshape
-        qd = pick(rng, ("float64", "float32") if fz.quick else ("float64", "float32", "float16", "int64"))
+        qd = pick(
+            rng, ("float64", "float32") if fz.quick else ("float64", "float32", "float16", "int64")
+        )
         qdense = draw_values(rng, qshape, qd, False, float(pick(rng, (0.0, 0.0, 0.1))))
         q, qwhat = qdense, f"{qdense.dtype} {qshape}"
     what = f"{func}(p=#{desc}, {damage}, q={qwhat}, {kw})"
@@ -726,7 +798,9 @@ def sparse_round(fz: Fuzzer, rng) -> None:
         return
     base = kw.get("base")
     if base is not None and (base in BAD_BASES[:3]):
-        fz.call("sparse", "invalid-base", what, call, expect_error(names, axis=axis not in (-1, 0, 1)))
+        fz.call(
+            "sparse", "invalid-base", what, call, expect_error(names, axis=axis not in (-1, 0, 1))
+        )
         return
     if axis not in (-1, 0, 1):
         fz.call("sparse", "invalid-axis", what, call, expect_error(names, axis=True))
@@ -738,7 +812,9 @@ def sparse_round(fz: Fuzzer, rng) -> None:
             return
     else:
         try:
-            fits = qdense.ndim <= 2 and np.broadcast_shapes(dense.shape, qdense.shape) == dense.shape
+            fits = (
+                qdense.ndim <= 2 and np.broadcast_shapes(dense.shape, qdense.shape) == dense.shape
+            )
         except ValueError:
             fits = False
         padded = (1,) * (2 - qdense.ndim) + qdense.shape if qdense.ndim <= 2 else None
@@ -748,8 +824,7 @@ def sparse_round(fz: Fuzzer, rng) -> None:
     P = dense.astype(np.float32) if half else dense
     normalize = kw.get("normalize", True)
     try:
-        ref = _signed(divergence_ref(P, qdense, axis=ax, base=base, normalize=normalize,
-                                     cross=func == "cross_entropy"), base)  # fmt: skip
+        ref = divergence_exact(P, qdense, ax, base, normalize, func == "cross_entropy")
     except ValueError:
         fz.call("sparse", "invalid-negative", what, call, expect_error(names))
         return
@@ -827,7 +902,11 @@ def _routing_problem(r, T: int) -> str | None:
         return "order/offsets"
     k = experts.shape[1]
     off = [int(v) for v in offsets]
-    if off[0] != 0 or off[-1] != order.size or any(b < a for a, b in zip(off, off[1:])):
+    if (
+        off[0] != 0
+        or off[-1] != order.size
+        or any(b < a for a, b in zip(off, off[1:], strict=False))
+    ):
         return "offsets"
     slots = [int(v) for v in order]
     if len(set(slots)) != len(slots) or any(not 0 <= s < T * k for s in slots):
@@ -924,7 +1003,9 @@ def moe_round(fz: Fuzzer, rng) -> None:
     block = pick(rng, (None, None, None, 1, 2, 3, 4))
     vals = rng.standard_normal((T, H)) * float(pick(rng, (1.0, 1e4, 1e-3)))
     if rng.random() < 0.2 and vals.size:
-        vals.flat[rng.integers(0, vals.size, 2)] = pick(rng, ((np.inf, np.nan), (-np.inf, 0.0), (-0.0, 1e38)))
+        vals.flat[rng.integers(0, vals.size, 2)] = pick(
+            rng, ((np.inf, np.nan), (-np.inf, 0.0), (-0.0, 1e38))
+        )
     with np.errstate(all="ignore"):
         hidden_np = vals.astype(dt)
     action = rng.random()
@@ -1035,7 +1116,11 @@ def _forge(rng, r, T, E, k, what: str):
         seg = order[offsets[e] : offsets[e + 1]]
         order[offsets[e] : offsets[e + 1]] = seg[rng.permutation(seg.size)]
     elif what == "not a routing":
-        return pick(rng, (None, (r.experts, r.weights), {"experts": r.experts}, "routing")), False, False
+        return (
+            pick(rng, (None, (r.experts, r.weights), {"experts": r.experts}, "routing")),
+            False,
+            False,
+        )
     forged = r._replace(order=order, offsets=offsets, experts=experts, weights=weights)
     problem = _routing_problem(forged, T)
     w = np.asarray(weights)
@@ -1070,8 +1155,11 @@ def _moe_forged(fz, rng, r, T, E, k, hidden_np, kind, block):
         check = _judge_combine(x_np, forged, T, k, block, kind)
         judge = expect_result(("combine",), check, may_reject=lenient)
     elif what_forged == "weights complex" or what_forged == "weights numeric strings":
-        judge = expect_error(("combine",)) if what_forged == "weights complex" else (
-            expect_anything(("combine",)))
+        judge = (
+            expect_error(("combine",))
+            if what_forged == "weights complex"
+            else (expect_anything(("combine",)))
+        )
     elif what_forged.startswith("weights") and d_ok:
         judge = expect_error(("combine",), mention="weights")  # the message says what is wrong
     else:
@@ -1122,9 +1210,11 @@ def _moe_out(fz, rng, r, T, k, hidden_np, kind, block):
         out = np.empty((shape[0] + 1, shape[1]), dt)
     elif which == "dtype":
         out = np.empty(shape, np.float64 if kind != "float64" else np.float32)
-    elif which == "fortran":
-        out = np.empty((shape[0], shape[1] + 1), dt, order="F")[:, :-1] if shape[0] > 1 and shape[1] >= 1 \
-            else np.empty(shape, dt)[::-1]
+    elif which == "fortran":  # (or reversed rows): not C-contiguous unless trivially so
+        if shape[0] > 1 and shape[1] >= 1:
+            out = np.empty((shape[0], shape[1] + 1), dt, order="F")[:, :-1]
+        else:
+            out = np.empty(shape, dt)[::-1]
         valid = out.flags.c_contiguous and out.flags.writeable
     elif which == "readonly":
         out = np.empty(shape, dt)
@@ -1160,7 +1250,11 @@ def _moe_out(fz, rng, r, T, k, hidden_np, kind, block):
         judge = expect_result((func,), check)
     elif overlap:
         empty = int(np.prod(shape)) == 0  # nothing is written: no overlap that matters
-        judge = expect_result((func,), check, may_reject=True) if not empty else expect_anything((func,))
+        judge = (
+            expect_result((func,), check, may_reject=True)
+            if not empty
+            else expect_anything((func,))
+        )
     else:
         judge = expect_error((func,))
     fz.call("moe", tag, f"{func}({desc})", call, judge)
@@ -1248,9 +1342,11 @@ def _dask():
 def _partition(rng, n: int) -> tuple[int, ...]:
     if n == 0:
         return (0,)
-    cuts = sorted(set(rng.integers(1, n, int(rng.integers(0, min(n, 4)))).tolist())) if n > 1 else []
+    cuts = (
+        sorted(set(rng.integers(1, n, int(rng.integers(0, min(n, 4)))).tolist())) if n > 1 else []
+    )
     bounds = [0, *cuts, n]
-    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
+    return tuple(b - a for a, b in zip(bounds, bounds[1:], strict=False))
 
 
 def dask_round(fz: Fuzzer, rng, files) -> None:
@@ -1277,9 +1373,9 @@ def _dask_route(fz, rng, files):
             opts["min_capacity"] = int(rng.integers(0, 4))
         if rng.random() < 0.1:
             opts["drop"] = "score"
-    if rng.random() < 0.3:
+    if not fz.quick and rng.random() < 0.3:
         opts["scoring"] = "sigmoid"
-    if rng.random() < 0.2:
+    if not fz.quick and rng.random() < 0.2:
         opts["stats"] = False
     chunks = (_partition(rng, T), (E,))
     if rng.random() < 0.05:
@@ -1293,10 +1389,8 @@ def _dask_route(fz, rng, files):
 
     def run():
         r = frd.route(da.from_array(x, chunks=chunks), k, **opts)
-        fields = [getattr(r, f) for f in r._fields]
-        lazy = [f for f in fields if isinstance(f, da.Array)]
-        done = dask.compute(*lazy)
-        return r, dict(zip([n for n, f in zip(r._fields, fields) if isinstance(f, da.Array)], done))
+        lazy = {name: v for name, v in r._asdict().items() if isinstance(v, da.Array)}
+        return r, dict(zip(lazy, dask.compute(*lazy.values()), strict=True))
 
     bad_chunks = len(chunks[1]) > 1
     if ref_err is not None or bad_chunks or (opts.get("drop") == "score"):
@@ -1313,7 +1407,7 @@ def _dask_route(fz, rng, files):
                 have = done[name]
                 if len(declared) != np.ndim(have) or any(
                     not (isinstance(d, float) and math.isnan(d)) and d != s
-                    for d, s in zip(declared, np.shape(have))
+                    for d, s in zip(declared, np.shape(have), strict=True)
                 ):
                     return f"declared shape: {name} declared {declared}, computed {np.shape(have)}"
             else:
@@ -1324,7 +1418,9 @@ def _dask_route(fz, rng, files):
                 continue
             if name in ("aux_loss", "z_loss"):
                 a, b = float(np.asarray(have)), float(want)
-                if not (a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-12 * abs(b)):
+                if not (
+                    a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-12 * abs(b)
+                ):
                     return f"value: {name} {a!r}, expected {b!r}"
                 continue
             h, w = np.asarray(have), np.asarray(want)
@@ -1388,7 +1484,9 @@ def _dask_cooccurrence(fz, rng, files):
             and kw["row_blocks"] >= 1))  # fmt: skip
     if rng.random() < 0.2:
         choice = pick(rng, ("freq", "freq", "short", "negative", "nan", "strings"))
-        w = np.bincount(np.clip(toks.astype(np.int64), 0, max(V - 1, 0)), minlength=V)[:V].astype(float)
+        w = np.bincount(np.clip(toks.astype(np.int64), 0, max(V - 1, 0)), minlength=V)[:V].astype(
+            float
+        )
         if choice == "short":
             w = w[:-1] if V else np.ones(1)
         elif choice == "negative" and V:
@@ -1432,7 +1530,11 @@ def _dask_cooccurrence(fz, rng, files):
             return "value: counts differ from fastroute.cooccurrence"
         return None
 
-    tag = "cooc-unknown-chunks" if unknown else ("cooc-empty-float" if toks.dtype.kind == "f" else "cooc")
+    tag = (
+        "cooc-unknown-chunks"
+        if unknown
+        else ("cooc-empty-float" if toks.dtype.kind == "f" else "cooc")
+    )
     fz.call("dask", tag, desc, run, expect_result(("cooccurrence",), check, may_reject=unknown))
 
 
@@ -1476,7 +1578,12 @@ def _make_files(root: pathlib.Path) -> dict:
     return f
 
 
-VALID_IDS = {"ids.npy": np.int64, "ids32.npy": np.int32, "ids_be.npy": np.int64, "ids_empty.npy": np.int64}
+VALID_IDS = {
+    "ids.npy": np.int64,
+    "ids32.npy": np.int32,
+    "ids_be.npy": np.int64,
+    "ids_empty.npy": np.int64,
+}
 
 
 def _dask_read_ids(fz, rng, files):
@@ -1506,7 +1613,11 @@ def _dask_read_ids(fz, rng, files):
         want = np.load(files[name])
 
         def check(got):
-            if got.shape != want.shape or not np.array_equal(got, want) or got.dtype.kind not in "iu":
+            if (
+                got.shape != want.shape
+                or not np.array_equal(got, want)
+                or got.dtype.kind not in "iu"
+            ):
                 return f"value: {summary(got)}, expected {summary(want)}"
             return None
 
@@ -1543,7 +1654,9 @@ def _dask_read_corpus(fz, rng, files):
     if rng.random() < 0.4:
         kw["blocksize"] = pick(rng, (1, 7, 64, 2**70, 0, -1, "10", True, 2.5))
     good_block = "blocksize" not in kw or (
-        isinstance(kw["blocksize"], int) and not isinstance(kw["blocksize"], bool) and kw["blocksize"] >= 1
+        isinstance(kw["blocksize"], int)
+        and not isinstance(kw["blocksize"], bool)
+        and kw["blocksize"] >= 1
     )
     desc = f"read_corpus({names} as {form}, {kw})"
 
@@ -1571,7 +1684,9 @@ def _dask_read_corpus(fz, rng, files):
         fz.call("dask", "read_corpus", desc, run,
                 expect_result(("read_corpus",), check, may_reject=form == "bytes"))  # fmt: skip
         return
-    tag = "read_corpus-" + (form if form in ("None", "int", "bytes") else str(names[0]) if names else "none")
+    tag = "read_corpus-" + (
+        form if form in ("None", "int", "bytes") else str(names[0]) if names else "none"
+    )
     fz.call("dask", tag, desc, run, expect_error(("read_corpus",), oserror=True))
 
 
@@ -1684,18 +1799,19 @@ def _cli_expect(valid: bool | None):
     return judge
 
 
-#: (option, value, valid): single options of ``analyze``
+#: (option, value, valid): single options of ``analyze``; valid "parse": an
+#: error of argparse itself (a type or a choice), whatever comes after it
 CLI_OPTIONS = (
-    ("-k", "3", True), ("-k", "0", False), ("-k", "-2", False), ("-k", "abc", False),
+    ("-k", "3", True), ("-k", "0", False), ("-k", "-2", False), ("-k", "abc", "parse"),
     ("-k", str(10**30), True), ("--related", "0", True), ("--related", "-1", False),
-    ("--related", "1e3", False), ("--window", "1", True), ("--window", "0", False),
-    ("--window", str(2**70), True), ("--measure", "pmi", True), ("--measure", "bogus", False),
+    ("--related", "1e3", "parse"), ("--window", "1", True), ("--window", "0", False),
+    ("--window", str(2**70), True), ("--measure", "pmi", True), ("--measure", "bogus", "parse"),
     ("--cds", "0.5", True), ("--cds", "0", False), ("--cds", "2", False), ("--cds", "nan", False),
     ("--min-count", "1", True), ("--min-count", "0", False), ("--min-count", "nan", False),
     ("--min-count", "inf", None), ("--min-count", "-1", False), ("--by", "kl", None),
-    ("--by", "bogus", False), ("--min-frequency", "2", True), ("--min-frequency", "-1", False),
+    ("--by", "bogus", "parse"), ("--min-frequency", "2", True), ("--min-frequency", "-1", False),
     ("--min-frequency", "nan", False), ("--min-frequency", "inf", None), ("--json", None, True),
-    ("--vocab", "vocab6.txt", None), ("--bogus-flag", None, False),
+    ("--vocab", "vocab6.txt", None), ("--bogus-flag", None, "parse"),
 )  # fmt: skip
 
 #: (files, valid): the FILE arguments
@@ -1712,6 +1828,13 @@ SCHEDULERS = ("", " ", "bogus-address", "tcp://", "tcp://host:notaport", "inproc
 
 
 def cli_round(fz: Fuzzer, rng, files, seen: set) -> None:
+    if "valid False" not in seen:  # the first round: a valid text, so that one always runs
+        seen.add("valid False")
+        argv = ["analyze", files["small.txt"], "-k", "3"]
+        fz.call(
+            "cli", "cli-analyze-valid", " ".join(argv), lambda: _run_cli(argv), _cli_expect(True)
+        )
+        return
     kind = rng.random()
     if kind < 0.25:  # --workers / --scheduler, each in a forked child
         f = files["small.txt"]
@@ -1734,7 +1857,10 @@ def cli_round(fz: Fuzzer, rng, files, seen: set) -> None:
             rc, out, err, asked = got
             if asked:  # it went as far as starting a cluster (the stub)
                 if any(a is None or int(a) > cores for a in asked):
-                    return "wrong", f"unbounded: asked for {asked} worker processes on {cores} cores"
+                    return (
+                        "wrong",
+                        f"unbounded: asked for {asked} worker processes on {cores} cores",
+                    )
                 return "ok", ""
             return _cli_expect(valid)((rc, out, err), None)
 
@@ -1746,6 +1872,8 @@ def cli_round(fz: Fuzzer, rng, files, seen: set) -> None:
     argv = ["analyze", *paths]
     valid: bool | None = fvalid
     npz = any(p.endswith(".npz") for p in paths)
+    chosen: dict[str, Any] = {}  # option -> valid (argparse keeps the last value)
+    parse_error = False
     for _ in range(int(pick(rng, (0, 0, 1, 1, 2)))):
         opt, val, ok = pick(rng, CLI_OPTIONS)
         if opt == "--vocab":
@@ -1753,8 +1881,12 @@ def cli_round(fz: Fuzzer, rng, files, seen: set) -> None:
             ok = npz and val.endswith("vocab6.txt")
         if opt == "--cds" and ok:
             argv += ["--measure", "ppmi"]
+            chosen["--measure"] = True
         argv += [opt] + ([val] if val is not None else [])
-        if ok is False:
+        chosen[opt] = ok
+        parse_error = parse_error or ok == "parse"
+    for ok in [*chosen.values(), False if parse_error else True]:
+        if ok is False or ok == "parse":
             valid = False
         elif ok is None and valid:
             valid = None
@@ -1797,7 +1929,9 @@ class Guarded:
 
     def intact(self, i: int) -> bool:
         v = (IFILLS if self.dtype.kind in "iu" else FILLS)[i]
-        return bool((self.big[: self.rows] == v).all() and (self.big[self.rows + self.n :] == v).all())
+        return bool(
+            (self.big[: self.rows] == v).all() and (self.big[self.rows + self.n :] == v).all()
+        )
 
 
 def _guarded_call(bufs: dict[str, Guarded], init: Callable[[], None], run: Callable[[], Any]):
@@ -1831,6 +1965,10 @@ def kernel_round(fz: Fuzzer, rng) -> None:
     getattr(sys.modules[__name__], f"_k_{name}")(fz, rng, bad)
 
 
+def _slug(what: str) -> str:
+    return what.replace(" > ", " gt ").replace(",", "").replace(" ", "-")
+
+
 def _kernel_judge(name, expect_fn, valid: bool):
     """The judge of a guarded kernel call: an out-of-bounds access is wrong
     (a write changes a margin; a read makes the two runs differ); a valid
@@ -1840,7 +1978,9 @@ def _kernel_judge(name, expect_fn, valid: bool):
     def judge(got, exc):
         if exc is not None:
             if clear(exc, (name,)):
-                return ("wrong", f"rejected valid input: {describe(exc)}") if valid else ("error", "")
+                return (
+                    ("wrong", f"rejected valid input: {describe(exc)}") if valid else ("error", "")
+                )
             return "other", f"foreign {describe(exc)}"
         outs, spoiled = got
         if spoiled:
@@ -1863,7 +2003,9 @@ def _k_top_k_1d(fz, rng, bad):
     nv = k
     what = "valid"
     if bad:
-        what = pick(rng, ("k > n", "short values", "short indices", "k > n, buffers of n", "negative k"))
+        what = pick(
+            rng, ("k > n", "short values", "short indices", "k > n, buffers of n", "negative k")
+        )
         if what == "k > n":
             k = n + int(rng.integers(1, 20))
             nv = k
@@ -1888,7 +2030,10 @@ def _k_top_k_1d(fz, rng, bad):
         vals.view[:] = 0
         idxs.view[:] = -1
 
-    run = lambda: _guarded_call(bufs, init, lambda: top_k_1d(x.view, k, largest, sort, vals.view, idxs.view))  # noqa: E731
+    def run():
+        return _guarded_call(
+            bufs, init, lambda: top_k_1d(x.view, k, largest, sort, vals.view, idxs.view)
+        )
 
     def expect(first):
         _, b = first
@@ -1901,7 +2046,7 @@ def _k_top_k_1d(fz, rng, bad):
             return f"value: {summary(gi)}, expected {summary(ei)}"
         return None
 
-    fz.call("kernels", "top_k_1d-" + what.replace(" ", "-"), f"top_k_1d(n={n}, k={k}, buffers={nv}, {what})",
+    fz.call("kernels", "top_k_1d-" + _slug(what), f"top_k_1d(n={n}, k={k}, buffers={nv}, {what})",
             run, _kernel_judge("top_k_1d", expect, what == "valid"))  # fmt: skip
 
 
@@ -1925,7 +2070,7 @@ def _k_entropy(fz, rng, bad, name):
         work.view[:] = 0
 
     call = (lambda: fn(p.view, work.view)) if logits else (lambda: fn(p.view, normalize, work.view))
-    run = lambda: _guarded_call({"p": p, "work": work}, init, call)  # noqa: E731
+    run = lambda: _guarded_call(bufs, init, call)  # noqa: E731
 
     def expect(first):
         got = float(first[0])
@@ -1935,7 +2080,7 @@ def _k_entropy(fz, rng, bad, name):
         return None
 
     what = "valid" if not bad else "short work"
-    fz.call("kernels", f"{name}-{what.replace(' ', '-')}", f"{name}(n={n}, work={nw})", run,
+    fz.call("kernels", f"{name}-{_slug(what)}", f"{name}(n={n}, work={nw})", run,
             _kernel_judge(name, expect, not bad))  # fmt: skip
 
 
@@ -1961,7 +2106,10 @@ def _k_relative_entropy_1d(fz, rng, bad):
         p.view[:] = ps
         q.view[:] = qs
 
-    run = lambda: _guarded_call({"p": p, "q": q}, init, lambda: relative_entropy_1d(p.view, q.view, normalize))  # noqa: E731
+    def run():
+        return _guarded_call(
+            {"p": p, "q": q}, init, lambda: relative_entropy_1d(p.view, q.view, normalize)
+        )
 
     def expect(first):
         got = float(first[0])
@@ -1971,7 +2119,7 @@ def _k_relative_entropy_1d(fz, rng, bad):
         return None
 
     what = "valid" if nq == n else "q shorter" if nq < n else "q longer"
-    fz.call("kernels", "relative_entropy_1d-" + what.replace(" ", "-"),
+    fz.call("kernels", "relative_entropy_1d-" + _slug(what),
             f"relative_entropy_1d(n={n}, len(q)={nq}, normalize={normalize})", run,
             _kernel_judge("relative_entropy_1d", expect, what == "valid"))  # fmt: skip
 
@@ -2017,13 +2165,15 @@ def _k_route_1d(fz, rng, bad):
         st, b = first
         ref = fr.route(zs[None], k, scoring="sigmoid" if sigmoid else "softmax", renormalize=renorm,
                        bias=bs if nb else None)  # fmt: skip
-        if int(st) != 0 or not np.array_equal(b["experts"], ref.experts[0]) or not same_values(
-            b["weights"], ref.weights[0]
+        if (
+            int(st) != 0
+            or not np.array_equal(b["experts"], ref.experts[0])
+            or not same_values(b["weights"], ref.weights[0])
         ):
             return f"value: status {int(st)} {summary(b['experts'])}, expected {summary(ref.experts[0])}"
         return None
 
-    fz.call("kernels", "route_1d-" + what.replace(" ", "-").replace(">", "gt"),
+    fz.call("kernels", "route_1d-" + _slug(what),
             f"route_1d(E={E}, k={k}, experts={ne}, weights={nw}, bias={nb}, {what})", run,
             _kernel_judge("route_1d", expect, what == "valid"))  # fmt: skip
 
@@ -2053,16 +2203,21 @@ def _k_gather_row(fz, rng, bad):
         src.view[:] = srcs
         out.view[:] = 0
 
-    run = lambda: _guarded_call({"src": src, "out": out}, init, lambda: gather_row(src.view, s, out.view, r))  # noqa: E731
+    def run():
+        return _guarded_call(
+            {"src": src, "out": out}, init, lambda: gather_row(src.view, s, out.view, r)
+        )
 
     def expect(first):
         got = first[1]["out"]
         want = np.zeros((N, Ho), np.float32)
         if s >= 0:
             want[r] = srcs[s]
-        return None if same_values(got, want) else f"value: {summary(got)}, expected {summary(want)}"
+        return (
+            None if same_values(got, want) else f"value: {summary(got)}, expected {summary(want)}"
+        )
 
-    fz.call("kernels", "gather_row-" + what.replace(" ", "-"), f"gather_row(T={T}, H={H}, s={s}, N={N}, r={r}, out width {Ho})",
+    fz.call("kernels", "gather_row-" + _slug(what), f"gather_row(T={T}, H={H}, s={s}, N={N}, r={r}, out width {Ho})",
             run, _kernel_judge("gather_row", expect, what == "valid"))  # fmt: skip
 
 
@@ -2108,9 +2263,11 @@ def _k_combine_row(fz, rng, bad):
             p_ = int(pos_s[t * k + j])
             if p_ >= 0:
                 want = want + ws[t, j] * xs[p_]
-        return None if same_values(got, want) else f"value: {summary(got)}, expected {summary(want)}"
+        return (
+            None if same_values(got, want) else f"value: {summary(got)}, expected {summary(want)}"
+        )
 
-    fz.call("kernels", "combine_row-" + what.replace(" ", "-"),
+    fz.call("kernels", "combine_row-" + _slug(what),
             f"combine_row(T={T}, k={k}, H={H}, N={N}, t={t}, acc={nacc}, weights width {kw})", run,
             _kernel_judge("combine_row", expect, what == "valid"))  # fmt: skip
 
