@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _drivers as drv
 from ._jit import PARALLEL_MIN_WORK, parallel_guard
-from ._sparse import is_sparse, sparse_entropy
+from ._sparse import as_csr, is_sparse, sparse_entropy
 from ._validate import (
     F32,
     FAST_DTYPES,
@@ -22,6 +22,7 @@ from ._validate import (
 )
 from .kernels import entropy32 as K32
 from .kernels._math import BLOCK
+from .kernels.divergence import RAW_SCALE, raw_rows_scaled
 from .kernels.entropy import (
     EXACT,
     LANES64,
@@ -116,7 +117,19 @@ def entropy(
             f"entropy: slice {where} (along axis {ax}) has a negative entry; "
             "probabilities and counts must be >= 0"
         )
-    return _finish(out64, dtype, b)
+    if b is None or normalize:
+        return _finish(out64, dtype, b)
+    # -sum p log p beyond float64 in nats may be finite in a base with
+    # |log(base)| > 1 (entries near the float64 maximum): summed again
+    beyond = np.flatnonzero(np.isinf(out64.reshape(-1)))
+    out = _finish(out64, dtype, b)
+    if beyond.size:
+        if is_sparse(p):
+            rows = _stored_rows(as_csr(p, "entropy", columns=ax == 0), beyond)
+        else:
+            rows = np.moveaxis(a, ax, -1)[np.unravel_index(beyond, lead)] if lead else a[None]
+        out.reshape(-1)[beyond] = _raw_in_base(np.asarray(rows, np.float64), math.log(b))
+    return out
 
 
 def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None) -> np.ndarray:
@@ -277,6 +290,25 @@ def _exact_rows(x2, normalize, out, status):
                     x2, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK)
                 )
     return bool(np.count_nonzero(status))
+
+
+def _stored_rows(m, where):
+    """The stored entries of the CSR rows ``where`` of ``m``, zero-padded to
+    one length (zeros add nothing to ``-sum p log p``)."""
+    lens = m.indptr[where + 1] - m.indptr[where]
+    rows = np.zeros((where.size, int(lens.max())))
+    for i, r in enumerate(where.tolist()):
+        rows[i, : lens[i]] = m.data[m.indptr[r] : m.indptr[r + 1]]
+    return rows
+
+
+def _raw_in_base(rows, lb):
+    """``-sum p log p / lb`` of the float64 ``rows``, every term scaled
+    before it is summed (no overflow; ``+-inf`` only beyond float64)."""
+    sub, status = np.empty(rows.shape[0]), np.zeros(rows.shape[0], np.uint8)
+    raw_rows_scaled(rows, rows, 1, True, RAW_SCALE / lb, sub, status, 0, rows.shape[0])
+    with np.errstate(over="ignore"):
+        return sub / RAW_SCALE
 
 
 def _finish(out64, dtype, base):

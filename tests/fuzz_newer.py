@@ -647,6 +647,59 @@ def divergence_round(fz: Fuzzer, rng) -> None:
     fz.call("divergence", tag, what, call, expect_result(names, check, may_reject=edge))
 
 
+def entropy_round(fz: Fuzzer, rng) -> None:
+    """``entropy`` of counts (dense, or a CSR matrix), unnormalized ones
+    with entries near the float64 limit among them: the exact value is
+    ``cross_entropy(p, p)``'s (``-sum p log p``, normalized or not)."""
+    shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)))
+    dtype = pick(rng, QUICK_DTYPES)
+    p0 = np.abs(draw_values(rng, shape, dtype, False, 0.0))
+    if rng.random() < 0.4:  # entries near the float64 limit, all finite
+        p0 = rng.choice(np.array(HUGE_COUNTS), shape)
+    kw: dict[str, Any] = {"normalize": bool(rng.random() < 0.3)}
+    if rng.random() < 0.8:
+        kw["base"] = pick(rng, BASES)
+    axis = int(pick(rng, (-1, 0)))
+    if axis == 0:
+        kw["axis"] = 0
+    if rng.random() < 0.3:
+        p, pa, pwhat = sp.csr_array(p0), p0, "csr"
+    else:
+        p, pa, pwhat = as_input(rng, p0, True)
+    what = f"entropy(p={pwhat} {p0.dtype} {shape}, {kw})"
+    call = lambda: fr.entropy(p, **kw)  # noqa: E731
+    if pa is None:  # a ragged list
+        fz.call("divergence", "entropy-invalid", what, call, expect_error(("entropy",)))
+        return
+    ax = axis % 2
+    base = kw.get("base")
+    normalize = kw["normalize"]
+    pf = np.asarray(pa, np.float64)
+    ref = divergence_exact(pf, pf, ax, base, normalize, True)
+    with np.errstate(all="ignore"):
+        scale = (
+            np.abs(ref)
+            if normalize
+            else np.nan_to_num(
+                divergence_terms_scale(pf, pf, axis=ax, normalize=False, cross=True), nan=np.inf
+            )
+        )
+    f32 = np.dtype(pa.dtype).char in "ef"  # float32 logs: float32's accuracy
+    out_dtype = np.dtype(np.float32 if f32 else np.float64)
+
+    def check(got):
+        if not isinstance(got, np.ndarray):
+            return f"type: {type(got).__name__} {got!r}, not a NumPy array"
+        if got.shape != (shape[1 - ax],):
+            return f"shape: {got.shape}, expected {(shape[1 - ax],)}"
+        if got.dtype != out_dtype:
+            return f"dtype: {got.dtype}, expected {out_dtype}"
+        return value_problem(got, ref, f32, scale, _unit(base))
+
+    tag = "huge-values" if np.abs(pf).max(initial=0) > 1e200 else "valid"
+    fz.call("divergence", "entropy-" + tag, what, call, expect_result(("entropy",), check))
+
+
 def _divergence_tag(func, whats, kw, p0, q0, logits) -> str:
     """What is special about a valid call: an extreme option or value first,
     then the input's form."""
@@ -2100,6 +2153,8 @@ def _k_relative_entropy_1d(fz, rng, bad):
     p, q = Guarded(n, np.float64), Guarded(nq, np.float64)
     ps = np.abs(draw_values(rng, (n,), np.float64, False, 0.0))
     qs = np.abs(draw_values(rng, (nq,), np.float64, False, 0.0))
+    if rng.random() < 0.2:  # entries near the float64 limit, all finite; q > 0
+        ps, qs = rng.uniform(0.0, 1.79e308, n), rng.uniform(1e307, 1.79e308, nq)
     normalize = bool(rng.random() < 0.7)
 
     def init():
@@ -2309,7 +2364,7 @@ def main(argv=None) -> int:
             while fz.counts["tried"] < args.calls:
                 s = surfaces[int(rng.choice(len(surfaces), p=weights / weights.sum()))]
                 if s == "divergence":
-                    divergence_round(fz, rng)
+                    (entropy_round if rng.random() < 0.15 else divergence_round)(fz, rng)
                 elif s == "sparse":
                     sparse_round(fz, rng)
                 elif s == "moe":

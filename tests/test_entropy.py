@@ -357,6 +357,25 @@ def test_base_changes_the_unit():
     np.testing.assert_allclose(fr.entropy_from_logits(z, base=2), [2.0], rtol=1e-15)
 
 
+def test_unnormalized_sums_beyond_float64_in_nats_finite_in_base():
+    """``-sum p log p`` of entries near 1e308 overflows in nats but is finite
+    in a base with ``|log(base)| > 1``; it was ``-inf`` (``base=1e300``).
+    Now the exact value rounded, dense and sparse, rows and columns; ``+-inf``
+    only beyond float64 in that base."""
+    import scipy.sparse as sp
+
+    p = np.array([[1e308, 0.0, 1e307], [1e308, 1.7e308, 0.0], [2.0, 0.0, 1.0]])
+    for base in (1e300, 1e-300, 10.0, 2.0):
+        ref = entropy_ref(p, -1, base, False)
+        assert_close(fr.entropy(p, normalize=False, base=base), ref)
+        assert_close(fr.entropy(p.T, axis=0, normalize=False, base=base), ref)
+        assert_close(fr.entropy(sp.csr_array(p), normalize=False, base=base), ref)
+        assert_close(fr.entropy(sp.csr_array(p.T), axis=0, normalize=False, base=base), ref)
+        assert_close(fr.entropy(p[0], normalize=False, base=base), ref[0])
+    assert fr.entropy(p[0], normalize=False, base=1e300) == pytest.approx(-1.129e308, rel=1e-15)
+    assert fr.entropy(p[1], normalize=False, base=2.0) == -np.inf  # beyond float64 in bits
+
+
 @pytest.mark.parametrize("func", [fr.entropy, fr.entropy_from_logits])
 @pytest.mark.parametrize("base", [1, 1.0, 0, 0.0, -2.0, math.inf, math.nan])
 def test_bad_base_is_value_error(func, base):

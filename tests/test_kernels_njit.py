@@ -130,6 +130,18 @@ def test_relative_entropy_1d_in_prange_matches_public_api(dtype):
     assert np.isnan(batched_relative_entropy(p, q, True)[3])  # the kernel never raises
 
 
+def test_relative_entropy_1d_unnormalized_terms_beyond_float64():
+    """Entries near 1e308 whose terms overflow while the sum is finite: the
+    kernel gave ``+inf``; it now sums again with scaled terms, as the public
+    function does."""
+    p = np.array([[1e308, 6e307], [1.5e308, 6e307], [1e308, 1.0]])
+    q = np.array([[1.35e307, 1.7e308], [1e307, 1.7e308], [1e-10, 1.0]])
+    got = batched_relative_entropy(p, q, False)
+    np.testing.assert_array_equal(got, fr.relative_entropy(p, q, normalize=False))
+    assert got[0] == pytest.approx(1.3776081756468111e308, rel=1e-15)
+    assert got[2] == np.inf  # beyond float64
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_entropy_logits_1d_in_prange_matches_public_api(dtype):
     rng = np.random.default_rng(3)

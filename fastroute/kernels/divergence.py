@@ -864,4 +864,7 @@ def relative_entropy_1d(p, q, normalize):
         kl_rows(p2, q2, 1, out, status, 0, 1)
     else:
         raw_rows(p2, q2, 1, False, out, status, 0, 1)
+        if status[0] == EXACT:  # terms beyond float64: summed again, scaled
+            raw_rows_scaled(p2, q2, 1, False, RAW_SCALE, out, status, 0, 1)
+            return out[0] / RAW_SCALE
     return out[0]
