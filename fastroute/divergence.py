@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _drivers as drv
-from ._jit import PARALLEL_MIN_WORK, parallel_guard
-from ._sparse import _launch, _shape, as_csr, is_sparse
+from ._execute import MIN_WORK, run, run_csr
+from ._sparse import _shape, as_csr, is_sparse
 from ._validate import (
     F32,
     FAST_DTYPES,
@@ -26,12 +25,19 @@ from .kernels.divergence import (
     LOGITS_SHORT_N,
     QTAB_WIDTH,
     RAW_SCALE,
+    cross_rows,
+    csr_csr_rows,
+    csr_dense_rows,
     kl_logits_careful_rows,
+    kl_logits_long_rows,
+    kl_logits_short_rows,
+    kl_rows,
     q_table,
+    raw_rows,
     raw_rows_scaled,
 )
-from .kernels.divergence32 import SHORT32_N
-from .kernels.entropy import EXACT, NEGATIVE
+from .kernels.divergence32 import SHORT32_N, csr_kl32_rows, kl32_long_rows, kl32_short_rows
+from .kernels.entropy import EXACT, NEGATIVE, to_float32
 
 __all__ = ["relative_entropy", "cross_entropy", "kl_from_logits"]
 
@@ -320,7 +326,7 @@ def _small(p, q, normalize, cross, logits):
     not that case (or a negative entry, which the general path reports)."""
     if not (type(p) is np.ndarray and type(q) is np.ndarray and p.dtype == q.dtype):
         return None
-    if p.dtype not in FAST_DTYPES or p.size >= PARALLEL_MIN_WORK or not 1 <= p.ndim <= 2:
+    if p.dtype not in FAST_DTYPES or p.size >= MIN_WORK or not 1 <= p.ndim <= 2:
         return None
     if not (p.flags.c_contiguous and q.flags.c_contiguous):
         return None
@@ -339,42 +345,41 @@ def _small(p, q, normalize, cross, logits):
     if cross and normalize:  # H(p) + D(p || q), both in float64, rounded once
         out64 = np.empty(rows)
         status = np.zeros(rows, np.uint8)
-        drv.cross_serial(p2, q2, step, out64, status, 0, rows)  # widened inside
+        cross_rows(p2, q2, step, out64, status, 0, rows)  # widened inside
         if np.count_nonzero(status):
             return None
         out = out64.astype(np.float32) if f32 else out64
         return out.reshape(()) if p.ndim == 1 else out
     out = np.empty(rows)  # float64 always: one compiled kernel per input precision
     status = np.zeros(rows, np.uint8)
-    if logits is not None:
-        if _logits_kernels(p2.shape[1])[0](p2, q2, step, logits, out, 0, rows):
-            _careful_rows(p2, q2, step, logits, out)
-    elif normalize and f32:
-        _kl32_kernels(p2.shape[1])[0](p2, q2, step, out, status, 0, rows)
-    elif normalize:
-        drv.kl_serial(p2, q2, step, out, status, 0, rows)
-    else:
-        drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
+    kernel, args = _plan(p2, q2, step, normalize, cross, logits, f32, out, status)
+    if kernel(*args, 0, rows) and logits is not None:
+        _careful_rows(p2, q2, step, logits, out)
     if np.count_nonzero(status):
         return None  # a negative entry, or rows for the float64 kernel
     if f32:  # rounded once (beyond float32's range: inf, without NumPy's warning)
         out32 = np.empty(rows, np.float32)
-        drv.to_float32(out, out32)
+        to_float32(out, out32)
         out = out32
     return out.reshape(()) if p.ndim == 1 else out
 
 
-def _kl32_kernels(n: int):
-    # (serial, parallel) float32 kernels for rows of length n: a call compiles one
-    if n <= SHORT32_N:
-        return drv.kl32_short_serial, drv.kl32_short_parallel
-    return drv.kl32_long_serial, drv.kl32_long_parallel
-
-
-def _logits_kernels(n: int):
-    if n <= LOGITS_SHORT_N:
-        return drv.kl_logits_short_serial, drv.kl_logits_short_parallel
-    return drv.kl_logits_long_serial, drv.kl_logits_long_parallel
+def _plan(p2, q2, step, normalize, cross, logits, f32, out, status):
+    """(row kernel, its arguments before ``lo, hi``) of a dense divergence:
+    the logits kernels (short rows as SIMD lanes, long ones one by one;
+    they return how many rows they left for ``_careful_rows``), the
+    float32-log kernels of normalized float32 rows (rows beyond float32
+    marked ``EXACT``), the float64 normalized kernel, or the unnormalized
+    sums."""
+    n = p2.shape[1]
+    if logits is not None:
+        kernel = kl_logits_short_rows if n <= LOGITS_SHORT_N else kl_logits_long_rows
+        return kernel, (p2, q2, step, logits, out)
+    if normalize and f32:
+        return (kl32_short_rows if n <= SHORT32_N else kl32_long_rows), (p2, q2, step, out, status)
+    if normalize:
+        return kl_rows, (p2, q2, step, out, status)
+    return raw_rows, (p2, q2, step, cross, out, status)
 
 
 def _careful_rows(zp, zq, step, inv_t, out):
@@ -390,7 +395,7 @@ def _exact_rows(p2, q2, step, out, status):
     ex = np.flatnonzero(status == EXACT)
     if ex.size:
         sub, sub_status = np.empty(ex.size), np.zeros(ex.size, np.uint8)
-        drv.kl_serial(p2[ex], q2[ex] if step else q2, step, sub, sub_status, 0, ex.size)
+        kl_rows(p2[ex], q2[ex] if step else q2, step, sub, sub_status, 0, ex.size)
         out[ex] = sub
         status[ex] = sub_status
 
@@ -557,34 +562,15 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
 
 def _run(p2, q2, step, normalize, cross, logits, f32, out, status):
     """The kernel of the call on the rows of ``p2`` (``q2`` rows ``r *
-    step``): serial, or parallel above the work threshold."""
+    step``), then the careful or exact kernel on the rows it left."""
     rows, n = p2.shape
-    with parallel_guard(rows * max(n, 1)) as par:
-        par = par and rows > 1
-        if logits is not None:
-            serial, parallel = _logits_kernels(n)
-            if par:
-                parallel(p2, q2, step, logits, out, drv.n_chunks(rows))
-                marked = (out < 0.0).any()
-            else:
-                marked = serial(p2, q2, step, logits, out, 0, rows)
-            if marked:
-                _careful_rows(p2, q2, step, logits, out)
-        elif normalize and f32:
-            serial, parallel = _kl32_kernels(n)
-            if par:
-                parallel(p2, q2, step, out, status, drv.n_chunks(rows))
-            else:
-                serial(p2, q2, step, out, status, 0, rows)
-            _exact_rows(p2, q2, step, out, status)
-        elif normalize and par:
-            drv.kl_parallel(p2, q2, step, out, status, drv.n_chunks(rows))
-        elif normalize:
-            drv.kl_serial(p2, q2, step, out, status, 0, rows)
-        elif par:
-            drv.divergence_raw_parallel(p2, q2, step, cross, out, status, drv.n_chunks(rows))
-        else:
-            drv.divergence_raw_serial(p2, q2, step, cross, out, status, 0, rows)
+    kernel, args = _plan(p2, q2, step, normalize, cross, logits, f32, out, status)
+    marked = run(kernel, args, rows, 4 * rows * max(n, 1))
+    if logits is not None:
+        if any(marked):
+            _careful_rows(p2, q2, step, logits, out)
+    elif normalize and f32:
+        _exact_rows(p2, q2, step, out, status)
 
 
 def _to_base(out: np.ndarray, base: float) -> float:
@@ -672,22 +658,19 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
     if nrows:
         if is_sparse(q):
             qm = (mq.indptr, mq.indices, mq.data.astype(work, copy=False).reshape(1, -1))
-            args = (pm, qm, mode, out, status)
-            serial, parallel = drv.csr_csr_serial, drv.csr_csr_parallel
+            kernel, args = csr_csr_rows, (pm, qm, mode, out, status)
         else:
             step = int(qt.shape[0] != 1)
             q2 = _rows_c(qt, work)
             tab = np.empty((q2.shape[0], QTAB_WIDTH))
             q_table(q2, tab)
-            args = (pm, q2, step, tab, mode, out, status)
-            serial, parallel = drv.csr_dense_serial, drv.csr_dense_parallel
+            kernel, args = csr_dense_rows, (pm, q2, step, tab, mode, out, status)
             if mode == 0 and f32:  # the float32-log kernel
-                args = (pm, q2, step, tab, out, status)
-                serial, parallel = drv.csr_kl32_serial, drv.csr_kl32_parallel
-        _launch(serial, parallel, m, K.ENTROPY_ROW_COST, *args, rows=True)
+                kernel, args = csr_kl32_rows, (pm, q2, step, tab, out, status)
+        run_csr(kernel, args, m.indptr, K.ENTROPY_ROW_COST)
         if not is_sparse(q) and mode == 0 and f32:
             for r in np.flatnonzero(status == EXACT).tolist():  # rows beyond float32
-                drv.csr_dense_serial(pm, q2, step, tab, 0, out, status, r, r + 1)
+                csr_dense_rows(pm, q2, step, tab, 0, out, status, r, r + 1)
     if np.count_nonzero(status):
         neg = np.flatnonzero(status == NEGATIVE)
         if neg.size:

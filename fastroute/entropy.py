@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _drivers as drv
-from ._jit import PARALLEL_MIN_WORK, parallel_guard
+from ._execute import MIN_WORK, run
 from ._sparse import as_csr, is_sparse, sparse_entropy
 from ._validate import (
     F32,
@@ -20,6 +19,7 @@ from ._validate import (
     rows_view,
     unravel_row,
 )
+from .kernels import entropy as KE
 from .kernels import entropy32 as K32
 from .kernels._math import BLOCK
 from .kernels.divergence import RAW_SCALE, raw_rows_scaled
@@ -192,7 +192,7 @@ def _small_rows(x, normalize, logits):
     without its validation and layout handling, so one-row calls cost about
     a microsecond of Python. None when ``x`` is not that case (or holds a
     negative entry, which the general path then reports)."""
-    if x.size >= PARALLEL_MIN_WORK or x.ndim > 2 or x.ndim == 0:
+    if x.size >= MIN_WORK or x.ndim > 2 or x.ndim == 0:
         return None
     x2 = x if x.ndim == 2 else x.reshape(1, -1)
     rows, n = x2.shape
@@ -226,49 +226,34 @@ def _rows(x2, out, status, normalize, logits):
             x32 = x2[r : r + step].astype(np.float32)
             bad |= _rows(x32, out[r : r + step], st, normalize, logits)
         return bad
-    if x2.size < PARALLEL_MIN_WORK:  # small: serial, without the guard's overhead
-        _launch(x2, out, status, normalize, logits, False)
+    rows, n = x2.shape
+    f32 = x2.dtype == F32
+    if not logits and f32 and rows == 1 and n <= K32.SHORT_N:
+        K32.one_short_row(x2, 0, normalize, out, status)  # the bits of a lane of a tile
     else:
-        with parallel_guard(x2.size) as par:
-            _launch(x2, out, status, normalize, logits, par)
+        kernel, scratch, cost = _plan(logits, f32, n)
+        args = (x2, out) if logits else (x2, normalize, out, status)
+        run(kernel, args, rows, cost * x2.size, scratch)
     return False if logits else _exact_rows(x2, normalize, out, status)
 
 
-def _launch(x2, out, status, normalize, logits, par):
-    rows, n = x2.shape
-    if logits and n <= SHORT_LOGITS_N and par:
-        drv.logits_short_parallel(x2, out, drv.n_chunks(rows))
-    elif logits and n <= SHORT_LOGITS_N:
-        work = np.empty((n + 5) * min(LOGIT_LANES, rows))  # see logits_short_rows
-        drv.logits_short_serial(x2, out, 0, rows, work)
-    elif logits and par:
-        drv.logits_parallel(x2, out, drv.n_chunks(rows))
-    elif logits:
-        drv.logits_serial(x2, out, 0, rows)
-    elif x2.dtype == F32 and n <= K32.SHORT_N:  # float32: exact rows left marked EXACT
-        if par:
-            drv.entropy32_short_parallel(x2, normalize, out, status, drv.n_chunks(rows))
-        elif rows == 1:  # the same bits as a lane of a tile
-            K32.one_short_row(x2, 0, normalize, out, status)
-        else:
-            work = np.empty(K32.work_size(n, rows))
-            drv.entropy32_short_serial(x2, normalize, out, status, 0, rows, work)
-    elif x2.dtype == F32:
-        if par:
-            drv.entropy32_long_parallel(x2, normalize, out, status, drv.n_chunks(rows))
-        else:
-            work = np.empty(K32.work_size(n, rows))
-            drv.entropy32_long_serial(x2, normalize, out, status, 0, rows, work)
-    elif n <= SHORT64_N:  # float64 (and widened) short rows as SIMD lanes
-        if par:
-            drv.entropy64_short_parallel(x2, normalize, out, status, drv.n_chunks(rows))
-        else:
-            work = np.empty((n + 4) * min(LANES64, rows))  # see short_rows64
-            drv.entropy64_short_serial(x2, normalize, out, status, 0, rows, work)
-    elif par:
-        drv.entropy_parallel(x2, normalize, out, status, drv.n_chunks(rows))
-    else:
-        drv.entropy_serial(x2, normalize, out, status, 0, rows)
+def _plan(logits, f32, n):
+    """(row kernel, its float64 scratch per chunk, work per element) for
+    rows of ``n`` entries: short rows go as SIMD lanes (logits: any dtype;
+    probabilities: float32 logs, or float64), long rows one by one. The
+    probability kernels mark the rows their error bound cannot certify
+    ``EXACT`` (for ``_exact_rows``)."""
+    if logits:
+        if n <= SHORT_LOGITS_N:
+            return KE.logits_short_rows, lambda m: ((n + 5) * min(LOGIT_LANES, m),), 2
+        return KE.logits_rows, (), 2
+    if f32:
+        if n <= K32.SHORT_N:
+            return K32.short_rows, lambda m: (K32.work_size(n, max(m, 2)),), 1
+        return K32.long_rows, (4 * BLOCK,), 1
+    if n <= SHORT64_N:
+        return KE.short_rows64, lambda m: ((n + 4) * min(LANES64, m),), 2
+    return KE.one_pass_rows, (), 2
 
 
 def _exact_rows(x2, normalize, out, status):
@@ -280,15 +265,8 @@ def _exact_rows(x2, normalize, out, status):
     exact = np.flatnonzero(status == EXACT)
     if exact.size:
         lo, hi = int(exact[0]), int(exact[-1]) + 1
-        with parallel_guard(exact.size * x2.shape[1]) as par:
-            if par:
-                drv.entropy_exact_parallel(
-                    x2[lo:hi], normalize, out[lo:hi], status[lo:hi], drv.n_chunks(hi - lo)
-                )
-            else:
-                drv.entropy_exact_serial(
-                    x2, normalize, out, status, lo, hi, np.empty(BLOCK), np.empty(BLOCK)
-                )
+        args = (x2[lo:hi], normalize, out[lo:hi], status[lo:hi])
+        run(KE.exact_rows, args, hi - lo, 4 * exact.size * x2.shape[1], (BLOCK, BLOCK))
     return bool(np.count_nonzero(status))
 
 
@@ -317,6 +295,6 @@ def _finish(out64, dtype, base):
             out64 /= math.log(base)
     if dtype.char in "ef" and out64.dtype != np.float32:
         out32 = np.empty(out64.shape, np.float32)
-        drv.to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf
+        KE.to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf
         return out32
     return out64

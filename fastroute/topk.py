@@ -6,8 +6,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from . import _drivers as drv
-from ._jit import PARALLEL_MIN_WORK, parallel_guard
+from ._execute import MIN_WORK, run
 from ._sparse import is_sparse, sparse_top_k
 from ._validate import (
     F32,
@@ -18,8 +17,8 @@ from ._validate import (
     check_k,
     rows_view,
 )
-from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N
-from .kernels.select import INSERTION_MAX_K
+from .kernels._fast import KEYS_MAX_K, KEYS_MAX_N, topk_keys_rows
+from .kernels.select import INSERTION_MAX_K, heap_rows, insertion_rows
 
 __all__ = ["TopK", "top_k"]
 
@@ -127,7 +126,7 @@ def top_k(
         and axis == -1
         and format == "dense"
         and not explicit
-        and x.size < PARALLEL_MIN_WORK
+        and x.size < MIN_WORK
         and x.dtype in FAST_DTYPES
         and type(k) is int
         and 0 <= k <= x.shape[1]
@@ -136,9 +135,8 @@ def top_k(
         values = np.empty((x.shape[0], k), x.dtype)
         indices = np.empty((x.shape[0], k), np.intp)
         if values.size:
-            largest = mode == "largest"
-            keys = x.dtype == F32 and x.shape[1] <= KEYS_MAX_N and k <= KEYS_MAX_K
-            _launch(x, k, largest, bool(sorted), values, indices, keys, False)
+            kernel = _ROW_KERNELS[_strategy(x.dtype, x.shape[1], k)]
+            kernel(x, k, mode == "largest", bool(sorted), values, indices, 0, x.shape[0])
         return TopK(values, indices)
     if mode not in ("largest", "smallest"):
         raise ValueError(f"top_k: mode must be 'largest' or 'smallest', got {mode!r}")
@@ -187,8 +185,7 @@ def top_k(
 
 def _select(x2, k, largest, sort, vals, idxs):
     """Fill ``vals``/``idxs`` (C-contiguous 2-D) with the top-k of each row of ``x2``."""
-    char = x2.dtype.char
-    if char == "e":
+    if x2.dtype.char == "e":
         # Numba has no float16: widen blocks of rows to float32 (exact) and
         # narrow the chosen values back (exact, they came from float16).
         step = max(1, HALF_BLOCK_ELEMENTS // max(1, x2.shape[1]))
@@ -198,26 +195,17 @@ def _select(x2, k, largest, sort, vals, idxs):
             _select(rows, k, largest, sort, v32[: rows.shape[0]], idxs[r : r + step])
             vals[r : r + step] = v32[: rows.shape[0]]
         return
-    keys = char == "f" and x2.shape[1] <= KEYS_MAX_N and k <= KEYS_MAX_K
-    if x2.size < PARALLEL_MIN_WORK:  # small: serial, without the guard's overhead
-        _launch(x2, k, largest, sort, vals, idxs, keys, False)
-        return
-    with parallel_guard(x2.size) as par:
-        _launch(x2, k, largest, sort, vals, idxs, keys, par)
+    kernel = _ROW_KERNELS[_strategy(x2.dtype, x2.shape[1], k)]
+    run(kernel, (x2, k, largest, sort, vals, idxs), x2.shape[0], x2.size)
 
 
-def _launch(x2, k, largest, sort, vals, idxs, keys, par):
-    if keys and par:
-        drv.topk_keys_parallel(x2, k, largest, vals, idxs, drv.n_chunks(x2.shape[0]))
-    elif keys:
-        drv.topk_keys_serial(x2, k, largest, vals, idxs, 0, x2.shape[0])
-    elif k == 0:
-        return
-    elif k <= INSERTION_MAX_K and par:
-        drv.topk_parallel(x2, k, largest, sort, vals, idxs, drv.n_chunks(x2.shape[0]))
-    elif k <= INSERTION_MAX_K:
-        drv.topk_serial(x2, k, largest, sort, vals, idxs, 0, x2.shape[0])
-    elif par:
-        drv.topk_heap_parallel(x2, k, largest, sort, vals, idxs, drv.n_chunks(x2.shape[0]))
-    else:
-        drv.topk_heap_serial(x2, k, largest, sort, vals, idxs, 0, x2.shape[0])
+def _strategy(dtype, n, k):
+    """The row kernel for rows of ``n`` entries of ``dtype``: float32 sort
+    keys for short rows and small ``k``, else a sorted insertion buffer for
+    small ``k``, else a binary heap."""
+    if dtype == F32 and n <= KEYS_MAX_N and k <= KEYS_MAX_K:
+        return "keys"
+    return "insertion" if k <= INSERTION_MAX_K else "heap"
+
+
+_ROW_KERNELS = {"keys": topk_keys_rows, "insertion": insertion_rows, "heap": heap_rows}

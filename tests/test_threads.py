@@ -13,25 +13,32 @@ import numpy as np
 import pytest
 
 import fastroute as fr
-from fastroute import _jit
+from fastroute import _execute, _jit
 
-THRESHOLD = _jit.PARALLEL_MIN_WORK
+THRESHOLD = _jit.PARALLEL_MIN_WORK  # the functions not yet on the executor
 N = 64  # row length; THRESHOLD // N rows is exactly the threshold
+W = _execute.MIN_WORK  # the executor's: the work (elements x cost) that goes parallel
 
 
 @pytest.fixture
 def parallel_calls(monkeypatch):
-    """Records every driver launch of the public functions: True for a
-    parallel driver, False for a serial one.
-
-    The drivers are the ``*_serial`` / ``*_parallel`` dispatchers of
-    ``fastroute._drivers``, which the wrappers look up on the module.
+    """Records every kernel launch of the public functions: True for a
+    parallel one, False for a serial one: the executor's chunks (more than
+    one is parallel), and the ``*_serial`` / ``*_parallel`` dispatchers of
+    ``fastroute._drivers`` for the functions not yet on the executor.
     """
     from numba.core.dispatcher import Dispatcher
 
-    from fastroute import _drivers
+    from fastroute import _drivers, _execute
 
     seen: list[bool] = []
+    run_chunks = _execute.run_chunks
+
+    def spy_chunks(kernel, args, bounds, scratch=()):
+        seen.append(len(bounds) > 2)
+        return run_chunks(kernel, args, bounds, scratch)
+
+    monkeypatch.setattr(_execute, "run_chunks", spy_chunks)
 
     def spy(disp, par):
         def call(*args):
@@ -64,29 +71,33 @@ def _logits(rows, n=N, dtype=np.float64, seed=1):
     return z
 
 
-# name -> (function of the batch returning a tuple of arrays, batch maker, dtype)
+# name -> (function of the batch returning a tuple of arrays, batch maker, dtype
+# [, the work at which it goes parallel])
 CASES = {
-    "top_k f64 k=5": (lambda x: fr.top_k(x, 5), _probs, np.float64),
+    "top_k f64 k=5": (lambda x: fr.top_k(x, 5), _probs, np.float64, W),
     "top_k f64 k=40 unsorted": (
         lambda x: fr.top_k(x, 40, sorted=False, mode="smallest"),
         _probs,
         np.float64,
+        W,
     ),
-    "top_k f32 k=5 (key kernel)": (lambda x: fr.top_k(x, 5), _probs, np.float32),
-    "entropy f64": (lambda x: (fr.entropy(np.nan_to_num(x)),), _probs, np.float64),
+    "top_k f32 k=5 (key kernel)": (lambda x: fr.top_k(x, 5), _probs, np.float32, W),
+    "entropy f64": (lambda x: (fr.entropy(np.nan_to_num(x)),), _probs, np.float64, W // 2),
     "entropy f64 unnormalized": (
         lambda x: (fr.entropy(np.nan_to_num(x), normalize=False),),
         _probs,
         np.float64,
+        W // 2,
     ),
-    "entropy f32": (lambda x: (fr.entropy(np.nan_to_num(x)),), _probs, np.float32),
+    "entropy f32": (lambda x: (fr.entropy(np.nan_to_num(x)),), _probs, np.float32, W),
     "entropy f32 unnormalized": (
         lambda x: (fr.entropy(np.nan_to_num(x), normalize=False),),
         _probs,
         np.float32,
+        W,
     ),
-    "logits f64": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float64),
-    "logits f32": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float32),
+    "logits f64": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float64, W // 2),
+    "logits f32": (lambda x: (fr.entropy_from_logits(x),), _logits, np.float32, W // 2),
 }
 
 
@@ -96,8 +107,12 @@ def _call(case, x):
 
 
 def _make(case, rows):
-    _, maker, dtype = CASES[case]
+    _, maker, dtype = CASES[case][:3]
     return maker(rows, dtype=dtype)
+
+
+def _threshold(case):
+    return CASES[case][3] if len(CASES[case]) > 3 else THRESHOLD
 
 
 def _same_bits(a_list, b_list):
@@ -111,8 +126,8 @@ def _same_bits(a_list, b_list):
 def test_bits_independent_of_thread_count_and_batch(case, restore_numba_threads, parallel_calls):
     if restore_numba_threads < 2:
         pytest.fail("needs NUMBA_NUM_THREADS >= 2 to exercise the parallel driver")
-    big = _make(case, THRESHOLD // N + 37)  # above the threshold: parallel driver
-    small = big[: THRESHOLD // N - 1]  # below: serial driver
+    big = _make(case, _threshold(case) // N + 37)  # above the threshold: parallel
+    small = big[: _threshold(case) // N - 1]  # below: serial
 
     numba.set_num_threads(1)
     parallel_calls.clear()
@@ -127,7 +142,7 @@ def test_bits_independent_of_thread_count_and_batch(case, restore_numba_threads,
 
     parallel_calls.clear()
     part = _call(case, small)
-    assert parallel_calls and not any(parallel_calls), "below PARALLEL_MIN_WORK must go serial"
+    assert not any(parallel_calls), "below the threshold must go serial"
     assert _same_bits(part, [a[: len(small)] for a in two]), "result depends on the batch size"
 
     # every row alone gives the bits it had inside the batches
@@ -147,7 +162,7 @@ def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threa
     """The entropy kernels group short rows into SIMD lanes (float32 up to 64
     entries, float64 up to 32) and long rows into blocks; a row's bits must
     not depend on its group, the thread count, the batch or the layout."""
-    rows = THRESHOLD // n + 77
+    rows = W // n + 77
     p = np.nan_to_num(_probs(rows, n=n, dtype=dtype, seed=n))
     p[3] = 0.0  # an all-zero row
     p[4, :] = 1e-7
@@ -170,10 +185,11 @@ def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threa
 
 
 @pytest.mark.parametrize("dtype", [np.float64])
-def test_single_long_row_parallel_vs_serial(dtype, restore_numba_threads, parallel_calls):
-    """One row longer than the threshold: the parallel path with a single row."""
-    p = _probs(2, n=THRESHOLD + 3, dtype=dtype)[:1]
-    z = _logits(1, n=THRESHOLD + 3, dtype=dtype)
+def test_single_long_row_is_one_chunk(dtype, restore_numba_threads, parallel_calls):
+    """One row with more work than the threshold: rows are the executor's
+    items, so it runs as one chunk, with the same bits on any thread count."""
+    p = _probs(2, n=W + 3, dtype=dtype)[:1]
+    z = _logits(1, n=W + 3, dtype=dtype)
     results = []
     for threads in (1, 2):
         numba.set_num_threads(threads)
@@ -185,17 +201,18 @@ def test_single_long_row_parallel_vs_serial(dtype, restore_numba_threads, parall
                 fr.entropy_from_logits(z),
             ]
         )
-    assert any(parallel_calls)
+    assert parallel_calls and not any(parallel_calls)
     assert _same_bits(results[0], results[1])
 
 
 def test_around_threshold_exactly(restore_numba_threads, parallel_calls):
     numba.set_num_threads(2)
-    x = _probs(THRESHOLD // N, dtype=np.float64)
+    x = _probs(_execute.MIN_WORK // N, dtype=np.float64)
     parallel_calls.clear()
     at = fr.top_k(x, 4)
+    assert parallel_calls == [True]
     below = fr.top_k(x[:-1], 4)
-    assert parallel_calls == [True, False]
+    assert not any(parallel_calls[1:])
     np.testing.assert_array_equal(at.indices[:-1], below.indices)
     assert at.values[:-1].tobytes() == below.values.tobytes()
 

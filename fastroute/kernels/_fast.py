@@ -60,8 +60,10 @@ def pop_best(keys, n):
 
 
 @jit
-def topk_keys_rows(x, k, largest, vals, idxs, lo, hi):
-    """Top-k of rows ``lo:hi`` of the 2-D float32 array ``x``."""
+def topk_keys_rows(x, k, largest, sort, vals, idxs, lo, hi):
+    """Top-k of rows ``lo:hi`` of the 2-D float32 array ``x`` (always in
+    rank order: ``sort`` is taken for the signature of the other row
+    kernels)."""
     n = x.shape[1]
     if n <= ACROSS_MAX_N or (n <= ACROSS_MAX_N_BIG_K and k >= 8):
         _across_rows(x, k, largest, vals, idxs, lo, hi)

@@ -439,6 +439,33 @@ def logits_short_rows(z, out, lo, hi, work):
 
 
 @jit
+def one_pass_rows(p, normalize, out, status, lo, hi):
+    """The one-pass entropy of rows ``lo:hi`` of the 2-D ``p`` (any length);
+    rows its error bound rejects are marked ``EXACT`` (for ``exact_rows``)."""
+    b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    n = p.shape[1]
+    for r in range(lo, hi):
+        h, st, ok = _entropy_one_pass(p, r, 0, n, normalize, b0, b1, b2)
+        out[r] = h
+        status[r] = st if ok else EXACT
+
+
+@jit
+def logits_rows(z, out, lo, hi):
+    """Entropy of ``softmax`` of rows ``lo:hi`` of the 2-D ``z`` (any length)."""
+    b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
+    for r in range(lo, hi):
+        out[r] = entropy_logits_row(z, r, b0, b1)
+
+
+@jit
+def to_float32(src, dst):
+    """``dst[:] = src`` rounded to float32 (overflow to +-inf, without NumPy's warning)."""
+    for i in range(src.shape[0]):
+        dst[i] = np.float32(src[i])
+
+
+@jit
 def exact_rows(x, normalize, out, status, lo, hi, b0, b1):
     """The exact two-pass kernel for the rows in ``lo:hi`` marked ``EXACT``
     (``b0``, ``b1``: float64 scratch of ``BLOCK`` elements)."""

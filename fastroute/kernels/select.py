@@ -209,6 +209,24 @@ def top_k_segment(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
 
 
 @jit
+def insertion_rows(x, k, largest, sort, vals, idxs, lo, hi):
+    """Top ``k <= INSERTION_MAX_K`` of rows ``lo:hi`` of the 2-D ``x`` into
+    the same rows of ``vals``/``idxs`` (always in rank order)."""
+    n = x.shape[1]
+    for r in range(lo, hi):
+        _select_insertion(x, r, 0, n, k, largest, vals, idxs, r)
+
+
+@jit
+def heap_rows(x, k, largest, sort, vals, idxs, lo, hi):
+    """Top ``k`` (any) of rows ``lo:hi`` of the 2-D ``x`` by a binary heap,
+    in rank order when ``sort``."""
+    n = x.shape[1]
+    for r in range(lo, hi):
+        _select_heap(x, r, 0, n, k, largest, sort, vals, idxs, r)
+
+
+@jit
 def top_k_row(x, r, k, largest, sort, vals, idxs):
     """Row ``r`` of the 2-D ``x`` into row ``r`` of ``vals``/``idxs`` (see ``top_k_1d``)."""
     top_k_segment(x, r, 0, x.shape[1], k, largest, sort, vals, idxs, r)
