@@ -37,7 +37,7 @@ import numpy as np
 
 from .kernels.csr import entry_chunks
 
-__all__ = ["MIN_WORK", "chunk_count", "even_bounds", "run", "run_chunks", "run_csr"]
+__all__ = ["MIN_WORK", "chunk_count", "even_bounds", "run", "run_chunks", "run_csr", "run_jobs"]
 
 #: Below this much work (in element-equivalents: a cheap pass over one
 #: element is 1) a call runs in one piece on the calling thread. Waking a
@@ -74,14 +74,14 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def chunk_count(n: int, work: float) -> int:
+def chunk_count(n: int, work: float, per_thread: int = CHUNKS_PER_THREAD) -> int:
     """How many chunks ``n`` items of ``work`` element-equivalents in total
     are split into: 1 below :data:`MIN_WORK` or on one thread, else
-    ``CHUNKS_PER_THREAD`` per thread (at most one per item)."""
+    ``per_thread`` per thread (at most one per item)."""
     if work < MIN_WORK or n < 2:
         return 1
     threads = numba.get_num_threads()
-    return 1 if threads < 2 else min(n, CHUNKS_PER_THREAD * threads)
+    return 1 if threads < 2 else min(n, per_thread * threads)
 
 
 def even_bounds(n: int, chunks: int) -> list[int]:
@@ -127,32 +127,40 @@ def run_csr(
     return run_chunks(kernel, args, entry_chunks(indptr, chunks, row_cost).tolist(), scratch)
 
 
-def _call(kernel, args, lo, hi, scratch):
-    if not scratch:
-        return kernel(*args, lo, hi)
-    sizes = scratch(hi - lo) if callable(scratch) else scratch
-    return kernel(*args, lo, hi, *(np.empty(s) for s in sizes))
-
-
 def run_chunks(
     kernel: Callable[..., Any], args: tuple, bounds: Sequence[int], scratch: Scratch = ()
 ) -> list[Any]:
-    """``[kernel(*args, bounds[c], bounds[c + 1], *buffers) for c in chunks]``,
-    the calls running side by side on the calling thread and the pool (each
-    thread takes the next chunk when it is free). Results come back in
-    chunk order; the first exception propagates. The one place fastroute
-    goes parallel (the tests' spy watches it)."""
-    nch = len(bounds) - 1
-    if nch <= 1:
-        return [_call(kernel, args, bounds[0], bounds[-1], scratch)] if nch == 1 else []
-    results: list[Any] = [None] * nch
+    """``[kernel(*args, bounds[c], bounds[c + 1], *buffers) for c in chunks]``
+    by :func:`run_jobs`: the chunks' results in order."""
+    jobs = []
+    for lo, hi in itertools.pairwise(bounds):
+        sizes = scratch(hi - lo) if callable(scratch) else scratch
+        jobs.append((*args, lo, hi, *(np.empty(s) for s in sizes)))
+    return run_jobs(kernel, jobs)
+
+
+def run_jobs(kernel: Callable[..., Any], jobs: Sequence[tuple]) -> list[Any]:
+    """``[kernel(*job) for job in jobs]``, the calls running side by side on
+    the calling thread and the pool (each thread takes the next job when it
+    is free). Results come back in job order; the first exception
+    propagates."""
+    return _launch(kernel, jobs)
+
+
+def _launch(kernel: Callable[..., Any], jobs: Sequence[tuple]) -> list[Any]:
+    # every launch of every kernel comes here, looked up at call time: the
+    # one place fastroute goes parallel, and the tests' one spy
+    nj = len(jobs)
+    if nj <= 1:
+        return [kernel(*jobs[0])] if nj == 1 else []
+    results: list[Any] = [None] * nj
     claim = itertools.count()
 
     def work() -> None:
-        while (c := next(claim)) < nch:
-            results[c] = _call(kernel, args, bounds[c], bounds[c + 1], scratch)
+        while (j := next(claim)) < nj:
+            results[j] = kernel(*jobs[j])
 
-    helpers = min(nch, numba.get_num_threads()) - 1
+    helpers = min(nj, numba.get_num_threads()) - 1
     futures = [_executor(helpers).submit(work) for _ in range(helpers)] if helpers > 0 else []
     try:
         work()

@@ -10,11 +10,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._drivers import n_chunks
-from ._jit import parallel_guard
+from ._execute import run, run_csr
 from ._validate import check_alloc
 from .kernels import csr as K
 from .kernels._fast import KEYS_MAX_K
+from .kernels.entropy32 import csr_rows
 
 _INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -228,15 +228,13 @@ def _checked(indptr, indices, data, nmajor, func):
 
 
 def _check_indices(indptr, indices, ncols, func, what="index") -> int:
-    nrows = indptr.shape[0] - 1
     code, where = K.CANONICAL, -1
     if indices.shape[0]:
-        with parallel_guard(indices.shape[0] + nrows) as par:
-            if par:
-                bounds = K.entry_chunks(indptr, n_chunks(nrows))
-                code, where = K.check_parallel(indptr, indices, ncols, bounds)
-            else:
-                code, where = K.check_serial(indptr, indices, ncols)
+        for c, w in run_csr(K.check_rows, (indptr, indices, ncols), indptr, K.ROW_COST):
+            if c == K.BAD_INDEX:  # the first bad entry in storage order
+                code, where = c, w
+                break
+            code = max(code, c)
     if code == K.BAD_INDEX:
         raise _malformed(
             func, f"stored entry {int(where)} has {what} {int(indices[where])}, outside "
@@ -382,17 +380,6 @@ _READERS = {
 }  # fmt: skip
 
 
-def _launch(serial, parallel, m: CSR, row_cost: int, *args, rows=False):
-    """Run a row kernel serially, or in parallel on chunks of equal work
-    (stored entries plus ``row_cost`` per row); returns what it returns.
-    ``rows=True``: the serial kernel takes the row range ``0, nrows`` last."""
-    nrows = m.shape[0]
-    with parallel_guard(m.indices.shape[0] + row_cost * nrows) as par:
-        if par and nrows > 1:
-            return parallel(*args, K.entry_chunks(m.indptr, n_chunks(nrows), row_cost))
-        return serial(*args, 0, nrows) if rows else serial(*args)
-
-
 # --- top_k / entropy on sparse input ----------------------------------------------
 
 
@@ -426,11 +413,10 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
         d2 = m.data.reshape(1, -1)
         if explicit or fmt == "csr":  # csr: pruned from the explicit ranking
             args = (m.indptr, m.indices, d2, k, largest, sort or fmt == "csr", keys, vals, idxs)
-            serial, parallel = K.topk_explicit_serial, K.topk_explicit_parallel
+            run_csr(K.topk_explicit_rows, args, m.indptr, K.TOPK_ROW_COST)
         else:
             args = (m.indptr, m.indices, d2, ncols, k, largest, keys, vals, idxs)
-            serial, parallel = K.topk_dense_serial, K.topk_dense_parallel
-        _launch(serial, parallel, m, K.TOPK_ROW_COST, *args, rows=True)
+            run_csr(K.topk_dense_rows, args, m.indptr, K.TOPK_ROW_COST)
     if m.dtype == np.bool_:
         vals = vals.view(np.bool_)
     if fmt == "csr":
@@ -441,15 +427,13 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
 
 
 def _pruned(x, vals, idxs, m, columns, implicit, largest):
-    like = m.indices[:0]
-    rule = (m.indptr, m.shape[1], implicit, largest, like)
-    with parallel_guard(vals.size) as par:
-        if par and vals.shape[0] > 1:
-            indptr, indices, data = K.topk_to_csr_parallel(
-                vals, idxs, *rule, n_chunks(vals.shape[0])
-            )
-        else:
-            indptr, indices, data = K.topk_to_csr(vals, idxs, *rule)
+    # the pairs each row keeps, their offsets, then the pairs (columns
+    # ascending; zeros dropped)
+    n = vals.shape[0]
+    indptr = np.zeros(n + 1, m.indices.dtype)
+    run(K.kept_counts, (vals, idxs, m.indptr, m.shape[1], implicit, largest, indptr), n, vals.size)
+    indices, data = K.pruned_storage(indptr, vals)
+    run(K.kept_pairs, (vals, idxs, indptr, indices, data), n, vals.size)
     if columns:  # kept entries of each column -> rows of the CSR result
         indptr, indices, data = K.transpose(indptr, indices, data, m.shape[1])
         shape = (m.shape[1], m.shape[0])
@@ -459,16 +443,13 @@ def _pruned(x, vals, idxs, m, columns, implicit, largest):
 
 
 def _exact(m: CSR, exact: np.ndarray, args: tuple) -> None:
-    # the exact kernel over the rows marked EXACT: parallel only when their
-    # own work is large (they are usually a few near-deterministic rows)
-    ip = m.indptr
-    work = int((ip[exact + 1] - ip[exact]).sum()) + K.ENTROPY_ROW_COST * exact.size
+    # the exact kernel over the rows marked EXACT (usually a few
+    # near-deterministic rows): in chunks of their rows' work
     lo, hi = int(exact[0]), int(exact[-1]) + 1
-    with parallel_guard(work) as par:
-        if par and exact.size > 1:
-            K.exact_parallel(*args, K.entry_chunks(ip, n_chunks(m.shape[0]), K.ENTROPY_ROW_COST))
-        else:
-            K.exact_serial(*args, lo, hi)
+    ip = m.indptr[lo : hi + 1] - m.indptr[lo]
+    indptr, data2d, normalize, out, status = args
+    sub = (m.indptr[lo:], data2d, normalize, out[lo:hi], status[lo:hi])
+    run_csr(K.exact_rows, sub, ip, K.ENTROPY_ROW_COST)
 
 
 def sparse_entropy(x, axis, normalize, logits, func):
@@ -481,15 +462,11 @@ def sparse_entropy(x, axis, normalize, logits, func):
         d2 = m.data.reshape(1, -1)
         cost = K.ENTROPY_ROW_COST
         if logits:
-            _launch(
-                K.logits_serial, K.logits_parallel, m, cost, m.indptr, d2, ncols, out, rows=True
-            )
+            run_csr(K.logits_rows, (m.indptr, d2, ncols, out), m.indptr, cost)
         else:
             args = (m.indptr, d2, bool(normalize), out, status)
             f32 = m.data.dtype == np.float32  # the float32-log kernel
-            serial = K.entropy32_serial if f32 else K.entropy_serial
-            parallel = K.entropy32_parallel if f32 else K.entropy_parallel
-            _launch(serial, parallel, m, cost, *args, rows=True)
+            run_csr(csr_rows if f32 else K.entropy_rows, args, m.indptr, cost)
             exact = np.flatnonzero(status == K.EXACT)
             if exact.size:  # the exact kernel, compiled only when needed
                 _exact(m, exact, args)

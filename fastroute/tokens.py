@@ -3,15 +3,14 @@ distributions, entropy-ranked tokens and their most related tokens."""
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Any, Literal
 
-import numba
 import numpy as np
 
-from ._drivers import n_chunks
-from ._jit import parallel_guard
-from ._sparse import CSR, _launch, as_csr, canonical_result, counting_sort_ok, is_sparse
+from ._execute import chunk_count, even_bounds, run, run_csr, run_jobs
+from ._sparse import CSR, as_csr, canonical_result, counting_sort_ok, is_sparse
 from ._validate import as_real_array, check_alloc
 from .entropy import entropy
 from .kernels import csr as K
@@ -55,7 +54,7 @@ def _as_matrix(x: Any, func: str) -> CSR:
 def _sums_scaled(m: CSR, scale: np.ndarray) -> np.ndarray:
     # float64 row sums of the entries times scale[r] (in parallel when large)
     out = np.empty(m.shape[0])
-    _launch(K.row_sums, K.row_sums_parallel, m, K.ROW_COST, m.indptr, m.data, scale, out)
+    run_csr(K.row_sums, (m.indptr, m.data, scale, out), m.indptr, K.ROW_COST)
     return out
 
 
@@ -156,7 +155,7 @@ def cooccurrence(
     n = t.shape[0]
     w = min(w, max(n - 1, 1))  # a wider window counts the same pairs
     pairs = max(0, n - 1) * w * (2 if symmetric else 1)
-    nchunks = max(1, min(8, numba.get_num_threads(), n))  # vocab_size counters each
+    nchunks = chunk_count(n, pairs, per_thread=1)  # vocab_size counters each
     # counters per vocabulary entry, then per pair a column, a count and a value
     check_alloc(8 * (nchunks + 4) * (vocab + 1) + 24 * pairs,
                 f"counting {pairs} pairs over vocab_size={vocab}", func,
@@ -168,12 +167,27 @@ def cooccurrence(
             "ids must index the vocabulary"
         )
     index_dtype = np.int32 if max(vocab, pairs) < 2**31 else np.int64
-    args = (t, vocab, w, bool(symmetric), np.empty(0, index_dtype), np.empty(0, out_dtype))
-    with parallel_guard(pairs) as par:
-        if par:  # one chunk per thread: each holds a vocab_size row of counts
-            indptr, indices, data = K.cooccurrence_parallel(*args, nchunks)
-        else:
-            indptr, indices, data = K.cooccurrence_serial(*args)
+    # The pairs' columns are bucketed by row (a counting sort: each chunk of
+    # the stream counts its pairs per row, then writes them at its offsets);
+    # each bucket is reduced to its distinct columns with a dense counter,
+    # and the distinct entries are put in column order by one more counting
+    # sort. The counts are exact integers: the result never depends on the
+    # chunking.
+    sym = bool(symmetric)
+    bounds = even_bounds(n, nchunks)
+    counts = np.zeros((nchunks, vocab), np.int64)
+    spans = list(itertools.pairwise(bounds))
+    run_jobs(K.pair_counts, [(t, w, sym, counts, c, lo, hi) for c, (lo, hi) in enumerate(spans)])
+    rowptr = np.empty(vocab + 1, np.int64)
+    K.bucket_offsets(counts, rowptr)
+    cols = np.empty(rowptr[vocab], index_dtype)
+    run_jobs(K.pair_scatter,
+             [(t, w, sym, counts, c, cols, lo, hi) for c, (lo, hi) in enumerate(spans)])  # fmt: skip
+    rowcnt = np.empty(rowptr[vocab], np.int64)
+    uniq = np.empty(vocab, np.int64)
+    run_csr(K.distinct_rows, (rowptr, cols, rowcnt, uniq), rowptr, K.COOC_ROW_COST)
+    like = (np.empty(0, index_dtype), np.empty(0, out_dtype))
+    indptr, indices, data = K.cooccurrence_finish(rowptr, cols, rowcnt, uniq, sym, *like)
     return canonical_result(None, indptr, indices, data, (vocab, vocab))
 
 
@@ -216,8 +230,7 @@ def normalize_rows(A: Any, /) -> Any:
     out_dtype = np.float32 if m.dtype.char in "ef" else np.float64
     q = np.empty(m.data.shape[0], out_dtype)
     kept = np.empty(m.shape[0], np.int64)
-    _launch(K.normalize_serial, K.normalize_parallel, m, K.ROW_COST,
-            m.indptr, m.data, sums, scale, q, kept)  # fmt: skip
+    run_csr(K.normalize_rows, (m.indptr, m.data, sums, scale, q, kept), m.indptr, K.ROW_COST)
     if int(kept.sum()) == q.shape[0]:  # nothing to drop: the same structure
         indptr, indices, data = m.indptr.copy(), m.indices.copy(), q
     else:  # stored zeros, all-zero rows or quotients that underflow
@@ -227,11 +240,9 @@ def normalize_rows(A: Any, /) -> Any:
 
 def _check_weights(m: CSR, func: str, row0: int = 0) -> None:
     # row0: the id of m's first row in the matrix it is a block of
-    with parallel_guard(m.data.shape[0]) as par:
-        if par:
-            bad = K.bad_weight_parallel(m.data, n_chunks(m.data.shape[0]))
-        else:
-            bad = K.bad_weight(m.data)
+    n = m.data.shape[0]
+    firsts = run(K.bad_weight, (m.data,), n, n)
+    bad = next((int(b) for b in firsts if b >= 0), -1)  # the first in storage order
     if bad >= 0:
         row = row0 + int(np.searchsorted(m.indptr, bad, side="right")) - 1
         raise ValueError(

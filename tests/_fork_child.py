@@ -24,13 +24,13 @@ def work(seed):
 
 def main():
     calls = []
-    real = _execute.run_chunks
+    real = _execute._launch
 
-    def spy(kernel, args, bounds, scratch=()):
+    def spy(kernel, jobs):
         calls.append(kernel)
-        return real(kernel, args, bounds, scratch)
+        return real(kernel, jobs)
 
-    _execute.run_chunks = spy
+    _execute._launch = spy
     want = [work(s) for s in range(3)]  # parallel, in this process
     assert calls, "the parent did not take the parallel path"
     print(numba.threading_layer(), flush=True)

@@ -80,3 +80,30 @@ def restore_numba_threads():
     before = numba.get_num_threads()
     yield numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(before)
+
+
+@pytest.fixture
+def executor_jobs(monkeypatch):
+    """Records every launch of fastroute's executor as ``(kernel name,
+    number of jobs)``: more than one job ran in parallel on the pool."""
+    from fastroute import _execute
+
+    seen: list[tuple[str, int]] = []
+    real = _execute._launch
+
+    def spy(kernel, jobs):
+        seen.append((getattr(kernel, "__name__", repr(kernel)), len(jobs)))
+        return real(kernel, jobs)
+
+    monkeypatch.setattr(_execute, "_launch", spy)
+    return seen
+
+
+@pytest.fixture
+def small_parallel_work(monkeypatch):
+    """The executor's parallel threshold lowered to 1,024 element-equivalents,
+    so that small inputs exercise the parallel path."""
+    from fastroute import _execute
+
+    monkeypatch.setattr(_execute, "MIN_WORK", 1 << 10)
+    return 1 << 10

@@ -70,11 +70,11 @@ CACHE_PROBE = textwrap.dedent(
     from fastroute.kernels import select
 
     chunks = []
-    run_chunks = _execute.run_chunks
-    def spy(kernel, args, bounds, scratch=()):
-        chunks.append(len(bounds) - 1)
-        return run_chunks(kernel, args, bounds, scratch)
-    _execute.run_chunks = spy
+    run_jobs = _execute._launch
+    def spy(kernel, jobs):
+        chunks.append(len(jobs))
+        return run_jobs(kernel, jobs)
+    _execute._launch = spy
 
     x = np.random.default_rng(0).random((_execute.MIN_WORK // 32 + 1, 32))
     fr.top_k(x[:4], 3)  # serial

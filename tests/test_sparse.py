@@ -32,8 +32,6 @@ from reference import (
 from strategies import SPARSE_DTYPES, build_sparse, sparse_matrices
 
 import fastroute as fr
-from fastroute import _jit
-from fastroute.kernels import csr as K
 
 # --------------------------------------------------------------------------- helpers
 
@@ -579,35 +577,20 @@ def zipf_matrix(nrows, ncols, seed, dtype=np.float64, index_dtype=np.int32, fmt=
                         index_dtype)  # fmt: skip
 
 
+#: the CSR row kernels the executor runs in parallel chunks on a large matrix
 PARALLEL_KERNELS = (
-    "topk_dense_parallel",
-    "topk_explicit_parallel",
-    "entropy_parallel",
-    "entropy32_parallel",
-    "logits_parallel",
-    "check_parallel",
+    "topk_dense_rows",
+    "topk_explicit_rows",
+    "entropy_rows",
+    "csr_rows",
+    "logits_rows",
+    "check_rows",
 )
 
 
-@pytest.fixture
-def parallel_kernels(monkeypatch):
-    """Records the parallel CSR kernels launched (by name)."""
-    seen: list[str] = []
-    for name in PARALLEL_KERNELS:
-        disp = getattr(K, name)
-
-        def call(*args, _d=disp, _n=name):
-            seen.append(_n)
-            return _d(*args)
-
-        monkeypatch.setattr(K, name, call)
-    return seen
-
-
 @pytest.mark.parametrize("index_dtype", [np.int32], ids=str)  # int64: serial tests only
-def test_large_zipf_matches_dense(index_dtype, parallel_kernels):
+def test_large_zipf_matches_dense(index_dtype, executor_jobs, small_parallel_work):
     A = zipf_matrix(3000, 2000, seed=7, index_dtype=index_dtype)
-    assert A.nnz + 4 * A.shape[0] > _jit.PARALLEL_MIN_WORK
     dense = A.toarray()
     for axis in (-1, 0):
         ax = axis % 2
@@ -637,10 +620,10 @@ def test_large_zipf_matches_dense(index_dtype, parallel_kernels):
     assert np.array_equal(np.isnan(hz), np.isnan(hzd))
     np.testing.assert_allclose(hz, hzd, rtol=2e-12, atol=4e-15)
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        assert set(PARALLEL_KERNELS) <= set(parallel_kernels)
+        assert set(PARALLEL_KERNELS) <= {name for name, jobs in executor_jobs if jobs > 1}
 
 
-def test_same_bits_for_any_thread_count(restore_numba_threads):
+def test_same_bits_for_any_thread_count(restore_numba_threads, small_parallel_work):
     if restore_numba_threads < 2:
         pytest.skip("needs NUMBA_NUM_THREADS >= 2")
     A = zipf_matrix(3000, 2000, seed=3)
@@ -671,20 +654,20 @@ def test_same_bits_for_any_thread_count(restore_numba_threads):
         assert a.tobytes() == b.tobytes()
 
 
-def test_pruned_csr_parallel_path_same_bits(monkeypatch, restore_numba_threads):
+def test_pruned_csr_parallel_path_same_bits(
+    restore_numba_threads, executor_jobs, small_parallel_work
+):
     """format="csr" on a Zipf matrix large enough for the parallel conversion:
     the same arrays with 1 and 2 threads, and exactly the top-k entries of
     each row in column order."""
     from fastroute._bench.cases import zipf_csr
 
-    calls = []
-    real = K.topk_to_csr_parallel
-    monkeypatch.setattr(K, "topk_to_csr_parallel", lambda *a: calls.append(1) or real(*a))
     A = zipf_csr((6000, 900), 60_000, seed=4)
     A.data[::7] *= -1.0  # negatives rank below the implicit zeros
     numba.set_num_threads(2)
     two = fr.top_k(A, 8, format="csr")
-    assert calls, "a 6000 x 8 result with 2 threads must convert in parallel"
+    parallel = {name for name, jobs in executor_jobs if jobs > 1}
+    assert {"kept_counts", "kept_pairs"} <= parallel, "the conversion must run in chunks"
     numba.set_num_threads(1)
     one = fr.top_k(A, 8, format="csr")
     for name in ("indptr", "indices", "data"):

@@ -32,13 +32,13 @@ def parallel_calls(monkeypatch):
     from fastroute import _drivers, _execute
 
     seen: list[bool] = []
-    run_chunks = _execute.run_chunks
+    run_jobs = _execute._launch
 
-    def spy_chunks(kernel, args, bounds, scratch=()):
-        seen.append(len(bounds) > 2)
-        return run_chunks(kernel, args, bounds, scratch)
+    def spy_jobs(kernel, jobs):
+        seen.append(len(jobs) > 1)
+        return run_jobs(kernel, jobs)
 
-    monkeypatch.setattr(_execute, "run_chunks", spy_chunks)
+    monkeypatch.setattr(_execute, "_launch", spy_jobs)
 
     def spy(disp, par):
         def call(*args):

@@ -26,8 +26,6 @@ from reference import (
 from strategies import build_sparse, sparse_matrices, token_streams, zipf_row_lengths
 
 import fastroute as fr
-from fastroute import _jit
-from fastroute.kernels import csr as K
 
 # --------------------------------------------------------------------------- helpers
 
@@ -154,9 +152,10 @@ def _cooccurrence_fast_ref(tokens, vocab, window, symmetric):
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_cooccurrence_parallel_path_matches_reference(symmetric, restore_numba_threads):
+def test_cooccurrence_parallel_path_matches_reference(
+    symmetric, restore_numba_threads, executor_jobs, small_parallel_work
+):
     tokens = _zipf_tokens(40_000, 500, seed=1)
-    assert (tokens.size - 1) * 2 > _jit.PARALLEL_MIN_WORK  # the parallel driver
     ref = _cooccurrence_fast_ref(tokens, 500, 2, symmetric)
     # the loop reference agrees with the vectorized one on a prefix
     np.testing.assert_array_equal(
@@ -172,6 +171,9 @@ def test_cooccurrence_parallel_path_matches_reference(symmetric, restore_numba_t
         assert_canonical(C)
         np.testing.assert_array_equal(C.toarray(), ref)
         results.append(C)
+    if restore_numba_threads >= 2:
+        parallel = {name for name, jobs in executor_jobs if jobs > 1}
+        assert {"pair_counts", "pair_scatter", "distinct_rows"} <= parallel
     for C in results[1:]:
         for name in ("indptr", "indices", "data"):
             a, b = getattr(results[0], name), getattr(C, name)
@@ -250,23 +252,20 @@ def test_normalize_rows_rules():
     check_normalize_rows(sp.coo_array(np.array([[True, False], [True, True]])))
 
 
-def test_bad_weight_parallel_names_the_first_bad_row(monkeypatch, restore_numba_threads):
+def test_bad_weight_parallel_names_the_first_bad_row(
+    restore_numba_threads, executor_jobs, small_parallel_work
+):
     """Large data is checked in parallel chunks; the error still names the
     row of the first bad entry, whichever chunk finds one first."""
-    from fastroute.kernels import csr as K
-
-    calls = []
-    real = K.bad_weight_parallel
-    monkeypatch.setattr(K, "bad_weight_parallel", lambda *a: calls.append(1) or real(*a))
     numba.set_num_threads(2)
-    n = 4 * _jit.PARALLEL_MIN_WORK
+    n = 64 * small_parallel_work
     data = np.ones(n)
     for pos, bad in ((n - 5, -1.0), (n // 2 + 3, np.nan), (n // 3, np.inf)):
         data[pos] = bad
         A = sp.csr_array((data, np.zeros(n, np.int32), np.arange(n + 1)), shape=(n, 1))
         with pytest.raises(ValueError, match=f"row {pos} has the entry"):
             fr.normalize_rows(A)
-    assert calls, "the parallel check must have run"
+    assert ("bad_weight", 8) in executor_jobs, "the parallel check must have run"
 
 
 @pytest.mark.parametrize(
@@ -620,13 +619,12 @@ def test_token_pipeline_large_same_bits_for_any_thread_count(restore_numba_threa
             assert abs(pmi[int(pi[t, j])] - best[j]) <= 1e-12
 
 
-def test_normalize_rows_parallel_path_same_bits(monkeypatch, restore_numba_threads):
-    """A large matrix takes the parallel row-sum and quotient kernels with 2
-    threads; the bits equal the serial ones (1 thread) and the reference."""
-    calls = []
-    for name in ("normalize_parallel", "row_sums_parallel"):
-        real = getattr(K, name)
-        monkeypatch.setattr(K, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+def test_normalize_rows_parallel_path_same_bits(
+    restore_numba_threads, executor_jobs, small_parallel_work
+):
+    """A large matrix takes the row-sum and quotient kernels in parallel
+    chunks with 2 threads; the bits equal the serial ones (1 thread) and the
+    reference."""
     rng = np.random.default_rng(3)
     # 5% of the entries stored, placed by hand: scipy.sparse.random_array names
     # its seed argument differently across the supported SciPy releases
@@ -636,7 +634,8 @@ def test_normalize_rows_parallel_path_same_bits(monkeypatch, restore_numba_threa
     C.data[::97] = 0.0  # stored zeros: dropped from the result
     numba.set_num_threads(2)
     two = fr.normalize_rows(C)
-    assert set(calls) == {"normalize_parallel", "row_sums_parallel"}
+    parallel = {name for name, jobs in executor_jobs if jobs > 1}
+    assert {"normalize_rows", "row_sums"} <= parallel
     numba.set_num_threads(1)
     one = fr.normalize_rows(C)
     for name in ("indptr", "indices", "data"):

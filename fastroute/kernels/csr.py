@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
-from .._jit import _u, jit, pjit
+from .._jit import _u, jit
 from ._fast import KEYS_MAX_N, _key, pop_best
 from ._math import BLOCK, log_normal
 from .entropy import (
@@ -33,7 +32,6 @@ from .entropy import (
     _one_pass_decide,
     entropy_logits_segment,
 )
-from .entropy32 import csr_rows
 from .select import top_k_segment
 
 _INV_LN2 = 1.4426950408889634
@@ -78,8 +76,8 @@ def entry_chunks(indptr, nchunks, row_cost=ROW_COST):
     """Row boundaries ``b[0] = 0 <= ... <= b[nchunks] = nrows`` splitting the
     work ``indptr[r] + row_cost * r`` into ``nchunks`` near-equal parts.
 
-    Numba's ``prange`` hands each thread an equal share of the chunks, so
-    the chunks must be equal in time, not in entries."""
+    The chunks must be equal in time, not in entries: a row costs its
+    entries plus ``row_cost``."""
     nrows = indptr.shape[0] - 1
     total = np.int64(indptr[nrows]) + row_cost * nrows
     bounds = np.empty(nchunks + 1, np.int64)
@@ -102,7 +100,7 @@ def entry_chunks(indptr, nchunks, row_cost=ROW_COST):
 
 
 @jit
-def _check_rows(indptr, indices, ncols, lo, hi):
+def check_rows(indptr, indices, ncols, lo, hi):
     # (code, position) for rows lo:hi: BAD_INDEX with the first bad entry,
     # else UNSORTED or CANONICAL. Two flat, vectorized passes over the rows'
     # entries, then a correction at each row start.
@@ -123,27 +121,6 @@ def _check_rows(indptr, indices, ncols, lo, hi):
         if e0 < p < e1 and indptr[r] != indptr[r - 1]:  # each row start once
             down -= 1 if indices[p] <= indices[p - 1] else 0
     return (UNSORTED if down else CANONICAL), np.int64(-1)
-
-
-@jit
-def check_serial(indptr, indices, ncols):
-    """``(code, position)`` over the whole matrix (see the result codes)."""
-    return _check_rows(indptr, indices, ncols, 0, indptr.shape[0] - 1)
-
-
-@pjit
-def check_parallel(indptr, indices, ncols, bounds):
-    nchunks = bounds.shape[0] - 1
-    codes = np.zeros(nchunks, np.int64)
-    where = np.full(nchunks, -1, np.int64)
-    for c in numba.prange(nchunks):
-        codes[c], where[c] = _check_rows(indptr, indices, ncols, bounds[c], bounds[c + 1])
-    code = CANONICAL
-    for c in range(nchunks):  # the first bad entry in storage order
-        if codes[c] == BAD_INDEX:
-            return BAD_INDEX, where[c]
-        code = max(code, codes[c])
-    return code, np.int64(-1)
 
 
 # --- canonical form ------------------------------------------------------------
@@ -322,12 +299,11 @@ def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si
 
 
 # Explicit and dense rows are separate entry points, each compiled only when
-# used; the serial ones are the row kernels themselves (rows lo:hi), the
-# parallel ones thin prange loops over chunks of equal work.
+# used: row kernels over rows lo:hi (run by ``_execute.run_csr``).
 
 
 @jit
-def topk_explicit_serial(indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
+def topk_explicit_rows(indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
                          lo, hi):  # fmt: skip
     """Top-k among the stored entries of rows ``lo:hi`` (see ``_explicit_row``);
     ``use_keys`` only for float32 data with ``k <= KEYS_MAX_K``."""
@@ -336,33 +312,14 @@ def topk_explicit_serial(indptr, indices, data2d, k, largest, sort, use_keys, va
         _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys)
 
 
-@pjit
-def topk_explicit_parallel(indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
-                           bounds):  # fmt: skip
-    for c in numba.prange(bounds.shape[0] - 1):
-        topk_explicit_serial(
-            indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
-            bounds[c], bounds[c + 1],
-        )  # fmt: skip
-
-
 @jit
-def topk_dense_serial(indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs, lo, hi):
+def topk_dense_rows(indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs, lo, hi):
     """Top-k of rows ``lo:hi`` as ``toarray()`` gives them (see ``_dense_row``)."""
     sv = np.empty((1, max(k, 1)), data2d.dtype)
     si = np.empty((1, max(k, 1)), np.intp)
     keys = np.empty(KEYS_MAX_N if use_keys else 0, np.int64)
     for r in range(lo, hi):
         _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, keys)
-
-
-@pjit
-def topk_dense_parallel(indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs, bounds):
-    for c in numba.prange(bounds.shape[0] - 1):
-        topk_dense_serial(
-            indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs,
-            bounds[c], bounds[c + 1],
-        )  # fmt: skip
 
 
 # format="csr" from the explicit ranking: the stored entries in rank order
@@ -394,7 +351,7 @@ def _kept_rule(vals, idxs, r, implicit, largest):
 
 
 @jit
-def _kept_counts(vals, idxs, src_indptr, ncols, implicit, largest, indptr, lo, hi):
+def kept_counts(vals, idxs, src_indptr, ncols, implicit, largest, indptr, lo, hi):
     # indptr[r + 1] = the pairs row r keeps, rows lo:hi
     for r in range(lo, hi):
         iz = ncols - (src_indptr[r + 1] - src_indptr[r]) if implicit else 0
@@ -402,7 +359,7 @@ def _kept_counts(vals, idxs, src_indptr, ncols, implicit, largest, indptr, lo, h
 
 
 @jit
-def _kept_pairs(vals, idxs, indptr, indices, data, lo, hi):
+def kept_pairs(vals, idxs, indptr, indices, data, lo, hi):
     # the kept pairs of rows lo:hi (the first nonzero ones in rank order, as
     # many as indptr says), columns ascending: each pair goes to the rank of
     # its column among the row's kept columns (distinct). Branch-free, in
@@ -433,44 +390,12 @@ def _kept_pairs(vals, idxs, indptr, indices, data, lo, hi):
 
 
 @jit
-def _pruned_storage(indptr, vals):
+def pruned_storage(indptr, vals):
     # row counts in indptr[1:] -> offsets, in place; the result's empty arrays
     n = indptr.shape[0] - 1
     for r in range(n):
         indptr[r + 1] += indptr[r]
     return np.empty(indptr[n], indptr.dtype), np.empty(indptr[n], vals.dtype)
-
-
-@jit
-def topk_to_csr(vals, idxs, src_indptr, ncols, implicit, largest, index_dtype_like):
-    """The pruned matrix of an explicit top-k result (rank order, padding
-    index -1) as canonical CSR arrays (columns ascending within a row): the
-    top k of each full row (``implicit``: with the row's implicit zeros of a
-    matrix with ``ncols`` columns and row pointers ``src_indptr``), zeros
-    dropped."""
-    n = vals.shape[0]
-    indptr = np.zeros(n + 1, index_dtype_like.dtype)
-    rule = (src_indptr, ncols, implicit, largest)
-    _kept_counts(vals, idxs, *rule, indptr, 0, n)
-    indices, data = _pruned_storage(indptr, vals)
-    _kept_pairs(vals, idxs, indptr, indices, data, 0, n)
-    return indptr, indices, data
-
-
-@pjit
-def topk_to_csr_parallel(vals, idxs, src_indptr, ncols, implicit, largest, index_dtype_like,
-                         nchunks):  # fmt: skip
-    """:func:`topk_to_csr` with both passes split over ``nchunks`` row chunks."""
-    n = vals.shape[0]
-    indptr = np.zeros(n + 1, index_dtype_like.dtype)
-    for c in numba.prange(nchunks):
-        lo, hi = c * n // nchunks, (c + 1) * n // nchunks
-        _kept_counts(vals, idxs, src_indptr, ncols, implicit, largest, indptr, lo, hi)
-    indices, data = _pruned_storage(indptr, vals)
-    for c in numba.prange(nchunks):
-        lo, hi = c * n // nchunks, (c + 1) * n // nchunks
-        _kept_pairs(vals, idxs, indptr, indices, data, lo, hi)
-    return indptr, indices, data
 
 
 # --- entropy -------------------------------------------------------------------------
@@ -487,7 +412,7 @@ _GROUP_ENTRIES = 4096
 
 
 @jit
-def logits_serial(indptr, data2d, ncols, out, lo, hi):
+def logits_rows(indptr, data2d, ncols, out, lo, hi):
     """Entropy of ``softmax`` of rows ``lo:hi``, implicit entries logits 0."""
     b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
@@ -495,14 +420,8 @@ def logits_serial(indptr, data2d, ncols, out, lo, hi):
         out[r] = entropy_logits_segment(data2d, 0, a, b, ncols - (b - a), b0, b1)
 
 
-@pjit
-def logits_parallel(indptr, data2d, ncols, out, bounds):
-    for c in numba.prange(bounds.shape[0] - 1):
-        logits_serial(indptr, data2d, ncols, out, bounds[c], bounds[c + 1])
-
-
 @jit
-def exact_serial(indptr, data2d, normalize, out, status, lo, hi):
+def exact_rows(indptr, data2d, normalize, out, status, lo, hi):
     """The exact two-pass kernel for the rows of ``lo:hi`` marked ``EXACT``."""
     b0, b1 = np.empty(BLOCK), np.empty(BLOCK)
     for r in range(lo, hi):
@@ -512,16 +431,10 @@ def exact_serial(indptr, data2d, normalize, out, status, lo, hi):
             )
 
 
-@pjit
-def exact_parallel(indptr, data2d, normalize, out, status, bounds):
-    for c in numba.prange(bounds.shape[0] - 1):
-        exact_serial(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
-
-
 @jit
-def entropy_serial(indptr, data2d, normalize, out, status, lo, hi):
+def entropy_rows(indptr, data2d, normalize, out, status, lo, hi):
     """One-pass entropy of rows ``lo:hi``; rows its error bound rejects are
-    marked ``EXACT`` (for ``exact_serial``/``exact_parallel``)."""
+    marked ``EXACT`` (for ``exact_rows``/``exact_parallel``)."""
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     # scratch of the short-row groups: per entry, then per row
     ta, tb = np.empty(_GROUP_ENTRIES), np.empty(_GROUP_ENTRIES)
@@ -593,28 +506,11 @@ def _short_rows(indptr, data2d, normalize, out, status, r0, r1,
         status[r] = st if ok else EXACT
 
 
-@pjit
-def entropy_parallel(indptr, data2d, normalize, out, status, bounds):
-    for c in numba.prange(bounds.shape[0] - 1):
-        entropy_serial(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
-
-
-#: float32 data: the float32-log kernel of ``entropy32``; rows it cannot
-#: prove are marked ``EXACT`` (for ``exact_*``)
-entropy32_serial = csr_rows
-
-
-@pjit
-def entropy32_parallel(indptr, data2d, normalize, out, status, bounds):
-    for c in numba.prange(bounds.shape[0] - 1):
-        csr_rows(indptr, data2d, normalize, out, status, bounds[c], bounds[c + 1])
-
-
 # --- co-occurrence counts -------------------------------------------------------------
 
 
-@jit(inline="always")
-def _pair_counts(tokens, window, symmetric, lo, hi, counts, c):
+@jit
+def pair_counts(tokens, window, symmetric, counts, c, lo, hi):
     # counts[c, i] += pairs with row i that start at positions lo:hi
     n = tokens.shape[0]
     for p in range(lo, hi):
@@ -626,8 +522,8 @@ def _pair_counts(tokens, window, symmetric, lo, hi, counts, c):
                 counts[c, tokens[p + d]] += 1
 
 
-@jit(inline="always")
-def _pair_scatter(tokens, window, symmetric, lo, hi, fill, c, cols):
+@jit
+def pair_scatter(tokens, window, symmetric, fill, c, cols, lo, hi):
     # append the columns of those pairs to their rows' buckets
     n = tokens.shape[0]
     for p in range(lo, hi):
@@ -642,8 +538,8 @@ def _pair_scatter(tokens, window, symmetric, lo, hi, fill, c, cols):
                 fill[c, j] += 1
 
 
-@jit(inline="always")
-def _bucket_offsets(counts, rowptr):
+@jit
+def bucket_offsets(counts, rowptr):
     # counts (chunks x rows) -> each chunk's first slot in each row's bucket
     nchunks, vocab = counts.shape
     total = np.int64(0)
@@ -656,10 +552,13 @@ def _bucket_offsets(counts, rowptr):
     rowptr[vocab] = total
 
 
-@jit(inline="always")
-def _distinct(rowptr, cols, rowcnt, uniq, lo, hi, seen, cnt):
+@jit
+def distinct_rows(rowptr, cols, rowcnt, uniq, lo, hi):
     # reduce the buckets of rows lo:hi in place to their distinct columns (in
     # order of appearance) and counts, with a dense per-column counter
+    vocab = rowptr.shape[0] - 1
+    seen = np.full(vocab, -1, np.int64)
+    cnt = np.zeros(vocab, np.int64)
     for r in range(lo, hi):
         a, b = rowptr[r], rowptr[r + 1]
         u = a
@@ -676,7 +575,7 @@ def _distinct(rowptr, cols, rowcnt, uniq, lo, hi, seen, cnt):
 
 
 @jit
-def _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like):
+def cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like):
     # Sort the columns of every row by a counting sort, read straight from
     # the buckets (their distinct entries: rowptr[r] : rowptr[r] + uniq[r]):
     # the transpose has its columns in order. The symmetric matrix is its
@@ -709,54 +608,6 @@ def _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data
 
 
 @jit
-def cooccurrence_serial(tokens, vocab, window, symmetric, index_like, data_like):
-    """CSR counts of the pairs (tokens[p], tokens[p + d]), 1 <= d <= window
-    (and their mirror images when ``symmetric``).
-
-    The pairs' columns are bucketed by row (a counting sort); each bucket is
-    reduced to its distinct columns with a dense per-column counter, and the
-    distinct entries are put in column order by one more counting sort. The
-    counts are exact integers, so the result never depends on the chunking.
-    """
-    n = tokens.shape[0]
-    counts = np.zeros((1, vocab), np.int64)
-    _pair_counts(tokens, window, symmetric, 0, n, counts, 0)
-    rowptr = np.empty(vocab + 1, np.int64)
-    _bucket_offsets(counts, rowptr)
-    cols = np.empty(rowptr[vocab], index_like.dtype)
-    _pair_scatter(tokens, window, symmetric, 0, n, counts, 0, cols)
-    rowcnt = np.empty(rowptr[vocab], np.int64)
-    uniq = np.empty(vocab, np.int64)
-    seen = np.full(vocab, -1, np.int64)
-    _distinct(rowptr, cols, rowcnt, uniq, 0, vocab, seen, np.zeros(vocab, np.int64))
-    return _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like)
-
-
-@pjit
-def cooccurrence_parallel(tokens, vocab, window, symmetric, index_like, data_like, nchunks):
-    """``cooccurrence_serial`` with ``nchunks`` threads (same result)."""
-    n = tokens.shape[0]
-    counts = np.zeros((nchunks, vocab), np.int64)
-    for c in numba.prange(nchunks):
-        _pair_counts(tokens, window, symmetric, c * n // nchunks, (c + 1) * n // nchunks,
-                     counts, c)  # fmt: skip
-    rowptr = np.empty(vocab + 1, np.int64)
-    _bucket_offsets(counts, rowptr)
-    cols = np.empty(rowptr[vocab], index_like.dtype)
-    for c in numba.prange(nchunks):
-        _pair_scatter(tokens, window, symmetric, c * n // nchunks, (c + 1) * n // nchunks,
-                      counts, c, cols)  # fmt: skip
-    rowcnt = np.empty(rowptr[vocab], np.int64)
-    uniq = np.empty(vocab, np.int64)
-    bounds = entry_chunks(rowptr, nchunks, COOC_ROW_COST)
-    for c in numba.prange(nchunks):
-        seen = np.full(vocab, -1, np.int64)
-        _distinct(rowptr, cols, rowcnt, uniq, bounds[c], bounds[c + 1], seen,
-                  np.zeros(vocab, np.int64))  # fmt: skip
-    return _cooccurrence_finish(rowptr, cols, rowcnt, uniq, symmetric, index_like, data_like)
-
-
-@jit
 def tokens_problem(tokens, vocab):
     """-1 if every id is in [0, vocab), else the first bad position."""
     bad = 0
@@ -774,26 +625,9 @@ def tokens_problem(tokens, vocab):
 
 
 @jit
-def bad_weight(data):
-    """-1 if every entry is finite and >= 0, else the first bad position."""
-    return _bad_weight_in(data, 0, data.shape[0])
-
-
-@pjit
-def bad_weight_parallel(data, nchunks):
-    """:func:`bad_weight` over ``nchunks`` equal chunks (the same answer)."""
-    n = data.shape[0]
-    first = np.full(nchunks, -1, np.int64)
-    for c in numba.prange(nchunks):
-        first[c] = _bad_weight_in(data, c * n // nchunks, (c + 1) * n // nchunks)
-    for c in range(nchunks):
-        if first[c] >= 0:
-            return first[c]
-    return -1
-
-
-@jit
-def _bad_weight_in(data, lo, hi):
+def bad_weight(data, lo, hi):
+    """-1 if every entry of ``data[lo:hi]`` is finite and >= 0, else the
+    first bad position."""
     # blocks are scanned without early exit (a loop LLVM vectorizes); only a
     # block holding a bad entry is searched for it
     for start in range(lo, hi, 4096):
@@ -811,26 +645,15 @@ def _bad_weight_in(data, lo, hi):
 
 
 @jit
-def _row_sums_chunk(indptr, data, scale, out, lo, hi):
+def row_sums(indptr, data, scale, out, lo, hi):
+    """``out[r]``: float64 sum of row r's entries times ``scale[r]``, in
+    storage order, for rows ``lo:hi``."""
     for r in range(lo, hi):
         s = 0.0
         c = scale[r]
         for p in range(indptr[r], indptr[r + 1]):
             s += np.float64(data[p]) * c
         out[r] = s
-
-
-@jit
-def row_sums(indptr, data, scale, out):
-    """``out[r]``: float64 sum of row r's entries times ``scale[r]``, in storage order."""
-    _row_sums_chunk(indptr, data, scale, out, 0, indptr.shape[0] - 1)
-
-
-@pjit
-def row_sums_parallel(indptr, data, scale, out, bounds):
-    """:func:`row_sums` on the row chunks ``bounds`` (the same bits)."""
-    for c in numba.prange(bounds.shape[0] - 1):
-        _row_sums_chunk(indptr, data, scale, out, bounds[c], bounds[c + 1])
 
 
 @jit
@@ -844,7 +667,7 @@ def col_sums(colpos, data, ncols, scale):
 
 
 @jit
-def _normalize_chunk(indptr, data, sums, scale, q, kept, lo, hi):
+def normalize_rows(indptr, data, sums, scale, q, kept, lo, hi):
     # q[p] = data[p] * scale[r] / sums[r] rounded to q's dtype, for rows lo:hi;
     # kept[r]: the row's entries that stay (nonzero data and quotient)
     for r in range(lo, hi):
@@ -855,19 +678,6 @@ def _normalize_chunk(indptr, data, sums, scale, q, kept, lo, hi):
             q[p] = v
             u += 1 if (data[p] != 0 and v != 0) else 0
         kept[r] = u
-
-
-@jit
-def normalize_serial(indptr, data, sums, scale, q, kept):
-    """Quotients of every stored entry into ``q`` and the kept entries per row."""
-    _normalize_chunk(indptr, data, sums, scale, q, kept, 0, indptr.shape[0] - 1)
-
-
-@pjit
-def normalize_parallel(indptr, data, sums, scale, q, kept, bounds):
-    """:func:`normalize_serial` on the row chunks ``bounds`` (equal work)."""
-    for c in numba.prange(bounds.shape[0] - 1):
-        _normalize_chunk(indptr, data, sums, scale, q, kept, bounds[c], bounds[c + 1])
 
 
 @jit
@@ -1086,12 +896,12 @@ def related_top(indptr, indices, data, rows, k, opts, sums):
 
 
 __all__ = [
-    "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "CONDITIONAL", "PMI", "PPMI", "NPMI", "ROW_COST",
-    "TOPK_ROW_COST", "ENTROPY_ROW_COST",
-    "indptr_problem", "entry_chunks", "check_serial", "check_parallel", "transpose",
-    "group_rows", "sort_rows",
-    "sum_duplicates", "topk_explicit_serial", "topk_explicit_parallel", "topk_dense_serial",
-    "topk_dense_parallel", "topk_to_csr", "topk_to_csr_parallel", "entropy_serial",
-    "entropy_parallel", "entropy32_serial", "entropy32_parallel", "exact_serial", "exact_parallel", "logits_serial", "logits_parallel", "cooccurrence_serial", "cooccurrence_parallel", "tokens_problem", "bad_weight", "bad_weight_parallel", "row_sums", "row_sums_parallel",
-    "col_sums", "normalize_serial", "normalize_parallel", "drop_zeros", "add_canonical", "related_top",
+    "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "CONDITIONAL",
+    "PMI", "PPMI", "NPMI", "ROW_COST", "TOPK_ROW_COST", "ENTROPY_ROW_COST", "COOC_ROW_COST",
+    "indptr_problem", "entry_chunks", "check_rows", "transpose", "group_rows", "sort_rows",
+    "sum_duplicates", "topk_explicit_rows", "topk_dense_rows", "kept_counts", "kept_pairs",
+    "pruned_storage", "entropy_rows", "exact_rows", "logits_rows", "pair_counts",
+    "bucket_offsets", "pair_scatter", "distinct_rows", "cooccurrence_finish", "tokens_problem",
+    "bad_weight", "row_sums", "col_sums", "normalize_rows", "drop_zeros", "add_canonical",
+    "related_top",
 ]  # fmt: skip
