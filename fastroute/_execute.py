@@ -20,7 +20,8 @@ only parallel mechanism:
 
 The number of threads follows ``numba.get_num_threads()`` of the calling
 thread, so ``numba.set_num_threads`` and ``NUMBA_NUM_THREADS`` control
-fastroute as they control Numba's own parallel code.
+fastroute as they control Numba's own parallel code (fastroute reads the
+count without starting Numba's threading layer: see :func:`threads`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba.np.ufunc import parallel as _numba_parallel
 
 from .kernels.csr import entry_chunks
 
@@ -74,14 +76,24 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def threads() -> int:
+    """The threads a call may use: ``numba.get_num_threads()`` once Numba's
+    threading layer is running (``numba.set_num_threads`` starts it), else
+    ``NUMBA_NUM_THREADS``. Reading the count through Numba would start its
+    threading layer (OpenMP threads that fastroute never uses)."""
+    if getattr(_numba_parallel, "_is_initialized", True):
+        return numba.get_num_threads()
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def chunk_count(n: int, work: float, per_thread: int = CHUNKS_PER_THREAD) -> int:
     """How many chunks ``n`` items of ``work`` element-equivalents in total
     are split into: 1 below :data:`MIN_WORK` or on one thread, else
     ``per_thread`` per thread (at most one per item)."""
     if work < MIN_WORK or n < 2:
         return 1
-    threads = numba.get_num_threads()
-    return 1 if threads < 2 else min(n, per_thread * threads)
+    t = threads()
+    return 1 if t < 2 else min(n, per_thread * t)
 
 
 def even_bounds(n: int, chunks: int) -> list[int]:
@@ -160,7 +172,7 @@ def _launch(kernel: Callable[..., Any], jobs: Sequence[tuple]) -> list[Any]:
         while (j := next(claim)) < nj:
             results[j] = kernel(*jobs[j])
 
-    helpers = min(nj, numba.get_num_threads()) - 1
+    helpers = min(nj, threads()) - 1
     futures = [_executor(helpers).submit(work) for _ in range(helpers)] if helpers > 0 else []
     try:
         work()

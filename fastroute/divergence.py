@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ._execute import MIN_WORK, run, run_csr
+from . import _execute
+from ._execute import run, run_csr
 from ._sparse import _shape, as_csr, is_sparse
 from ._validate import (
     F32,
@@ -326,7 +327,7 @@ def _small(p, q, normalize, cross, logits):
     not that case (or a negative entry, which the general path reports)."""
     if not (type(p) is np.ndarray and type(q) is np.ndarray and p.dtype == q.dtype):
         return None
-    if p.dtype not in FAST_DTYPES or p.size >= MIN_WORK or not 1 <= p.ndim <= 2:
+    if p.dtype not in FAST_DTYPES or 4 * p.size >= _execute.MIN_WORK or not 1 <= p.ndim <= 2:
         return None
     if not (p.flags.c_contiguous and q.flags.c_contiguous):
         return None

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ._execute import MIN_WORK, run
+from . import _execute
+from ._execute import run
 from ._sparse import as_csr, is_sparse, sparse_entropy
 from ._validate import (
     F32,
@@ -192,7 +193,7 @@ def _small_rows(x, normalize, logits):
     without its validation and layout handling, so one-row calls cost about
     a microsecond of Python. None when ``x`` is not that case (or holds a
     negative entry, which the general path then reports)."""
-    if x.size >= MIN_WORK or x.ndim > 2 or x.ndim == 0:
+    if 2 * x.size >= _execute.MIN_WORK or x.ndim > 2 or x.ndim == 0:
         return None
     x2 = x if x.ndim == 2 else x.reshape(1, -1)
     rows, n = x2.shape

@@ -12,8 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._drivers import n_chunks
-from ._jit import parallel_guard
+from ._execute import run
 from ._validate import check_alloc, check_int, physical_memory
 from .kernels import moe as K
 
@@ -323,11 +322,7 @@ def dispatch(
                           func)  # fmt: skip
     src = np.ascontiguousarray(view)  # a copy only for another layout
     if N and H:
-        with parallel_guard(N * H) as par:
-            if par:
-                K.gather_parallel(src, tokens, bits, n_chunks(N))
-            else:
-                K.gather_rows(src, tokens, bits, 0, N)
+        run(K.gather_rows, (src, tokens, bits), N, N * H)
     return Dispatch(rows, poff, poff[1:].astype(np.int32), counts, tokens)
 
 
@@ -408,23 +403,14 @@ def combine(
     x = np.ascontiguousarray(view)  # a copy only for another layout
     w = np.ascontiguousarray(weights, acc_t)
     if T and H:
-        with parallel_guard(T * H * max(k, 1)) as par:
-            nc = n_chunks(T)
-            if kind in ("float32", "float64"):
-                stream = bits.nbytes >= _STREAM_BYTES
-                if par:
-                    K.combine_parallel(x, slot_row, w, k, bits, nc, stream)
-                else:
-                    K.combine_rows(x, slot_row, w, k, bits, np.empty(H, acc_t), 0, T, stream)
-            elif kind == "bfloat16":
-                if par:
-                    K.combine_bf16_parallel(x, slot_row, w, k, bits, nc)
-                else:
-                    K.combine_rows_bf16(x, slot_row, w, k, bits, np.empty(H, np.float32), 0, T)
-            elif par:
-                K.combine_f16_parallel(x, slot_row, w, k, bits, _f16(), nc)
-            else:
-                K.combine_rows_f16(x, slot_row, w, k, bits, np.empty(H, np.float32), _f16(), 0, T)
+        work = T * H * max(k, 1)
+        if kind in ("float32", "float64"):
+            stream = bits.nbytes >= _STREAM_BYTES
+            run(K.combine_rows, (x, slot_row, w, k, bits, stream), T, work)
+        elif kind == "bfloat16":
+            run(K.combine_rows_bf16, (x, slot_row, w, k, bits), T, work)
+        else:
+            run(K.combine_rows_f16, (x, slot_row, w, k, bits, _f16()), T, work)
     return res
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import math
 from typing import Any, Literal, NamedTuple
 
-import numba
 import numpy as np
 
-from . import _pool
-from ._jit import PARALLEL_MIN_WORK, parallel_guard
+from ._execute import chunk_count, even_bounds, run_jobs, threads
 from ._validate import check_alloc, physical_memory
 from ._validate import check_int as _int
 from .kernels import route as rk
@@ -228,7 +227,7 @@ def _chunks(n: int, E: int) -> int:
     # and a bounded histogram (chunks x E)
     if n <= 4096:
         return 1
-    c = min(-(-n // 4096), 8 * numba.get_num_threads(), max(1, (1 << 22) // max(E, 1)))
+    c = min(-(-n // 4096), 8 * threads(), max(1, (1 << 22) // max(E, 1)))
     return max(1, c)
 
 
@@ -390,7 +389,7 @@ def _execute(a, out, b, config, opts, cap, drop):
     T, E = a.shape
     stats = config[4]
     bt = block_tokens(E)
-    if cap is None and T and _pool.chunks(a.size, -(-T // bt)) == 1:
+    if cap is None and T and chunk_count(-(-T // bt), a.size, per_thread=1) == 1:
         return _route_serial(a, out, b, config, opts, bt)
     experts, weights, ent, lse2, psum, prio, hist, bounds = _route_pass(a, out, b, config, opts)
     _, aux, z_loss = rk.summarize(hist, psum, lse2, T)
@@ -489,13 +488,13 @@ def _admit_and_group(experts, hist, prio, tok, cap, drop):
     order = np.empty(int(offsets[-1]), np.int64)
     if cap is None:
         jobs = [(experts, start[c], *tok[c], order) for c in range(nch)]
-        _pool.run(rk.scatter_all, jobs)
+        run_jobs(rk.scatter_all, jobs)
     elif drop == "position":
         jobs = [(experts, run[c], c_eff, start[c], *tok[c], order, dropped) for c in range(nch)]
-        _pool.run(rk.scatter_capacity, jobs)
+        run_jobs(rk.scatter_capacity, jobs)
     else:
         jobs = [(experts, dropped, start[c], *tok[c], order) for c in range(nch)]
-        _pool.run(rk.scatter_kept, jobs)
+        run_jobs(rk.scatter_kept, jobs)
     return dropped, counts, offsets, order
 
 
@@ -510,12 +509,12 @@ def _route_pass(a: np.ndarray, out: type, bias: np.ndarray, config: tuple, opts:
     bt = block_tokens(E)
     nb = -(-T // bt)
     experts, weights, status, ent, lse2, psum, prio, kopts = _driver_io(a, out, config, opts, bt)
-    nch = _pool.chunks(a.size, nb)
+    nch = chunk_count(nb, a.size, per_thread=1)
     bounds = [(c * nb // nch, (c + 1) * nb // nch) for c in range(nch)]
     hist = np.zeros((nch, k, E), np.int64)
     outs = [(experts, weights, status, ent, lse2, psum, prio, hist[c]) for c in range(nch)]
     kern = rk.chunk_kernel(*config)
-    _pool.run(kern, [(a, bias, kopts, outs[c], *bounds[c]) for c in range(nch)])
+    run_jobs(kern, [(a, bias, kopts, outs[c], *bounds[c]) for c in range(nch)])
     if T and status.any():
         _raise_status(status, "route")
     return experts, weights, ent, lse2, psum, prio, hist, bounds
@@ -559,12 +558,18 @@ def _groups(n_groups: Any, topk_groups: Any, E: int, k: int, top2: bool) -> tupl
 def _group(ids: np.ndarray, E: int, block_size: int, sentinel: int):
     n = ids.shape[0]
     nchunks = _chunks(n, E)
-    if n < PARALLEL_MIN_WORK or nchunks == 1:
+    if chunk_count(n, n) == 1 or nchunks == 1:
         ok, order, offsets, counts = rk.group_serial(ids, E, block_size, sentinel, nchunks)
-    else:
-        with parallel_guard(n) as par:
-            fn = rk.group_parallel if par else rk.group_serial
-            ok, order, offsets, counts = fn(ids, E, block_size, sentinel, nchunks)
+    else:  # each chunk's histogram, the layout, then each chunk's scatter
+        hist = np.zeros((nchunks, E), np.int64)
+        spans = list(itertools.pairwise(even_bounds(n, nchunks)))
+        ok = all(run_jobs(rk.histogram, [(ids, E, lo, hi, hist, c)
+                                        for c, (lo, hi) in enumerate(spans)]))  # fmt: skip
+        if ok:
+            counts, offsets, order = rk.layout(hist, block_size, sentinel)
+            run_jobs(
+                rk.scatter_ids, [(ids, lo, hi, hist, c, order) for c, (lo, hi) in enumerate(spans)]
+            )
     if not ok:
         _raise_bad_id(ids, E)
     return order, offsets, counts
@@ -707,19 +712,19 @@ def expert_choice(
     nb = -(-T // bt)
     if T:
         kern = rk.scores_kernel(sigmoid)
-        nch = _pool.chunks(a.size, nb)
+        nch = chunk_count(nb, a.size, per_thread=1)
         jobs = [
             (a, nan_ignore, bt, rk.lanes(E, bt), scores, status, c * nb // nch, (c + 1) * nb // nch)
             for c in range(nch)
         ]
-        _pool.run(kern, jobs)
+        run_jobs(kern, jobs)
         if status.any():
             _raise_status(status, func)
     tokens = np.empty((E, C), np.intp)
     weights = np.empty((E, C), out)
     if tokens.size:  # the scores hold no NaN: a token with one raised above
-        nch = _pool.chunks(scores.size, E)
+        nch = chunk_count(E, scores.size, per_thread=1)
         jobs = [(scores, C, c * E // nch, (c + 1) * E // nch, tokens, weights) for c in range(nch)]
-        _pool.run(rk.top_tokens, jobs)
+        run_jobs(rk.top_tokens, jobs)
     coverage = np.bincount(tokens.reshape(-1), minlength=T).astype(np.int32)
     return ExpertChoice(tokens.astype(np.int64, copy=False), weights, coverage)

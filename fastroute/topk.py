@@ -6,7 +6,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from ._execute import MIN_WORK, run
+from . import _execute
+from ._execute import run
 from ._sparse import is_sparse, sparse_top_k
 from ._validate import (
     F32,
@@ -126,7 +127,7 @@ def top_k(
         and axis == -1
         and format == "dense"
         and not explicit
-        and x.size < MIN_WORK
+        and x.size < _execute.MIN_WORK
         and x.dtype in FAST_DTYPES
         and type(k) is int
         and 0 <= k <= x.shape[1]

@@ -3,10 +3,10 @@
 Numba cache
     Numba's on-disk cache checks only the timestamp of the file that defines a
     jitted function, not of the files it calls: after an edit to
-    ``fastroute/kernels/*.py`` the cached ``fastroute/_drivers.py`` entries
-    would still run the *old* kernel code. Unless ``NUMBA_CACHE_DIR`` is set
+    ``fastroute/kernels/_math.py`` the cached entries of the kernels that
+    call it would still run the *old* code. Unless ``NUMBA_CACHE_DIR`` is set
     already, the suite therefore uses a cache directory keyed on a hash of
-    the jitted modules (``_jit``, ``_drivers``, ``kernels/*``) under the
+    the jitted modules (``_jit``, ``kernels/*``) under the
     system temp dir. It is set before Numba
     is imported and inherited by the subprocess tests.
 
@@ -33,7 +33,7 @@ def _source_keyed_cache_dir() -> str | None:
     root = pathlib.Path(next(iter(spec.submodule_search_locations)))
     h = hashlib.sha256()
     # the compiled code behind the public API: options, drivers, kernels
-    files = [root / "_jit.py", root / "_drivers.py", *sorted((root / "kernels").rglob("*.py"))]
+    files = [root / "_jit.py", *sorted((root / "kernels").rglob("*.py"))]
     files.append(root / "_bench" / "floors.py")  # the benchmark floors use kernels/_math.py
     for f in files:
         if f.exists():
@@ -49,7 +49,7 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
         if "numba" in sys.modules:  # imported by a plugin already: update its config
             sys.modules["numba"].config.CACHE_DIR = _dir
 
-# the parallel drivers need >= 2 Numba threads to be exercised at all
+# the parallel path needs >= 2 threads to be exercised at all
 os.environ.setdefault("NUMBA_NUM_THREADS", str(max(2, os.cpu_count() or 1)))
 
 import numba  # noqa: E402

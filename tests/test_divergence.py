@@ -25,7 +25,7 @@ from reference import (
 from strategies import SPARSE_DTYPES, arrays, build_sparse, sparse_matrices
 
 import fastroute as fr
-from fastroute import _jit
+from fastroute import _execute
 
 FUNCS = {"relative_entropy": False, "cross_entropy": True}
 
@@ -206,11 +206,11 @@ def test_errors():
         D(np.array(["a", "b"]), np.ones(2))
 
 
-def test_same_bits_any_thread_count(restore_numba_threads):
+def test_same_bits_any_thread_count(restore_numba_threads, executor_jobs):
     if restore_numba_threads < 2:
         pytest.fail("needs NUMBA_NUM_THREADS >= 2")
     rng = np.random.default_rng(4)
-    rows = 2 * _jit.PARALLEL_MIN_WORK // 16 + 5
+    rows = _execute.MIN_WORK // 4 // 16 + 5
     p = rng.random((rows, 16)) ** 4
     q = rng.random((rows, 16))
     p[3] = 0.0
@@ -226,16 +226,17 @@ def test_same_bits_any_thread_count(restore_numba_threads):
         assert a.tobytes() == b.tobytes()
     part = fr.relative_entropy(p[5:40], q[5:40])  # other batches, same bits
     assert part.tobytes() == out[2][0][5:40].tobytes()
+    assert any(jobs > 1 for _, jobs in executor_jobs), "no parallel launch"
 
 
 @pytest.mark.parametrize("n", [1, 8, 32, 33, 100])
-def test_float32_same_bits_any_thread_count_batch_and_row(n, restore_numba_threads):
+def test_float32_same_bits_any_thread_count_batch_and_row(n, restore_numba_threads, executor_jobs):
     """The float32 kernel (tiles of rows up to 32 entries, 16 lanes above):
     the same bits for any thread count, any batch, and a row on its own."""
     if restore_numba_threads < 2:
         pytest.fail("needs NUMBA_NUM_THREADS >= 2")
     rng = np.random.default_rng(n)
-    rows = 2 * _jit.PARALLEL_MIN_WORK // n + 70
+    rows = _execute.MIN_WORK // 4 // n + 70
     z = 2 * rng.standard_normal((rows, n))
     p = np.exp(z).astype(np.float32)
     q = np.exp(z + 0.5 * rng.standard_normal(z.shape)).astype(np.float32)
@@ -254,6 +255,7 @@ def test_float32_same_bits_any_thread_count_batch_and_row(n, restore_numba_threa
     assert fr.relative_entropy(p[7:90], q[7:90]).tobytes() == d[7:90].tobytes()
     for r in (0, 6, 65, rows - 1):  # one row: the small-call path
         assert fr.relative_entropy(p[r], q[r]).tobytes() == d[r].tobytes()
+    assert any(jobs > 1 for _, jobs in executor_jobs), "no parallel launch"
 
 
 # --------------------------------------------------------------------------- sparse p
@@ -366,14 +368,16 @@ def test_sparse_rules_and_errors():
         fr.kl_from_logits(p, np.ones(3))
 
 
-def test_sparse_same_bits_any_thread_count(restore_numba_threads):
+def test_sparse_same_bits_any_thread_count(
+    restore_numba_threads, executor_jobs, small_parallel_work
+):
     import scipy.sparse as sp
 
     if restore_numba_threads < 2:
         pytest.fail("needs NUMBA_NUM_THREADS >= 2")
     rng = np.random.default_rng(8)
     p = sp.random(4000, 300, density=0.05, random_state=1, format="csr", dtype=np.float64)
-    assert p.nnz + 64 * p.shape[0] > 2 * _jit.PARALLEL_MIN_WORK  # runs in parallel
+    assert p.nnz + 8 * p.shape[0] > small_parallel_work  # runs in parallel
     q = rng.random(300)
     qs = sp.random(4000, 300, density=0.3, random_state=2, format="csr", dtype=np.float64)
     out = {}
@@ -384,6 +388,7 @@ def test_sparse_same_bits_any_thread_count(restore_numba_threads):
         assert a.tobytes() == b.tobytes()
     part = fr.relative_entropy(p[100:900], q)  # other batches, same bits
     assert part.tobytes() == out[2][0][100:900].tobytes()
+    assert any(jobs > 1 for _, jobs in executor_jobs), "no parallel launch"
 
 
 # --------------------------------------------------------------------------- from logits
@@ -456,11 +461,11 @@ def test_kl_from_logits_errors():
         fr.kl_from_logits(np.zeros((2, 3)), np.zeros((2, 1)))
 
 
-def test_kl_from_logits_same_bits_any_thread_count(restore_numba_threads):
+def test_kl_from_logits_same_bits_any_thread_count(restore_numba_threads, executor_jobs):
     if restore_numba_threads < 2:
         pytest.fail("needs NUMBA_NUM_THREADS >= 2")
     rng = np.random.default_rng(6)
-    rows = 2 * _jit.PARALLEL_MIN_WORK // 16 + 5
+    rows = _execute.MIN_WORK // 4 // 16 + 5
     zp = rng.normal(0, 3, (rows, 16))
     zq = zp + 0.1 * rng.standard_normal((rows, 16))
     out = {}
@@ -470,17 +475,18 @@ def test_kl_from_logits_same_bits_any_thread_count(restore_numba_threads):
     for a, b in zip(out[1], out[2], strict=True):
         assert a.tobytes() == b.tobytes()
     assert fr.kl_from_logits(zp[7:30], zq[7:30]).tobytes() == out[2][0][7:30].tobytes()
+    assert any(jobs > 1 for _, jobs in executor_jobs), "no parallel launch"
 
 
 @pytest.mark.parametrize("n", [1, 8, 32, 33, 100])
-def test_kl_from_logits_same_bits_any_batch_and_row(n, restore_numba_threads):
+def test_kl_from_logits_same_bits_any_batch_and_row(n, restore_numba_threads, executor_jobs):
     """Tiles of rows (up to 32 logits) and the 16-lane row path: the same bits
     for any thread count, any batch and a row on its own; -inf logits on
     either side."""
     if restore_numba_threads < 2:
         pytest.fail("needs NUMBA_NUM_THREADS >= 2")
     rng = np.random.default_rng(n + 100)
-    rows = 2 * _jit.PARALLEL_MIN_WORK // n + 70
+    rows = _execute.MIN_WORK // 4 // n + 70
     zp = (2 * rng.standard_normal((rows, n))).astype(np.float32)
     zq = (zp + 0.5 * rng.standard_normal(zp.shape)).astype(np.float32)
     zp[3, 0] = -np.inf
@@ -497,6 +503,7 @@ def test_kl_from_logits_same_bits_any_batch_and_row(n, restore_numba_threads):
     for r in (0, 3, 65, rows - 1):
         assert fr.kl_from_logits(zp[r], zq[r]).tobytes() == d[r].tobytes()
     check_logits(zp[:40], zq[:40])
+    assert any(jobs > 1 for _, jobs in executor_jobs), "no parallel launch"
 
 
 # --------------------------------------------------------------------------- issue 27
@@ -650,7 +657,9 @@ def test_kl_from_logits_extreme_matches_mpmath(case):
     check_logits(zp, zq, base=base, temperature=t)
 
 
-def test_kl_from_logits_careful_rows_same_bits_any_thread_count(restore_numba_threads):
+def test_kl_from_logits_careful_rows_same_bits_any_thread_count(
+    restore_numba_threads, executor_jobs
+):
     """Rows the fast kernels hand to the careful path (logits near the float64
     limit) among ordinary ones: exact, and the same bits for any thread
     count, any batch and a row on its own."""
@@ -658,7 +667,7 @@ def test_kl_from_logits_careful_rows_same_bits_any_thread_count(restore_numba_th
         pytest.fail("needs NUMBA_NUM_THREADS >= 2")
     rng = np.random.default_rng(27)
     for n in (8, 40):
-        rows = 2 * _jit.PARALLEL_MIN_WORK // n + 70
+        rows = _execute.MIN_WORK // 4 // n + 70
         zp = rng.normal(0, 3, (rows, n))
         zq = zp + 0.1 * rng.standard_normal((rows, n))
         bad = rng.choice(rows, 40, replace=False)
@@ -674,6 +683,7 @@ def test_kl_from_logits_careful_rows_same_bits_any_thread_count(restore_numba_th
         for r in bad[:4].tolist():
             assert fr.kl_from_logits(zp[r], zq[r]).tobytes() == out[2][r].tobytes()
         assert_close(out[2][bad], kl_logits_ref(zp[bad], zq[bad]))
+    assert any(jobs > 1 for _, jobs in executor_jobs), "no parallel launch"
 
 
 @pytest.mark.parametrize("func", list(FUNCS))
@@ -722,7 +732,7 @@ def test_broadcast_views_are_read_in_place():
 
     rng = np.random.default_rng(3)
     rows, n = 48, 512  # a copy: 192 KiB; the result: 384 bytes
-    assert rows * n < _jit.PARALLEL_MIN_WORK
+    assert 4 * rows * n < _execute.MIN_WORK
     row, other = rng.random(n), rng.random((rows, n))
     wide = np.broadcast_to(row, (rows, n))
     calls = [
@@ -784,7 +794,9 @@ def test_cross_entropy_checks_before_converting():
             f(p.detach().to(torch.bfloat16), q.detach())
         with pytest.raises(TypeError, match=rf"^{func}: q is a bfloat16 tensor.*q\.float\(\)"):
             f(p.detach(), q.detach().to(torch.bfloat16))
-        with pytest.raises(ValueError, match=rf"^{func}: cannot make an array of p: its rows differ"):
+        with pytest.raises(
+            ValueError, match=rf"^{func}: cannot make an array of p: its rows differ"
+        ):
             f([[1.0, 2.0], [1.0]], [1.0, 1.0])
 
 

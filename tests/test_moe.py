@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 import fastroute as fr
 from fastroute import moe as fr_moe
-from fastroute.kernels import moe as fr_kmoe
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64), BF16, np.dtype(np.float16)]
@@ -134,25 +133,24 @@ def test_streaming_stores_write_the_same_bits(H, shift, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_same_bits_for_any_thread_count_and_batch_split(dtype, restore_numba_threads, monkeypatch):
+def test_same_bits_for_any_thread_count_and_batch_split(
+    dtype, restore_numba_threads, executor_jobs
+):
     # large enough for the parallel path (several chunks of rows and tokens)
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((5000, 16)).astype(np.float32)
     hidden = rng.standard_normal((5000, 64)).astype(dtype)
     r = fr.route(logits, 4, capacity_factor=1.0)
-    outs, launches = [], []
-    for name in ("gather_parallel", "combine_parallel", "combine_bf16_parallel",
-                 "combine_f16_parallel"):  # fmt: skip
-        real = getattr(fr_kmoe, name)
-        monkeypatch.setattr(
-            fr_kmoe, name, lambda *a, _f=real, _n=name: launches.append(_n) or _f(*a)
-        )
+    outs = []
+    kernels = {"gather_rows", "combine_rows", "combine_rows_bf16", "combine_rows_f16"}
     for threads in (1, 2):
         numba.set_num_threads(threads)
+        executor_jobs.clear()
         d = fr.dispatch(hidden, r, block_size=8)
         _same(d.rows, dispatch_ref(hidden, r, 8)[0])
         outs.append(fr.combine(d.rows, r, block_size=8))
-        assert len(launches) == (0 if threads == 1 else 2)  # serial, then both parallel
+        jobs = [n for name, n in executor_jobs if name in kernels]
+        assert len(jobs) == 2 and all((n > 1) == (threads == 2) for n in jobs)
     _same(outs[0], outs[1])
     _same(outs[0], combine_ref(d.rows, r, 8))
     y = fr.dispatch(hidden, r := fr.route(logits, 4)).rows

@@ -25,6 +25,7 @@ from reference_routing import (
 )
 
 import fastroute as fr
+from fastroute import _execute
 from fastroute.kernels import route_1d
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -455,17 +456,17 @@ def test_route_any_layout(layout):
 
 @pytest.mark.parametrize("E, k", [(8, 2), (64, 8)])
 def test_route_bits_do_not_depend_on_threads_or_batch_split(
-    restore_numba_threads, monkeypatch, E, k
+    restore_numba_threads, executor_jobs, E, k
 ):
-    T = max(6000, fr.routing._pool.MIN_WORK // E + 1000)  # large enough for the chunk pool
+    T = max(6000, _execute.MIN_WORK // E + 1000)  # large enough for parallel chunks
     x = RNG.standard_normal((T, E)).astype(np.float32)
     runs = {}
-    calls = _spy_pool(monkeypatch)
     for threads in (1, 2):
         numba.set_num_threads(threads)
-        calls.clear()
+        executor_jobs.clear()
         runs[threads] = fr.route(x, k, capacity_factor=1.0)
-        assert len(calls[0]) == threads  # the routing pass: one chunk per thread
+        # the routing pass: one chunk per thread
+        assert max(jobs for _, jobs in executor_jobs) == threads
     a, b = runs[1], runs[2]
     for f in ("experts", "weights", "order", "offsets", "dropped", "entropy"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
@@ -479,26 +480,11 @@ def test_route_bits_do_not_depend_on_threads_or_batch_split(
         np.testing.assert_array_equal(part.entropy, whole.entropy[lo:hi])
 
 
-def _spy_pool(monkeypatch) -> list[list[tuple]]:
-    """Record the argument sets of every kernel launch (one set per chunk);
-    a call's first launch is its routing pass."""
-    calls: list[list[tuple]] = []
-    real = fr.routing._pool.run
-
-    def run(fn, argsets):
-        calls.append(list(argsets))
-        return real(fn, argsets)
-
-    monkeypatch.setattr(fr.routing._pool, "run", run)
-    return calls
-
-
-def test_route_parallel_path_runs(monkeypatch, restore_numba_threads):
-    calls = _spy_pool(monkeypatch)
+def test_route_parallel_path_runs(restore_numba_threads, executor_jobs):
     numba.set_num_threads(2)  # conftest guarantees NUMBA_NUM_THREADS >= 2
     x = RNG.standard_normal((4096, 64)).astype(np.float32)
     check = fr.route(x, 2)
-    assert len(calls[0]) == 2, "a 4096 x 64 batch with 2 threads must run in two chunks"
+    assert executor_jobs[0][1] == 2, "a 4096 x 64 batch with 2 threads must run in two chunks"
     np.testing.assert_array_equal(check.experts, mixtral_recipe(x, 2)[0])
 
 

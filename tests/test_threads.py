@@ -1,5 +1,6 @@
-"""Determinism: the same bits for any Numba thread count, any batch size, any
-Python thread; serial and parallel drivers on both sides of PARALLEL_MIN_WORK."""
+"""Determinism: the same bits for any thread count, any batch size, any
+Python thread; serial and parallel launches on both sides of the executor's
+threshold."""
 
 from __future__ import annotations
 
@@ -13,45 +14,15 @@ import numpy as np
 import pytest
 
 import fastroute as fr
-from fastroute import _execute, _jit
+from fastroute import _execute
 
-THRESHOLD = _jit.PARALLEL_MIN_WORK  # the functions not yet on the executor
-N = 64  # row length; THRESHOLD // N rows is exactly the threshold
-W = _execute.MIN_WORK  # the executor's: the work (elements x cost) that goes parallel
+N = 64  # row length
+W = _execute.MIN_WORK  # the work (elements x cost) at which a call goes parallel
 
 
-@pytest.fixture
-def parallel_calls(monkeypatch):
-    """Records every kernel launch of the public functions: True for a
-    parallel one, False for a serial one: the executor's chunks (more than
-    one is parallel), and the ``*_serial`` / ``*_parallel`` dispatchers of
-    ``fastroute._drivers`` for the functions not yet on the executor.
-    """
-    from numba.core.dispatcher import Dispatcher
-
-    from fastroute import _drivers, _execute
-
-    seen: list[bool] = []
-    run_jobs = _execute._launch
-
-    def spy_jobs(kernel, jobs):
-        seen.append(len(jobs) > 1)
-        return run_jobs(kernel, jobs)
-
-    monkeypatch.setattr(_execute, "_launch", spy_jobs)
-
-    def spy(disp, par):
-        def call(*args):
-            seen.append(par)
-            return disp(*args)
-
-        return call
-
-    for name, obj in list(vars(_drivers).items()):
-        if isinstance(obj, Dispatcher) and name.endswith(("_serial", "_parallel")):
-            par = bool(obj.targetoptions.get("parallel"))
-            monkeypatch.setattr(_drivers, name, spy(obj, par))
-    return seen
+def _par(executor_jobs):
+    """For each executor launch: True if it ran in parallel (several jobs)."""
+    return [jobs > 1 for _, jobs in executor_jobs]
 
 
 def _probs(rows, n=N, dtype=np.float64, seed=0):
@@ -71,8 +42,8 @@ def _logits(rows, n=N, dtype=np.float64, seed=1):
     return z
 
 
-# name -> (function of the batch returning a tuple of arrays, batch maker, dtype
-# [, the work at which it goes parallel])
+# name -> (function of the batch returning a tuple of arrays, batch maker, dtype,
+# the elements at which it goes parallel: the threshold over the kernel's cost)
 CASES = {
     "top_k f64 k=5": (lambda x: fr.top_k(x, 5), _probs, np.float64, W),
     "top_k f64 k=40 unsorted": (
@@ -112,7 +83,7 @@ def _make(case, rows):
 
 
 def _threshold(case):
-    return CASES[case][3] if len(CASES[case]) > 3 else THRESHOLD
+    return CASES[case][3]
 
 
 def _same_bits(a_list, b_list):
@@ -123,26 +94,26 @@ def _same_bits(a_list, b_list):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bits_independent_of_thread_count_and_batch(case, restore_numba_threads, parallel_calls):
+def test_bits_independent_of_thread_count_and_batch(case, restore_numba_threads, executor_jobs):
     if restore_numba_threads < 2:
         pytest.fail("needs NUMBA_NUM_THREADS >= 2 to exercise the parallel driver")
     big = _make(case, _threshold(case) // N + 37)  # above the threshold: parallel
     small = big[: _threshold(case) // N - 1]  # below: serial
 
     numba.set_num_threads(1)
-    parallel_calls.clear()
+    executor_jobs.clear()
     one = _call(case, big)
-    assert parallel_calls and not any(parallel_calls), "one thread must take the serial driver"
+    assert executor_jobs and not any(_par(executor_jobs)), "one thread must take the serial driver"
 
     numba.set_num_threads(2)
-    parallel_calls.clear()
+    executor_jobs.clear()
     two = _call(case, big)
-    assert parallel_calls and all(parallel_calls), "large input with 2 threads must go parallel"
+    assert executor_jobs and all(_par(executor_jobs)), "large input with 2 threads must go parallel"
     assert _same_bits(one, two), "result depends on the thread count"
 
-    parallel_calls.clear()
+    executor_jobs.clear()
     part = _call(case, small)
-    assert not any(parallel_calls), "below the threshold must go serial"
+    assert not any(_par(executor_jobs)), "below the threshold must go serial"
     assert _same_bits(part, [a[: len(small)] for a in two]), "result depends on the batch size"
 
     # every row alone gives the bits it had inside the batches
@@ -158,7 +129,7 @@ BITS_CASES += [(np.float64, n) for n in (1, 8, 32, 33)]
 @pytest.mark.parametrize(
     ("dtype", "n"), BITS_CASES, ids=[f"{d.__name__}-{n}" for d, n in BITS_CASES]
 )
-def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threads, parallel_calls):
+def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threads, executor_jobs):
     """The entropy kernels group short rows into SIMD lanes (float32 up to 64
     entries, float64 up to 32) and long rows into blocks; a row's bits must
     not depend on its group, the thread count, the batch or the layout."""
@@ -172,7 +143,7 @@ def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threa
         numba.set_num_threads(threads)
         for normalize in (True, False):
             results.append((threads, normalize, fr.entropy(p, normalize=normalize)))
-    assert any(parallel_calls) and not all(parallel_calls)
+    assert any(_par(executor_jobs)) and not all(_par(executor_jobs))
     for normalize in (True, False):
         a, b = (r for t, nz, r in results if nz == normalize)
         assert a.tobytes() == b.tobytes()
@@ -185,7 +156,7 @@ def test_entropy_bits_any_threads_batch_and_layout(dtype, n, restore_numba_threa
 
 
 @pytest.mark.parametrize("dtype", [np.float64])
-def test_single_long_row_is_one_chunk(dtype, restore_numba_threads, parallel_calls):
+def test_single_long_row_is_one_chunk(dtype, restore_numba_threads, executor_jobs):
     """One row with more work than the threshold: rows are the executor's
     items, so it runs as one chunk, with the same bits on any thread count."""
     p = _probs(2, n=W + 3, dtype=dtype)[:1]
@@ -201,18 +172,18 @@ def test_single_long_row_is_one_chunk(dtype, restore_numba_threads, parallel_cal
                 fr.entropy_from_logits(z),
             ]
         )
-    assert parallel_calls and not any(parallel_calls)
+    assert executor_jobs and not any(_par(executor_jobs))
     assert _same_bits(results[0], results[1])
 
 
-def test_around_threshold_exactly(restore_numba_threads, parallel_calls):
+def test_around_threshold_exactly(restore_numba_threads, executor_jobs):
     numba.set_num_threads(2)
     x = _probs(_execute.MIN_WORK // N, dtype=np.float64)
-    parallel_calls.clear()
+    executor_jobs.clear()
     at = fr.top_k(x, 4)
-    assert parallel_calls == [True]
+    assert _par(executor_jobs) == [True]
     below = fr.top_k(x[:-1], 4)
-    assert not any(parallel_calls[1:])
+    assert not any(_par(executor_jobs)[1:])
     np.testing.assert_array_equal(at.indices[:-1], below.indices)
     assert at.values[:-1].tobytes() == below.values.tobytes()
 
@@ -244,10 +215,10 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     import fastroute as fr
-    from fastroute._jit import PARALLEL_MIN_WORK
+    from fastroute._execute import MIN_WORK
 
     rng = np.random.default_rng(0)
-    big = rng.random((PARALLEL_MIN_WORK // 64 + 100, 64))
+    big = rng.random((MIN_WORK // 64 + 100, 64))
     big[:, 3] = big[:, 5]
     big32 = big.astype(np.float32)
     small = big[:50]
@@ -280,20 +251,20 @@ SCRIPT = textwrap.dedent(
     v, idx = fr.top_k(big, 3)
     ref = np.argsort(-big, axis=1, kind="stable")[:, :3]
     assert np.array_equal(idx, ref)
-    print("THREADS-OK", numba.threading_layer())
+    print("THREADS-OK")
     """
 )
 
 
-@pytest.mark.parametrize("layer", ["workqueue", "default"])
-def test_eight_python_threads_in_subprocess(layer):
-    # workqueue is the layer that aborts the process on concurrent launches
+def test_eight_python_threads_in_subprocess():
+    """Eight Python threads calling at once, first calls (compiling) among
+    them: every result has the bits of the same call on one thread."""
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "NUMBA_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": layer},
+        env={**os.environ, "NUMBA_NUM_THREADS": "2"},
     )
     assert proc.returncode == 0, (
         f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"

@@ -13,8 +13,8 @@ implementation must do.
   special values, about 1e-7 relative error on the inputs used here), so
   LLVM vectorizes them; the loops run with ``fastmath=True``.
 
-Small inputs (below fastroute's ``PARALLEL_MIN_WORK``) take serial twins, as
-fastroute does, so the 1-row floors are the bare cost of one Numba call.
+Small inputs (below ``PARALLEL_MIN_WORK``) take serial twins, so the 1-row
+floors are the bare cost of one Numba call.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from typing import Any
 import numba
 import numpy as np
 
-from .._jit import PARALLEL_MIN_WORK
 from ..kernels._math import _EXP_MASK32 as _MANT_MASK32  # sign and exponent bits
 from ..kernels._math import _LOG32_P as _LP  # Cephes' log(1 + f) coefficients
 from ..kernels._math import _SQRT_HALF_BITS32, bits_f32, f32_bits
+
+#: Below this many elements a floor runs its serial twin (a ``prange``
+#: launch costs a few microseconds).
+PARALLEL_MIN_WORK = 1 << 15
 
 __all__ = [
     "read_floor",

@@ -20,7 +20,6 @@ from typing import Any, TextIO
 import numba
 import numpy as np
 
-from .._jit import PARALLEL_MIN_WORK as _PAR_MIN
 from . import floors as F
 from .cases import CASES, Case, case_requirements, input_nbytes, make_input
 from .registry import (
@@ -435,7 +434,7 @@ def threading_layer(probe: bool = False) -> str:
     """
     if probe:
         try:
-            F.read_floor(np.ones(max(_PAR_MIN, 1), np.float32))
+            F.read_floor(np.ones(max(F.PARALLEL_MIN_WORK, 1), np.float32))
         except Exception as exc:  # pragma: no cover - broken threading layer
             first = (str(exc).strip().splitlines() or [""])[0]
             return f"unavailable ({type(exc).__name__}: {first})"
@@ -454,11 +453,11 @@ def parallel_launch_latency(budget: float = 0.05) -> dict[str, float] | None:
     """
     if numba.get_num_threads() < 2:
         return None
-    x = np.ones(_PAR_MIN, np.float32)
+    x = np.ones(F.PARALLEL_MIN_WORK, np.float32)
     zero = np.float32(0)
     par = time_callable(lambda: F._sum_parallel(x, zero), budget=budget)["median_s"]
     ser = time_callable(lambda: F._sum_serial(x, zero), budget=budget)["median_s"]
-    return {"parallel_s": par, "serial_s": ser, "elements": float(_PAR_MIN)}
+    return {"parallel_s": par, "serial_s": ser, "elements": float(F.PARALLEL_MIN_WORK)}
 
 
 #: A parallel launch slower than this is reported as suspicious.

@@ -13,16 +13,14 @@ twins, over a layout ``grouped_layout`` has checked once.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._jit import _u, jit, pjit
+from .._jit import _u, jit
 from ._math import bits_f32, f32_bits
 from ._mem import prefetch_row, store_fence, store_row
 
 __all__ = [
-    "grouped_layout", "gather_row", "gather_rows", "gather_parallel", "combine_row",
-    "combine_rows", "combine_rows_bf16", "combine_rows_f16", "combine_parallel",
-    "combine_bf16_parallel", "combine_f16_parallel", "f16_table",
+    "grouped_layout", "gather_row", "gather_rows", "combine_row", "combine_rows",
+    "combine_rows_bf16", "combine_rows_f16", "f16_table",
 ]  # fmt: skip
 
 
@@ -117,15 +115,6 @@ def gather_rows(src, rows_of, out, lo, hi):
         _gather_row(src, rows_of[r], out, r)
 
 
-@pjit
-def gather_parallel(src, rows_of, out, nchunks):
-    """``gather_rows`` over all of ``out``'s rows in ``nchunks`` chunks on
-    Numba's threads (a copy: the same bits for any chunking)."""
-    N = out.shape[0]
-    for c in prange(nchunks):
-        gather_rows(src, rows_of, out, N * c // nchunks, N * (c + 1) // nchunks)
-
-
 @jit(nogil=True, inline="always")
 def _read_float(x, p, h, table):
     return x[_u(p), h]
@@ -199,12 +188,13 @@ def combine_row(x, pos, w, t, k, acc):
 
 
 @jit(nogil=True)
-def combine_rows(x, pos, w, k, out, acc, lo, hi, stream):
+def combine_rows(x, pos, w, k, out, stream, lo, hi):
     """Tokens ``lo:hi`` of ``combine`` for float32/float64 rows: ``out[t] =
-    sum_j w[t, j] x[pos[t k + j]]`` accumulated in ``acc`` (length H);
+    sum_j w[t, j] x[pos[t k + j]]`` accumulated in ``w``'s dtype;
     ``stream``: store the rows with streaming stores (for outputs larger
     than the caches)."""
     H = out.shape[1]
+    acc = np.empty(H, w.dtype)
     for t in range(lo, hi):
         _combine_row(x, pos, w, t, k, acc)
         if stream:
@@ -238,14 +228,14 @@ def _bf16_bits(b):
 
 
 @jit(nogil=True)
-def combine_rows_bf16(x, pos, w, k, out, acc, lo, hi):
+def combine_rows_bf16(x, pos, w, k, out, lo, hi):
     """``combine_rows`` for bfloat16 rows held as ``uint16`` bits: each read
     widened to float32 exactly (the bits shifted up), float32 sums, each
-    result rounded to nearest even. ``acc``: float32 scratch of H. The
-    next token's rows are prefetched while this one is summed (up to a
-    quarter faster than the hardware prefetcher alone, in the benchmark
-    cases)."""
+    result rounded to nearest even. The next token's rows are prefetched
+    while this one is summed (up to a quarter faster than the hardware
+    prefetcher alone, in the benchmark cases)."""
     H = out.shape[1]
+    acc = np.empty(H, np.float32)
     ab = acc.view(np.uint32)
     for t in range(lo, hi):
         if t + 1 < hi:
@@ -274,53 +264,19 @@ def _f16_bits(b):
 
 
 @jit(nogil=True)
-def combine_rows_f16(x, pos, w, k, out, acc, table, lo, hi):
+def combine_rows_f16(x, pos, w, k, out, table, lo, hi):
     """``combine_rows`` for float16 rows held as ``uint16`` bits: reads
     through ``table`` (the float32 value of each of the 65536 bit patterns,
     :func:`f16_table`), float32 sums, results rounded to nearest even.
-    ``acc``: float32 scratch of H. Prefetches as ``combine_rows_bf16``."""
+    Prefetches as ``combine_rows_bf16``."""
     H = out.shape[1]
+    acc = np.empty(H, np.float32)
     for t in range(lo, hi):
         if t + 1 < hi:
             _prefetch_rows(x, pos, t + 1, k)
         _weighted_sum(x, pos, w, t, k, acc, _read_f16, table)
         for h in range(H):
             out[t, h] = _f16_bits(np.uint32(f32_bits(acc[h])))
-
-
-# Parallel twins: chunks of tokens on Numba's threads. Each token's sum is
-# computed whole by one thread in the same order, so the bits do not depend
-# on the chunking. (Numba's pool hands work over in microseconds; a Python
-# thread pool took about 50 us per hand-over on a 2-core VM, which doubled
-# the time of batches of 64-512 tokens.)
-
-
-@pjit
-def combine_parallel(x, pos, w, k, out, nchunks, stream):
-    """``combine_rows`` over all tokens, on Numba's threads."""
-    T, H = out.shape
-    for c in prange(nchunks):
-        acc = np.empty(H, w.dtype)
-        combine_rows(x, pos, w, k, out, acc, T * c // nchunks, T * (c + 1) // nchunks, stream)
-
-
-@pjit
-def combine_bf16_parallel(x, pos, w, k, out, nchunks):
-    """``combine_rows_bf16`` over all tokens, on Numba's threads."""
-    T, H = out.shape
-    for c in prange(nchunks):
-        acc = np.empty(H, np.float32)
-        combine_rows_bf16(x, pos, w, k, out, acc, T * c // nchunks, T * (c + 1) // nchunks)
-
-
-@pjit
-def combine_f16_parallel(x, pos, w, k, out, table, nchunks):
-    """``combine_rows_f16`` over all tokens, on Numba's threads."""
-    T, H = out.shape
-    for c in prange(nchunks):
-        acc = np.empty(H, np.float32)
-        lo, hi = T * c // nchunks, T * (c + 1) // nchunks
-        combine_rows_f16(x, pos, w, k, out, acc, table, lo, hi)
 
 
 def f16_table() -> np.ndarray:

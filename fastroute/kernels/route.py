@@ -13,7 +13,7 @@ a token's bits depend on it alone. The phases::
 ``chunk_kernel(config)`` composes the phases one configuration uses into a
 driver that routes a range of blocks; the configuration (scoring, bias,
 groups, statistics, ...) is frozen into the driver, so a call compiles only
-the phases it uses. The wrapper runs one driver per thread (``_pool``), then
+the phases it uses. The wrapper runs one driver per chunk (``_execute``), then
 groups the assignments by expert with ``scatter_*`` (a stable counting sort
 whose histogram the driver already counted), admitting them under a
 capacity in the same pass.
@@ -45,12 +45,11 @@ from __future__ import annotations
 import functools
 import math
 
-import numba
 import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .._jit import _u, jit, pjit
+from .._jit import _u, jit
 from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, f32_bits, f64_bits, log1p_pos
 from .select import index_limit
 
@@ -950,7 +949,7 @@ def top_tokens(scores, C, lo, hi, tokens, weights):
 
 
 @jit
-def _histogram(ids, E, lo, hi, hist, c):
+def histogram(ids, E, lo, hi, hist, c):
     # counts of ids[lo:hi] per expert into hist[c]; False if an id is invalid
     ok = True
     for i in range(lo, hi):
@@ -963,7 +962,7 @@ def _histogram(ids, E, lo, hi, hist, c):
 
 
 @jit
-def _scatter(ids, lo, hi, start, c, order):
+def scatter_ids(ids, lo, hi, start, c, order):
     for i in range(lo, hi):
         v = ids[i]
         if v >= 0:
@@ -1004,7 +1003,7 @@ def _starts(hist, counts, offsets, sentinel, order):
 
 
 @jit
-def _layout(hist, block_size, sentinel):
+def layout(hist, block_size, sentinel):
     E = hist.shape[1]
     counts = np.empty(E, np.int64)
     offsets = np.empty(E + 1, np.int64)
@@ -1024,27 +1023,12 @@ def group_serial(ids, E, block_size, sentinel, nchunks):
     hist = np.zeros((nchunks, E), np.int64)
     ok = True
     for c in range(nchunks):
-        ok &= _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
+        ok &= histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
     if not ok:
         return False, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-    counts, offsets, order = _layout(hist, block_size, sentinel)
+    counts, offsets, order = layout(hist, block_size, sentinel)
     for c in range(nchunks):
-        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return True, order, offsets, counts
-
-
-@pjit
-def group_parallel(ids, E, block_size, sentinel, nchunks):
-    n = ids.shape[0]
-    hist = np.zeros((nchunks, E), np.int64)
-    good = np.empty(nchunks, np.bool_)
-    for c in numba.prange(nchunks):
-        good[c] = _histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    if not good.all():
-        return False, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-    counts, offsets, order = _layout(hist, block_size, sentinel)
-    for c in numba.prange(nchunks):
-        _scatter(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
+        scatter_ids(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
     return True, order, offsets, counts
 
 
