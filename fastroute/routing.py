@@ -223,11 +223,11 @@ def _raise_status(status: np.ndarray, func: str) -> None:
 
 
 def _chunks(n: int, E: int) -> int:
-    # equal chunks of >= 4096 ids, a multiple of the thread count for balance,
-    # and a bounded histogram (chunks x E)
+    # one chunk per thread (each a Python call on the pool: few and large),
+    # of >= 4096 ids, and a bounded histogram (chunks x E)
     if n <= 4096:
         return 1
-    c = min(-(-n // 4096), 8 * threads(), max(1, (1 << 22) // max(E, 1)))
+    c = min(-(-n // 4096), threads(), max(1, (1 << 22) // max(E, 1)))
     return max(1, c)
 
 

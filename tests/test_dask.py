@@ -350,16 +350,6 @@ def test_torch_tensors_as_the_single_machine_functions_take_them():
     _same_csr(frd.cooccurrence(ids, 3).compute(), fr.cooccurrence(ids.numpy(), 3))
 
 
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    for name in ("_base", "dense", "blocks", "corpus"):
-        mod = importlib.import_module(f"fastroute.dask.{name}")
-        res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert res.attempted > 0 and res.failed == 0, name
-
-
 # --------------------------------------------------------------------------- a cluster of processes
 
 

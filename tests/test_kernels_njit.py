@@ -289,37 +289,38 @@ def test_readme_example_raises_for_a_bad_k():
         most_uncertain(P, 4)
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "fastroute.topk",
-        "fastroute.entropy",
-        "fastroute.divergence",
-        "fastroute.kernels",
-        "fastroute.kernels.select",
-        "fastroute.kernels.entropy",
-        "fastroute.kernels.divergence",
-        "fastroute.routing",
-        "fastroute.kernels.route",
-        "fastroute.tokens",
-        "fastroute.moe",
-    ],
-)
+def _modules_with_examples() -> list[str]:
+    """Every fastroute module whose source holds a doctest example
+    (discovered, not listed by hand)."""
+    import pathlib
+
+    import fastroute
+
+    root = pathlib.Path(fastroute.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if ">>> " in path.read_text(encoding="utf-8"):
+            rel = path.relative_to(root.parent).with_suffix("")
+            name = ".".join(rel.parts)
+            found.append(name[: -len(".__init__")] if name.endswith(".__init__") else name)
+    return found
+
+
+@pytest.mark.parametrize("module", _modules_with_examples())
 def test_docstring_examples(module):
+    if module.startswith("fastroute.dask"):
+        pytest.importorskip("dask.array")
     mod = importlib.import_module(module)
     res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert res.attempted > 0, f"{module} has no examples"
     assert res.failed == 0
 
 
-def test_every_public_module_runs_its_examples():
-    """Each module defining a public function is in the doctest list above."""
+def test_every_public_function_has_an_example():
+    """Each public function's docstring holds an example (run above)."""
     import fastroute
 
-    listed = set(test_docstring_examples.pytestmark[0].args[1])
-    public = {
-        getattr(fastroute, name).__module__
-        for name in fastroute.__all__
-        if callable(getattr(fastroute, name)) and not isinstance(getattr(fastroute, name), type)
-    }
-    assert public <= listed, f"modules whose examples never run: {sorted(public - listed)}"
+    for name in fastroute.__all__:
+        obj = getattr(fastroute, name)
+        if callable(obj) and not isinstance(obj, type):
+            assert ">>> " in (obj.__doc__ or ""), f"fastroute.{name} has no example"

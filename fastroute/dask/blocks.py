@@ -14,6 +14,7 @@ from ..tokens import normalize_rows as _normalize_rows
 from ..topk import TopK
 from ..topk import top_k as _top_k
 from ._base import _as_dask, _dask, _known_chunks, _Limited
+from .dense import top_k as _dask_top_k
 
 # --- corpus -> counts --------------------------------------------------------------
 
@@ -73,6 +74,10 @@ class CSRBlocks:
                 if futures := futures_of(blocks):  # none under the local schedulers
                     _wait(futures)
         return CSRBlocks(self.shape, self.row_bounds, tuple(blocks), self.dtype, self.index_dtype)
+
+    def _rank_rows(self, k: int, **options: Any) -> Any:
+        # fastroute.dask.top_k of these rows, block by block
+        return _top_k_rows(self, k, **options)
 
 
 def _chunk_counts(seg, tail, vocab, window, symmetric, edges, where):
@@ -344,10 +349,8 @@ def top_entropy(C: CSRBlocks, k: int, /, *, normalize: bool = True, base: float 
     >>> dask.compute(frd.top_entropy(C, 2, base=2))[0].indices
     array([1, 0])
     """
-    from .dense import top_k
-
     h = row_entropy(C, base=base, normalize=normalize)
-    return top_k(h, k)
+    return _dask_top_k(h, k)
 
 
 # --- sums over the whole matrix, then block-local work ---------------------------------

@@ -146,10 +146,8 @@ def top_k(
     >>> r.values.compute(), r.indices.compute()
     (array([9, 9, 9]), array([1, 3, 5]))
     """
-    from .blocks import CSRBlocks, _top_k_rows
-
-    if isinstance(x, CSRBlocks):
-        return _top_k_rows(x, k, axis=axis, mode=mode, explicit=explicit, format=format)
+    if hasattr(x, "row_bounds") and hasattr(x, "_rank_rows"):  # CSRBlocks (blocks.py)
+        return x._rank_rows(k, axis=axis, mode=mode, explicit=explicit, format=format)
     dask, da = _dask()
     a = _as_dask(x, "top_k")
     if explicit or format != "dense":

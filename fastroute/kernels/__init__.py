@@ -70,10 +70,10 @@ array([1, 2])
 """
 
 from .divergence import relative_entropy_1d
-from .entropy import WORK_SIZE, entropy_1d, entropy_logits_1d
 from .moe import combine_row, gather_row
 from .route import route_1d
 from .select import top_k_1d
+from .slices import WORK_SIZE, entropy_1d, entropy_logits_1d
 
 __all__ = [
     "top_k_1d", "entropy_1d", "entropy_logits_1d", "relative_entropy_1d", "WORK_SIZE", "route_1d",

@@ -32,7 +32,8 @@ import numpy as np
 from .._jit import _u, jit
 from ._math import BLOCK, exp_neg, fma, log_normal, log_pos
 from ._reduce import L16, sum16, tree_sum
-from .entropy import EXACT, NEGATIVE, OK, WORK_SIZE, background_tile, entropy_1d, transpose_rows
+from .entropy import EXACT, NEGATIVE, OK, WORK_SIZE, background_tile, transpose_rows
+from .slices import entropy_1d
 
 __all__ = [
     "kl_rows",
