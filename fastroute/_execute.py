@@ -27,6 +27,7 @@ count without starting Numba's threading layer: see :func:`threads`).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -38,8 +39,12 @@ import numpy as np
 from numba.np.ufunc import parallel as _numba_parallel
 
 from .kernels.csr import entry_chunks
+from .kernels.entropy import to_float32
 
-__all__ = ["MIN_WORK", "chunk_count", "even_bounds", "run", "run_chunks", "run_csr", "run_jobs"]
+__all__ = [
+    "MIN_WORK", "chunk_count", "even_bounds", "finish", "min_work", "run", "run_chunks", "run_csr",
+    "run_jobs", "threads",
+]  # fmt: skip
 
 #: Below this much work (in element-equivalents: a cheap pass over one
 #: element is 1) a call runs in one piece on the calling thread. Waking a
@@ -84,6 +89,11 @@ def threads() -> int:
     if getattr(_numba_parallel, "_is_initialized", True):
         return numba.get_num_threads()
     return numba.config.NUMBA_NUM_THREADS
+
+
+def min_work() -> int:
+    """:data:`MIN_WORK`, read at call time."""
+    return MIN_WORK
 
 
 def chunk_count(n: int, work: float, per_thread: int = CHUNKS_PER_THREAD) -> int:
@@ -181,3 +191,17 @@ def _launch(kernel: Callable[..., Any], jobs: Sequence[tuple]) -> list[Any]:
             if not f.cancel():  # a helper that never started has nothing to do
                 f.result()
     return results
+
+
+def finish(out64: np.ndarray, dtype: np.dtype, base: float | None) -> np.ndarray:
+    """The float64 results ``out64`` in ``base`` (``None``: nats, as they
+    are), rounded once to float32 for float16/float32 input (beyond
+    float32: ``+-inf``, without NumPy's warning)."""
+    if base is not None:
+        with np.errstate(over="ignore"):  # beyond float64: inf, the rounded value
+            out64 /= math.log(base)
+    if dtype.char in "ef" and out64.dtype != np.float32:
+        out32 = np.empty(out64.shape, np.float32)
+        to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf
+        return out32
+    return out64

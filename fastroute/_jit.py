@@ -26,7 +26,7 @@ import os
 import numba
 import numpy as np
 
-__all__ = ["jit", "_u"]
+__all__ = ["jit", "uidx"]
 
 _CACHE = os.environ.get("FASTROUTE_NO_CACHE", "") == ""
 
@@ -42,7 +42,7 @@ def jit(fn=None, **overrides):
 
 
 @numba.njit(inline="always")
-def _u(i):
+def uidx(i):
     """``i`` as an unsigned index. Numba adds negative-index wraparound code to
     every signed index that is not a plain ``range`` variable (``a[start + i]``),
     and that code stops LLVM from vectorizing the loop; callers guarantee

@@ -50,7 +50,7 @@ def as_csr(x: Any, func: str, *, columns: bool = False) -> CSR:
     """
     if not is_sparse(x):
         raise TypeError(f"{func}: expected a scipy.sparse matrix, got {type(x).__name__}")
-    shape = _shape(x, func)
+    shape = shape_of(x, func)
     nrows, ncols = shape[::-1] if columns else shape
     _kernel_data(np.empty(0, _declared_dtype(x, func)), func)  # a TypeError before any work
     fmt = x.format
@@ -75,7 +75,7 @@ def as_csr(x: Any, func: str, *, columns: bool = False) -> CSR:
     return _from_coo(row, col, data, (nrows, ncols), func, index_dtype)
 
 
-def _shape(x: Any, func: str) -> tuple[int, int]:
+def shape_of(x: Any, func: str) -> tuple[int, int]:
     try:
         shape = tuple(x.shape)
     except Exception:
@@ -402,7 +402,7 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
     columns = axis == 0
     if not is_sparse(x):
         raise TypeError(f"{func}: expected a scipy.sparse matrix, got {type(x).__name__}")
-    nrows, ncols = _shape(x, func)[::-1] if columns else _shape(x, func)
+    nrows, ncols = shape_of(x, func)[::-1] if columns else shape_of(x, func)
     k = check_k(k, ncols, func)  # and the size of the result, before any work
     check_alloc(nrows * k * 16, f"the top {k} of {nrows} rows", func)
     m = as_csr(x, func, columns=columns)

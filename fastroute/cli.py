@@ -507,12 +507,12 @@ def _require_analyze(dask_opts: bool) -> None:
 
 
 def _text_paths(files: list[str]) -> list[str]:
-    from .dask.corpus import _paths  # glob patterns expanded; Dask is not needed
+    from .dask.corpus import expand_paths  # glob patterns expanded; Dask is not needed
 
     if not files:
         return []
     try:
-        return _paths(files, "")
+        return expand_paths(files, "")
     except OSError as exc:
         raise CLIError(str(exc)) from None
 

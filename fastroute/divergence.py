@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _execute
-from ._execute import run, run_csr
-from ._sparse import _shape, as_csr, is_sparse
+from ._execute import finish, min_work, run, run_csr
+from ._sparse import as_csr, is_sparse, shape_of
 from ._validate import (
     F32,
     FAST_DTYPES,
@@ -19,26 +18,27 @@ from ._validate import (
     check_base,
     unravel_row,
 )
-from .entropy import _finish, entropy
+from .entropy import entropy
 from .kernels import csr as K
 from .kernels.divergence import (
-    LOGITS_CAREFUL,
-    LOGITS_SHORT_N,
     QTAB_WIDTH,
     RAW_SCALE,
     cross_rows,
     csr_csr_rows,
     csr_dense_rows,
-    kl_logits_careful_rows,
-    kl_logits_long_rows,
-    kl_logits_short_rows,
     kl_rows,
     q_table,
     raw_rows,
-    raw_rows_scaled,
 )
 from .kernels.divergence32 import SHORT32_N, csr_kl32_rows, kl32_long_rows, kl32_short_rows
 from .kernels.entropy import EXACT, NEGATIVE, to_float32
+from .kernels.kl_logits import (
+    LOGITS_CAREFUL,
+    LOGITS_SHORT_N,
+    kl_logits_careful_rows,
+    kl_logits_long_rows,
+    kl_logits_short_rows,
+)
 
 __all__ = ["relative_entropy", "cross_entropy", "kl_from_logits"]
 
@@ -327,7 +327,7 @@ def _small(p, q, normalize, cross, logits):
     not that case (or a negative entry, which the general path reports)."""
     if not (type(p) is np.ndarray and type(q) is np.ndarray and p.dtype == q.dtype):
         return None
-    if p.dtype not in FAST_DTYPES or 4 * p.size >= _execute.MIN_WORK or not 1 <= p.ndim <= 2:
+    if p.dtype not in FAST_DTYPES or 4 * p.size >= min_work() or not 1 <= p.ndim <= 2:
         return None
     if not (p.flags.c_contiguous and q.flags.c_contiguous):
         return None
@@ -380,7 +380,7 @@ def _plan(p2, q2, step, normalize, cross, logits, f32, out, status):
         return (kl32_short_rows if n <= SHORT32_N else kl32_long_rows), (p2, q2, step, out, status)
     if normalize:
         return kl_rows, (p2, q2, step, out, status)
-    return raw_rows, (p2, q2, step, cross, out, status)
+    return raw_rows, (p2, q2, step, cross, 1.0, out, status)
 
 
 def _careful_rows(zp, zq, step, inv_t, out):
@@ -538,7 +538,7 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     if p_one and k > 1:
         p2 = _repeated(p2, k)
     step = 0 if q_one else 1
-    out = np.empty(rows)  # float64: one compiled kernel per input precision; _finish rounds
+    out = np.empty(rows)  # float64: one compiled kernel per input precision; finish rounds
     status = np.zeros(rows, np.uint8)
     if rows:
         _run(p2, q2, step, normalize, cross, logits, f32, out[:k], status[:k])
@@ -558,7 +558,7 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
             _raw_scaled(p2[ex], q2[ex] if step else q2[:1], step, cross, out, ex, lb)
     if k < rows:
         out[k:] = out[0]
-    return _finish(out.reshape(lead), np.dtype(np.float32 if f32 else np.float64), None)
+    return finish(out.reshape(lead), np.dtype(np.float32 if f32 else np.float64), None)
 
 
 def _run(p2, q2, step, normalize, cross, logits, f32, out, status):
@@ -599,7 +599,7 @@ def _raw_scaled(p_rows, q_rows, step, cross, out, where, lb):
     (no overflow), then divided by ``RAW_SCALE``."""
     sub, status = np.empty(where.size), np.zeros(where.size, np.uint8)
     w = RAW_SCALE if lb is None else RAW_SCALE / lb
-    raw_rows_scaled(p_rows, q_rows, step, cross, w, sub, status, 0, where.size)
+    raw_rows(p_rows, q_rows, step, cross, w, sub, status, 0, where.size)
     with np.errstate(over="ignore"):
         out[where] = sub / RAW_SCALE
 
@@ -609,17 +609,17 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
     dense ``q`` that broadcasts to ``p``'s shape, or a sparse ``q`` of that
     shape (the union of the two patterns)."""
     b = check_base(base, func)
-    shape = _shape(p, func)
+    shape = shape_of(p, func)
     ax = check_axis(axis, 2)
     columns = ax == 0
     m = as_csr(p, func, columns=columns)
     nrows, n = m.shape
     mode = 0 if normalize else 2 if cross else 1
     if is_sparse(q):
-        if _shape(q, func) != shape:
+        if shape_of(q, func) != shape:
             raise ValueError(
                 f"{func}: sparse p and q must have the same shape, got {shape} and "
-                f"{_shape(q, func)}"
+                f"{shape_of(q, func)}"
             )
         mq = as_csr(q, func, columns=columns)
         f32 = m.dtype.char in "ef" and mq.dtype.char in "ef"
@@ -687,7 +687,7 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
             p_r = np.array(pm[2][:, a:e], np.float64)
             q_r = q_row[m.indices[a:e]].reshape(1, -1)
             _raw_scaled(p_r, q_r, 1, cross, out, np.array([r]), lb)
-    return _finish(out, np.dtype(np.float32 if f32 else np.float64), None)
+    return finish(out, np.dtype(np.float32 if f32 else np.float64), None)
 
 
 def _csr_row(m, r: int) -> np.ndarray:

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _execute
-from ._execute import run
+from ._execute import finish, min_work, run
 from ._sparse import as_csr, is_sparse, sparse_entropy
 from ._validate import (
     F32,
@@ -23,7 +22,7 @@ from ._validate import (
 from .kernels import entropy as KE
 from .kernels import entropy32 as K32
 from .kernels._math import BLOCK
-from .kernels.divergence import RAW_SCALE, raw_rows_scaled
+from .kernels.divergence import RAW_SCALE, raw_rows
 from .kernels.entropy import (
     EXACT,
     LANES64,
@@ -119,11 +118,11 @@ def entropy(
             "probabilities and counts must be >= 0"
         )
     if b is None or normalize:
-        return _finish(out64, dtype, b)
+        return finish(out64, dtype, b)
     # -sum p log p beyond float64 in nats may be finite in a base with
     # |log(base)| > 1 (entries near the float64 maximum): summed again
     beyond = np.flatnonzero(np.isinf(out64.reshape(-1)))
-    out = _finish(out64, dtype, b)
+    out = finish(out64, dtype, b)
     if beyond.size:
         if is_sparse(p):
             rows = _stored_rows(as_csr(p, "entropy", columns=ax == 0), beyond)
@@ -172,13 +171,13 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     b = check_base(base, "entropy_from_logits")
     if type(z) is not np.ndarray and is_sparse(z):
         out64, _, dtype = sparse_entropy(z, check_axis(axis, 2), False, True, "entropy_from_logits")
-        return _finish(out64, dtype, b)
+        return finish(out64, dtype, b)
     a = as_real_array(z, "entropy_from_logits")
     ax = check_axis(axis, a.ndim)
     lead = a.shape[:ax] + a.shape[ax + 1 :]
     out64 = np.empty(lead, _out_dtype(a.dtype, b))
     _run(a, ax, out64.reshape(-1), None, False, True)
-    return _finish(out64, a.dtype, b)
+    return finish(out64, a.dtype, b)
 
 
 def _out_dtype(dtype, base):
@@ -193,7 +192,7 @@ def _small_rows(x, normalize, logits):
     without its validation and layout handling, so one-row calls cost about
     a microsecond of Python. None when ``x`` is not that case (or holds a
     negative entry, which the general path then reports)."""
-    if 2 * x.size >= _execute.MIN_WORK or x.ndim > 2 or x.ndim == 0:
+    if 2 * x.size >= min_work() or x.ndim > 2 or x.ndim == 0:
         return None
     x2 = x if x.ndim == 2 else x.reshape(1, -1)
     rows, n = x2.shape
@@ -285,17 +284,6 @@ def _raw_in_base(rows, lb):
     """``-sum p log p / lb`` of the float64 ``rows``, every term scaled
     before it is summed (no overflow; ``+-inf`` only beyond float64)."""
     sub, status = np.empty(rows.shape[0]), np.zeros(rows.shape[0], np.uint8)
-    raw_rows_scaled(rows, rows, 1, True, RAW_SCALE / lb, sub, status, 0, rows.shape[0])
+    raw_rows(rows, rows, 1, True, RAW_SCALE / lb, sub, status, 0, rows.shape[0])
     with np.errstate(over="ignore"):
         return sub / RAW_SCALE
-
-
-def _finish(out64, dtype, base):
-    if base is not None:
-        with np.errstate(over="ignore"):  # beyond float64: inf, the rounded value
-            out64 /= math.log(base)
-    if dtype.char in "ef" and out64.dtype != np.float32:
-        out32 = np.empty(out64.shape, np.float32)
-        KE.to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf
-        return out32
-    return out64

@@ -13,6 +13,8 @@ import numpy as np
 from ._execute import chunk_count, even_bounds, run_jobs, threads
 from ._validate import check_alloc, physical_memory
 from ._validate import check_int as _int
+from .kernels import choice as kc
+from .kernels import group as kg
 from .kernels import route as rk
 
 __all__ = ["Routing", "ExpertChoice", "route", "expert_choice", "group_by_expert"]
@@ -479,8 +481,8 @@ def _admit_and_group(experts, hist, prio, tok, cap, drop):
     else:
         kept = np.zeros((nch, E), np.int64)
         chunk_of = np.repeat(np.arange(nch), [hi - lo for lo, hi in tok])
-        perm = rk.score_order(prio)
-        rk.admit_by_score(experts, perm, min(cap, T), E, dropped, chunk_of, kept)
+        perm = kc.score_order(prio)
+        kg.admit_by_score(experts, perm, min(cap, T), E, dropped, chunk_of, kept)
     counts = kept.sum(axis=0)
     offsets = np.zeros(E + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -488,13 +490,13 @@ def _admit_and_group(experts, hist, prio, tok, cap, drop):
     order = np.empty(int(offsets[-1]), np.int64)
     if cap is None:
         jobs = [(experts, start[c], *tok[c], order) for c in range(nch)]
-        run_jobs(rk.scatter_all, jobs)
+        run_jobs(kg.scatter_all, jobs)
     elif drop == "position":
         jobs = [(experts, run[c], c_eff, start[c], *tok[c], order, dropped) for c in range(nch)]
-        run_jobs(rk.scatter_capacity, jobs)
+        run_jobs(kg.scatter_capacity, jobs)
     else:
         jobs = [(experts, dropped, start[c], *tok[c], order) for c in range(nch)]
-        run_jobs(rk.scatter_kept, jobs)
+        run_jobs(kg.scatter_kept, jobs)
     return dropped, counts, offsets, order
 
 
@@ -559,16 +561,16 @@ def _group(ids: np.ndarray, E: int, block_size: int, sentinel: int):
     n = ids.shape[0]
     nchunks = _chunks(n, E)
     if chunk_count(n, n) == 1 or nchunks == 1:
-        ok, order, offsets, counts = rk.group_serial(ids, E, block_size, sentinel, nchunks)
+        ok, order, offsets, counts = kg.group_serial(ids, E, block_size, sentinel, nchunks)
     else:  # each chunk's histogram, the layout, then each chunk's scatter
         hist = np.zeros((nchunks, E), np.int64)
         spans = list(itertools.pairwise(even_bounds(n, nchunks)))
-        ok = all(run_jobs(rk.histogram, [(ids, E, lo, hi, hist, c)
+        ok = all(run_jobs(kg.histogram, [(ids, E, lo, hi, hist, c)
                                         for c, (lo, hi) in enumerate(spans)]))  # fmt: skip
         if ok:
-            counts, offsets, order = rk.layout(hist, block_size, sentinel)
+            counts, offsets, order = kg.layout(hist, block_size, sentinel)
             run_jobs(
-                rk.scatter_ids, [(ids, lo, hi, hist, c, order) for c, (lo, hi) in enumerate(spans)]
+                kg.scatter_ids, [(ids, lo, hi, hist, c, order) for c, (lo, hi) in enumerate(spans)]
             )
     if not ok:
         _raise_bad_id(ids, E)
@@ -711,7 +713,7 @@ def expert_choice(
     bt = block_tokens(E)
     nb = -(-T // bt)
     if T:
-        kern = rk.scores_kernel(sigmoid)
+        kern = kc.scores_kernel(sigmoid)
         nch = chunk_count(nb, a.size, per_thread=1)
         jobs = [
             (a, nan_ignore, bt, rk.lanes(E, bt), scores, status, c * nb // nch, (c + 1) * nb // nch)
@@ -725,6 +727,6 @@ def expert_choice(
     if tokens.size:  # the scores hold no NaN: a token with one raised above
         nch = chunk_count(E, scores.size, per_thread=1)
         jobs = [(scores, C, c * E // nch, (c + 1) * E // nch, tokens, weights) for c in range(nch)]
-        run_jobs(rk.top_tokens, jobs)
+        run_jobs(kc.top_tokens, jobs)
     coverage = np.bincount(tokens.reshape(-1), minlength=T).astype(np.int32)
     return ExpertChoice(tokens.astype(np.int64, copy=False), weights, coverage)

@@ -13,13 +13,14 @@ from ._execute import chunk_count, even_bounds, run, run_csr, run_jobs
 from ._sparse import CSR, as_csr, canonical_result, counting_sort_ok, is_sparse
 from ._validate import as_real_array, check_alloc
 from .entropy import entropy
+from .kernels import counts as KC
 from .kernels import csr as K
 from .topk import TopK, top_k
 
 __all__ = ["cooccurrence", "normalize_rows", "top_entropy", "related"]
 
 _COUNT_DTYPES = tuple(np.dtype(t) for t in (np.int32, np.int64, np.float32, np.float64))
-_MEASURES = {"conditional": K.CONDITIONAL, "pmi": K.PMI, "ppmi": K.PPMI, "npmi": K.NPMI}
+MEASURES = {"conditional": KC.CONDITIONAL, "pmi": KC.PMI, "ppmi": KC.PPMI, "npmi": KC.NPMI}
 
 
 def _sparse_module():
@@ -51,10 +52,10 @@ def _as_matrix(x: Any, func: str) -> CSR:
     return as_csr(x, func)
 
 
-def _sums_scaled(m: CSR, scale: np.ndarray) -> np.ndarray:
+def sums_scaled(m: CSR, scale: np.ndarray) -> np.ndarray:
     # float64 row sums of the entries times scale[r] (in parallel when large)
     out = np.empty(m.shape[0])
-    run_csr(K.row_sums, (m.indptr, m.data, scale, out), m.indptr, K.ROW_COST)
+    run_csr(KC.row_sums, (m.indptr, m.data, scale, out), m.indptr, K.ROW_COST)
     return out
 
 
@@ -64,17 +65,17 @@ def _check_number(v: Any, name: str, func: str, what: str = "") -> None:
         raise TypeError(f"{func}: {name} must be a number{what}, got {type(v).__name__}")
 
 
-def _row_sums(m: CSR) -> tuple[np.ndarray, np.ndarray]:
+def row_sums_and_scale(m: CSR) -> tuple[np.ndarray, np.ndarray]:
     """float64 row sums and the per-row scale they are sums of: 1, or for a
     row whose sum overflows float64, the power of two ``2**-e`` (exact)
     that brings it back in range."""
     scale = np.ones(m.shape[0])
-    sums = _sums_scaled(m, scale)
+    sums = sums_scaled(m, scale)
     over = np.isinf(sums)  # the entries are finite: their sum overflowed
     if over.any():
         _, e = np.frexp(np.diff(m.indptr)[over].astype(np.float64))  # row length < 2**e
         scale[over] = np.ldexp(1.0, -(e + 1))  # length * max entry * scale < 2**1023
-        sums = _sums_scaled(m, scale)
+        sums = sums_scaled(m, scale)
     return sums, scale
 
 
@@ -160,7 +161,7 @@ def cooccurrence(
     check_alloc(8 * (nchunks + 4) * (vocab + 1) + 24 * pairs,
                 f"counting {pairs} pairs over vocab_size={vocab}", func,
                 "; check vocab_size, or count fewer tokens or a smaller window")  # fmt: skip
-    bad = K.tokens_problem(t, vocab)
+    bad = KC.tokens_problem(t, vocab)
     if bad >= 0:
         raise ValueError(
             f"{func}: token id {int(t[bad])} at position {bad} is outside [0, {vocab}); "
@@ -177,17 +178,17 @@ def cooccurrence(
     bounds = even_bounds(n, nchunks)
     counts = np.zeros((nchunks, vocab), np.int64)
     spans = list(itertools.pairwise(bounds))
-    run_jobs(K.pair_counts, [(t, w, sym, counts, c, lo, hi) for c, (lo, hi) in enumerate(spans)])
+    run_jobs(KC.pair_counts, [(t, w, sym, counts, c, lo, hi) for c, (lo, hi) in enumerate(spans)])
     rowptr = np.empty(vocab + 1, np.int64)
-    K.bucket_offsets(counts, rowptr)
+    KC.bucket_offsets(counts, rowptr)
     cols = np.empty(rowptr[vocab], index_dtype)
-    run_jobs(K.pair_scatter,
+    run_jobs(KC.pair_scatter,
              [(t, w, sym, counts, c, cols, lo, hi) for c, (lo, hi) in enumerate(spans)])  # fmt: skip
     rowcnt = np.empty(rowptr[vocab], np.int64)
     uniq = np.empty(vocab, np.int64)
-    run_csr(K.distinct_rows, (rowptr, cols, rowcnt, uniq), rowptr, K.COOC_ROW_COST)
+    run_csr(KC.distinct_rows, (rowptr, cols, rowcnt, uniq), rowptr, KC.COOC_ROW_COST)
     like = (np.empty(0, index_dtype), np.empty(0, out_dtype))
-    indptr, indices, data = K.cooccurrence_finish(rowptr, cols, rowcnt, uniq, sym, *like)
+    indptr, indices, data = KC.cooccurrence_finish(rowptr, cols, rowcnt, uniq, sym, *like)
     return canonical_result(None, indptr, indices, data, (vocab, vocab))
 
 
@@ -225,23 +226,23 @@ def normalize_rows(A: Any, /) -> Any:
     """
     func = "normalize_rows"
     m = _as_matrix(A, func)
-    _check_weights(m, func)
-    sums, scale = _row_sums(m)
+    check_weights(m, func)
+    sums, scale = row_sums_and_scale(m)
     out_dtype = np.float32 if m.dtype.char in "ef" else np.float64
     q = np.empty(m.data.shape[0], out_dtype)
     kept = np.empty(m.shape[0], np.int64)
-    run_csr(K.normalize_rows, (m.indptr, m.data, sums, scale, q, kept), m.indptr, K.ROW_COST)
+    run_csr(KC.normalize_rows, (m.indptr, m.data, sums, scale, q, kept), m.indptr, K.ROW_COST)
     if int(kept.sum()) == q.shape[0]:  # nothing to drop: the same structure
         indptr, indices, data = m.indptr.copy(), m.indices.copy(), q
     else:  # stored zeros, all-zero rows or quotients that underflow
-        indptr, indices, data = K.drop_zeros(m.indptr, m.indices, m.data, q, kept)
+        indptr, indices, data = KC.drop_zeros(m.indptr, m.indices, m.data, q, kept)
     return canonical_result(A, indptr, indices, data, m.shape)
 
 
-def _check_weights(m: CSR, func: str, row0: int = 0) -> None:
+def check_weights(m: CSR, func: str, row0: int = 0) -> None:
     # row0: the id of m's first row in the matrix it is a block of
     n = m.data.shape[0]
-    firsts = run(K.bad_weight, (m.data,), n, n)
+    firsts = run(KC.bad_weight, (m.data,), n, n)
     bad = next((int(b) for b in firsts if b >= 0), -1)  # the first in storage order
     if bad >= 0:
         row = row0 + int(np.searchsorted(m.indptr, bad, side="right")) - 1
@@ -301,19 +302,19 @@ def _pmi_sums(m: CSR):
     nrows, ncols = m.shape
     nnz = m.indices.shape[0]
     scale = np.ones(nrows)
-    rsum = _sums_scaled(m, scale)
+    rsum = sums_scaled(m, scale)
     total = float(rsum.sum())
     if total == np.inf:
         _, e = np.frexp(float(max(nnz, 1)))
         scale[:] = np.ldexp(1.0, -(int(e) + 1))
-        rsum = _sums_scaled(m, scale)
+        rsum = sums_scaled(m, scale)
         total = float(rsum.sum())
     if counting_sort_ok(ncols, nnz, nrows):
         colpos, ncs = m.indices, ncols
     else:
         uniq, colpos = np.unique(m.indices, return_inverse=True)
         colpos, ncs = colpos.astype(np.int64), uniq.shape[0]
-    csum = K.col_sums(colpos, m.data, ncs, float(scale[0]) if nrows else 1.0)
+    csum = KC.col_sums(colpos, m.data, ncs, float(scale[0]) if nrows else 1.0)
     return rsum, scale, colpos, csum, total
 
 
@@ -388,8 +389,8 @@ def related(
            [2, 0]]))
     """
     func = "related"
-    if measure not in _MEASURES:
-        raise ValueError(f"{func}: measure must be one of {sorted(_MEASURES)}, got {measure!r}")
+    if measure not in MEASURES:
+        raise ValueError(f"{func}: measure must be one of {sorted(MEASURES)}, got {measure!r}")
     _check_number(min_count, "min_count", func)
     if not min_count > 0:
         raise ValueError(f"{func}: min_count must be > 0, got {min_count!r}")
@@ -400,7 +401,7 @@ def related(
         if not 0 < cds <= 1:
             raise ValueError(f"{func}: cds must be in (0, 1] (0.75 is usual), got {cds!r}")
     m = _as_matrix(C, func)
-    _check_weights(m, func)
+    check_weights(m, func)
     nrows, ncols = m.shape
     r = np.asarray(rows)
     scalar = r.ndim == 0
@@ -419,7 +420,7 @@ def related(
     longest = int(np.diff(m.indptr)[r].max()) if r.size else 0
     check_alloc(40 * longest + 16 * r.size * k, f"ranking {r.size} rows", func)
     if measure == "conditional":
-        rsum, scale = _row_sums(m)
+        rsum, scale = row_sums_and_scale(m)
         sums = (rsum, scale, m.indices, rsum[:0], 0.0, 0.0)
     else:
         rsum, scale, colpos, csum, total = _pmi_sums(m)
@@ -428,8 +429,8 @@ def related(
         else:
             cw = np.power(csum, float(cds))
             sums = (rsum, scale, colpos, cw, float(cw.sum()), total)
-    opts = (_MEASURES[measure], float(min_count), bool(exclude_self))
-    values, idx = K.related_top(m.indptr, m.indices, m.data, r, k, opts, sums)
+    opts = (MEASURES[measure], float(min_count), bool(exclude_self))
+    values, idx = KC.related_top(m.indptr, m.indices, m.data, r, k, opts, sums)
     idx = idx.astype(np.intp, copy=False)
     if scalar:
         return TopK(values[0], idx[0])

@@ -6,8 +6,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from . import _execute
-from ._execute import run
+from ._execute import min_work, run
 from ._sparse import is_sparse, sparse_top_k
 from ._validate import (
     F32,
@@ -127,7 +126,7 @@ def top_k(
         and axis == -1
         and format == "dense"
         and not explicit
-        and x.size < _execute.MIN_WORK
+        and x.size < min_work()
         and x.dtype in FAST_DTYPES
         and type(k) is int
         and 0 <= k <= x.shape[1]

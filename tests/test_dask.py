@@ -366,10 +366,10 @@ def test_process_cluster_gives_the_same_bits(client):
     # two worker processes, one Dask thread and one Numba thread each
     import numba
 
-    from fastroute.dask._base import _Limited
+    from fastroute.dask._base import Limited
 
     # a fastroute task runs with one Numba thread (the worker started with more)
-    threads = client.gather([client.submit(_Limited(numba.get_num_threads), pure=False)
+    threads = client.gather([client.submit(Limited(numba.get_num_threads), pure=False)
                              for _ in range(4)])  # fmt: skip
     assert threads == [1, 1, 1, 1]
     with dask.config.set(scheduler=client):
@@ -400,13 +400,13 @@ def test_numba_threads_when_the_client_script_imports_fastroute(tmp_path):
     script.write_text(
         "import numba, numpy as np, dask.array as da\n"
         "import fastroute as fr, fastroute.dask as frd\n"
-        "from fastroute.dask._base import _Limited\n"
+        "from fastroute.dask._base import Limited\n"
         "from distributed import Client\n"
         "if __name__ == '__main__':\n"
         "    fr.top_k(np.random.default_rng(0).random((70000, 4)), 2)  # client threads run\n"
         "    with frd.local_cluster(2, numba_threads=1, dashboard_address=':0') as cl, "
         "Client(cl) as c:\n"
-        "        t = c.gather([c.submit(_Limited(numba.get_num_threads), pure=False) "
+        "        t = c.gather([c.submit(Limited(numba.get_num_threads), pure=False) "
         "for _ in range(4)])\n"
         "        h = frd.entropy(da.ones((8, 3), chunks=(4, 3))).compute()\n"
         "    fr.entropy(np.ones((3, 5), np.float16))  # a new compile in the client\n"

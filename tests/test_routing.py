@@ -577,7 +577,7 @@ def test_expert_choice_matches_reference(x, data):
 def test_top_tokens_threshold_filter_is_exact(T, E, kind, dtype, seed, data):
     # the expert-choice kernel's sampled threshold only changes its speed:
     # the result is exactly a stable sort of each expert's scores
-    from fastroute.kernels import route as rk
+    from fastroute.kernels import choice as rk
 
     rng = np.random.default_rng(seed)
     s = rng.random((E, T))

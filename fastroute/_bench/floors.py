@@ -24,9 +24,9 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..kernels._math import _EXP_MASK32 as _MANT_MASK32  # sign and exponent bits
-from ..kernels._math import _LOG32_P as _LP  # Cephes' log(1 + f) coefficients
-from ..kernels._math import _SQRT_HALF_BITS32, bits_f32, f32_bits
+from ..kernels._math import EXP_MASK32 as _MANT_MASK32  # sign and exponent bits
+from ..kernels._math import LOG32_P as _LP  # Cephes' log(1 + f) coefficients
+from ..kernels._math import SQRT_HALF_BITS32, bits_f32, f32_bits
 
 #: Below this many elements a floor runs its serial twin (a ``prange``
 #: launch costs a few microseconds).
@@ -56,7 +56,7 @@ _E = tuple(_F(1.0 / c) for c in (720.0, 120.0, 24.0, 6.0, 2.0))
 def log32(x):  # pragma: no cover - compiled
     """float32 ``log`` of a positive normal float32, no special values."""
     ix = f32_bits(x)
-    t = np.int32(ix - _SQRT_HALF_BITS32)
+    t = np.int32(ix - SQRT_HALF_BITS32)
     e = _F(t >> 23)
     f = bits_f32(np.int32(ix - (t & _MANT_MASK32))) - _F(1.0)
     p = _LP[0]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 
-def _dask():
+def dask_modules():
     try:
         import dask
         import dask.array as da
@@ -19,12 +19,12 @@ def _dask():
     return dask, da
 
 
-def _as_dask(x: Any, func: str, what: str = "an array"):
+def as_dask(x: Any, func: str, what: str = "an array"):
     """``x`` as a Dask array: a Dask array as it is, anything else as
     ``dask.array.asarray`` wraps it (one chunk when small; lazily for the
     array-likes it knows), with a clear error when that fails (a ragged
     list, say)."""
-    _, da = _dask()
+    _, da = dask_modules()
     if isinstance(x, da.Array):
         return x
 
@@ -53,7 +53,7 @@ def _as_dask(x: Any, func: str, what: str = "an array"):
     return da.from_array(a, chunks=-1)
 
 
-def _known_chunks(a: Any, func: str, name: str, axes: tuple[int, ...] | None = None) -> None:
+def known_chunks(a: Any, func: str, name: str, axes: tuple[int, ...] | None = None) -> None:
     """A ``ValueError`` saying how to fix it when the chunk sizes of ``a``
     along ``axes`` (all by default) are unknown (NaN, as after boolean
     indexing): the blocks' places are needed to build the graph."""
@@ -101,7 +101,7 @@ def local_cluster(n_workers: int, /, *, numba_threads: int | None = None, **kwar
         nt = max(1, cores // (n * threads))
     else:
         nt = check_int(numba_threads, "numba_threads", func, 1)
-    # read by every fastroute task (see _Limited): a spawned worker imports
+    # read by every fastroute task (see Limited): a spawned worker imports
     # the client's __main__, and with it Numba, before the nanny sets `env`,
     # so NUMBA_NUM_THREADS itself would come too late (and Numba refuses a
     # changed NUMBA_NUM_THREADS once its threads run)
@@ -114,7 +114,7 @@ def local_cluster(n_workers: int, /, *, numba_threads: int | None = None, **kwar
 THREADS_ENV = "FASTROUTE_NUMBA_THREADS"
 
 
-class _Limited:
+class Limited:
     """``func`` run with the worker's Numba thread count (``THREADS_ENV``),
     set for the task's thread (Numba's count is per thread). Pickles by
     reference; Dask names the task after ``func``."""
@@ -132,4 +132,4 @@ class _Limited:
         return self.func(*args, **kwargs)
 
     def __reduce__(self):
-        return (_Limited, (self.func,))
+        return (Limited, (self.func,))

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from ..entropy import entropy as _entropy
+from ..kernels import counts as KC
 from ..tokens import cooccurrence as _cooccurrence
 from ..tokens import normalize_rows as _normalize_rows
 from ..topk import TopK
 from ..topk import top_k as _top_k
-from ._base import _as_dask, _dask, _known_chunks, _Limited
+from ._base import Limited, as_dask, dask_modules, known_chunks
 from .dense import top_k as _dask_top_k
 
 # --- corpus -> counts --------------------------------------------------------------
@@ -41,7 +42,7 @@ class CSRBlocks:
         gives."""
         import scipy.sparse as sp
 
-        dask, _ = _dask()
+        dask, _ = dask_modules()
         parts = dask.compute(*self.blocks, **kwargs)
         nnz = [p.nnz for p in parts]
         indptr = np.zeros(self.shape[0] + 1, self.index_dtype)
@@ -62,7 +63,7 @@ class CSRBlocks:
         """The same matrix with its blocks computed and kept where they were
         computed (on the workers under ``distributed``), so that the stages
         after it do not count again. ``wait``: return once they are."""
-        dask, _ = _dask()
+        dask, _ = dask_modules()
         blocks = dask.persist(*self.blocks)
         if wait:
             try:
@@ -117,7 +118,6 @@ def _add(*parts):
     # pairwise by fastroute's kernel (the counts are positive: no zeros)
     import scipy.sparse as sp
 
-    from ..kernels import csr as K
 
     parts = [p for p in parts if p.nnz] or [parts[0]]
     while len(parts) > 1:
@@ -125,7 +125,7 @@ def _add(*parts):
         for a, b in zip(parts[::2], parts[1::2], strict=False):
             it = np.result_type(a.indices.dtype, b.indices.dtype, a.indptr.dtype, b.indptr.dtype)
             dt = np.result_type(a.dtype, b.dtype)
-            ip, ix, d = K.add_canonical(
+            ip, ix, d = KC.add_canonical(
                 a.indptr.astype(np.int64, copy=False), a.indices.astype(it, copy=False),
                 a.data.astype(dt, copy=False), b.indptr.astype(np.int64, copy=False),
                 b.indices.astype(it, copy=False), b.data.astype(dt, copy=False),
@@ -149,7 +149,7 @@ def _tree_sum(dask, parts, fan_in=4):
     # gives the same counts
     while len(parts) > 1:
         parts = [
-            dask.delayed(_Limited(_add))(*parts[i : i + fan_in])
+            dask.delayed(Limited(_add))(*parts[i : i + fan_in])
             for i in range(0, len(parts), fan_in)
         ]
     return parts[0]
@@ -229,11 +229,11 @@ def cooccurrence(
     from .._validate import check_int
 
     func = "cooccurrence"
-    dask, da = _dask()
-    x = _as_dask(tokens, func, "an array of token ids")
+    dask, da = dask_modules()
+    x = as_dask(tokens, func, "an array of token ids")
     if x.ndim != 1:
         raise ValueError(f"{func}: tokens must be a 1-D array of ids, got {x.ndim} dimensions")
-    _known_chunks(x, func, "tokens")  # each chunk reads the window after it
+    known_chunks(x, func, "tokens")  # each chunk reads the window after it
     if x.dtype.kind not in "iu":
         if x.shape[0] != 0:
             raise TypeError(f"{func}: tokens must be integers, got dtype {x.dtype}")
@@ -266,13 +266,13 @@ def cooccurrence(
         hi = min(end + w, n)
         where = f"{start}:{end} (chunk {len(pieces)})"
         pieces.append(
-            dask.delayed(_Limited(_chunk_counts), nout=nr)(
+            dask.delayed(Limited(_chunk_counts), nout=nr)(
                 x[start:hi], x[end:hi], vocab, w, bool(symmetric), edges, where
             )
         )
         start = end
     if not pieces:  # an empty stream
-        pieces.append(dask.delayed(_Limited(_chunk_counts), nout=nr)(
+        pieces.append(dask.delayed(Limited(_chunk_counts), nout=nr)(
             np.zeros(0, np.int64), np.zeros(0, np.int64), vocab, w, bool(symmetric), edges, "0:0"
         ))  # fmt: skip
     blocks = []
@@ -299,10 +299,10 @@ def normalize_rows(C: CSRBlocks, /) -> CSRBlocks:
     """
     import scipy.sparse as sp
 
-    dask, _ = _dask()
+    dask, _ = dask_modules()
     _check_blocks(C, "normalize_rows")
     probe = _normalize_rows(sp.csr_array(np.ones((1, 1), C.dtype)))
-    blocks = tuple(dask.delayed(_Limited(_normalize_rows))(b) for b in C.blocks)
+    blocks = tuple(dask.delayed(Limited(_normalize_rows))(b) for b in C.blocks)
     return CSRBlocks(C.shape, C.row_bounds, blocks, probe.dtype, C.index_dtype)
 
 
@@ -324,13 +324,13 @@ def row_entropy(C: CSRBlocks, /, *, base: float | None = None, normalize: bool =
     """
     import scipy.sparse as sp
 
-    dask, da = _dask()
+    dask, da = dask_modules()
     _check_blocks(C, "row_entropy")
     out = _entropy(sp.csr_array(np.ones((1, 1), C.dtype)), base=base, normalize=normalize).dtype
     parts = []
     for r, b in enumerate(C.blocks):
         n = C.row_bounds[r + 1] - C.row_bounds[r]
-        h = dask.delayed(_Limited(_entropy))(b, base=base, normalize=normalize)
+        h = dask.delayed(Limited(_entropy))(b, base=base, normalize=normalize)
         parts.append(da.from_delayed(h, (n,), dtype=out))
     return da.concatenate(parts) if parts else da.zeros((0,), dtype=out)
 
@@ -359,10 +359,10 @@ def top_entropy(C: CSRBlocks, k: int, /, *, normalize: bool = True, base: float 
 def _block(b: Any, lo: int, func: str):
     # the checked canonical CSR arrays of the block whose first row is lo
     from .._sparse import as_csr
-    from ..tokens import _check_weights
+    from ..tokens import check_weights
 
     m = as_csr(b, func)
-    _check_weights(m, func, lo)
+    check_weights(m, func, lo)
     return m
 
 
@@ -391,7 +391,7 @@ def column_sums(C: CSRBlocks, /):
     >>> dask.compute(frd.column_sums(C))[0]
     array([2., 4.])
     """
-    dask, _ = _dask()
+    dask, _ = dask_modules()
     _check_blocks(C, "column_sums")
     if np.dtype(C.dtype).kind not in "iu":
         raise TypeError(f"column_sums: needs integer counts, got {C.dtype} blocks")
@@ -416,10 +416,10 @@ class _Sums:
 
 
 def _row_part(b: Any, lo: int, func: str, scale: float = 1.0):
-    from ..tokens import _sums_scaled
+    from ..tokens import sums_scaled
 
     m = _block(b, lo, func)
-    return _sums_scaled(m, np.full(m.shape[0], scale)), m.indices.shape[0]
+    return sums_scaled(m, np.full(m.shape[0], scale)), m.indices.shape[0]
 
 
 def _first_sums(ncols: int, *parts) -> _Sums:
@@ -477,8 +477,7 @@ def _weights(csum: np.ndarray, uniq: np.ndarray | None, g: _Sums, cds: float | N
 
 
 def _related_part(b, lo: int, n: int, g, uniq, weights, rows, k: int, opts, func: str):
-    from ..kernels import csr as K
-    from ..tokens import _row_sums
+    from ..tokens import row_sums_and_scale
 
     m = _block(b, lo, func)
     hi = lo + m.shape[0]
@@ -486,14 +485,14 @@ def _related_part(b, lo: int, n: int, g, uniq, weights, rows, k: int, opts, func
     indptr[: lo + 1] = 0
     indptr[lo + 1 : hi + 1] = m.indptr[1:]
     indptr[hi + 1 :] = m.indptr[-1]
-    if opts[0] == K.CONDITIONAL:  # each row's own sum
+    if opts[0] == KC.CONDITIONAL:  # each row's own sum
         rsum, scale = np.ones(n), np.ones(n)
-        rsum[lo:hi], scale[lo:hi] = _row_sums(m)
+        rsum[lo:hi], scale[lo:hi] = row_sums_and_scale(m)
         sums = (rsum, scale, m.indices, rsum[:0], 0.0, 0.0)
     else:
         cw, cwsum = weights
         sums = (g.rsum, np.full(n, g.scale), _colpos(m, uniq), cw, cwsum, g.total)
-    return K.related_top(indptr, m.indices, m.data, rows, k, opts, sums)
+    return KC.related_top(indptr, m.indices, m.data, rows, k, opts, sums)
 
 
 def _gather(n: int, k: int, scalar: bool, *parts):
@@ -538,11 +537,10 @@ def related(
     """
     import scipy.sparse as sp
 
-    from ..kernels import csr as K
-    from ..tokens import _MEASURES
+    from ..tokens import MEASURES
     from ..tokens import related as _related
 
-    dask, _ = _dask()
+    dask, _ = dask_modules()
     func = "related"
     _check_blocks(C, func)
     nrows, ncols = C.shape
@@ -552,15 +550,15 @@ def related(
     scalar = probe.values.ndim == 1
     r = np.asarray(rows).reshape(-1).astype(np.int64)
     kk = probe.values.shape[-1]
-    opts = (_MEASURES[measure], float(min_count), bool(exclude_self))
+    opts = (MEASURES[measure], float(min_count), bool(exclude_self))
     bounds = C.row_bounds
     g = uniq = weights = None
-    if opts[0] != K.CONDITIONAL:
+    if opts[0] != KC.CONDITIONAL:
         first = [
-            dask.delayed(_Limited(_row_part))(b, bounds[i], func) for i, b in enumerate(C.blocks)
+            dask.delayed(Limited(_row_part))(b, bounds[i], func) for i, b in enumerate(C.blocks)
         ]
         g1 = dask.delayed(_first_sums)(ncols, *first)
-        again = [dask.delayed(_Limited(_rescaled_part))(b, bounds[i], g1, func) for i, b in enumerate(C.blocks)]  # fmt: skip
+        again = [dask.delayed(Limited(_rescaled_part))(b, bounds[i], g1, func) for i, b in enumerate(C.blocks)]  # fmt: skip
         g = dask.delayed(_final_sums)(g1, *again)
         uniq = dask.delayed(_union)(g1, *(dask.delayed(_columns_of)(b, g1) for b in C.blocks))
         if np.dtype(C.dtype).kind in "iu":
@@ -568,14 +566,14 @@ def related(
         else:
             csum = None
             for i, b in enumerate(C.blocks):
-                csum = dask.delayed(_Limited(_chain_columns))(csum, b, bounds[i], g1, ncols, func)
+                csum = dask.delayed(Limited(_chain_columns))(csum, b, bounds[i], g1, ncols, func)
         weights = dask.delayed(_weights)(csum, uniq, g, None if cds is None else float(cds))
     parts = []
     block_of = np.searchsorted(np.asarray(bounds), r, side="right") - 1
     for i, b in enumerate(C.blocks):
         at = np.flatnonzero(block_of == i)
         if at.size:
-            part = dask.delayed(_Limited(_related_part))(
+            part = dask.delayed(Limited(_related_part))(
                 b, bounds[i], nrows, g, uniq, weights, r[at], kk, opts, func
             )
             parts.append(dask.delayed(lambda p, at=at: (at, p))(part))
@@ -592,14 +590,14 @@ def _top_k_rows(C: CSRBlocks, k: int, *, axis, mode, explicit, format):
 
     from .._validate import check_axis
 
-    dask, da = _dask()
+    dask, da = dask_modules()
     if check_axis(axis, 2) != 1:
         raise ValueError(
             f"top_k: CSRBlocks are ranked along their rows (axis=1 or -1), got axis={axis!r}"
         )
     probe = _top_k(sp.csr_array((1, C.shape[1]), dtype=C.dtype), k, mode=mode,
                    explicit=explicit, format=format)  # fmt: skip
-    parts = [dask.delayed(_Limited(_top_rows_part))(b, k, mode, explicit, format) for b in C.blocks]
+    parts = [dask.delayed(Limited(_top_rows_part))(b, k, mode, explicit, format) for b in C.blocks]
     if format == "csr":
         return CSRBlocks(C.shape, C.row_bounds, tuple(parts), probe.dtype, C.index_dtype)
     kk = probe.values.shape[1]

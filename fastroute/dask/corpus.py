@@ -20,7 +20,7 @@ from ..analyze import (
     stage,
     words_of,
 )  # fmt: skip
-from ._base import _dask, _Limited
+from ._base import Limited, dask_modules
 from .blocks import CSRBlocks, column_sums, cooccurrence, normalize_rows, related, row_entropy
 
 __all__ = ["Corpus", "Shard", "read_corpus", "read_ids", "analyze"]
@@ -63,7 +63,7 @@ def _path(item: Any, prefix: str, what: str = "a path") -> str:
     )
 
 
-def _paths(
+def expand_paths(
     paths: str | os.PathLike | Sequence[str | os.PathLike], prefix: str = "read_corpus: "
 ) -> list[str]:
     # each argument a file or a glob pattern (matches sorted); order kept
@@ -212,12 +212,12 @@ def read_corpus(
     >>> c.vocabulary, c.ids.compute().tolist()
     (['dog', 'the', 'a', 'cat', 'saw'], [1, 3, 4, 1, 0, 2, 0])
     """
-    dask, da = _dask()
+    dask, da = dask_modules()
     if isinstance(blocksize, bool) or not isinstance(blocksize, (int, np.integer)):
         raise TypeError(f"read_corpus: blocksize must be an integer, got {blocksize!r}")
     if blocksize < 1:
         raise ValueError(f"read_corpus: blocksize must be >= 1 byte, got {blocksize}")
-    shards = _shards(_paths(paths), int(blocksize))
+    shards = _shards(expand_paths(paths), int(blocksize))
     (parts,) = dask.persist([dask.delayed(_tokenize_shard)(s) for s in shards])
     counts = [dask.delayed(_word_counts)(p) for p in parts]
     sizes = [dask.delayed(lambda c: c[1])(c) for c in counts]
@@ -327,7 +327,7 @@ def read_ids(path: str | os.PathLike, /, *, chunks: int = 10_000_000):
     """
     from .._validate import check_int
 
-    dask, da = _dask()
+    dask, da = dask_modules()
     step = check_int(chunks, "chunks", "read_ids", 1, why=" (ids per chunk)")
     p = _path(path, "read_ids: ", "path")
     (n,), dtype = _npy_header(p)  # the header alone: no data, never a pickle
@@ -345,7 +345,7 @@ class _RowBlocks:
 
     @staticmethod
     def row_sums(C: CSRBlocks) -> np.ndarray:
-        dask, _ = _dask()
+        dask, _ = dask_modules()
         parts = dask.compute(
             *(dask.delayed(lambda b: np.asarray(b.sum(axis=1)))(b) for b in C.blocks)
         )
@@ -363,11 +363,11 @@ class _RowBlocks:
     def kl_bits(P: CSRBlocks, C: CSRBlocks) -> np.ndarray:
         from ..divergence import relative_entropy
 
-        dask, da = _dask()
+        dask, da = dask_modules()
         contexts = column_sums(C)
         parts = [
             da.from_delayed(
-                dask.delayed(_Limited(relative_entropy))(b, contexts, base=2),
+                dask.delayed(Limited(relative_entropy))(b, contexts, base=2),
                 (P.row_bounds[r + 1] - P.row_bounds[r],), dtype=np.float64,
             )
             for r, b in enumerate(P.blocks)
@@ -376,12 +376,12 @@ class _RowBlocks:
 
     @staticmethod
     def related(C: CSRBlocks, rows: np.ndarray, k: int, **kw: Any) -> Any:
-        dask, _ = _dask()
+        dask, _ = dask_modules()
         return dask.compute(related(C, rows, k, **kw))[0]
 
     @staticmethod
     def nnz(C: CSRBlocks) -> int:
-        dask, _ = _dask()
+        dask, _ = dask_modules()
         return int(sum(dask.compute(*(dask.delayed(lambda b: b.nnz)(b) for b in C.blocks))))
 
 

@@ -12,18 +12,18 @@ from ..entropy import entropy as _entropy
 from ..entropy import entropy_from_logits as _entropy_from_logits
 from ..topk import TopK
 from ..topk import top_k as _top_k
-from ._base import _as_dask, _dask, _known_chunks, _Limited
+from ._base import Limited, as_dask, dask_modules, known_chunks
 
 
 def _rows(x: Any, func: str):
     """``x`` as a 2-D Dask array whose rows are each in one chunk."""
-    a = _as_dask(x, func)
+    a = as_dask(x, func)
     if a.ndim != 2:
         raise ValueError(
             f"{func}: expected a 2-D array of rows, got {a.ndim} dimensions; "
             "reshape it to (rows, n), e.g. x[None, :] for one row"
         )
-    _known_chunks(a, func, "x", (1,))
+    known_chunks(a, func, "x", (1,))
     if a.numblocks[1] != 1:
         raise ValueError(
             f"{func}: each row must be in one chunk, but axis 1 is split into "
@@ -59,7 +59,7 @@ def entropy(p: Any, /, *, base: float | None = None, normalize: bool = True):
     a = _rows(p, "entropy")
     kw = {"base": base, "normalize": normalize}
     out = _entropy(_probe(a), **kw).dtype
-    return a.map_blocks(_Limited(_entropy), drop_axis=1, dtype=out, meta=np.empty((0,), out), **kw)
+    return a.map_blocks(Limited(_entropy), drop_axis=1, dtype=out, meta=np.empty((0,), out), **kw)
 
 
 def entropy_from_logits(z: Any, /, *, base: float | None = None):
@@ -78,7 +78,7 @@ def entropy_from_logits(z: Any, /, *, base: float | None = None):
     a = _rows(z, "entropy_from_logits")
     out = _entropy_from_logits(_probe(a), base=base).dtype
     return a.map_blocks(
-        _Limited(_entropy_from_logits),
+        Limited(_entropy_from_logits),
         drop_axis=1,
         dtype=out,
         meta=np.empty((0,), out),
@@ -148,8 +148,8 @@ def top_k(
     """
     if hasattr(x, "row_bounds") and hasattr(x, "_rank_rows"):  # CSRBlocks (blocks.py)
         return x._rank_rows(k, axis=axis, mode=mode, explicit=explicit, format=format)
-    dask, da = _dask()
-    a = _as_dask(x, "top_k")
+    dask, da = dask_modules()
+    a = as_dask(x, "top_k")
     if explicit or format != "dense":
         raise ValueError("top_k: explicit and format apply to CSRBlocks (sparse row blocks)")
     # the single-machine function checks everything on one slice along axis
@@ -158,7 +158,7 @@ def top_k(
     from .._validate import check_axis
 
     ax = check_axis(axis, a.ndim)
-    _known_chunks(a, "top_k", "x", (ax,))
+    known_chunks(a, "top_k", "x", (ax,))
     probe_shape = [1] * a.ndim
     probe_shape[ax] = a.shape[ax]
     probe = _top_k(np.zeros(probe_shape, a.dtype), k, axis=ax, mode=mode, sorted=sorted)
@@ -172,14 +172,14 @@ def top_k(
     grid = np.empty(lead, dtype=object)
     for idx in np.ndindex(*lead):
         parts = [
-            dask.delayed(_Limited(_block_top), nout=2)(
+            dask.delayed(Limited(_block_top), nout=2)(
                 blocks[(*idx, j)], kk, int(offsets[j]), mode, sorted
             )
             for j in range(len(widths))
         ]
         while len(parts) > 1:
             parts = [
-                dask.delayed(_Limited(_merge_top), nout=2)(kk, mode, *parts[i : i + 4])
+                dask.delayed(Limited(_merge_top), nout=2)(kk, mode, *parts[i : i + 4])
                 for i in range(0, len(parts), 4)
             ]
         shape = tuple(a.chunks[d][idx[d]] for d in range(len(lead))) + (kk,)
@@ -324,11 +324,11 @@ def route(logits: Any, k: int, /, **options: Any):
     """
     from ..routing import Routing
 
-    dask, da = _dask()
+    dask, da = dask_modules()
     a = _rows(logits, "route")
     from ..routing import route as _route
 
-    _known_chunks(a, "route", "logits")  # T sets the capacity and the slots' numbers
+    known_chunks(a, "route", "logits")  # T sets the capacity and the slots' numbers
     # checks k and the options (on no token when there are none: E may be 0)
     probe = _route(_probe(a)[: min(a.shape[0], 1)], k, **options)
     if options.get("capacity_factor") is not None and options.get("drop", "position") != "position":
@@ -348,7 +348,7 @@ def route(logits: Any, k: int, /, **options: Any):
     rows = a.chunks[0]
     starts = tuple(int(s) for s in np.cumsum((0, *rows[:-1])))
     parts = [
-        dask.delayed(_Limited(_route_block))(d, k, dropless, f"{s}:{s + n} (chunk {c})")
+        dask.delayed(Limited(_route_block))(d, k, dropless, f"{s}:{s + n} (chunk {c})")
         for c, (d, s, n) in enumerate(zip(a.to_delayed().ravel(), starts, rows, strict=True))
     ]
     dropped_parts = None

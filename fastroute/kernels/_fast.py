@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import _u, jit
+from .._jit import jit, uidx
 from ._math import f32_bits
 
 _INT64_MIN = np.int64(-9223372036854775808)
@@ -37,7 +37,7 @@ ROW_BLOCK = 64
 
 
 @jit(inline="always")
-def _key(v, i, largest):
+def sort_key(v, i, largest):
     b = np.int64(f32_bits(v + np.float32(0.0)))  # -0.0 -> +0.0
     ok = b ^ ((b >> 31) & 0x7FFFFFFF)  # int order == float order
     if not largest:
@@ -71,7 +71,7 @@ def topk_keys_rows(x, k, largest, sort, vals, idxs, lo, hi):
     keys = np.empty(n, np.int64)
     for r in range(lo, hi):
         for i in range(n):
-            keys[i] = _key(x[r, i], i, largest)
+            keys[i] = sort_key(x[r, i], i, largest)
         for j in range(k):
             c = pop_best(keys, n)
             idxs[r, j] = c
@@ -90,7 +90,7 @@ def _across_rows(x, k, largest, vals, idxs, lo, hi):
         nb = min(ROW_BLOCK, hi - r0)
         for rr in range(nb):
             for i in range(n):
-                kt[i, rr] = _key(x[_u(r0 + rr), i], i, largest)
+                kt[i, rr] = sort_key(x[uidx(r0 + rr), i], i, largest)
         for j in range(k):
             for rr in range(ROW_BLOCK):
                 best[rr] = _INT64_MIN
@@ -101,5 +101,5 @@ def _across_rows(x, k, largest, vals, idxs, lo, hi):
             for rr in range(nb):
                 c = _LOW32 - (best[rr] & _LOW32)
                 kt[c, rr] = _INT64_MIN
-                idxs[_u(r0 + rr), j] = c
-                vals[_u(r0 + rr), j] = x[_u(r0 + rr), c]
+                idxs[uidx(r0 + rr), j] = c
+                vals[uidx(r0 + rr), j] = x[uidx(r0 + rr), c]

@@ -268,7 +268,7 @@ def exp_neg32(x):
 # float32 log of a mantissa: log(1 + f) = f - f**2/2 + f**3 P(f) for
 # f in [sqrt(1/2) - 1, sqrt(2) - 1), P of degree 8 with the minimax
 # coefficients published with Cephes' logf.c (S. L. Moshier)
-_LOG32_P = tuple(
+LOG32_P = tuple(
     _F(c)
     for c in (
         7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
@@ -276,8 +276,8 @@ _LOG32_P = tuple(
         3.3333331174e-1,
     )
 )  # fmt: skip
-_SQRT_HALF_BITS32 = np.int32(0x3F3504F3)
-_EXP_MASK32 = np.int32(-8388608)  # 0xFF800000 as int32
+SQRT_HALF_BITS32 = np.int32(0x3F3504F3)
+EXP_MASK32 = np.int32(-8388608)  # 0xFF800000 as int32
 #: |(f + rest) - log(m)| <= LOG32_REL_ERR * 2**-24 * |log(m)| for every float32
 #: (checked exhaustively over all mantissas in tests/test_accuracy.py; the
 #: largest error found is 0.4452)
@@ -295,17 +295,17 @@ def log32_parts(ix):
     ``LOG32_REL_ERR`` float32 ulp-units of ``|log m|``. Zero (bits 0) gives
     ``e = -127``, ``f = rest = 0``. Branch-free float32 with explicit FMAs.
     """
-    t = np.int32(ix - _SQRT_HALF_BITS32)
+    t = np.int32(ix - SQRT_HALF_BITS32)
     e = t >> 23
-    f = bits_f32(np.int32(ix - (t & _EXP_MASK32))) - _F(1.0)
-    p = _LOG32_P[0]
-    p = fma(p, f, _LOG32_P[1])
-    p = fma(p, f, _LOG32_P[2])
-    p = fma(p, f, _LOG32_P[3])
-    p = fma(p, f, _LOG32_P[4])
-    p = fma(p, f, _LOG32_P[5])
-    p = fma(p, f, _LOG32_P[6])
-    p = fma(p, f, _LOG32_P[7])
-    p = fma(p, f, _LOG32_P[8])
+    f = bits_f32(np.int32(ix - (t & EXP_MASK32))) - _F(1.0)
+    p = LOG32_P[0]
+    p = fma(p, f, LOG32_P[1])
+    p = fma(p, f, LOG32_P[2])
+    p = fma(p, f, LOG32_P[3])
+    p = fma(p, f, LOG32_P[4])
+    p = fma(p, f, LOG32_P[5])
+    p = fma(p, f, LOG32_P[6])
+    p = fma(p, f, LOG32_P[7])
+    p = fma(p, f, LOG32_P[8])
     f2 = f * f
     return e, f, fma(f2 * f, p, _F(-0.5) * f2)

@@ -11,7 +11,7 @@ error grows with log2(n) instead of n.
 
 from __future__ import annotations
 
-from .._jit import _u, jit
+from .._jit import jit, uidx
 
 
 @jit(inline="always")
@@ -26,7 +26,7 @@ def tree_sum(buf, n):
     half = size >> 1
     while half > 0:
         for i in range(half):
-            buf[i] += buf[_u(i + half)]
+            buf[i] += buf[uidx(i + half)]
         half >>= 1
     return buf[0]
 

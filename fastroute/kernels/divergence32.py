@@ -29,10 +29,10 @@ import math
 
 import numpy as np
 
-from .._jit import _u, jit
+from .._jit import jit, uidx
 from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
 from ._reduce import L16, sum16
-from .divergence import _dd_add, _flags, _two_sum
+from .divergence import dd_add, entry_flags, two_sum
 from .entropy import EXACT, NEGATIVE, OK, background_tile, transpose_rows
 
 __all__ = ["kl32_short_rows", "kl32_long_rows", "csr_kl32_rows", "SHORT32_N"]
@@ -172,17 +172,17 @@ def kl32_long_rows(p, q, q_step, out, status, lo, hi):
         fl = 0
         for start in range(0, nf, L16):
             for i in range(L16):  # vectorized
-                a = np.float64(p[r, _u(start + i)])
-                b = np.float64(q[rq, _u(start + i)])
+                a = np.float64(p[r, uidx(start + i)])
+                b = np.float64(q[rq, uidx(start + i)])
                 ap[i] += a
                 aq[i] += b
-                fl |= _flags(a, b)
+                fl |= entry_flags(a, b)
         for i in range(n - nf):
-            a = np.float64(p[r, _u(nf + i)])
-            b = np.float64(q[rq, _u(nf + i)])
+            a = np.float64(p[r, uidx(nf + i)])
+            b = np.float64(q[rq, uidx(nf + i)])
             ap[i] += a
             aq[i] += b
-            fl |= _flags(a, b)
+            fl |= entry_flags(a, b)
         sp = sum16(ap)
         sq = sum16(aq)
         k, ok = _pow2_scale(sp * sq)  # S_p S_q K in [1, 2)
@@ -194,12 +194,12 @@ def kl32_long_rows(p, q, q_step, out, status, lo, hi):
                 ap[i] = 0.0
             for start in range(0, nf, L16):
                 for i in range(L16):  # branch-free, vectorized
-                    j = _u(start + i)
+                    j = uidx(start + i)
                     t, f = _pair_term(p[r, j], q[rq, j], spk, sqk)
                     ap[i] += t
                     tfl |= f
             for i in range(n - nf):
-                j = _u(nf + i)
+                j = uidx(nf + i)
                 t, f = _pair_term(p[r, j], q[rq, j], spk, sqk)
                 ap[i] += t
                 tfl |= f
@@ -239,7 +239,7 @@ def kl32_short_rows(p, q, q_step, out, status, lo, hi):
                 b = np.float64(qt[j, rr])
                 ap[rr] += a
                 aq[rr] += b
-                fl[rr] |= _flags(a, b)
+                fl[rr] |= entry_flags(a, b)
         for rr in range(nl):
             k, ok = _pow2_scale(ap[rr] * aq[rr])
             spk[rr] = ap[rr] * k
@@ -281,8 +281,8 @@ def csr_kl32_rows(pm, q, q_step, tab, out, status, lo, hi):
         m = indptr[r + 1] - a0
         rq = r * q_step
         for i in range(m):
-            pb[i] = data[0, _u(a0 + i)]
-            qb[i] = q[rq, _u(indices[_u(a0 + i)])]
+            pb[i] = data[0, uidx(a0 + i)]
+            qb[i] = q[rq, uidx(indices[uidx(a0 + i)])]
         mf = m - m % L16
         for i in range(L16):
             ap[i] = 0.0
@@ -291,17 +291,17 @@ def csr_kl32_rows(pm, q, q_step, tab, out, status, lo, hi):
         fl = np.int64(tab[rq, 5])
         for start in range(0, mf, L16):
             for i in range(L16):  # vectorized
-                a = np.float64(pb[_u(start + i)])
-                b = np.float64(qb[_u(start + i)])
+                a = np.float64(pb[uidx(start + i)])
+                b = np.float64(qb[uidx(start + i)])
                 ap[i] += a
-                sh[i], sl[i] = _dd_add(sh[i], sl[i], b)
-                fl |= _flags(a, 0.0)
+                sh[i], sl[i] = dd_add(sh[i], sl[i], b)
+                fl |= entry_flags(a, 0.0)
         for i in range(m - mf):
-            a = np.float64(pb[_u(mf + i)])
-            b = np.float64(qb[_u(mf + i)])
+            a = np.float64(pb[uidx(mf + i)])
+            b = np.float64(qb[uidx(mf + i)])
             ap[i] += a
-            sh[i], sl[i] = _dd_add(sh[i], sl[i], b)
-            fl |= _flags(a, 0.0)
+            sh[i], sl[i] = dd_add(sh[i], sl[i], b)
+            fl |= entry_flags(a, 0.0)
         sp = sum16(ap)
         c1 = tab[rq, 0]
         inv_c1 = 1.0 / c1 if c1 > 0.0 else 0.0  # exact: c1 is a power of two
@@ -315,20 +315,20 @@ def csr_kl32_rows(pm, q, q_step, tab, out, status, lo, hi):
                 ap[i] = 0.0
             for start in range(0, mf, L16):
                 for i in range(L16):  # branch-free, vectorized
-                    j = _u(start + i)
+                    j = uidx(start + i)
                     t, f = _pair_term(pb[j], qb[j], spk, sqk)
                     ap[i] += t
                     tfl |= f
             for i in range(m - mf):
-                j = _u(mf + i)
+                j = uidx(mf + i)
                 t, f = _pair_term(pb[j], qb[j], spk, sqk)
                 ap[i] += t
                 tfl |= f
         # the mass of q outside the pattern: (exact sum of q) - (exact stored sum)
         s_hi, s_lo = 0.0, 0.0
         for i in range(L16):
-            s_hi, s_lo = _dd_add(s_hi, s_lo + sl[i], sh[i])
-        h, e = _two_sum(sq, -s_hi)
+            s_hi, s_lo = dd_add(s_hi, s_lo + sl[i], sh[i])
+        h, e = two_sum(sq, -s_hi)
         rest = max(h + (e + tab[rq, 4] * inv_c1 - s_lo), 0.0)
         total = sum16(ap) / (spk * sq) + rest / sq
         _finish_row(r, sp, sq, total, fl, tfl, out, status)

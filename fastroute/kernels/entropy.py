@@ -45,7 +45,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .._jit import _u, jit
+from .._jit import jit, uidx
 from ._math import BLOCK, EXP_ZERO_BELOW, exp_neg, exp_neg_lo, log1p_pos, log_normal
 from ._reduce import tree_sum
 
@@ -75,7 +75,7 @@ def _scan_nonneg(p, r, lo, hi, buf):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            buf[i] = np.float64(p[r, _u(start + i)]) + 0.0  # -0.0 -> +0.0
+            buf[i] = np.float64(p[r, uidx(start + i)]) + 0.0  # -0.0 -> +0.0
         for i in range(m):
             b = bits[i]
             top = b if b > top else top
@@ -102,10 +102,10 @@ def entropy_segment(p, r, lo, hi, normalize, b0, b1, b2):
     elements. Tries the one-pass formula and falls back to the exact
     two-pass one when its error bound is not small enough.
     """
-    h, status, ok = _entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2)
+    h, status, ok = entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2)
     if ok:
         return h, status
-    return _entropy_two_pass(p, r, lo, hi, normalize, b0, b1)
+    return entropy_two_pass(p, r, lo, hi, normalize, b0, b1)
 
 
 @jit(inline="always")
@@ -115,7 +115,7 @@ def entropy_row(p, r, normalize, b0, b1, b2):
 
 
 @jit(inline="always")
-def _entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2):
+def entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2):
     # H = log S - A / S with A = sum p log p, in one read of the row. Returns
     # (h, status, accepted). It is accepted when a rigorous-in-spirit bound of
     # its rounding error, (log2(n) + 8) eps (|log S| + 1 + B / S) with
@@ -130,7 +130,7 @@ def _entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            v = np.float64(p[r, _u(start + i)]) + 0.0  # -0.0 -> +0.0
+            v = np.float64(p[r, uidx(start + i)]) + 0.0  # -0.0 -> +0.0
             neg += 1 if v < 0.0 else 0  # -inf too; a NaN is never < 0
             bad += 1 if (v != v or v == np.inf) else 0
             t = v * log_normal(v)  # 0 * finite = 0 for zeros
@@ -145,15 +145,15 @@ def _entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2):
 
 @jit(inline="always")
 def _one_pass_finish(n, s_sum, a_sum, b_sum, neg, bad, normalize):
-    # (h, status, accepted) from the one-pass sums; see _entropy_one_pass
+    # (h, status, accepted) from the one-pass sums; see entropy_one_pass
     log_s = log_normal(s_sum)
     h = log_s - a_sum / s_sum
     err = (math.log2(n) + 8.0) * _EPS * (abs(log_s) + 1.0 + b_sum / s_sum)
-    return _one_pass_decide(s_sum, a_sum, h, err, neg, bad, normalize)
+    return one_pass_decide(s_sum, a_sum, h, err, neg, bad, normalize)
 
 
 @jit(inline="always")
-def _one_pass_decide(s_sum, a_sum, h, err, neg, bad, normalize):
+def one_pass_decide(s_sum, a_sum, h, err, neg, bad, normalize):
     # h and err are meaningful only for a finite positive s_sum
     if neg:
         return np.nan, NEGATIVE, True
@@ -176,7 +176,7 @@ def transpose_rows(x, r0, g, xt, idle):
     n, nl = xt.shape
     for rr in range(g):
         for j in range(n):
-            xt[j, rr] = x[_u(r0 + rr), j] + 0.0
+            xt[j, rr] = x[uidx(r0 + rr), j] + 0.0
     for rr in range(g, nl):
         for j in range(n):
             xt[j, rr] = idle
@@ -213,7 +213,7 @@ def short_rows64(x, normalize, out, status, lo, hi, work):
     n = x.shape[1]
     if n == 0:  # empty rows: no tile (its row 0 holds the results below)
         for r in range(lo, hi):
-            out[r], status[r], _ = _one_pass_decide(0.0, 0.0, 0.0, 0.0, 0, 0, normalize)
+            out[r], status[r], _ = one_pass_decide(0.0, 0.0, 0.0, 0.0, 0, 0, normalize)
         return
     nl = min(LANES64, hi - lo)
     xt = work[: n * nl].reshape((n, nl))
@@ -246,7 +246,7 @@ def short_rows64(x, normalize, out, status, lo, hi, work):
             a_b[rr] = err_scale * (abs(log_s) + 1.0 + a_b[rr] / s_sum)
             xt[0, rr] = h  # the row's entries are no longer needed
         for rr in range(g):
-            h, st, ok = _one_pass_decide(
+            h, st, ok = one_pass_decide(
                 a_s[rr], a_a[rr], xt[0, rr], a_b[rr], flags[rr] & 1, flags[rr] >> 1, normalize
             )
             out[r0 + rr] = h
@@ -254,7 +254,7 @@ def short_rows64(x, normalize, out, status, lo, hi, work):
 
 
 @jit
-def _entropy_two_pass(p, r, lo, hi, normalize, buf, rest):
+def entropy_two_pass(p, r, lo, hi, normalize, buf, rest):
     """Exact entropy (nats) and status of ``p[r, lo:hi]``."""
     mx, has_nan, has_inf, neg = _scan_nonneg(p, r, lo, hi, buf)
     if neg:
@@ -283,7 +283,7 @@ def _entropy_two_pass(p, r, lo, hi, normalize, buf, rest):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            v = np.float64(p[r, _u(start + i)]) * scale + 0.0  # -0.0 -> +0.0
+            v = np.float64(p[r, uidx(start + i)]) * scale + 0.0  # -0.0 -> +0.0
             buf[i] = v * (logm - log_normal(v))  # 0 * finite = 0 for zeros
             rest[i] = v if v < mx else 0.0
             n_max += 1 if v == mx else 0
@@ -306,7 +306,7 @@ def _scan_logits(z, r, lo, hi, buf):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            buf[i] = np.float64(z[r, _u(start + i)])
+            buf[i] = np.float64(z[r, uidx(start + i)])
         for i in range(m):
             b = bits[i]
             mag = b & 0x7FFFFFFFFFFFFFFF
@@ -352,7 +352,7 @@ def entropy_logits_segment(z, r, lo, hi, nzeros, acc, tmp):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            u = np.float64(z[r, _u(start + i)]) - top  # <= 0, -inf allowed
+            u = np.float64(z[r, uidx(start + i)]) - top  # <= 0, -inf allowed
             e = _exp_for(z, u)
             uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW  # exp is exactly 0 there
             acc[i] = e * (-uc)
@@ -445,7 +445,7 @@ def one_pass_rows(p, normalize, out, status, lo, hi):
     b0, b1, b2 = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     n = p.shape[1]
     for r in range(lo, hi):
-        h, st, ok = _entropy_one_pass(p, r, 0, n, normalize, b0, b1, b2)
+        h, st, ok = entropy_one_pass(p, r, 0, n, normalize, b0, b1, b2)
         out[r] = h
         status[r] = st if ok else EXACT
 
@@ -472,4 +472,4 @@ def exact_rows(x, normalize, out, status, lo, hi, b0, b1):
     n = x.shape[1]
     for r in range(lo, hi):
         if status[r] == EXACT:
-            out[r], status[r] = _entropy_two_pass(x, r, 0, n, normalize, b0, b1)
+            out[r], status[r] = entropy_two_pass(x, r, 0, n, normalize, b0, b1)

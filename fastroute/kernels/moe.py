@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import _u, jit
+from .._jit import jit, uidx
 from ._math import bits_f32, f32_bits
 from ._mem import prefetch_row, store_fence, store_row
 
@@ -84,7 +84,7 @@ def _gather_row(src, s, out, r):
             out[r, h] = 0
     else:
         for h in range(H):
-            out[r, h] = src[_u(s), h]
+            out[r, h] = src[uidx(s), h]
 
 
 @jit(nogil=True)
@@ -117,18 +117,18 @@ def gather_rows(src, rows_of, out, lo, hi):
 
 @jit(nogil=True, inline="always")
 def _read_float(x, p, h, table):
-    return x[_u(p), h]
+    return x[uidx(p), h]
 
 
 @jit(nogil=True, inline="always")
 def _read_bf16(x, p, h, table):
     # bfloat16 bits widened to float32 exactly (shifted up)
-    return bits_f32(np.int32(np.int32(x[_u(p), h]) << 16))
+    return bits_f32(np.int32(np.int32(x[uidx(p), h]) << 16))
 
 
 @jit(nogil=True, inline="always")
 def _read_f16(x, p, h, table):
-    return table[x[_u(p), h]]
+    return table[x[uidx(p), h]]
 
 
 @jit(nogil=True, inline="always")

@@ -49,8 +49,9 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .._jit import _u, jit
-from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, f32_bits, f64_bits, log1p_pos
+from .._jit import jit, uidx
+from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, log1p_pos
+from .group import scatter_all
 from .select import index_limit
 
 #: status of a routed token
@@ -59,8 +60,8 @@ BAD_NAN = 1
 BAD_ALL_INF = 2
 BAD_POS_INF = 3
 
-_NAN = np.nan
-_NINF = -np.inf
+NAN_ = np.nan
+NINF = -np.inf
 
 
 # --- reading logits: float32/float64, bfloat16 and float16 as raw bits -------
@@ -112,7 +113,7 @@ def _exp_c(x):  # exp of x <= 0 in x's precision
     return np.exp(x)
 
 
-def _typed(z, v):  # the constant v in z's dtype
+def typed(z, v):  # the constant v in z's dtype
     raise NotImplementedError
 
 
@@ -123,7 +124,7 @@ def _exp_c_impl(x):
     return lambda x: exp_neg(x)
 
 
-@overload(_typed)
+@overload(typed)
 def _typed_impl(z, v):
     if z.dtype == types.float32:
         return lambda z, v: np.float32(v)
@@ -131,10 +132,10 @@ def _typed_impl(z, v):
 
 
 @jit(inline="always")
-def _status(m, nans, nan_ignore, sigmoid):
+def token_status(m, nans, nan_ignore, sigmoid):
     if nans and not nan_ignore:
         return BAD_NAN
-    if m == _NINF:
+    if m == NINF:
         return BAD_ALL_INF
     if m == np.inf and not sigmoid:
         return BAD_POS_INF
@@ -147,11 +148,11 @@ def _sigmoid_c(z, one):
     return (one if z >= 0 else t) / (one + t)
 
 
-def _tile(x, E, nl):  # np.empty((E, nl)) of the compute dtype of x
+def new_tile(x, E, nl):  # np.empty((E, nl)) of the compute dtype of x
     raise NotImplementedError
 
 
-@overload(_tile)
+@overload(new_tile)
 def _tile_impl(x, E, nl):
     if x.dtype == types.float64:
         return lambda x, E, nl: np.empty((E, nl), np.float64)
@@ -178,7 +179,7 @@ def load_tile(x, t0, nt, Zt):
     the ``nt`` tokens repeat the last one."""
     E, nl = Zt.shape
     for ln in range(nl):
-        t = _u(t0 + min(ln, nt - 1))
+        t = uidx(t0 + min(ln, nt - 1))
         for e in range(E):
             Zt[e, ln] = as_compute(x[t, e])
 
@@ -188,7 +189,7 @@ def scan_tile(Zt, nan_ignore, m, nz):
     """Lane maxima ``m`` (NaN skipped) and NaN counts ``nz``; with
     ``nan_ignore`` every NaN of the tile becomes ``-inf``."""
     E, nl = Zt.shape
-    ninf = _typed(Zt, _NINF)
+    ninf = typed(Zt, NINF)
     for ln in range(nl):
         m[ln] = ninf
         nz[ln] = 0
@@ -244,7 +245,7 @@ def exp_sums_tile(Zt, m, S, U):
     E, nl = Zt.shape
     for e in range(E):
         for ln in range(nl):
-            U[e, ln] = _exp_c(Zt[e, ln] - _typed(Zt, m[ln]))
+            U[e, ln] = _exp_c(Zt[e, ln] - typed(Zt, m[ln]))
     for ln in range(nl):
         S[ln] = 0.0
     for e in range(E):
@@ -257,7 +258,7 @@ def sigmoid_tile(Zt, St, S, F, sums):
     """Sigmoid scores ``St``; with ``sums`` also ``S = sum s`` and
     ``F = sum s log s`` (float64; ``log s = min(z, 0) - log1p(exp(-|z|))``)."""
     E, nl = Zt.shape
-    one = _typed(Zt, 1.0)
+    one = typed(Zt, 1.0)
     if not sums:
         for e in range(E):
             for ln in range(nl):
@@ -316,8 +317,8 @@ def group_mask(K, Zt, n_groups, topk_groups, top2, G, ok):
     b = a + 1
     for g in range(n_groups):
         for ln in range(nl):
-            G[a, ln] = _NINF
-            G[b, ln] = _NINF
+            G[a, ln] = NINF
+            G[b, ln] = NINF
         for e in range(g * gs, (g + 1) * gs):
             for ln in range(nl):
                 v = np.float64(K[e, ln])
@@ -345,7 +346,7 @@ def group_mask(K, Zt, n_groups, topk_groups, top2, G, ok):
         r = n_groups + g
         for e in range(g * gs, (g + 1) * gs):
             for ln in range(nl):
-                ok[ln] |= (G[r, ln] > 0.0) & (Zt[e, ln] > _NINF)
+                ok[ln] |= (G[r, ln] > 0.0) & (Zt[e, ln] > NINF)
 
 
 @jit
@@ -375,7 +376,7 @@ def gather_groups(K, G, n_groups, K2, gsel):
     for q in range(tg):
         for i in range(gs):
             for ln in range(nl):
-                K2[q * gs + i, ln] = K[_u(gsel[q, ln] * gs + i), ln]
+                K2[q * gs + i, ln] = K[uidx(gsel[q, ln] * gs + i), ln]
 
 
 @jit
@@ -386,7 +387,7 @@ def ungather(kidx, gsel, gs):
         for ln in range(nl):
             c = kidx[j, ln]
             q = c // gs
-            kidx[j, ln] = gsel[_u(q), ln] * gs + (c - q * gs)
+            kidx[j, ln] = gsel[uidx(q), ln] * gs + (c - q * gs)
 
 
 @jit
@@ -402,7 +403,7 @@ def select_tile(K, k, first, kidx, kval):
     holding it). A lane with fewer than ``k`` non-NaN keys (an invalid
     token) gets expert 0 in the rounds left over."""
     E, nl = K.shape
-    ninf = _typed(K, _NINF)
+    ninf = typed(K, NINF)
     for j in range(k):
         for ln in range(nl):
             kval[j, ln] = ninf
@@ -450,15 +451,15 @@ def weights_tile(Zt, St, kidx, kval, opts, W, D):
     if not renorm:
         for j in range(k):
             for ln in range(nl):
-                W[j, ln] = np.float64(St[_u(kidx[j, ln]), ln]) * scale
+                W[j, ln] = np.float64(St[uidx(kidx[j, ln]), ln]) * scale
         return
-    one = _typed(Zt, 1.0)
-    ninf = _typed(Zt, _NINF)
+    one = typed(Zt, 1.0)
+    ninf = typed(Zt, NINF)
     Cz = kval
     if not logit_keys:
         for j in range(k):
             for ln in range(nl):
-                Cz[j, ln] = Zt[_u(kidx[j, ln]), ln]
+                Cz[j, ln] = Zt[uidx(kidx[j, ln]), ln]
     if sigmoid:
         for j in range(k):
             for ln in range(nl):
@@ -475,7 +476,7 @@ def weights_tile(Zt, St, kidx, kval, opts, W, D):
                     D[ln] = c if c > D[ln] else D[ln]
         for j in range(k):
             for ln in range(nl):
-                mk = _typed(Zt, D[ln])
+                mk = typed(Zt, D[ln])
                 w = np.float64(_exp_c(Cz[j, ln] - mk))
                 W[j, ln] = w if mk > ninf else 0.0
     for ln in range(nl):
@@ -548,10 +549,10 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
         k, n_groups, topk_groups, top2, scale, nan_ignore, bt, round32, nl = opts
         experts, weights, status, ent, lse2, psum, pri, hist = outs
         T, E = x.shape
-        Zt = _tile(x, E, nl)
-        St = _tile(x, E if need_scores else 0, nl)
-        K = Zt if logit_keys else _tile(x, E, nl)
-        U = _tile(x, E if (prio_direct and not sigmoid) or (stats and sigmoid) else 0, nl)
+        Zt = new_tile(x, E, nl)
+        St = new_tile(x, E if need_scores else 0, nl)
+        K = Zt if logit_keys else new_tile(x, E, nl)
+        U = new_tile(x, E if (prio_direct and not sigmoid) or (stats and sigmoid) else 0, nl)
         m = np.empty(nl, Zt.dtype)
         nz = np.empty(nl, np.int32)
         st = np.empty(nl, np.int8)
@@ -567,7 +568,7 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
         W = np.empty((k, nl))
         G = np.empty((2 * n_groups + 2, nl))
         gs = E // n_groups
-        K2 = _tile(x, topk_groups * gs if grouped else 0, nl)
+        K2 = new_tile(x, topk_groups * gs if grouped else 0, nl)
         gsel = np.empty((topk_groups if grouped else 0, nl), np.int32)
         PA = np.empty((E if stats else 0, nl))
         ZS = np.empty(nl)
@@ -583,7 +584,7 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
                 load_tile(x, t0, nt, Zt)
                 scan_tile(Zt, nan_ignore, m, nz)
                 for ln in range(nl):
-                    st[ln] = _status(m[ln], nz[ln], nan_ignore, sigmoid)
+                    st[ln] = token_status(m[ln], nz[ln], nan_ignore, sigmoid)
                     if not sigmoid:  # the shift of exp(z - m): finite for valid lanes
                         m[ln] = m[ln] if (st[ln] == OK and m[ln] < np.inf) else 0.0
                 if need_scores:
@@ -643,15 +644,15 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
                         if good:
                             hist[j, c] += 1
                     if stats:
-                        ent[t] = S[ln] if good else _NAN
+                        ent[t] = S[ln] if good else NAN_
                     if prio and k > 0:
                         if not prio_direct:
-                            p = St[_u(kidx[0, ln]), ln]
+                            p = St[uidx(kidx[0, ln]), ln]
                         elif sigmoid:
-                            p = _sigmoid_c(kval[0, ln], _typed(Zt, 1.0))
+                            p = _sigmoid_c(kval[0, ln], typed(Zt, 1.0))
                         else:  # softmax_tile's t * (1 / S) of the first choice
                             e0 = np.float64(_exp_c(kval[0, ln] - m[ln]))
-                            p = _typed(Zt, e0 * (1.0 / S2[ln]))
+                            p = typed(Zt, e0 * (1.0 / S2[ln]))
                         pri[t] = np.float64(p) if good else 0.0
                     elif prio:
                         pri[t] = 0.0
@@ -681,7 +682,7 @@ def finish_serial(experts, status, hist, psum, lse2, counts, offsets, order):
     E = counts.shape[0]
     for t in range(T):
         if status[t] != OK:
-            return t, _NAN, _NAN, 0
+            return t, NAN_, NAN_, 0
     assigned, aux, z_loss = summarize(hist, psum, lse2, T)
     offsets[0] = 0
     most = 0
@@ -692,344 +693,6 @@ def finish_serial(experts, status, hist, psum, lse2, counts, offsets, order):
     start = offsets[:E].copy()
     scatter_all(experts, start, 0, T, order)
     return -1, aux, z_loss, most
-
-
-# --- grouping by expert, with capacity admission ---------------------------------
-
-
-@jit
-def scatter_all(experts, start, t0, t1, order):
-    """Write the slots ``t * k + j`` of tokens ``t0:t1`` to their expert's
-    next position ``start[e]`` (advanced)."""
-    k = experts.shape[1]
-    for t in range(t0, t1):
-        for j in range(k):
-            e = experts[t, j]
-            p = start[e]
-            order[p] = t * k + j
-            start[e] = p + 1
-
-
-@jit
-def scatter_capacity(experts, run, capacity, start, t0, t1, order, dropped):
-    """As ``scatter_all`` under a capacity: ``run[j, e]`` is the admission
-    rank of the chunk's next ``j``-th choice of expert ``e`` (every first
-    choice is admitted before any second choice; within a choice, tokens in
-    order). A slot is kept when its rank is below ``capacity``."""
-    k = experts.shape[1]
-    for t in range(t0, t1):
-        for j in range(k):
-            e = experts[t, j]
-            r = run[j, e]
-            run[j, e] = r + 1
-            keep = r < capacity
-            dropped[t, j] = not keep
-            if keep:
-                p = start[e]
-                order[p] = t * k + j
-                start[e] = p + 1
-
-
-@jit
-def admit_by_score(experts, perm, capacity, num_experts, dropped, t_chunk, kept):
-    """Admission by score (batch-prioritized routing): choice by choice,
-    tokens in the order ``perm``; an expert keeps at most ``capacity``.
-    Fills ``dropped`` and ``kept[c, e]``, the kept slots of expert ``e``
-    among the tokens of chunk ``c`` (``t_chunk[t]``). The rows are gathered
-    into ``perm`` order once, admitted in sequence, and scattered back: two
-    random accesses per token instead of three per slot."""
-    T, k = experts.shape
-    es = np.empty((T, k), experts.dtype)
-    cs = np.empty(T, np.int64)
-    for i in range(T):
-        t = perm[i]
-        cs[i] = t_chunk[t]
-        for j in range(k):
-            es[i, j] = experts[t, j]
-    ds = np.empty((T, k), np.bool_)
-    fill = np.zeros(num_experts, np.int64)
-    for j in range(k):
-        for i in range(T):
-            e = es[i, j]
-            keep = fill[e] < capacity
-            fill[e] += 1 if keep else 0
-            ds[i, j] = not keep
-            kept[cs[i], e] += 1 if keep else 0
-    for i in range(T):
-        t = perm[i]
-        for j in range(k):
-            dropped[t, j] = ds[i, j]
-
-
-@jit
-def scatter_kept(experts, dropped, start, t0, t1, order):
-    """``scatter_all`` of the slots that are not dropped."""
-    k = experts.shape[1]
-    for t in range(t0, t1):
-        for j in range(k):
-            if not dropped[t, j]:
-                e = experts[t, j]
-                p = start[e]
-                order[p] = t * k + j
-                start[e] = p + 1
-
-
-# --- scores for expert choice ----------------------------------------------------
-
-
-@functools.cache
-def scores_kernel(sigmoid):
-    """``scores_chunk(x, nan_ignore, bt, nl, scores, status, b0, b1)``: the score
-    distributions of blocks ``b0:b1``, written transposed (``scores[e, t]``)."""
-
-    @jit
-    def scores_chunk(x, nan_ignore, bt, nl, scores, status, b0, b1):
-        T, E = x.shape
-        Zt = _tile(x, E, nl)
-        St = _tile(x, E, nl)
-        m = np.empty(nl, Zt.dtype)
-        nz = np.empty(nl, np.int32)
-        st = np.empty(nl, np.int8)
-        S = np.empty(nl)
-        F = np.empty(nl)
-        for t0 in range(b0 * bt, min(b1 * bt, T), nl):
-            nt = min(nl, T - t0)
-            load_tile(x, t0, nt, Zt)
-            scan_tile(Zt, nan_ignore, m, nz)
-            for ln in range(nl):
-                st[ln] = _status(m[ln], nz[ln], nan_ignore, sigmoid)
-                m[ln] = m[ln] if (st[ln] == OK and m[ln] < np.inf) else 0.0
-            if sigmoid:
-                sigmoid_tile(Zt, St, S, F, False)
-            else:
-                softmax_tile(Zt, m, St, S, F)
-            for ln in range(nt):
-                status[t0 + ln] = st[ln]
-            for e in range(E):
-                for ln in range(nt):
-                    scores[e, _u(t0 + ln)] = St[e, ln] if st[ln] == OK else 0.0
-
-    return scores_chunk
-
-
-#: tokens sampled per expert to estimate its capacity-th best score
-SAMPLE = 1024
-_RADIX_BITS = 11
-
-
-def _rank_key(v):  # uint64 that orders like -v (any non-NaN float; -0 before +0)
-    raise NotImplementedError
-
-
-@overload(_rank_key)
-def _rank_key_impl(v):
-    if v == types.float32:
-
-        def impl(v):
-            b = np.uint64(np.uint32(np.int64(f32_bits(v)) & 0xFFFFFFFF))
-            flip = np.uint64(0xFFFFFFFF) if b >> np.uint64(31) else np.uint64(0x80000000)
-            return np.uint64(0xFFFFFFFF) - (b ^ flip)
-
-        return impl
-
-    def impl64(v):
-        b = np.uint64(f64_bits(v))
-        top = np.uint64(1) << np.uint64(63)
-        flip = ~np.uint64(0) if b & top else top
-        return ~(b ^ flip)
-
-    return impl64
-
-
-@jit
-def _radix_sort(keys, idx, n, tk, ti, nbits):
-    """Stable ascending LSD radix sort of ``keys[:n]`` (uint64, below
-    ``2**nbits``), carrying ``idx``; the result ends in ``keys``/``idx``."""
-    nb = 1 << _RADIX_BITS
-    mask = np.uint64(nb - 1)
-    cnt = np.empty(nb, np.int64)
-    src_k, src_i, dst_k, dst_i = keys, idx, tk, ti
-    passes = (nbits + _RADIX_BITS - 1) // _RADIX_BITS
-    moved = 0
-    for p in range(passes):
-        sh = np.uint64(p * _RADIX_BITS)
-        cnt[:] = 0
-        for i in range(n):
-            cnt[(src_k[i] >> sh) & mask] += 1
-        if n and cnt[(src_k[0] >> sh) & mask] == n:
-            continue  # every key has this digit: the pass would move nothing
-        pos = 0
-        for d in range(nb):
-            c = cnt[d]
-            cnt[d] = pos
-            pos += c
-        for i in range(n):
-            d = (src_k[i] >> sh) & mask
-            q = cnt[d]
-            cnt[d] = q + 1
-            dst_k[q] = src_k[i]
-            dst_i[q] = src_i[i]
-        src_k, src_i, dst_k, dst_i = dst_k, dst_i, src_k, src_i
-        moved += 1
-    if moved % 2:
-        for i in range(n):
-            keys[i] = src_k[i]
-            idx[i] = src_i[i]
-
-
-@jit
-def score_order(prio):
-    """The tokens by priority, descending, ties to the lower token (a stable
-    radix sort; ``prio`` without NaN): the admission order of
-    batch-prioritized routing."""
-    n = prio.shape[0]
-    keys = np.empty(n, np.uint64)
-    perm = np.empty(n, np.int64)
-    for i in range(n):
-        keys[i] = _rank_key(prio[i])
-        perm[i] = i
-    _radix_sort(keys, perm, n, np.empty(n, np.uint64), np.empty(n, np.int64), 64)
-    return perm
-
-
-@jit
-def top_tokens(scores, C, lo, hi, tokens, weights):
-    """Expert choice: the ``C`` best tokens of each expert ``lo <= e < hi``
-    (``scores[e, t]``, no NaN), by score descending, ties to the lower token.
-
-    A threshold filter: the scores of about ``SAMPLE`` tokens give a
-    threshold that about ``1.25 C + 64`` tokens reach; while fewer than
-    ``C`` do, a lower one from the sample (at the end, every token). The candidates (in token order) are then
-    ordered by a stable radix sort on their scores' bits. The result does
-    not depend on the sample, only the time does."""
-    T = scores.shape[1]
-    if C <= 0 or T == 0:
-        return
-    # the sample: runs of 32 consecutive tokens, evenly spaced (a strided
-    # sample would cost a cache miss per token)
-    runs = max(1, min(T, SAMPLE) // 32)
-    ns = min(T, runs * 32)
-    samp = np.empty(ns, scores.dtype)
-    keys = np.empty(T, np.uint64)
-    ci = np.empty(T, np.int64)
-    tk = np.empty(T, np.uint64)
-    ti = np.empty(T, np.int64)
-    nbits = 8 * scores.itemsize
-    for e in range(lo, hi):
-        row = scores[e]
-        for q in range(runs):
-            t0 = q * (T - 32) // max(runs - 1, 1) if T > 32 else 0
-            for i in range(min(32, ns - q * 32)):
-                samp[q * 32 + i] = row[t0 + i]
-        samp.sort()
-        r = min(T, C + C // 4 + 64) * ns // T  # a rank from the top in the sample
-        while True:
-            tau = samp[ns - 1 - r] if r < ns else _typed(row, _NINF)
-            count = 0
-            for t in range(T):
-                count += 1 if row[t] >= tau else 0
-            if count >= C:
-                break
-            r = 2 * r + 16  # too few reach it: a lower threshold
-        n = 0
-        for t in range(T):
-            v = row[t]
-            if v >= tau:
-                keys[n] = _rank_key(v)
-                ci[n] = t
-                n += 1
-        _radix_sort(keys, ci, n, tk, ti, nbits)
-        for j in range(C):
-            t = ci[j]
-            tokens[e, j] = t
-            weights[e, j] = row[t]
-
-
-# --- grouping by expert: a stable counting sort -------------------------------
-
-
-@jit
-def histogram(ids, E, lo, hi, hist, c):
-    # counts of ids[lo:hi] per expert into hist[c]; False if an id is invalid
-    ok = True
-    for i in range(lo, hi):
-        v = ids[i]
-        if v >= 0 and v < E:
-            hist[c, v] += 1
-        elif v != -1:
-            ok = False
-    return ok
-
-
-@jit
-def scatter_ids(ids, lo, hi, start, c, order):
-    for i in range(lo, hi):
-        v = ids[i]
-        if v >= 0:
-            p = start[c, v]
-            order[p] = i
-            start[c, v] = p + 1
-
-
-@jit
-def _offsets(hist, block_size, counts, offsets):
-    # assignments per expert and the segment starts, each padded up to a
-    # multiple of block_size
-    nchunks, E = hist.shape
-    for e in range(E):
-        counts[e] = 0
-    for c in range(nchunks):
-        for e in range(E):
-            counts[e] += hist[c, e]
-    offsets[0] = 0
-    for e in range(E):
-        seg = (counts[e] + block_size - 1) // block_size * block_size
-        offsets[e + 1] = offsets[e] + seg
-
-
-@jit
-def _starts(hist, counts, offsets, sentinel, order):
-    # each chunk's first write position per expert (into hist), and the
-    # padding of every segment filled with the sentinel
-    nchunks, E = hist.shape
-    for e in range(E):
-        pos = offsets[e]
-        for c in range(nchunks):
-            n = hist[c, e]
-            hist[c, e] = pos
-            pos += n
-        for p in range(offsets[e] + counts[e], offsets[e + 1]):
-            order[p] = sentinel
-
-
-@jit
-def layout(hist, block_size, sentinel):
-    E = hist.shape[1]
-    counts = np.empty(E, np.int64)
-    offsets = np.empty(E + 1, np.int64)
-    _offsets(hist, block_size, counts, offsets)
-    order = np.empty(offsets[E], np.int64)
-    _starts(hist, counts, offsets, sentinel, order)
-    return counts, offsets, order
-
-
-@jit
-def group_serial(ids, E, block_size, sentinel, nchunks):
-    """Stable grouping of the flat expert ids ``ids`` (-1: skip).
-
-    Returns ``(ok, order, offsets, counts)``; ``ok`` is False when an id is
-    outside ``[-1, E)`` (nothing else is then valid)."""
-    n = ids.shape[0]
-    hist = np.zeros((nchunks, E), np.int64)
-    ok = True
-    for c in range(nchunks):
-        ok &= histogram(ids, E, c * n // nchunks, (c + 1) * n // nchunks, hist, c)
-    if not ok:
-        return False, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-    counts, offsets, order = layout(hist, block_size, sentinel)
-    for c in range(nchunks):
-        scatter_ids(ids, c * n // nchunks, (c + 1) * n // nchunks, hist, c, order)
-    return True, order, offsets, counts
 
 
 # --- public one-token kernel ---------------------------------------------------
@@ -1101,18 +764,18 @@ def route_1d(
             )
         if group_top2 and E // n_groups < 2:
             raise ValueError("route_1d: group_top2 needs at least 2 experts per group")
-    Zt = _tile(logits, E, 1)
+    Zt = new_tile(logits, E, 1)
     for e in range(E):
         Zt[e, 0] = as_compute(logits[e])
     m = np.empty(1, Zt.dtype)
     nz = np.empty(1, np.int32)
     scan_tile(Zt, False, m, nz)
-    st = _status(m[0], nz[0], False, sigmoid)
+    st = token_status(m[0], nz[0], False, sigmoid)
     if st != OK:
         return st
     logit_keys = not (bias.shape[0] > 0 or n_groups > 1)
     need = not (logit_keys and renormalize)
-    St = _tile(logits, E if need else 0, 1)
+    St = new_tile(logits, E if need else 0, 1)
     S = np.empty(1)
     if need:
         if sigmoid:
@@ -1121,7 +784,7 @@ def route_1d(
             softmax_tile(Zt, m, St, S, np.empty(1))
     K = Zt
     if not logit_keys:
-        K = _tile(logits, E, 1)
+        K = new_tile(logits, E, 1)
         bc = np.empty(bias.shape[0], Zt.dtype)
         for e in range(bias.shape[0]):
             bc[e] = bias[e]
@@ -1136,7 +799,7 @@ def route_1d(
             return BAD_ALL_INF
         gs = E // n_groups
         tg = min(topk_groups, n_groups)
-        K2 = _tile(logits, tg * gs, 1)
+        K2 = new_tile(logits, tg * gs, 1)
         gsel = np.empty((tg, 1), np.int32)
         gather_groups(K, G, n_groups, K2, gsel)
         select_tile(K2, k, m[:0], kidx, kval)
@@ -1166,8 +829,8 @@ def summarize(hist, psum, lse2, T):
         for j in range(k):
             for e in range(E):
                 assigned[e] += hist[c, j, e]
-    aux = _NAN
-    z_loss = _NAN
+    aux = NAN_
+    z_loss = NAN_
     if psum.shape[0] > 0 or lse2.shape[0] > 0:
         n = T * k
         if n > 0:

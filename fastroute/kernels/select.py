@@ -20,7 +20,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .._jit import _u, jit
+from .._jit import jit, uidx
 
 #: Up to this k the insertion buffer is used, above it the heap.
 INSERTION_MAX_K = 24
@@ -58,7 +58,7 @@ def _group_hits(x, r, i, thr, largest):
     # number of x[r, i:i + GROUP] strictly better than thr (NaN never is)
     hits = 0
     for j in range(GROUP):
-        hits += 1 if _beats(x[r, _u(i + j)], thr, largest) else 0
+        hits += 1 if _beats(x[r, uidx(i + j)], thr, largest) else 0
     return hits
 
 

@@ -16,9 +16,9 @@ from .entropy import (
     SHORT64_N,
     SHORT_LOGITS_N,
     WORK_SIZE,
-    _entropy_two_pass,
     entropy_logits_row,
     entropy_row,
+    entropy_two_pass,
     logits_short_rows,
     short_rows64,
 )
@@ -42,7 +42,7 @@ def _one_row64(p2, normalize, work):
     status = work[3 * BLOCK + 1 : 3 * BLOCK + 2].view(np.int64)
     short_rows64(p2, normalize, out, status, 0, 1, b0)
     if status[0] == EXACT:
-        return _entropy_two_pass(p2, 0, 0, p2.shape[1], normalize, b0, b1)
+        return entropy_two_pass(p2, 0, 0, p2.shape[1], normalize, b0, b1)
     return out[0], status[0]
 
 
