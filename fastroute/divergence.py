@@ -42,6 +42,10 @@ from .kernels.kl_logits import (
 
 __all__ = ["relative_entropy", "cross_entropy", "kl_from_logits"]
 
+#: the executor's work per pair of entries (two logs or exps and the sums:
+#: about four cheap passes), which sets when a call goes parallel
+_WORK_PER_ENTRY = 4
+
 
 def relative_entropy(
     p: Any, q: Any, /, *, axis: int = -1, base: float | None = None, normalize: bool = True
@@ -327,7 +331,7 @@ def _small(p, q, normalize, cross, logits):
     not that case (or a negative entry, which the general path reports)."""
     if not (type(p) is np.ndarray and type(q) is np.ndarray and p.dtype == q.dtype):
         return None
-    if p.dtype not in FAST_DTYPES or 4 * p.size >= min_work() or not 1 <= p.ndim <= 2:
+    if p.dtype not in FAST_DTYPES or _WORK_PER_ENTRY * p.size >= min_work() or not 1 <= p.ndim <= 2:
         return None
     if not (p.flags.c_contiguous and q.flags.c_contiguous):
         return None
@@ -566,7 +570,7 @@ def _run(p2, q2, step, normalize, cross, logits, f32, out, status):
     step``), then the careful or exact kernel on the rows it left."""
     rows, n = p2.shape
     kernel, args = _plan(p2, q2, step, normalize, cross, logits, f32, out, status)
-    marked = run(kernel, args, rows, 4 * rows * max(n, 1))
+    marked = run(kernel, args, rows, _WORK_PER_ENTRY * rows * max(n, 1))
     if logits is not None:
         if any(marked):
             _careful_rows(p2, q2, step, logits, out)

@@ -238,8 +238,8 @@ def _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys):
 def _select(data2d, a, b, k, largest, sort, vals, idxs, ro, keys):
     # top_k_segment, or the key passes for float32 rows they suit. Not
     # inlined: the selection code is compiled once per signature and shared
-    # by both row rules and both drivers (a call costs nanoseconds per row;
-    # inlining it made the parallel driver take a minute to compile)
+    # by both row rules (a call costs nanoseconds per row; inlined into
+    # each caller it took a minute to compile)
     if keys.shape[0] and k < b - a <= KEYS_MAX_N:
         return _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys)
     return top_k_segment(data2d, 0, a, b, k, largest, sort, vals, idxs, ro)
@@ -404,8 +404,8 @@ _GROUP_ENTRIES = 4096
 
 
 # The entropy helpers below are separate functions, not inlined: each is
-# compiled once per signature and shared by the serial and the parallel
-# driver (inlined, the parallel driver took tens of seconds to compile).
+# compiled once per signature and shared by the row kernels that call it
+# (inlined into each, they took tens of seconds to compile).
 
 
 @jit
