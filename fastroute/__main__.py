@@ -1,8 +1,8 @@
-"""``python -m fastroute``: see :mod:`fastroute.cli`."""
+"""``python -m fastroute``: see :mod:`fastroute.app.cli`."""
 
 from __future__ import annotations
 
-from .cli import main
+from .app.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

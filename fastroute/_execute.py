@@ -38,6 +38,7 @@ import numba
 import numpy as np
 from numba.np.ufunc import parallel as _numba_parallel
 
+from ._dtypes import SINGLE
 from .kernels.csr import entry_chunks
 from .kernels.entropy import to_float32
 
@@ -200,7 +201,7 @@ def finish(out64: np.ndarray, dtype: np.dtype, base: float | None) -> np.ndarray
     if base is not None:
         with np.errstate(over="ignore"):  # beyond float64: inf, the rounded value
             out64 /= math.log(base)
-    if dtype.char in "ef" and out64.dtype != np.float32:
+    if dtype in SINGLE and out64.dtype != np.float32:
         out32 = np.empty(out64.shape, np.float32)
         to_float32(out64.reshape(-1), out32.reshape(-1))  # |H| > float32 max -> +-inf
         return out32

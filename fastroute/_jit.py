@@ -25,8 +25,10 @@ import os
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
-__all__ = ["jit", "uidx"]
+__all__ = ["jit", "uidx", "f64_bits", "f32_bits", "bits_f64", "bits_f32"]
 
 _CACHE = os.environ.get("FASTROUTE_NO_CACHE", "") == ""
 
@@ -48,3 +50,57 @@ def uidx(i):
     and that code stops LLVM from vectorizing the loop; callers guarantee
     ``i >= 0``."""
     return np.uint64(i)
+
+
+# --- bit casts (LLVM bitcast: no conversion) ---------------------------------
+
+
+def _bitcast(src, dst, x):
+    # typing + codegen of an intrinsic that reinterprets a `src` value's bits
+    # as a `dst` value of the same width (LLVM bitcast: no conversion)
+    if x != src:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(dst))
+
+    return dst(src), codegen
+
+
+@intrinsic
+def f64_bits(typingctx, x):
+    """The IEEE bits of a float64 as an int64 (no conversion)."""
+    return _bitcast(types.float64, types.int64, x)
+
+
+@intrinsic
+def f32_bits(typingctx, x):
+    """The IEEE bits of a float32 as an int32 (no conversion)."""
+    return _bitcast(types.float32, types.int32, x)
+
+
+@intrinsic
+def bits_f64(typingctx, b):
+    """The float64 whose IEEE bits are the int64 ``b``."""
+    return _bitcast(types.int64, types.float64, b)
+
+
+@intrinsic
+def bits_f32(typingctx, b):
+    """The float32 whose IEEE bits are the int32 ``b``."""
+    return _bitcast(types.int32, types.float32, b)
+
+
+if numba.config.DISABLE_JIT:  # plain-Python stand-ins
+
+    def f64_bits(x):  # noqa: F811
+        return np.float64(x).view(np.int64)
+
+    def f32_bits(x):  # noqa: F811
+        return np.float32(x).view(np.int32)
+
+    def bits_f64(b):  # noqa: F811
+        return np.int64(b).view(np.float64)
+
+    def bits_f32(b):  # noqa: F811
+        return np.int32(b).view(np.float32)

@@ -13,52 +13,6 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-_REAL_KINDS = "biuf"
-_SUPPORTED = frozenset(
-    np.dtype(t)
-    for t in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64,
-        np.uint8, np.uint16, np.uint32, np.uint64,
-        np.float16, np.float32, np.float64,
-    )
-)  # fmt: skip
-
-#: dtypes of the lean small-array paths of the public functions
-FAST_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
-F32 = np.dtype(np.float32)
-
-#: float16 inputs are widened to float32 in row blocks of this many elements
-HALF_BLOCK_ELEMENTS = 1 << 20
-
-
-def as_real_array(x: Any, func: str) -> np.ndarray:
-    """``np.asarray(x)`` checked to be a real numeric array of ndim >= 1.
-
-    Non-native byte order is converted (a copy); everything else is a view.
-    """
-    if type(x) is np.ndarray and x.dtype in _SUPPORTED and x.ndim:
-        return x  # fast path: the common case costs two checks
-    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
-        x = x.detach()  # torch: zero-copy view of a CPU tensor, no autograd
-    try:
-        a = np.asarray(x)
-    except Exception as exc:  # pragma: no cover - depends on the foreign object
-        raise TypeError(
-            f"{func}: cannot convert {type(x).__name__} to a NumPy array ({exc}); "
-            "pass a NumPy array or a CPU tensor"
-        ) from None
-    if a.dtype.kind not in _REAL_KINDS or a.dtype.newbyteorder("=") not in _SUPPORTED:
-        raise TypeError(
-            f"{func}: unsupported dtype {a.dtype}; pass a real array of bool, "
-            "int8..int64, uint8..uint64, float16, float32 or float64 "
-            "(for example x.astype(np.float64))"
-        )
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
-    if a.ndim == 0:
-        raise ValueError(f"{func}: input must have at least one dimension, got a scalar")
-    return a
-
 
 def check_int(v: Any, name: str, func: str, lo: int, hi: int | None = None, why: str = "") -> int:
     """``v`` as a Python int in ``[lo, hi]`` (no upper bound when ``hi`` is

@@ -7,12 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ._dtypes import FAST_DTYPES, HALF, SINGLE, real_array, to_float
 from ._execute import finish, min_work, run, run_csr
 from ._sparse import as_csr, is_sparse, shape_of
 from ._validate import (
-    F32,
-    FAST_DTYPES,
-    as_real_array,
     check_alloc,
     check_axis,
     check_base,
@@ -173,7 +171,7 @@ def cross_entropy(
         h = entropy(a, axis=axis, base=base)
     else:
         a, c = _array(p, "p", func), _array(q, "q", func)
-        f32 = a.dtype.char in "ef" and c.dtype.char in "ef"
+        f32 = a.dtype in SINGLE and c.dtype in SINGLE
         shape = _broadcast(a, c, func)
         if len(shape) == 0:
             raise ValueError(f"{func}: p and q must have at least one dimension")
@@ -188,8 +186,8 @@ def cross_entropy(
 
 
 def _widened(a: np.ndarray) -> np.ndarray:
-    # float16/float32 as float64 (exact); anything else as it is
-    return a.astype(np.float64) if a.dtype.kind == "f" and a.dtype != np.float64 else a
+    # float32 and half floats as float64 (exact); anything else as it is
+    return to_float(a, np.float64) if a.dtype in SINGLE else a
 
 
 def _sparse_widened(p: Any, q: Any, axis: Any, func: str):
@@ -208,7 +206,7 @@ def _sparse_widened(p: Any, q: Any, axis: Any, func: str):
         if c.ndim <= 2:
             c1 = _widened(_minimal(c, 2, ax))
             c = _spread(c1, c1.shape[: 2 - c.ndim] + c.shape)
-    return a, c, dt_p.char in "ef" and dt_q.char in "ef"
+    return a, c, dt_p in SINGLE and dt_q in SINGLE
 
 
 def _checked_sparse(x: Any, ax: int, func: str):
@@ -346,7 +344,7 @@ def _small(p, q, normalize, cross, logits):
     rows = p2.shape[0]
     if rows == 0:
         return None
-    f32 = p.dtype == F32
+    f32 = p.dtype in SINGLE
     if cross and normalize:  # H(p) + D(p || q), both in float64, rounded once
         out64 = np.empty(rows)
         status = np.zeros(rows, np.uint8)
@@ -412,46 +410,15 @@ def _dense_p_sparse_q(func: str) -> TypeError:
 
 
 def _array(x: Any, name: str, func: str) -> np.ndarray:
-    """``x`` as a checked real array (``as_real_array``), with the errors of
-    the divergences for what NumPy cannot convert: a ragged list, a torch
-    tensor of a dtype NumPy lacks (``bfloat16``), sparse or not on the CPU."""
-    if type(x) is np.ndarray:
-        return as_real_array(x, func)
-    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
-        x = _from_torch(x, name, func)
-    elif not is_sparse(x):
-        try:
-            x = np.asarray(x)
-        except ValueError:
-            raise ValueError(
-                f"{func}: cannot make an array of {name}: its rows differ in length or "
-                "its elements are not numbers; pass a rectangular array of numbers"
-            ) from None
-        except Exception:  # as_real_array names the type
-            pass
-    return as_real_array(x, func)
+    """``x`` as a checked real kernel view (``real_array``)."""
+    return real_array(x, func, name)
 
 
-def _from_torch(x: Any, name: str, func: str) -> np.ndarray:
-    # a CPU tensor as a NumPy view (detached: requires_grad is fine)
-    if str(getattr(x, "layout", "torch.strided")) != "torch.strided":
-        raise TypeError(f"{func}: {name} is a torch sparse tensor; pass {name}.to_dense()")
-    device = getattr(getattr(x, "device", None), "type", "cpu")
-    if device != "cpu":
-        raise TypeError(f"{func}: {name} is a tensor on {device}; pass {name}.cpu()")
-    dtype = str(getattr(x, "dtype", "")).replace("torch.", "")
-    if dtype == "bfloat16":
-        raise TypeError(
-            f"{func}: {name} is a bfloat16 tensor, which this function does not read; "
-            f"pass {name}.float() (exact)"
-        )
-    try:
-        return x.detach().numpy()
-    except Exception:
-        raise TypeError(
-            f"{func}: {name} is a tensor of dtype {dtype}, which has no NumPy equivalent; "
-            f"pass {name}.double()"
-        ) from None
+def _work(x: np.ndarray, f32: bool) -> np.dtype:
+    """The dtype ``x``'s rows are read in: half floats as their bits (the
+    kernels widen them), everything else float32 or float64 (one compiled
+    kernel per precision)."""
+    return x.dtype if x.dtype in HALF else np.dtype(np.float32 if f32 else np.float64)
 
 
 def _minimal(x: np.ndarray, ndim: int, ax: int) -> np.ndarray:
@@ -522,13 +489,12 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
             f"{func}: p and q must have the same length along axis {ax}, "
             f"got {a.shape[ax]} and {c.shape[ax]}"
         )
-    f32 = a.dtype.char in "ef" and c.dtype.char in "ef"
-    work = np.float32 if f32 else np.float64  # one compiled kernel per precision
+    f32 = a.dtype in SINGLE and c.dtype in SINGLE
     n = shape[ax]
     lead = shape[:ax] + shape[ax + 1 :]
     rows = math.prod(lead)
-    p_one, p_bytes = _plan_rows(a, shape, ax, rows, n, work)
-    q_one, q_bytes = _plan_rows(c, shape, ax, rows, n, work)
+    p_one, p_bytes = _plan_rows(a, shape, ax, rows, n, _work(a, f32))
+    q_one, q_bytes = _plan_rows(c, shape, ax, rows, n, _work(c, f32))
     check_alloc(
         9 * rows + p_bytes + q_bytes,
         f"{rows} slices of length {n} (the result and contiguous copies of p and q)",
@@ -537,8 +503,8 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     )
     # the same slice for every row: compute one and repeat the result
     k = 1 if (p_one and q_one) else rows
-    p2 = _rows_of(a, p_one, shape, ax, rows, n, work)
-    q2 = _rows_of(c, q_one, shape, ax, rows, n, work)
+    p2 = _rows_of(a, p_one, shape, ax, rows, n, _work(a, f32))
+    q2 = _rows_of(c, q_one, shape, ax, rows, n, _work(c, f32))
     if p_one and k > 1:
         p2 = _repeated(p2, k)
     step = 0 if q_one else 1
@@ -626,7 +592,7 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
                 f"{shape_of(q, func)}"
             )
         mq = as_csr(q, func, columns=columns)
-        f32 = m.dtype.char in "ef" and mq.dtype.char in "ef"
+        f32 = m.dtype in SINGLE and mq.dtype in SINGLE
         q_bytes = 0
     else:
         c = _array(q, "q", func)
@@ -644,11 +610,11 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
                 f"{func}: p and q must have the same length along axis {ax}, "
                 f"got {n} and {c.shape[ax]}"
             )
-        f32 = m.dtype.char in "ef" and c.dtype.char in "ef"
+        f32 = m.dtype in SINGLE and c.dtype in SINGLE
         qt = np.moveaxis(c, ax, -1)
         q_bytes = qt.shape[0] * 8 * QTAB_WIDTH
-        if not (qt.dtype == (F32 if f32 else np.float64) and qt.flags.c_contiguous):
-            q_bytes += qt.shape[0] * n * (4 if f32 else 8)
+        if not (qt.dtype == _work(c, f32) and qt.flags.c_contiguous):
+            q_bytes += qt.shape[0] * n * _work(c, f32).itemsize
     work = np.float32 if f32 else np.float64
     data_bytes = 0 if m.data.dtype == work else m.data.shape[0] * np.dtype(work).itemsize
     check_alloc(
@@ -666,7 +632,7 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
             kernel, args = csr_csr_rows, (pm, qm, mode, out, status)
         else:
             step = int(qt.shape[0] != 1)
-            q2 = _rows_c(qt, work)
+            q2 = _rows_c(qt, _work(c, f32))
             tab = np.empty((q2.shape[0], QTAB_WIDTH))
             q_table(q2, tab)
             kernel, args = csr_dense_rows, (pm, q2, step, tab, mode, out, status)

@@ -7,13 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ._dtypes import F32, FAST_DTYPES, SINGLE, compute_dtype, real_array
 from ._execute import finish, min_work, run
 from ._sparse import as_csr, is_sparse, sparse_entropy
 from ._validate import (
-    F32,
-    FAST_DTYPES,
-    HALF_BLOCK_ELEMENTS,
-    as_real_array,
     check_axis,
     check_base,
     rows_view,
@@ -103,7 +100,7 @@ def entropy(
         out64, status, dtype = sparse_entropy(p, ax, normalize, False, "entropy")
         lead = out64.shape
     else:
-        a = as_real_array(p, "entropy")
+        a = real_array(p, "entropy")
         ax = check_axis(axis, a.ndim)
         lead = a.shape[:ax] + a.shape[ax + 1 :]
         out64 = np.empty(lead, _out_dtype(a.dtype, b))
@@ -172,7 +169,7 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     if type(z) is not np.ndarray and is_sparse(z):
         out64, _, dtype = sparse_entropy(z, check_axis(axis, 2), False, True, "entropy_from_logits")
         return finish(out64, dtype, b)
-    a = as_real_array(z, "entropy_from_logits")
+    a = real_array(z, "entropy_from_logits")
     ax = check_axis(axis, a.ndim)
     lead = a.shape[:ax] + a.shape[ax + 1 :]
     out64 = np.empty(lead, _out_dtype(a.dtype, b))
@@ -183,7 +180,7 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
 def _out_dtype(dtype, base):
     # the kernels write float32 results directly (rounded from the float64
     # value, as the conversion after a division by log(base) would)
-    return np.float32 if base is None and dtype.char in "ef" else np.float64
+    return compute_dtype(dtype) if base is None else np.float64
 
 
 def _small_rows(x, normalize, logits):
@@ -218,16 +215,8 @@ def _rows(x2, out, status, normalize, logits):
     True when some row is left with a nonzero status (a negative entry)."""
     if x2.shape[0] == 0:
         return False
-    if x2.dtype.char == "e":  # Numba has no float16: widen row blocks (exact)
-        step = max(1, HALF_BLOCK_ELEMENTS // max(1, x2.shape[1]))
-        bad = False
-        for r in range(0, x2.shape[0], step):
-            st = None if status is None else status[r : r + step]
-            x32 = x2[r : r + step].astype(np.float32)
-            bad |= _rows(x32, out[r : r + step], st, normalize, logits)
-        return bad
     rows, n = x2.shape
-    f32 = x2.dtype == F32
+    f32 = x2.dtype in SINGLE  # float32 and the half floats (read as bits)
     if not logits and f32 and rows == 1 and n <= K32.SHORT_N:
         K32.one_short_row(x2, 0, normalize, out, status)  # the bits of a lane of a tile
     else:

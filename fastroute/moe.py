@@ -12,13 +12,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._dtypes import HALF, KINDS, float_array, half_array, is_torch, to_float, to_numpy
 from ._execute import run
 from ._validate import check_alloc, check_int, physical_memory
 from .kernels import moe as K
 
 __all__ = ["Dispatch", "dispatch", "combine"]
 
-_CHAR_KINDS = {"f": "float32", "d": "float64", "e": "float16"}
 
 
 class Dispatch(NamedTuple):
@@ -45,64 +45,21 @@ class Dispatch(NamedTuple):
     tokens: np.ndarray
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
-def _dense_cpu(x: Any, name: str, func: str) -> Any:
-    """A torch tensor as a dense CPU tensor outside autograd (a view)."""
-    torch = _torch()
-    if x.device.type != "cpu":
-        raise TypeError(f"{func}: {name} is on {x.device}; move it to the CPU first ({name}.cpu())")
-    if x.layout != torch.strided:
-        raise TypeError(
-            f"{func}: {name} is a {x.layout} tensor; pass a dense one ({name}.to_dense())"
-        )
-    return x.detach().resolve_conj().resolve_neg()
-
-
 def _bits(x: Any, name: str, func: str) -> tuple[np.ndarray, str]:
-    """A 2-D array of rows as the kernels read it (float32 and float64 as
-    they are, bfloat16 and float16 as uint16 bits) and its kind: a view,
-    in any layout (the caller makes it C-contiguous)."""
-    if _is_torch(x):
-        torch = _torch()
-        x = _dense_cpu(x, name, func)
-        kinds = {torch.float32: "float32", torch.float64: "float64",
-                 torch.bfloat16: "bfloat16", torch.float16: "float16"}  # fmt: skip
-        if x.dtype not in kinds:
-            raise TypeError(f"{func}: {name} must be float16, bfloat16, float32 or float64, "
-                            f"got {x.dtype}; convert it, e.g. {name}.float()")  # fmt: skip
-        kind = kinds[x.dtype]
-        a = (
-            x.view(torch.int16).numpy().view(np.uint16)
-            if kind in ("bfloat16", "float16")
-            else x.numpy()
-        )
-    else:
-        a = _asarray(x, name, func, "2-D array (rows, hidden)")
-        # by the type code: dtype.name costs microseconds (Python code in NumPy)
-        kind = _CHAR_KINDS.get(a.dtype.char)
-        if kind is None and a.dtype.type.__name__ == "bfloat16":  # ml_dtypes
-            kind = "bfloat16"
-        if kind is None:
-            raise TypeError(
-                f"{func}: {name} must be float16, bfloat16, float32 or float64, got "
-                f"{a.dtype}; convert it, e.g. {name}.astype(np.float32)"
-            )
-        if not a.dtype.isnative:
-            a = a.astype(a.dtype.newbyteorder("="))
-        if kind in ("bfloat16", "float16"):
-            a = a.view(np.uint16)
+    """A 2-D array of rows as the kernels read it (``_dtypes`` kernel
+    views: bfloat16 and float16 as their bits) and its kind: a view, in any
+    layout (the caller makes it C-contiguous)."""
+    if not is_torch(x):
+        x = _asarray(x, name, func, "2-D array (rows, hidden)")
+    a = float_array(x, func, name, f"{name}.astype(np.float32)")
     if a.ndim != 2:
         raise ValueError(f"{func}: {name} must be 2-D (rows, hidden), got shape {a.shape}")
-    return a, kind
+    return a, KINDS[a.dtype]
+
+
+def _raw(a: np.ndarray) -> np.ndarray:
+    """What a copy or a write goes through: half floats as ``uint16`` bits."""
+    return a.view(np.uint16) if a.dtype in HALF else a
 
 
 def _asarray(x: Any, name: str, func: str, what: str) -> np.ndarray:
@@ -127,11 +84,9 @@ def _routing_array(routing: Any, field: str, func: str) -> np.ndarray:
     if type(x) is np.ndarray:
         return x
     name = f"routing.{field}"
-    if _is_torch(x):
-        x = _dense_cpu(x, name, func)
-        if x.dtype == _torch().bfloat16:  # no NumPy view of it: widened, exactly
-            x = x.float()
-        return x.numpy()
+    if is_torch(x):
+        a = to_numpy(x, name, func)
+        return to_float(a, np.float32) if a.dtype in HALF else a  # exact
     return _asarray(x, name, func, "NumPy array (the Routing that fastroute.route returned)")
 
 
@@ -167,24 +122,20 @@ def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _empty(shape: tuple[int, int], kind: str, like: Any) -> tuple[Any, np.ndarray]:
     # a new array of kind (torch when like is torch) and its bits view
-    if _is_torch(like):
-        torch = _torch()
-        t = torch.empty(shape, dtype=getattr(torch, kind))
-        return t, _bits(t, "out", "")[0]
-    if kind == "bfloat16":
-        import ml_dtypes
+    if is_torch(like):
+        import torch
 
-        a = np.empty(shape, ml_dtypes.bfloat16)
-        return a, a.view(np.uint16)
-    a = np.empty(shape, kind)
-    return a, (a.view(np.uint16) if kind == "float16" else a)
+        t = torch.empty(shape, dtype=getattr(torch, kind))
+        return t, _raw(to_numpy(t, "out", ""))
+    bits = np.empty(shape, next(d for d, name in KINDS.items() if name == kind))
+    return (half_array(bits) if bits.dtype in HALF else bits), _raw(bits)
 
 
 def _out(out: Any, shape: tuple[int, int], kind: str, inputs: tuple, func: str):
     # a caller's array written in place: the right shape and kind, C order,
     # sharing no memory with any input
-    if _is_torch(out):
-        if out.device.type != "cpu" or out.layout != _torch().strided or not out.is_contiguous():
+    if is_torch(out):
+        if out.device.type != "cpu" or not out.is_contiguous() or out.is_sparse:
             raise ValueError(f"{func}: out must be a dense, contiguous CPU tensor")
         if out.requires_grad:
             raise ValueError(
@@ -194,6 +145,7 @@ def _out(out: Any, shape: tuple[int, int], kind: str, inputs: tuple, func: str):
     elif not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable):
         raise ValueError(f"{func}: out must be a writeable C-contiguous NumPy array or CPU tensor")
     bits, okind = _bits(out, "out", func)
+    bits = _raw(bits)
     if okind != kind or tuple(bits.shape) != shape:
         raise ValueError(
             f"{func}: out must be {kind} of shape {shape}, got {okind} of shape {tuple(bits.shape)}"
@@ -320,7 +272,7 @@ def dispatch(
     else:
         rows, bits = _out(out, (N, H), kind, (("hidden", view), *_named(experts, order, offsets)),
                           func)  # fmt: skip
-    src = np.ascontiguousarray(view)  # a copy only for another layout
+    src = _raw(np.ascontiguousarray(view))  # a copy only for another layout
     if N and H:
         run(K.gather_rows, (src, tokens, bits), N, N * H // _COPY_COST)
     return Dispatch(rows, poff, poff[1:].astype(np.int32), counts, tokens)
@@ -404,13 +356,11 @@ def combine(
     w = np.ascontiguousarray(weights, acc_t)
     if T and H:
         work = T * H * max(k, 1) // _COPY_COST
-        if kind in ("float32", "float64"):
+        if x.dtype in HALF:
+            run(K.combine_rows_half, (x, slot_row, w, k, bits), T, work)
+        else:
             stream = bits.nbytes >= _STREAM_BYTES
             run(K.combine_rows, (x, slot_row, w, k, bits, stream), T, work)
-        elif kind == "bfloat16":
-            run(K.combine_rows_bf16, (x, slot_row, w, k, bits), T, work)
-        else:
-            run(K.combine_rows_f16, (x, slot_row, w, k, bits, _f16()), T, work)
     return res
 
 
@@ -425,11 +375,3 @@ _COPY_COST = 4
 #: smaller output would still be in cache for the caller, and a streaming
 #: store would evict it.
 _STREAM_BYTES = 32 << 20
-
-_F16: list[np.ndarray] = []
-
-
-def _f16() -> np.ndarray:
-    if not _F16:
-        _F16.append(K.f16_table())
-    return _F16[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import itertools
 import math
@@ -10,6 +9,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from ._dtypes import compute_dtype, float_array
 from ._execute import chunk_count, even_bounds, run_jobs, threads
 from ._validate import check_alloc, physical_memory
 from ._validate import check_int as _int
@@ -131,64 +131,19 @@ def _choice(v: Any, name: str, options: tuple[str, ...], func: str) -> str:
     return v
 
 
-_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 def _as_logits(x: Any, func: str) -> tuple[np.ndarray, type]:
-    """(T, E) logits as a C-contiguous array the kernels read, and the
-    output float dtype. bfloat16 is passed as uint16 bits and float16 as
-    int16 bits (views, no copy); other layouts are copied to C order once."""
-    if type(x) is np.ndarray and x.ndim == 2 and x.dtype in _NATIVE_FLOATS:
-        a = x
-    elif type(x).__module__.startswith("torch") and hasattr(x, "detach"):
-        a = _torch_logits(x, func)
-    else:
-        try:
-            a = np.asarray(x)
-        except Exception as exc:  # pragma: no cover - depends on the foreign object
-            raise TypeError(
-                f"{func}: cannot convert {type(x).__name__} to an array ({exc})"
-            ) from None
-        bf16 = a.dtype.name == "bfloat16"  # ml_dtypes
-        if not (bf16 or (a.dtype.kind == "f" and a.dtype.itemsize <= 8)):
-            raise TypeError(
-                f"{func}: logits must be float16, bfloat16, float32 or float64, got "
-                f"{a.dtype}; convert them, e.g. logits.astype(np.float32)"
-            )
-        if not a.dtype.isnative:  # fix the byte order before reading the bits
-            a = a.astype(a.dtype.newbyteorder("="))
-        if bf16:
-            a = a.view(np.uint16)
-        elif a.dtype.char == "e":
-            a = a.view(np.int16)
+    """(T, E) logits as the C-contiguous kernel view the kernels read
+    (bfloat16 and float16 as their bits), and the output float dtype; other
+    layouts are copied to C order once."""
+    a = float_array(x, func, "logits", "logits.astype(np.float32)")
     if a.ndim != 2:
         raise ValueError(
             f"{func}: logits must be 2-D (tokens, experts), got shape {a.shape}; "
             "for one token pass logits[None, :]"
         )
-    out = np.float64 if a.dtype == np.float64 else np.float32
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
-    return a, out
-
-
-def _torch_logits(x: Any, func: str) -> np.ndarray:
-    import torch
-
-    if x.device.type != "cpu":
-        raise TypeError(f"{func}: logits are on {x.device}; move them to the CPU first")
-    if x.layout != torch.strided:  # sparse: no NumPy view of it exists
-        raise TypeError(
-            f"{func}: logits are a {x.layout} tensor; pass a dense one, e.g. logits.to_dense()"
-        )
-    x = x.detach()
-    if x.dtype == torch.bfloat16:
-        return x.view(torch.int16).numpy().view(np.uint16)
-    if x.dtype == torch.float16:
-        return x.view(torch.int16).numpy()
-    if x.dtype in (torch.float32, torch.float64):
-        return x.numpy()
-    raise TypeError(f"{func}: logits must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    return a, compute_dtype(a.dtype)
 
 
 def _bias(bias: Any, E: int, dtype: type) -> np.ndarray:
@@ -332,6 +287,21 @@ def route(
     >>> r.order, r.offsets
     (array([0, 2, 1, 3]), array([0, 1, 2, 4]))
     """
+    return _execute(*prepare(
+        logits, k, scoring=scoring, renormalize=renormalize, bias=bias, n_groups=n_groups,
+        topk_groups=topk_groups, group_score=group_score, scale=scale,
+        capacity_factor=capacity_factor, min_capacity=min_capacity, drop=drop, nan=nan,
+        stats=stats,
+    )).routing  # fmt: skip
+
+
+def prepare(
+    logits: Any, k: int, /, *, scoring: str = "softmax", renormalize: bool = True,
+    bias: Any = None, n_groups: int | None = None, topk_groups: int | None = None,
+    group_score: str = "max", scale: float = 1.0, capacity_factor: float | None = None,
+    min_capacity: int = 0, drop: str = "position", nan: str = "raise", stats: bool = True,
+) -> tuple:  # fmt: skip
+    """The checked arguments of a ``route`` call, as ``_execute`` takes them."""
     func = "route"
     a, out = _as_logits(logits, func)
     T, E = a.shape
@@ -352,58 +322,76 @@ def route(
         cf = _real(capacity_factor, "capacity_factor", func)
         if cf <= 0:
             raise ValueError(f"route: capacity_factor must be positive, got {capacity_factor!r}")
-        c = cf * T * k / E if E else 0.0
-        cap = max(math.ceil(c) if c < 2.0**62 else 2**62, mc)
+        cap = capacity(cf, mc, T, k, E)
 
     want_prio = cap is not None and drop == "score"
     config = (sigmoid, bool(renormalize), bias is not None, ng > 1, bool(stats), want_prio)
     opts = (k, max(ng, 1), tg, top2, scale, nan_ignore)
-    r, psum, lse2 = _execute(a, out, b, config, opts, cap, drop)
-    sink = _SUMS.get()
-    if sink is not None:  # _route_with_sums asked for them
-        sink.append((psum, lse2))
-    return r
+    return a, out, b, config, opts, cap, drop
 
 
-_SUMS: contextvars.ContextVar[list | None] = contextvars.ContextVar("fastroute_sums", default=None)
+def capacity(capacity_factor: float, min_capacity: int, T: int, k: int, E: int) -> int:
+    """The slots each expert keeps: ``ceil(capacity_factor * T * k / E)``,
+    at least ``min_capacity`` (the one formula, for ``route`` and Dask)."""
+    c = capacity_factor * T * k / E if E else 0.0
+    return max(math.ceil(c) if c < 2.0**62 else 2**62, min_capacity)
 
 
-def _route_with_sums(
-    logits: Any, k: int, /, **options: Any
-) -> tuple[Routing, np.ndarray, np.ndarray]:
-    """``route(logits, k, **options)`` and the per-block sums behind its
-    statistics (``psum[b, e]``, ``lse2[b]``; empty without statistics), for
-    callers that combine the statistics of several batches
-    (``fastroute.dask``)."""
-    box: list = []
-    token = _SUMS.set(box)
-    try:
-        r = route(logits, k, **options)
-    finally:
-        _SUMS.reset(token)
-    return r, *box[0]
+class Partial(NamedTuple):
+    """A routing with the partial sums its batch-level results come from:
+    ``hist[c, j, e]``, the ``j``-th choices of expert ``e`` among the tokens
+    of chunk ``c``, and the per-block sums of the score distributions
+    (``psum[b, e]``) and of the squared logsumexp (``lse2[b]``; both empty
+    without statistics)."""
+
+    routing: Routing
+    hist: np.ndarray
+    psum: np.ndarray
+    lse2: np.ndarray
 
 
-def _execute(a, out, b, config, opts, cap, drop):
-    """A validated ``route`` call: ``(Routing, psum, lse2)``, the last two the
-    per-block sums of the score distributions and of the squared logsumexp
-    (empty without statistics) that ``aux_loss`` and ``z_loss`` come from."""
+def route_partial(logits: Any, k: int, /, **options: Any) -> Partial:
+    """``route(logits, k, **options)`` with its partial sums (``Partial``),
+    for callers that assemble one batch from several routed chunks
+    (``fastroute.dask``): :func:`admit_by_position`, ``scatter_capacity``
+    and ``kernels.group.summarize`` then give the batch's results from them."""
+    return _execute(*prepare(logits, k, **options))
+
+
+def admit_by_position(hist: np.ndarray, cap: int, T: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Admission by position from the chunks' histograms ``hist[c, j, e]``:
+    every first choice before any second choice, tokens in order. Returns
+    ``(run, kept, c_eff)``: ``run[c, j, e]``, the admission rank of chunk
+    ``c``'s first ``j``-th choice of ``e`` (the kept earlier choices, then
+    the same choice in earlier chunks); ``kept[c, e]``, the slots of ``e``
+    chunk ``c`` keeps; and the capacity in effect (no expert gets more
+    than ``T``)."""
+    c_eff = min(cap, T)
+    per_choice = hist.sum(axis=0)
+    before = np.cumsum(per_choice, axis=0) - per_choice
+    run = np.minimum(before, c_eff) + (np.cumsum(hist, axis=0) - hist)
+    kept = np.clip(c_eff - run, 0, hist).sum(axis=1)
+    return run, kept, c_eff
+
+
+def _execute(a, out, b, config, opts, cap, drop) -> Partial:
+    """A validated ``route`` call, with its partial sums."""
     T, E = a.shape
     stats = config[4]
     bt = block_tokens(E)
     if cap is None and T and chunk_count(-(-T // bt), a.size, per_thread=1) == 1:
         return _route_serial(a, out, b, config, opts, bt)
-    experts, weights, ent, lse2, psum, prio, hist, bounds = _route_pass(a, out, b, config, opts)
-    _, aux, z_loss = rk.summarize(hist, psum, lse2, T)
+    experts, weights, ent, lse2, psum, prio, hist, bounds = route_pass(a, out, b, config, opts)
+    _, aux, z_loss = kg.summarize(hist, psum, lse2, T)
     tok = [(lo * bt, min(hi * bt, T)) for lo, hi in bounds]
     dropped, counts, offsets, order = _admit_and_group(experts, hist, prio, tok, cap, drop)
     cmax = int(counts.max()) if E else 0
-    ent, aux, z_loss, imbalance = _finish(out, stats, ent, aux, z_loss, cmax, int(offsets[-1]), E)
+    ent, aux, z_loss, imbalance = route_stats(out, stats, ent, aux, z_loss, cmax, int(offsets[-1]), E)
     r = Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, cap)
-    return r, psum, lse2
+    return Partial(r, hist, psum, lse2)
 
 
-def _finish(out, stats, ent, aux, z_loss, cmax, total, E):
+def route_stats(out, stats, ent, aux, z_loss, cmax, total, E):
     """The statistics as ``route`` reports them, and the imbalance."""
     imbalance = cmax / (total / E) if total else math.nan
     if not stats:
@@ -427,17 +415,17 @@ def _route_serial(a, out, b, config, opts, bt):
     counts = np.empty(E, np.int64)
     offsets = np.empty(E + 1, np.int64)
     order = np.empty(T * k, np.int64)
-    bad, aux, z_loss, most = rk.finish_serial(
+    bad, aux, z_loss, most = kg.finish_serial(
         experts, status, hist, psum, lse2, counts, offsets, order
     )
     if bad >= 0:
         _raise_status(status, "route")
-    ent, aux, z_loss, imbalance = _finish(out, stats, ent, aux, z_loss, most, T * k, E)
+    ent, aux, z_loss, imbalance = route_stats(out, stats, ent, aux, z_loss, most, T * k, E)
     dropped = np.zeros((T, k), np.bool_)
     r = Routing(
         experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imbalance, None
     )
-    return r, psum, lse2
+    return Partial(r, hist, psum, lse2)
 
 
 def _driver_io(a, out, config, opts, bt):
@@ -471,13 +459,7 @@ def _admit_and_group(experts, hist, prio, tok, cap, drop):
     if cap is None:
         kept = hist.sum(axis=1)
     elif drop == "position":
-        c_eff = min(cap, T)  # no expert gets more than T
-        # admission rank of each chunk's first j-th choice of e: the kept
-        # earlier choices, then the same choice in earlier chunks
-        per_choice = hist.sum(axis=0)
-        before = np.cumsum(per_choice, axis=0) - per_choice
-        run = np.minimum(before, c_eff) + (np.cumsum(hist, axis=0) - hist)
-        kept = np.clip(c_eff - run, 0, hist).sum(axis=1)
+        run, kept, c_eff = admit_by_position(hist, cap, T)
     else:
         kept = np.zeros((nch, E), np.int64)
         chunk_of = np.repeat(np.arange(nch), [hi - lo for lo, hi in tok])
@@ -500,7 +482,7 @@ def _admit_and_group(experts, hist, prio, tok, cap, drop):
     return dropped, counts, offsets, order
 
 
-def _route_pass(a: np.ndarray, out: type, bias: np.ndarray, config: tuple, opts: tuple):
+def route_pass(a: np.ndarray, out: type, bias: np.ndarray, config: tuple, opts: tuple):
     """Run the routing driver of ``config`` (see ``kernels.route.chunk_kernel``)
     over the logits ``a`` in chunks of blocks; ``opts = (k, n_groups,
     topk_groups, top2, scale, nan_ignore)``. Raises for the first invalid
@@ -520,16 +502,6 @@ def _route_pass(a: np.ndarray, out: type, bias: np.ndarray, config: tuple, opts:
     if T and status.any():
         _raise_status(status, "route")
     return experts, weights, ent, lse2, psum, prio, hist, bounds
-
-
-def select_only(logits: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Experts and weights of plain softmax routing, without grouping or
-    statistics: the routing phases alone (for benchmarks; not public API)."""
-    a, out = _as_logits(logits, "route")
-    k = _int(k, "k", "route", 0, a.shape[1])
-    config = (False, True, False, False, False, False)
-    res = _route_pass(a, out, _NO_BIAS[out], config, (k, 1, 0, False, 1.0, False))
-    return res[0], res[1]
 
 
 def _groups(n_groups: Any, topk_groups: Any, E: int, k: int, top2: bool) -> tuple[int, int]:

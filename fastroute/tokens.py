@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._dtypes import HALF, real_array, to_float
 from ._execute import chunk_count, even_bounds, run, run_csr, run_jobs
 from ._sparse import CSR, as_csr, canonical_result, counting_sort_ok, is_sparse
-from ._validate import as_real_array, check_alloc
+from ._validate import check_alloc
 from .entropy import entropy
 from .kernels import counts as KC
 from .kernels import csr as K
@@ -43,11 +44,11 @@ def _index(value: Any, name: str, func: str) -> int:
 def _as_matrix(x: Any, func: str) -> CSR:
     """Canonical CSR of a sparse matrix or a 2-D array."""
     if not is_sparse(x):
-        a = as_real_array(x, func)
+        a = real_array(x, func)
         if a.ndim != 2:
             raise ValueError(f"{func}: expected a 2-D matrix, got {a.ndim} dimensions")
-        if a.dtype == np.float16:  # SciPy has no float16; float32 holds it exactly
-            a = a.astype(np.float32)
+        if a.dtype in HALF:  # SciPy has no half floats; float32 holds them exactly
+            a = to_float(a, np.float32)
         x = _sparse_module().csr_array(a)
     return as_csr(x, func)
 

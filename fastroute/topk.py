@@ -6,13 +6,10 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from ._dtypes import FAST_DTYPES, HALF, SINGLE, half_array, real_array
 from ._execute import min_work, run
 from ._sparse import is_sparse, sparse_top_k
 from ._validate import (
-    F32,
-    FAST_DTYPES,
-    HALF_BLOCK_ELEMENTS,
-    as_real_array,
     check_axis,
     check_k,
     rows_view,
@@ -153,7 +150,7 @@ def top_k(
             "top_k: explicit=True and format='csr' apply to scipy.sparse input only; "
             f"got {type(x).__name__}"
         )
-    a = as_real_array(x, "top_k")
+    a = real_array(x, "top_k")
     ax = check_axis(axis, a.ndim)
     n = a.shape[ax]
     k = check_k(k, n, "top_k")
@@ -180,30 +177,26 @@ def top_k(
     if ax != a.ndim - 1:
         values = np.ascontiguousarray(np.moveaxis(values, -1, ax))
         indices = np.ascontiguousarray(np.moveaxis(indices, -1, ax))
+    if a.dtype in HALF:
+        values = half_array(values)
     return TopK(values, indices)
 
 
 def _select(x2, k, largest, sort, vals, idxs):
     """Fill ``vals``/``idxs`` (C-contiguous 2-D) with the top-k of each row of ``x2``."""
-    if x2.dtype.char == "e":
-        # Numba has no float16: widen blocks of rows to float32 (exact) and
-        # narrow the chosen values back (exact, they came from float16).
-        step = max(1, HALF_BLOCK_ELEMENTS // max(1, x2.shape[1]))
-        v32 = np.empty((min(step, x2.shape[0]), k), np.float32)
-        for r in range(0, x2.shape[0], step):
-            rows = x2[r : r + step].astype(np.float32)
-            _select(rows, k, largest, sort, v32[: rows.shape[0]], idxs[r : r + step])
-            vals[r : r + step] = v32[: rows.shape[0]]
-        return
     kernel = _ROW_KERNELS[_strategy(x2.dtype, x2.shape[1], k)]
-    run(kernel, (x2, k, largest, sort, vals, idxs), x2.shape[0], x2.size)
+    half = x2.dtype in HALF  # compared as float32, the chosen bits copied
+    v = np.empty(vals.shape, np.float32) if half else vals
+    run(kernel, (x2, k, largest, sort, v, idxs), x2.shape[0], x2.size)
+    if half:
+        vals.view(np.uint16)[...] = np.take_along_axis(x2.view(np.uint16), idxs, axis=1)
 
 
 def _strategy(dtype, n, k):
     """The row kernel for rows of ``n`` entries of ``dtype``: float32 sort
     keys for short rows and small ``k``, else a sorted insertion buffer for
     small ``k``, else a binary heap."""
-    if dtype == F32 and n <= KEYS_MAX_N and k <= KEYS_MAX_K:
+    if dtype in SINGLE and n <= KEYS_MAX_N and k <= KEYS_MAX_K:
         return "keys"
     return "insertion" if k <= INSERTION_MAX_K else "heap"
 

@@ -34,7 +34,7 @@ the exact number it stores) for dense and sparse ``p``
 ``fuzz_sparse.py``, whose matrix builder and corruptions are reused), a
 NumPy ``dispatch``/``combine`` over the routing's ``order``/``offsets``,
 ``fastroute``'s single-machine functions for ``fastroute.dask`` (the same
-bits, as documented), ``fastroute.analyze.tokenize`` for ``read_corpus``.
+bits, as documented), ``fastroute.pipeline.tokenize`` for ``read_corpus``.
 
 The ``@njit`` kernels are called with their buffers (and ``x``, ``q``,
 ``bias``...) cut out of larger arrays whose margins hold a known fill: a
@@ -1683,7 +1683,7 @@ def _dask_read_ids(fz, rng, files):
 
 def _dask_read_corpus(fz, rng, files):
     dask, da, frd = _dask()
-    from fastroute.analyze import tokenize
+    from fastroute.pipeline import tokenize
 
     names = pick(rng, (["small.txt"], ["two.txt", "small.txt"], ["empty.txt"], ["glob txt"],
                        ["binary.bin"], ["latin1.txt"], ["a_dir"], ["missing.txt"], ["glob none"],
@@ -1756,7 +1756,7 @@ def _stub_cluster(*args, **kwargs):
 
 
 def _run_cli(argv: list[str]) -> tuple[int, str, str]:
-    from fastroute import cli
+    from fastroute.app import cli
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

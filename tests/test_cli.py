@@ -13,8 +13,9 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import entr
 
-from fastroute.analyze import load_corpus, tokenize
-from fastroute.cli import main
+from fastroute.app.cli import main
+from fastroute.app.corpus import load_corpus
+from fastroute.pipeline import tokenize
 
 
 def run(capsys, *argv):
@@ -132,7 +133,7 @@ def test_analyze_by_kl_matches_a_scipy_reference(capsys):
     assert re.search(rf"^ +1  {first} ", out, re.M)
     code, out, err = run(capsys, "analyze", "--min-frequency", "-1")
     assert code == 2 and "--min-frequency must be >= 0" in err
-    from fastroute.analyze import analyze_counts
+    from fastroute.pipeline import analyze_counts
 
     with pytest.raises(ValueError, match="by must be 'entropy' or 'kl'"):
         analyze_counts(C, None, by="pmi")
@@ -301,7 +302,7 @@ def test_bench_list_and_unknown_cases(capsys):
 def test_bench_threading_layer_runs_in_a_child(monkeypatch, capsys):
     """--threading-layer never changes this process's layer: the run happens
     in a child process with NUMBA_THREADING_LAYER set."""
-    import fastroute.cli as cli
+    import fastroute.app.cli as cli
 
     seen = {}
 
@@ -332,7 +333,7 @@ def test_bench_in_a_chosen_layer_end_to_end():
 
 def test_a_bug_shows_its_traceback(monkeypatch, capsys):
     """User errors are one line; an unexpected exception keeps its traceback."""
-    import fastroute.analyze as A
+    import fastroute.pipeline as A
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("an internal slip")
@@ -365,7 +366,7 @@ def test_analyze_reports_compile_time_apart():
 
     import numba
 
-    from fastroute.analyze import stage
+    from fastroute.pipeline import stage
 
     @numba.njit
     def slow_to_compile(x):
@@ -392,7 +393,7 @@ def test_analyze_runs_without_dask():
 
     code = (
         "import sys; sys.modules['dask'] = sys.modules['distributed'] = None\n"
-        "from fastroute.cli import main\n"
+        "from fastroute.app.cli import main\n"
         "assert main(['analyze', '-k', '3', '--json']) == 0\n"
         "assert 'dask' not in [m.split('.')[0] for m in sys.modules if sys.modules[m]]\n"
         "assert main(['analyze', '-k', '3', '--workers', '2']) == 2\n"
@@ -414,7 +415,7 @@ def one_line_error(code: int, out: str, err: str) -> None:
 def test_workers_are_bounded_by_the_usable_cores(monkeypatch, capsys):
     """--workers 10**6 starts at most one worker process per usable core,
     with a note on stderr, before anything starts (item 8)."""
-    import fastroute.cli as cli
+    import fastroute.app.cli as cli
 
     seen = {}
 
@@ -438,7 +439,7 @@ def test_scheduler_address_is_checked_before_dask_is_imported():
     Dask is never imported for it (item 8: it was Distributed's traceback)."""
     code = (
         "import sys\n"
-        "from fastroute.cli import main\n"
+        "from fastroute.app.cli import main\n"
         "for a in ('bogus-address', '', 'tcp://nohost'):\n"
         "    assert main(['analyze', '--scheduler', a]) == 2, a\n"
         "assert 'distributed' not in sys.modules and 'dask' not in sys.modules\n"
@@ -627,7 +628,7 @@ def test_plain_install_without_optional_libraries():
         "import sys\n"
         "for m in ('scipy', 'ml_dtypes', 'torch', 'jax', 'matplotlib'):\n"
         "    sys.modules[m] = None\n"
-        "from fastroute.cli import main\n"
+        "from fastroute.app.cli import main\n"
         "assert main(['analyze']) == 2\n"
         "raise SystemExit(main(sys.argv[1:]))\n"
     )
@@ -654,7 +655,7 @@ def test_analyze_refuses_what_is_not_a_regular_file(tmp_path):
     sp.save_npz(tmp_path / "c.npz", sp.csr_array(np.eye(2)))
     code = (
         "import sys\n"
-        "from fastroute.cli import main\n"
+        "from fastroute.app.cli import main\n"
         "d = sys.argv[1]\n"
         "for argv in ([d + '/fifo'], ['/dev/null'], [d + '/fifo.npz'],\n"
         "             [d + '/c.npz', '--vocab', d + '/fifo']):\n"

@@ -674,7 +674,7 @@ def corpora(draw):
 
 @given(case=corpora())
 def test_read_corpus_any_sharding_gives_the_ids_of_tokenize(tmp_path_factory, case):
-    from fastroute.analyze import tokenize
+    from fastroute.pipeline import tokenize
 
     texts, blocksize, pattern = case
     d = tmp_path_factory.mktemp("corpus")
@@ -797,7 +797,7 @@ def test_local_cluster_arguments_checked_before_starting():
 def _cli_json(capsys, *argv):
     import json
 
-    from fastroute.cli import main
+    from fastroute.app.cli import main
 
     code = main(["analyze", *argv, "--json"])
     out, err = capsys.readouterr()
@@ -808,7 +808,7 @@ def _cli_json(capsys, *argv):
 
 
 def test_cli_on_a_cluster_gives_the_single_process_report(client, tmp_path, capsys):
-    from fastroute.analyze import load_corpus
+    from fastroute.app.corpus import load_corpus
 
     lines = load_corpus().splitlines(keepends=True)
     for i, (lo, hi) in enumerate([(0, 4000), (4000, 4001), (4001, len(lines))]):
@@ -835,7 +835,7 @@ def test_cli_workers_on_the_embedded_corpus(capsys):
 def test_cli_dask_errors(tmp_path, capsys):
     import scipy.sparse as sp
 
-    from fastroute.cli import main
+    from fastroute.app.cli import main
 
     sp.save_npz(tmp_path / "c.npz", sp.csr_array(np.eye(3)))
     (tmp_path / "t.txt").write_text("a b c\n")

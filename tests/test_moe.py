@@ -142,7 +142,7 @@ def test_same_bits_for_any_thread_count_and_batch_split(
     hidden = rng.standard_normal((5000, 64)).astype(dtype)
     r = fr.route(logits, 4, capacity_factor=1.0)
     outs = []
-    kernels = {"gather_rows", "combine_rows", "combine_rows_bf16", "combine_rows_f16"}
+    kernels = {"gather_rows", "combine_rows", "combine_rows_half"}
     for threads in (1, 2):
         numba.set_num_threads(threads)
         executor_jobs.clear()

@@ -31,8 +31,8 @@ def test_wheel_contents(tmp_path):
     (wheel,) = out.glob("fastroute-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "fastroute/py.typed" in names
-    assert "fastroute/data/pride_and_prejudice.txt.xz" in names
-    assert "fastroute/data/README.md" in names
+    assert "fastroute/app/data/pride_and_prejudice.txt.xz" in names
+    assert "fastroute/app/data/README.md" in names
     licences = [n for n in names if n.split("/")[-1] == "LICENSE" and ".dist-info/" in n]
     assert licences, f"no LICENSE in the wheel's metadata: {names}"
     text = zipfile.ZipFile(wheel).read(licences[0]).decode()

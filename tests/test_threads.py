@@ -188,22 +188,24 @@ def test_around_threshold_exactly(restore_numba_threads, executor_jobs):
     assert at.values[:-1].tobytes() == below.values.tobytes()
 
 
-def test_float16_row_blocks_match_float32():
-    """float16 is widened in row blocks of HALF_BLOCK_ELEMENTS: results must not
-    depend on where the blocks split (and equal the float32 results exactly)."""
-    from fastroute._validate import HALF_BLOCK_ELEMENTS
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_floats_in_parallel_batches_match_float32(half, restore_numba_threads, executor_jobs):
+    """Half floats are read as bits in every chunk of a parallel batch: the
+    results equal the float32 results exactly."""
+    import ml_dtypes
 
-    n = 96
-    rows = HALF_BLOCK_ELEMENTS // n + 5
-    x16 = _probs(rows, n=n, dtype=np.float16, seed=3)
+    numba.set_num_threads(2)
+    dtype = np.float16 if half == "float16" else ml_dtypes.bfloat16
+    x16 = np.nan_to_num(_probs(20000, n=96, dtype=np.float32, seed=3)).astype(dtype)
     x32 = x16.astype(np.float32)
     v16, i16 = fr.top_k(x16, 6)
     v32, i32 = fr.top_k(x32, 6)
     np.testing.assert_array_equal(i16, i32)
-    assert v16.dtype == np.float16 and v16.astype(np.float32).tobytes() == v32.tobytes()
-    c16 = np.nan_to_num(x16)
-    assert fr.entropy(c16).tobytes() == fr.entropy(c16.astype(np.float32)).tobytes()
+    assert v16.dtype == x16.dtype and v16.astype(np.float32).tobytes() == v32.tobytes()
+    assert fr.entropy(x16).tobytes() == fr.entropy(x32).tobytes()
     assert fr.entropy_from_logits(x16).tobytes() == fr.entropy_from_logits(x32).tobytes()
+    main = [jobs for name, jobs in executor_jobs if name != "exact_rows"]  # a few rows
+    assert len(main) == 6 and min(main) > 1, executor_jobs
 
 
 SCRIPT = textwrap.dedent(

@@ -24,9 +24,10 @@ from typing import Any
 import numba
 import numpy as np
 
+from .._jit import bits_f32, f32_bits
 from ..kernels._math import EXP_MASK32 as _MANT_MASK32  # sign and exponent bits
 from ..kernels._math import LOG32_P as _LP  # Cephes' log(1 + f) coefficients
-from ..kernels._math import SQRT_HALF_BITS32, bits_f32, f32_bits
+from ..kernels._math import SQRT_HALF_BITS32
 
 #: Below this many elements a floor runs its serial twin (a ``prange``
 #: launch costs a few microseconds).

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analyze import (
+from ..pipeline import (
     DEFAULT_CDS,
     DEFAULT_MEASURE,
     Analysis,
@@ -178,7 +178,7 @@ def read_corpus(
     distributed pass.
 
     The corpus is the files' words one after the other, in the order given
-    (a glob's matches sorted by name): words as :func:`fastroute.analyze.tokenize`
+    (a glob's matches sorted by name): words as :func:`fastroute.pipeline.tokenize`
     finds them (lower-cased letters with inner apostrophes), ids ranked by
     frequency, equal frequencies by the word, so any sharding of the same
     files gives the same ids, and those of ``tokenize`` on the files'
@@ -341,7 +341,7 @@ def read_ids(path: str | os.PathLike, /, *, chunks: int = 10_000_000):
 
 
 class _RowBlocks:
-    """``analyze``'s stages on CSR row blocks (see ``fastroute.analyze._OneMachine``)."""
+    """``analyze``'s stages on CSR row blocks (see ``fastroute.pipeline._OneMachine``)."""
 
     @staticmethod
     def row_sums(C: CSRBlocks) -> np.ndarray:
@@ -403,7 +403,7 @@ def analyze(
 ) -> Analysis:
     """``python -m fastroute analyze``'s pipeline on a corpus read by
     :func:`read_corpus`: the same report as
-    :func:`fastroute.analyze.analyze_tokens` on the same words (the same
+    :func:`fastroute.pipeline.analyze_tokens` on the same words (the same
     tokens, scores and order), with every stage on the counts' row blocks.
     The counts are computed once and kept on the workers
     (``CSRBlocks.persist``); the entropies (one float per vocabulary entry)

@@ -10,6 +10,8 @@ import numpy as np
 
 from ..entropy import entropy as _entropy
 from ..entropy import entropy_from_logits as _entropy_from_logits
+from ..kernels import group as kg
+from ..routing import admit_by_position, capacity, route_partial, route_stats
 from ..topk import TopK
 from ..topk import top_k as _top_k
 from ._base import Limited, as_dask, dask_modules, known_chunks
@@ -203,84 +205,61 @@ def top_k(
 
 
 def _route_block(block, k, options, where):
-    from ..routing import _route_with_sums
-
+    # a chunk routed dropless, with its partial sums (fastroute.routing.Partial)
     try:
-        r, psum, lse2 = _route_with_sums(block, k, **options)
+        p = route_partial(block, k, **options)
     except ValueError as exc:  # a token of this chunk; its index is within the chunk
         raise ValueError(f"route: rows {where}: {exc}") from None
-    return r, psum.sum(axis=0), float(lse2.sum())
+    return p._replace(hist=p.hist.sum(axis=0))
 
 
-def _bases(T: int, k: int, E: int, *parts) -> list[np.ndarray]:
-    # capacity by position admits every token's first choice before any
-    # second choice, tokens in order: an assignment's place in its expert's
-    # queue is the assignments of earlier choices, then those of the same
-    # choice in earlier chunks, then its rank within the chunk
-    hist = np.zeros((len(parts), k, E), np.int64)
-    for c, (r, _, _) in enumerate(parts):
-        for j in range(k):
-            hist[c, j] = np.bincount(r.experts[:, j], minlength=E)
-    per_choice = hist.sum(axis=0)  # (k, E)
-    before = np.cumsum(per_choice, axis=0) - per_choice  # earlier choices
-    earlier = np.cumsum(hist, axis=0) - hist  # the same choice, earlier chunks
-    return [before + earlier[c] for c in range(len(parts))]
+def _admit(cap: int, T: int, *parts) -> list[tuple]:
+    # admission by position over the batch, from the chunks' histograms
+    run, kept, c_eff = admit_by_position(np.stack([p.hist for p in parts]), cap, T)
+    return [(run[c], kept[c], c_eff) for c in range(len(parts))]
 
 
-def _dropped(part, base: np.ndarray, cap: int) -> np.ndarray:
-    experts = part[0].experts
+def _admit_chunk(part, admission) -> tuple:
+    # the chunk's dropped slots and its kept slots grouped by expert, by the
+    # kernel fastroute.route scatters with
+    run, kept, c_eff = admission
+    experts = part.routing.experts
     n, k = experts.shape
-    out = np.zeros((n, k), bool)
-    for j in range(k):
-        e = experts[:, j].astype(np.int64)
-        by_expert = np.argsort(e, kind="stable")  # tokens in order within an expert
-        sorted_e = e[by_expert]
-        first = np.searchsorted(sorted_e, sorted_e, side="left")
-        rank = np.empty(n, np.int64)
-        rank[by_expert] = np.arange(n) - first
-        out[:, j] = base[j, e] + rank >= cap
-    return out
+    start = np.cumsum(kept) - kept
+    order = np.empty(int(kept.sum()), np.int64)
+    dropped = np.empty((n, k), np.bool_)
+    kg.scatter_capacity(experts, run.copy(), c_eff, start, 0, n, order, dropped)
+    return dropped, order, kept
 
 
-def _assemble(parts, starts, T, k, E, stats, dropped=None):
+def _assemble(parts, starts, T, k, E, stats, admitted=None):
     # the batch's grouping from the chunks' (a stable counting sort by
-    # expert, chunk after chunk, is the same as one over the whole batch),
-    # without the dropped assignments, and its statistics from the chunks'
-    # sums, in chunk order (the load share is taken before dropping)
-    chosen = np.zeros(E, np.int64)
-    for r, _, _ in parts:
-        chosen += r.counts
+    # expert, chunk after chunk, is the same as one over the whole batch)
+    # and its statistics from the chunks' partial sums, as fastroute.route
+    # makes them (the load share is taken before dropping)
     segs = [[] for _ in range(E)]
-    for c, ((r, _, _), t0) in enumerate(zip(parts, starts, strict=True)):
+    for c, (p, t0) in enumerate(zip(parts, starts, strict=True)):
+        r = p.routing
+        if admitted is None:
+            order, offsets = r.order, r.offsets
+        else:
+            _, order, kept = admitted[c]
+            offsets = np.concatenate(([0], np.cumsum(kept)))
         for e in range(E):
-            seg = r.order[r.offsets[e] : r.offsets[e + 1]]
-            if dropped is not None:
-                seg = seg[~dropped[c].reshape(-1)[seg]]
-            segs[e].append(seg + t0 * k)
+            segs[e].append(order[offsets[e] : offsets[e + 1]] + t0 * k)
     counts = np.array([sum(s.size for s in segs[e]) for e in range(E)], np.int64)
     offsets = np.zeros(E + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     order = np.concatenate([x for e in range(E) for x in segs[e]] or [np.zeros(0, np.int64)])
-    total = int(offsets[-1])
-    imbalance = counts.max() / (total / E) if total else np.nan
-    aux = z_loss = np.nan
-    if stats and T:
-        p = np.zeros(E)
-        zs = 0.0
-        for _, ps, z in parts:
-            p += ps
-            zs += z
-        if T * k:
-            aux = E * float(sum(chosen[e] / (T * k) * (p[e] / T) for e in range(E)))
-        z_loss = zs / T
-    return (
-        counts,
-        offsets,
-        order.astype(np.int64, copy=False),
-        np.float64(aux),
-        np.float64(z_loss),
-        np.float64(imbalance),
-    )
+    hist = np.stack([p.hist for p in parts]) if parts else np.zeros((0, k, E), np.int64)
+    empty = np.zeros((0, E))
+    psum = np.concatenate([p.psum for p in parts]) if stats and parts else empty
+    lse2 = np.concatenate([p.lse2 for p in parts]) if stats and parts else empty[:, 0]
+    _, aux, z_loss = kg.summarize(hist, psum, lse2, T)
+    cmax = int(counts.max()) if E else 0
+    _, aux, z_loss, imbalance = route_stats(None, stats, None, aux, z_loss, cmax, int(offsets[-1]), E)
+    return (counts, offsets, order.astype(np.int64, copy=False), np.float64(aux),
+            np.float64(z_loss), np.float64(imbalance))  # fmt: skip
 
 
 def route(logits: Any, k: int, /, **options: Any):
@@ -340,9 +319,9 @@ def route(logits: Any, k: int, /, **options: Any):
     kk = probe.experts.shape[1]
     T, E = a.shape
     cap = None
-    if options.get("capacity_factor") is not None:  # as fastroute.route computes it
-        c = float(options["capacity_factor"]) * T * kk / E if E else 0.0
-        cap = max(math.ceil(c) if c < 2.0**62 else 2**62, int(options.get("min_capacity", 0)))
+    if options.get("capacity_factor") is not None:  # checked by the probe
+        cap = capacity(float(options["capacity_factor"]), int(options.get("min_capacity", 0)),
+                       T, kk, E)  # fmt: skip
     dropless = {o: v for o, v in options.items() if o not in ("capacity_factor", "drop")}
     stats = probe.entropy is not None
     rows = a.chunks[0]
@@ -351,13 +330,13 @@ def route(logits: Any, k: int, /, **options: Any):
         dask.delayed(Limited(_route_block))(d, k, dropless, f"{s}:{s + n} (chunk {c})")
         for c, (d, s, n) in enumerate(zip(a.to_delayed().ravel(), starts, rows, strict=True))
     ]
-    dropped_parts = None
+    admitted = None
     if cap is not None:
-        bases = dask.delayed(_bases, nout=len(parts))(T, kk, E, *parts)
-        dropped_parts = [dask.delayed(_dropped)(p, bases[c], cap) for c, p in enumerate(parts)]
+        adm = dask.delayed(_admit, nout=len(parts))(cap, T, *parts)
+        admitted = [dask.delayed(_admit_chunk, nout=3)(p, adm[c]) for c, p in enumerate(parts)]
 
     def field(name, shape, dtype):
-        get = dask.delayed(lambda p, name=name: getattr(p[0], name))
+        get = dask.delayed(lambda p, name=name: getattr(p.routing, name))
         return da.concatenate(
             [
                 da.from_delayed(get(p), shape(n), dtype=dtype)
@@ -368,7 +347,7 @@ def route(logits: Any, k: int, /, **options: Any):
     experts = field("experts", lambda n: (n, kk), probe.experts.dtype)
     weights = field("weights", lambda n: (n, kk), probe.weights.dtype)
     ent = field("entropy", lambda n: (n,), probe.entropy.dtype) if stats else None
-    glob = dask.delayed(_assemble, nout=6)(parts, starts, T, kk, E, stats, dropped_parts)
+    glob = dask.delayed(_assemble, nout=6)(parts, starts, T, kk, E, stats, admitted)
     # dropless, every slot is kept; with a capacity, how many are is known
     # only once the chunks are routed: a length of NaN (Dask's unknown size)
     total = T * kk if cap is None else math.nan
@@ -376,11 +355,11 @@ def route(logits: Any, k: int, /, **options: Any):
     offsets = da.from_delayed(glob[1], (E + 1,), dtype=np.int64)
     order = da.from_delayed(glob[2], (total,), dtype=np.int64)
     aux, z_loss, imb = (da.from_delayed(glob[i], (), dtype=np.float64) for i in (3, 4, 5))
-    if dropped_parts is None:
+    if admitted is None:
         dropped = da.zeros((T, kk), dtype=bool, chunks=(rows, kk))
     else:
-        dropped = da.concatenate([da.from_delayed(d, (n, kk), dtype=bool)
-                                  for d, n in zip(dropped_parts, rows, strict=True)])  # fmt: skip
+        dropped = da.concatenate([da.from_delayed(d[0], (n, kk), dtype=bool)
+                                  for d, n in zip(admitted, rows, strict=True)])  # fmt: skip
     if not stats:
         aux = z_loss = None
     return Routing(experts, weights, counts, offsets, order, dropped, aux, z_loss, ent, imb, cap)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit, uidx
-from ._math import f32_bits
+from .._dtypes import widen
+from .._jit import f32_bits, jit, uidx
 
 _INT64_MIN = np.int64(-9223372036854775808)
 _NAN_KEY = np.int64(-2147483647)  # below the key of every float32 number
@@ -61,7 +61,7 @@ def pop_best(keys, n):
 
 @jit
 def topk_keys_rows(x, k, largest, sort, vals, idxs, lo, hi):
-    """Top-k of rows ``lo:hi`` of the 2-D float32 array ``x`` (always in
+    """Top-k of rows ``lo:hi`` of the 2-D float32 (or half float) array ``x`` (always in
     rank order: ``sort`` is taken for the signature of the other row
     kernels)."""
     n = x.shape[1]
@@ -71,11 +71,11 @@ def topk_keys_rows(x, k, largest, sort, vals, idxs, lo, hi):
     keys = np.empty(n, np.int64)
     for r in range(lo, hi):
         for i in range(n):
-            keys[i] = sort_key(x[r, i], i, largest)
+            keys[i] = sort_key(widen(x[r, i]), i, largest)
         for j in range(k):
             c = pop_best(keys, n)
             idxs[r, j] = c
-            vals[r, j] = x[r, c]
+            vals[r, j] = widen(x[r, c])
 
 
 @jit(inline="always")
@@ -90,7 +90,7 @@ def _across_rows(x, k, largest, vals, idxs, lo, hi):
         nb = min(ROW_BLOCK, hi - r0)
         for rr in range(nb):
             for i in range(n):
-                kt[i, rr] = sort_key(x[uidx(r0 + rr), i], i, largest)
+                kt[i, rr] = sort_key(widen(x[uidx(r0 + rr), i]), i, largest)
         for j in range(k):
             for rr in range(ROW_BLOCK):
                 best[rr] = _INT64_MIN
@@ -102,4 +102,4 @@ def _across_rows(x, k, largest, vals, idxs, lo, hi):
                 c = _LOW32 - (best[rr] & _LOW32)
                 kt[c, rr] = _INT64_MIN
                 idxs[uidx(r0 + rr), j] = c
-                vals[uidx(r0 + rr), j] = x[uidx(r0 + rr), c]
+                vals[uidx(r0 + rr), j] = widen(x[uidx(r0 + rr), c])

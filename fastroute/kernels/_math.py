@@ -36,7 +36,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .._jit import jit
+from .._jit import bits_f32, bits_f64, f64_bits, jit
 
 #: Block length of the entropy kernels' scratch buffers.
 BLOCK = 256
@@ -63,42 +63,6 @@ _LG7 = 1.479819860511658591e-01
 EXP_ZERO_BELOW = -800.0
 
 
-def _bitcast(src, dst, x):
-    # typing + codegen of an intrinsic that reinterprets a `src` value's bits
-    # as a `dst` value of the same width (LLVM bitcast: no conversion)
-    if x != src:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(dst))
-
-    return dst(src), codegen
-
-
-@intrinsic
-def f64_bits(typingctx, x):
-    """The IEEE bits of a float64 as an int64 (no conversion)."""
-    return _bitcast(types.float64, types.int64, x)
-
-
-@intrinsic
-def f32_bits(typingctx, x):
-    """The IEEE bits of a float32 as an int32 (no conversion)."""
-    return _bitcast(types.float32, types.int32, x)
-
-
-@intrinsic
-def bits_f64(typingctx, b):
-    """The float64 whose IEEE bits are the int64 ``b``."""
-    return _bitcast(types.int64, types.float64, b)
-
-
-@intrinsic
-def bits_f32(typingctx, b):
-    """The float32 whose IEEE bits are the int32 ``b``."""
-    return _bitcast(types.int32, types.float32, b)
-
-
 @intrinsic
 def fma(typingctx, a, b, c):
     """``a * b + c`` with one rounding (LLVM's ``llvm.fma``): the same bits in
@@ -120,18 +84,6 @@ if numba.config.DISABLE_JIT:  # plain-Python stand-ins (NUMBA_DISABLE_JIT=1 runs
     def fma(a, b, c):  # noqa: F811
         exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
         return type(a)(float(exact))  # float32: rounded twice (the no-JIT runs only)
-
-    def f64_bits(x):  # noqa: F811
-        return np.float64(x).view(np.int64)
-
-    def f32_bits(x):  # noqa: F811
-        return np.float32(x).view(np.int32)
-
-    def bits_f64(b):  # noqa: F811
-        return np.int64(b).view(np.float64)
-
-    def bits_f32(b):  # noqa: F811
-        return np.int32(b).view(np.float32)
 
 
 @jit(inline="always")

@@ -10,8 +10,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .._jit import jit, uidx
-from ._math import f32_bits, f64_bits
+from .._jit import f32_bits, f64_bits, jit, uidx
 from .route import (
     NINF,
     OK,

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from .._dtypes import widen
 from .._jit import jit, uidx
 from ._math import BLOCK, fma, log_pos
 from ._reduce import tree_sum
@@ -107,7 +108,7 @@ def _sum_times(x, r, n, c):
     # sum of the row's entries times the power of two c (exact products)
     s = 0.0
     for j in range(n):
-        s += np.float64(x[r, j]) * c
+        s += np.float64(widen(x[r, j])) * c
     return s
 
 
@@ -143,8 +144,8 @@ def _row_sums(p, r, q, rq, n, b0, b1):
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):
-            a = np.float64(p[r, uidx(start + i)])
-            b = np.float64(q[rq, uidx(start + i)])
+            a = np.float64(widen(p[r, uidx(start + i)]))
+            b = np.float64(widen(q[rq, uidx(start + i)]))
             b0[i] = a if start == 0 else b0[i] + a
             b1[i] = b if start == 0 else b1[i] + b
             fl |= entry_flags(a, b)
@@ -197,7 +198,7 @@ def cross_rows(p, q, q_step, out, status, lo, hi):
     row = np.empty(p.shape[1])
     for r in range(lo, hi):
         for j in range(p.shape[1]):
-            row[j] = np.float64(p[r, j])
+            row[j] = np.float64(widen(p[r, j]))
         out[r] += entropy_1d(row, True, work)
 
 
@@ -248,8 +249,8 @@ def _kl_scaled(p, r, q, rq, n, ps, qs, acc):
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):  # branch-free, vectorized
-            pj = np.float64(p[r, uidx(start + i)])
-            qj = np.float64(q[rq, uidx(start + i)])
+            pj = np.float64(widen(p[r, uidx(start + i)]))
+            qj = np.float64(widen(q[rq, uidx(start + i)]))
             a = pj * p1 * p2
             b = qj * q1 * q2
             # d = a sq1 / (b sp1) - 1 from an error-free difference of products
@@ -269,8 +270,8 @@ def _kl_scaled(p, r, q, rq, n, ps, qs, acc):
         log_shift = math.log(p1) + math.log(p2) - math.log(sp1)
         log_shift -= math.log(q1) + math.log(q2) - math.log(sq1)
         for j in range(n):
-            pj = np.float64(p[r, j])
-            qj = np.float64(q[rq, j])
+            pj = np.float64(widen(p[r, j]))
+            qj = np.float64(widen(q[rq, j]))
             b = qj * q1 * q2
             w = b * sp1
             if pj > 0.0 and qj > 0.0:
@@ -292,8 +293,8 @@ def _raw(p, r, q, rq, n, cross, acc, w):
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):  # branch-free, vectorized
-            a = np.float64(p[r, uidx(start + i)])
-            b = np.float64(q[rq, uidx(start + i)])
+            a = np.float64(widen(p[r, uidx(start + i)]))
+            b = np.float64(widen(q[rq, uidx(start + i)]))
             inf |= np.int64((a > 0.0) & (b == 0.0))
             aw = a * w
             if cross:
@@ -359,7 +360,7 @@ def q_table(q, tab):
             hi = 0.0
             lo = 0.0
             for j in range(n):
-                hi, lo = dd_add(hi, lo, np.float64(q[r, j]) * c1)
+                hi, lo = dd_add(hi, lo, np.float64(widen(q[r, j])) * c1)
             tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4] = c1, c2, s1, hi, lo
 
 
@@ -400,7 +401,7 @@ def csr_dense_rows(pm, q, q_step, tab, mode, out, status, lo, hi):
         rq = r * q_step
         for i in range(m):
             pb[0, i] = np.float64(data[0, a + i])
-            qb[0, i] = np.float64(q[rq, indices[a + i]])
+            qb[0, i] = np.float64(widen(q[rq, indices[a + i]]))
         sp, _, fl = _row_sums(pb, 0, pb, 0, m, b0, b1)
         fl |= np.int64(tab[rq, 5])
         status[r] = NEGATIVE if fl & 1 else OK

@@ -29,8 +29,9 @@ import math
 
 import numpy as np
 
-from .._jit import jit, uidx
-from ._math import bits_f64, f32_bits, f64_bits, fma, log32_parts
+from .._dtypes import widen
+from .._jit import bits_f64, f32_bits, f64_bits, jit, uidx
+from ._math import fma, log32_parts
 from ._reduce import L16, sum16
 from .divergence import dd_add, entry_flags, two_sum
 from .entropy import EXACT, NEGATIVE, OK, background_tile, transpose_rows
@@ -172,14 +173,14 @@ def kl32_long_rows(p, q, q_step, out, status, lo, hi):
         fl = 0
         for start in range(0, nf, L16):
             for i in range(L16):  # vectorized
-                a = np.float64(p[r, uidx(start + i)])
-                b = np.float64(q[rq, uidx(start + i)])
+                a = np.float64(widen(p[r, uidx(start + i)]))
+                b = np.float64(widen(q[rq, uidx(start + i)]))
                 ap[i] += a
                 aq[i] += b
                 fl |= entry_flags(a, b)
         for i in range(n - nf):
-            a = np.float64(p[r, uidx(nf + i)])
-            b = np.float64(q[rq, uidx(nf + i)])
+            a = np.float64(widen(p[r, uidx(nf + i)]))
+            b = np.float64(widen(q[rq, uidx(nf + i)]))
             ap[i] += a
             aq[i] += b
             fl |= entry_flags(a, b)
@@ -195,12 +196,12 @@ def kl32_long_rows(p, q, q_step, out, status, lo, hi):
             for start in range(0, nf, L16):
                 for i in range(L16):  # branch-free, vectorized
                     j = uidx(start + i)
-                    t, f = _pair_term(p[r, j], q[rq, j], spk, sqk)
+                    t, f = _pair_term(widen(p[r, j]), widen(q[rq, j]), spk, sqk)
                     ap[i] += t
                     tfl |= f
             for i in range(n - nf):
                 j = uidx(nf + i)
-                t, f = _pair_term(p[r, j], q[rq, j], spk, sqk)
+                t, f = _pair_term(widen(p[r, j]), widen(q[rq, j]), spk, sqk)
                 ap[i] += t
                 tfl |= f
         _finish_row(r, sp, sq, sum16(ap) / (spk * sq), fl, tfl, out, status)
@@ -282,7 +283,7 @@ def csr_kl32_rows(pm, q, q_step, tab, out, status, lo, hi):
         rq = r * q_step
         for i in range(m):
             pb[i] = data[0, uidx(a0 + i)]
-            qb[i] = q[rq, uidx(indices[uidx(a0 + i)])]
+            qb[i] = widen(q[rq, uidx(indices[uidx(a0 + i)])])
         mf = m - m % L16
         for i in range(L16):
             ap[i] = 0.0

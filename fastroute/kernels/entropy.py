@@ -42,9 +42,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import types
 from numba.extending import overload
 
+from .._dtypes import single_type, widen
 from .._jit import jit, uidx
 from ._math import BLOCK, EXP_ZERO_BELOW, exp_neg, exp_neg_lo, log1p_pos, log_normal
 from ._reduce import tree_sum
@@ -75,7 +75,7 @@ def _scan_nonneg(p, r, lo, hi, buf):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            buf[i] = np.float64(p[r, uidx(start + i)]) + 0.0  # -0.0 -> +0.0
+            buf[i] = np.float64(widen(p[r, uidx(start + i)])) + 0.0  # -0.0 -> +0.0
         for i in range(m):
             b = bits[i]
             top = b if b > top else top
@@ -85,7 +85,7 @@ def _scan_nonneg(p, r, lo, hi, buf):
         # a sign bit is set: a negative number, or merely a NaN with its sign
         # bit set (e.g. -np.nan). Tell them apart on the slow path.
         for i in range(lo, hi):
-            v = np.float64(p[r, i])
+            v = np.float64(widen(p[r, i]))
             if v < 0.0:
                 neg = True
             elif v != v:
@@ -130,7 +130,7 @@ def entropy_one_pass(p, r, lo, hi, normalize, b0, b1, b2):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            v = np.float64(p[r, uidx(start + i)]) + 0.0  # -0.0 -> +0.0
+            v = np.float64(widen(p[r, uidx(start + i)])) + 0.0  # -0.0 -> +0.0
             neg += 1 if v < 0.0 else 0  # -inf too; a NaN is never < 0
             bad += 1 if (v != v or v == np.inf) else 0
             t = v * log_normal(v)  # 0 * finite = 0 for zeros
@@ -176,7 +176,7 @@ def transpose_rows(x, r0, g, xt, idle):
     n, nl = xt.shape
     for rr in range(g):
         for j in range(n):
-            xt[j, rr] = x[uidx(r0 + rr), j] + 0.0
+            xt[j, rr] = widen(x[uidx(r0 + rr), j]) + 0.0
     for rr in range(g, nl):
         for j in range(n):
             xt[j, rr] = idle
@@ -188,7 +188,7 @@ def background_tile(x, xt):
     (one background row shared by all rows of a tile), ``-0.0`` as ``+0.0``."""
     n, nl = xt.shape
     for j in range(n):
-        v = x[0, j] + 0.0
+        v = widen(x[0, j]) + 0.0
         for rr in range(nl):
             xt[j, rr] = v
 
@@ -283,7 +283,7 @@ def entropy_two_pass(p, r, lo, hi, normalize, buf, rest):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            v = np.float64(p[r, uidx(start + i)]) * scale + 0.0  # -0.0 -> +0.0
+            v = np.float64(widen(p[r, uidx(start + i)])) * scale + 0.0  # -0.0 -> +0.0
             buf[i] = v * (logm - log_normal(v))  # 0 * finite = 0 for zeros
             rest[i] = v if v < mx else 0.0
             n_max += 1 if v == mx else 0
@@ -306,7 +306,7 @@ def _scan_logits(z, r, lo, hi, buf):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            buf[i] = np.float64(z[r, uidx(start + i)])
+            buf[i] = np.float64(widen(z[r, uidx(start + i)]))
         for i in range(m):
             b = bits[i]
             mag = b & 0x7FFFFFFFFFFFFFFF
@@ -324,7 +324,7 @@ def _exp_for(z, u):
 
 @overload(_exp_for)
 def _exp_for_impl(z, u):
-    if z.dtype == types.float32:  # float32 results: 2**-36 is plenty
+    if single_type(z.dtype):  # float32 results: 2**-36 is plenty
         return lambda z, u: exp_neg_lo(u)
     return lambda z, u: exp_neg(u)
 
@@ -352,7 +352,7 @@ def entropy_logits_segment(z, r, lo, hi, nzeros, acc, tmp):
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
         for i in range(m):
-            u = np.float64(z[r, uidx(start + i)]) - top  # <= 0, -inf allowed
+            u = np.float64(widen(z[r, uidx(start + i)])) - top  # <= 0, -inf allowed
             e = _exp_for(z, u)
             uc = u if u > EXP_ZERO_BELOW else EXP_ZERO_BELOW  # exp is exactly 0 there
             acc[i] = e * (-uc)

@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit, uidx
-from ._math import BLOCK, LOG32_REL_ERR, f32_bits, fma, log32_parts, log_normal
+from .._dtypes import widen
+from .._jit import f32_bits, jit, uidx
+from ._math import BLOCK, LOG32_REL_ERR, fma, log32_parts, log_normal
 from ._reduce import tree_sum
 from .entropy import EXACT, OK, exact_rows, transpose_rows
 
@@ -242,7 +243,7 @@ def one_short_row(x, r, normalize, out, status):
     a_b = _F(0.0)
     fl = np.int32(0)
     for j in range(n):
-        v = x[r, j] + _F(0.0)
+        v = widen(x[r, j]) + _F(0.0)
         ix = f32_bits(v)
         e, f, rest = log32_parts(ix)
         a_b += abs(v * (f + rest))
@@ -283,7 +284,7 @@ def _set_lanes(r0, g, t, normalize, out, status):
 def _one_nonzero(v):
     c = 0
     for i in range(v.shape[0]):
-        c += v[i] != _F(0.0)
+        c += widen(v[i]) != _F(0.0)
     return c == 1
 
 
@@ -312,7 +313,7 @@ def long_row(x, r, lo, hi, normalize, work):
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for i in range(m):
-            v = x[r, uidx(lo + start + i)] + _F(0.0)
+            v = widen(x[r, uidx(lo + start + i)]) + _F(0.0)
             ix = f32_bits(v)
             e, f, rest = log32_parts(ix)
             fb[i] = f
@@ -325,7 +326,7 @@ def long_row(x, r, lo, hi, normalize, work):
             top = max(top, ix)
             low = min(low, ix if ix != 0 else _MIN_NORMAL_BITS)
         for i in range(m):
-            v = x[r, uidx(lo + start + i)] + _F(0.0)
+            v = widen(x[r, uidx(lo + start + i)]) + _F(0.0)
             e = np.int32(f32_bits(v) - np.int32(0x3F3504F3)) >> 23
             x64 = np.float64(v)
             t = fma(np.float64(e), _LN2, np.float64(fb[i]) + np.float64(rb[i]))

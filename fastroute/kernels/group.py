@@ -10,6 +10,9 @@ import numpy as np
 
 from .._jit import jit
 
+#: the routing status of a valid token (``kernels.route`` has the others)
+OK = 0
+
 # --- grouping by expert, with capacity admission ---------------------------------
 
 
@@ -179,5 +182,64 @@ def group_serial(ids, E, block_size, sentinel, nchunks):
 
 __all__ = [
     "scatter_all", "scatter_capacity", "admit_by_score", "scatter_kept", "histogram",
-    "scatter_ids", "layout", "group_serial",
+    "scatter_ids", "layout", "group_serial", "summarize", "finish_serial", "OK",
 ]  # fmt: skip
+
+
+# --- the end of a routing call: statistics and grouping ---------------------------
+
+
+@jit
+def summarize(hist, psum, lse2, T):
+    """``(assigned, aux_loss, z_loss)`` from the chunks' histograms
+    ``hist[c, j, e]`` and the block sums (summed in block order: the same bits
+    for any number of chunks). ``assigned[e]`` counts before any dropping."""
+    nch, k, E = hist.shape
+    assigned = np.zeros(E, np.int64)
+    for c in range(nch):
+        for j in range(k):
+            for e in range(E):
+                assigned[e] += hist[c, j, e]
+    aux = np.nan
+    z_loss = np.nan
+    if psum.shape[0] > 0 or lse2.shape[0] > 0:
+        n = T * k
+        if n > 0:
+            acc = 0.0
+            for e in range(E):
+                p = 0.0
+                for b in range(psum.shape[0]):
+                    p += psum[b, e]
+                acc += assigned[e] / n * (p / T)
+            aux = E * acc
+        if T > 0:
+            zs = 0.0
+            for b in range(lse2.shape[0]):
+                zs += lse2[b]
+            z_loss = zs / T
+    return assigned, aux, z_loss
+
+
+@jit
+def finish_serial(experts, status, hist, psum, lse2, counts, offsets, order):
+    """The end of a dropless routing on one thread (small batches, decode),
+    after its driver ran over every block: ``summarize``, then the grouping
+    into ``counts``/``offsets``/``order`` (only when every token is valid).
+    Returns ``(first_bad, aux, z_loss, most)``: the first invalid token or
+    -1, the statistics, the largest count. Only scalars are returned: a
+    returned array costs more to box than a small routing takes."""
+    T = status.shape[0]
+    E = counts.shape[0]
+    for t in range(T):
+        if status[t] != OK:
+            return t, np.nan, np.nan, 0
+    assigned, aux, z_loss = summarize(hist, psum, lse2, T)
+    offsets[0] = 0
+    most = 0
+    for e in range(E):
+        counts[e] = assigned[e]
+        offsets[e + 1] = offsets[e] + assigned[e]
+        most = max(most, assigned[e])
+    start = offsets[:E].copy()
+    scatter_all(experts, start, 0, T, order)
+    return -1, aux, z_loss, most

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .._dtypes import widen
 from .._jit import jit, uidx
 from ._math import exp_neg, log_normal
 from ._reduce import L16, sum16
@@ -117,8 +118,8 @@ def _kl_logits_careful(zp, r, zq, rq, inv_t, w):
     my = -np.inf
     bad = False
     for j in range(n):
-        x = np.float64(zp[r, j])
-        y = np.float64(zq[rq, j])
+        x = np.float64(widen(zp[r, j]))
+        y = np.float64(widen(zq[rq, j]))
         bad |= _logit_bad(x) | _logit_bad(y)
         mx = max(mx, x)
         my = max(my, y)
@@ -127,8 +128,8 @@ def _kl_logits_careful(zp, r, zq, rq, inv_t, w):
     wp = 0.0
     wq = 0.0
     for j in range(n):
-        wp += exp_neg(_gap(np.float64(zp[r, j]), mx, inv_t))
-        wq += exp_neg(_gap(np.float64(zq[rq, j]), my, inv_t))
+        wp += exp_neg(_gap(np.float64(widen(zp[r, j])), mx, inv_t))
+        wq += exp_neg(_gap(np.float64(widen(zq[rq, j])), my, inv_t))
     inv_wp = 1.0 / wp
     inv_wq = 1.0 / wq
     lwp = log_normal(wp)
@@ -137,8 +138,8 @@ def _kl_logits_careful(zp, r, zq, rq, inv_t, w):
     log_w = math.log(abs(w))
     total = 0.0
     for j in range(n):
-        x = np.float64(zp[r, j])
-        y = np.float64(zq[rq, j])
+        x = np.float64(widen(zp[r, j]))
+        y = np.float64(widen(zq[rq, j]))
         if y == -np.inf and x != -np.inf:
             return np.inf if w > 0.0 else -np.inf  # p > 0 where q = 0
         u = _gap(x, mx, inv_t)
@@ -242,14 +243,14 @@ def kl_logits_long_rows(zp, zq, q_step, inv_t, out, lo, hi):
         bad = False
         for start in range(0, nf, L16):
             for i in range(L16):
-                x = np.float64(zp[r, uidx(start + i)])
-                y = np.float64(zq[rq, uidx(start + i)])
+                x = np.float64(widen(zp[r, uidx(start + i)]))
+                y = np.float64(widen(zq[rq, uidx(start + i)]))
                 bad |= _logit_bad(x) | _logit_bad(y)
                 a0[i] = x if x > a0[i] else a0[i]
                 a1[i] = y if y > a1[i] else a1[i]
         for i in range(n - nf):
-            x = np.float64(zp[r, uidx(nf + i)])
-            y = np.float64(zq[rq, uidx(nf + i)])
+            x = np.float64(widen(zp[r, uidx(nf + i)]))
+            y = np.float64(widen(zq[rq, uidx(nf + i)]))
             bad |= _logit_bad(x) | _logit_bad(y)
             a0[i] = x if x > a0[i] else a0[i]
             a1[i] = y if y > a1[i] else a1[i]
@@ -267,16 +268,16 @@ def kl_logits_long_rows(zp, zq, q_step, inv_t, out, lo, hi):
         for start in range(0, nf, L16):
             for i in range(L16):  # the exponentials, kept
                 j = uidx(start + i)
-                e0 = exp_neg((np.float64(zp[r, j]) - mx) * inv_t)
-                e1 = exp_neg((np.float64(zq[rq, j]) - my) * inv_t)
+                e0 = exp_neg((np.float64(widen(zp[r, j])) - mx) * inv_t)
+                e1 = exp_neg((np.float64(widen(zq[rq, j])) - my) * inv_t)
                 ep[j] = e0
                 eq[j] = e1
                 a0[i] += e0
                 a1[i] += e1
         for i in range(n - nf):
             j = uidx(nf + i)
-            e0 = exp_neg((np.float64(zp[r, j]) - mx) * inv_t)
-            e1 = exp_neg((np.float64(zq[rq, j]) - my) * inv_t)
+            e0 = exp_neg((np.float64(widen(zp[r, j])) - mx) * inv_t)
+            e1 = exp_neg((np.float64(widen(zq[rq, j])) - my) * inv_t)
             ep[j] = e0
             eq[j] = e1
             a0[i] += e0
@@ -289,16 +290,16 @@ def kl_logits_long_rows(zp, zq, q_step, inv_t, out, lo, hi):
         for start in range(0, nf, L16):
             for i in range(L16):  # branch-free, vectorized
                 j = uidx(start + i)
-                x = np.float64(zp[r, j])
-                y = np.float64(zq[rq, j])
+                x = np.float64(widen(zp[r, j]))
+                y = np.float64(widen(zq[rq, j]))
                 t, f, h = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
                 a0[i] += t
                 inf |= f
                 huge |= h
         for i in range(n - nf):
             j = uidx(nf + i)
-            x = np.float64(zp[r, j])
-            y = np.float64(zq[rq, j])
+            x = np.float64(widen(zp[r, j]))
+            y = np.float64(widen(zq[rq, j]))
             t, f, h = _logit_term(x, y, ep[j], eq[j], c_hi, c_lo, inv_t, inv_wp, inv_wq, lw)
             a0[i] += t
             inf |= f

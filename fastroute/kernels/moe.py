@@ -1,8 +1,8 @@
 """Kernels of MoE dispatch and combine: row gathers and weighted row sums.
 
 Rows are read and written as raw bits where Numba has no type for them
-(bfloat16 as ``uint16``, float16 as ``uint16`` with a float32 lookup table
-to read and a round-to-nearest-even conversion to write). Each function is
+(bfloat16 and float16 as their ``_dtypes`` kernel views to read, widened
+exactly, and as ``uint16`` to copy or write, rounded to nearest even). Each function is
 compiled for the signatures it is called with, so a float32 model never
 compiles the bfloat16 kernel. The row forms (``gather_row``,
 ``combine_row``) are for users' own ``@njit`` loops: they check their
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._dtypes import narrow, widen
 from .._jit import jit, uidx
-from ._math import bits_f32, f32_bits
 from ._mem import prefetch_row, store_fence, store_row
 
 __all__ = [
     "grouped_layout", "gather_row", "gather_rows", "combine_row", "combine_rows",
-    "combine_rows_bf16", "combine_rows_f16", "f16_table",
+    "combine_rows_half",
 ]  # fmt: skip
 
 
@@ -116,24 +116,8 @@ def gather_rows(src, rows_of, out, lo, hi):
 
 
 @jit(nogil=True, inline="always")
-def _read_float(x, p, h, table):
-    return x[uidx(p), h]
-
-
-@jit(nogil=True, inline="always")
-def _read_bf16(x, p, h, table):
-    # bfloat16 bits widened to float32 exactly (shifted up)
-    return bits_f32(np.int32(np.int32(x[uidx(p), h]) << 16))
-
-
-@jit(nogil=True, inline="always")
-def _read_f16(x, p, h, table):
-    return table[x[uidx(p), h]]
-
-
-@jit(nogil=True, inline="always")
-def _weighted_sum(x, pos, w, t, k, acc, read, table):
-    # acc[:] = sum_j w[t, j] * read(x, pos[t k + j], h) over the kept slots,
+def _weighted_sum(x, pos, w, t, k, acc):
+    # acc[:] = sum_j w[t, j] * x[pos[t k + j], h] over the kept slots (read widened),
     # in j order; the first kept slot is w x + 0 (the bits of a sum that
     # starts from zero: -0 -> +0); zeros without a kept slot
     H = acc.shape[0]
@@ -144,11 +128,11 @@ def _weighted_sum(x, pos, w, t, k, acc, read, table):
             wj = w[t, j]
             if first:
                 for h in range(H):
-                    acc[h] = wj * read(x, p, h, table) + np.float32(0.0)
+                    acc[h] = wj * widen(x[uidx(p), h]) + np.float32(0.0)
                 first = False
             else:
                 for h in range(H):
-                    acc[h] += wj * read(x, p, h, table)
+                    acc[h] += wj * widen(x[uidx(p), h])
     if first:
         for h in range(H):
             acc[h] = 0.0
@@ -157,7 +141,7 @@ def _weighted_sum(x, pos, w, t, k, acc, read, table):
 @jit(nogil=True, inline="always")
 def _combine_row(x, pos, w, t, k, acc):
     # combine_row without its checks (the drivers' layout is checked already)
-    _weighted_sum(x, pos, w, t, k, acc, _read_float, acc)
+    _weighted_sum(x, pos, w, t, k, acc)
 
 
 @jit(nogil=True)
@@ -215,70 +199,18 @@ def _prefetch_rows(x, pos, t, k):
             prefetch_row(x, p)
 
 
-@jit(nogil=True, inline="always")
-def _bf16_bits(b):
-    # float32 bits -> bfloat16 bits, round to nearest even. A NaN stays a
-    # NaN here because every NaN a combine can hold has its low 16 bits
-    # zero: widened bfloat16 inputs have them zero, and arithmetic keeps an
-    # input NaN's payload or makes the default NaN (0x7FC00000 / 0xFFC00000).
-    # Branch-free, so that the loop over a row vectorizes.
-    return np.uint16(
-        (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-    )
-
-
 @jit(nogil=True)
-def combine_rows_bf16(x, pos, w, k, out, lo, hi):
-    """``combine_rows`` for bfloat16 rows held as ``uint16`` bits: each read
-    widened to float32 exactly (the bits shifted up), float32 sums, each
-    result rounded to nearest even. The next token's rows are prefetched
-    while this one is summed (up to a quarter faster than the hardware
-    prefetcher alone, in the benchmark cases)."""
-    H = out.shape[1]
-    acc = np.empty(H, np.float32)
-    ab = acc.view(np.uint32)
-    for t in range(lo, hi):
-        if t + 1 < hi:
-            _prefetch_rows(x, pos, t + 1, k)
-        _weighted_sum(x, pos, w, t, k, acc, _read_bf16, acc)
-        for h in range(H):
-            out[t, h] = _bf16_bits(ab[h])
-
-
-@jit(nogil=True, inline="always")
-def _f16_bits(b):
-    # float32 bits -> float16 bits, round to nearest even (IEEE binary16)
-    sign = np.uint16((b >> np.uint32(16)) & np.uint32(0x8000))
-    a = b & np.uint32(0x7FFFFFFF)
-    if a > np.uint32(0x7F800000):  # NaN: a quiet NaN
-        return sign | np.uint16(0x7E00)
-    if a >= np.uint32(0x477FF000):  # rounds to beyond 65504: infinity
-        return sign | np.uint16(0x7C00)
-    if a < np.uint32(0x38800000):  # below 2**-14: a subnormal (or zero) half
-        f = bits_f32(np.int32(a))
-        return sign | np.uint16(np.rint(f * np.float32(16777216.0)))
-    y = a - np.uint32(0x38000000)  # rebias the exponent, then round 13 bits away
-    return sign | np.uint16(
-        (y + np.uint32(0xFFF) + ((y >> np.uint32(13)) & np.uint32(1))) >> np.uint32(13)
-    )
-
-
-@jit(nogil=True)
-def combine_rows_f16(x, pos, w, k, out, table, lo, hi):
-    """``combine_rows`` for float16 rows held as ``uint16`` bits: reads
-    through ``table`` (the float32 value of each of the 65536 bit patterns,
-    :func:`f16_table`), float32 sums, results rounded to nearest even.
-    Prefetches as ``combine_rows_bf16``."""
+def combine_rows_half(x, pos, w, k, out, lo, hi):
+    """``combine_rows`` for bfloat16 or float16 rows (``x`` a ``BF16``/``F16``
+    kernel view, ``out`` its ``uint16`` bits): each read widened to float32
+    exactly, float32 sums, each result rounded to nearest even. The next
+    token's rows are prefetched while this one is summed (up to a quarter
+    faster than the hardware prefetcher alone, in the benchmark cases)."""
     H = out.shape[1]
     acc = np.empty(H, np.float32)
     for t in range(lo, hi):
         if t + 1 < hi:
             _prefetch_rows(x, pos, t + 1, k)
-        _weighted_sum(x, pos, w, t, k, acc, _read_f16, table)
+        _weighted_sum(x, pos, w, t, k, acc)
         for h in range(H):
-            out[t, h] = _f16_bits(np.uint32(f32_bits(acc[h])))
-
-
-def f16_table() -> np.ndarray:
-    """The float32 value of every float16 bit pattern (exact)."""
-    return np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+            out[t, h] = narrow(acc[h], x)

@@ -49,59 +49,19 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from .._dtypes import widen
 from .._jit import jit, uidx
-from ._math import bits_f32, bits_f64, exp_neg, exp_neg32, log1p_pos
-from .group import scatter_all
+from ._math import exp_neg, exp_neg32, log1p_pos
+from .group import OK
 from .select import index_limit
 
-#: status of a routed token
-OK = 0
+#: status of a routed token (OK = 0: valid, from .group)
 BAD_NAN = 1
 BAD_ALL_INF = 2
 BAD_POS_INF = 3
 
 NAN_ = np.nan
 NINF = -np.inf
-
-
-# --- reading logits: float32/float64, bfloat16 and float16 as raw bits -------
-# Numba has neither 16-bit float type, so the wrappers pass bfloat16 arrays
-# as uint16 and float16 arrays as int16 (views, no copy); ``as_compute`` decodes
-# the bits exactly.
-
-
-def as_compute(v):  # the plain-Python meaning (used only with NUMBA_DISABLE_JIT)
-    if isinstance(v, np.uint16):
-        return np.array(np.uint32(v) << np.uint32(16)).view(np.float32)[()]
-    if isinstance(v, np.int16):
-        return np.float32(np.array(v).view(np.float16))
-    return v
-
-
-@jit(inline="always")
-def _bf16(v):
-    return bits_f32(np.int32(np.int32(v) << 16))
-
-
-@jit(inline="always")
-def _f16(v):
-    h = np.int64(v) & 0xFFFF
-    e = (h >> 10) & 0x1F
-    m = h & 0x3FF
-    sub = np.float64(m) * 5.9604644775390625e-08  # m * 2**-24 (e == 0)
-    norm = np.float64(m + 1024) * bits_f64((e + 998) << 52)  # (1024 + m) * 2**(e - 25)
-    mag = sub if e == 0 else norm
-    mag = (np.inf if m == 0 else np.nan) if e == 31 else mag
-    return np.float32(-mag if h & 0x8000 else mag)  # exact
-
-
-@overload(as_compute)
-def _as_compute_impl(v):
-    if isinstance(v, types.Float):
-        return lambda v: v
-    if isinstance(v, types.Integer) and v.bitwidth == 16:
-        return (lambda v: _f16(v)) if v.signed else (lambda v: _bf16(v))
-    return None
 
 
 # --- compute precision ----------------------------------------------------------
@@ -181,7 +141,7 @@ def load_tile(x, t0, nt, Zt):
     for ln in range(nl):
         t = uidx(t0 + min(ln, nt - 1))
         for e in range(E):
-            Zt[e, ln] = as_compute(x[t, e])
+            Zt[e, ln] = widen(x[t, e])
 
 
 @jit
@@ -670,31 +630,6 @@ def chunk_kernel(sigmoid, renorm, has_bias, grouped, stats, prio):
     return route_chunk
 
 
-@jit
-def finish_serial(experts, status, hist, psum, lse2, counts, offsets, order):
-    """The end of a dropless routing on one thread (small batches, decode),
-    after its driver ran over every block: ``summarize``, then the grouping
-    into ``counts``/``offsets``/``order`` (only when every token is valid).
-    Returns ``(first_bad, aux, z_loss, most)``: the first invalid token or
-    -1, the statistics, the largest count. Only scalars are returned: a
-    returned array costs more to box than a small routing takes."""
-    T = status.shape[0]
-    E = counts.shape[0]
-    for t in range(T):
-        if status[t] != OK:
-            return t, NAN_, NAN_, 0
-    assigned, aux, z_loss = summarize(hist, psum, lse2, T)
-    offsets[0] = 0
-    most = 0
-    for e in range(E):
-        counts[e] = assigned[e]
-        offsets[e + 1] = offsets[e] + assigned[e]
-        most = max(most, assigned[e])
-    start = offsets[:E].copy()
-    scatter_all(experts, start, 0, T, order)
-    return -1, aux, z_loss, most
-
-
 # --- public one-token kernel ---------------------------------------------------
 
 
@@ -766,7 +701,7 @@ def route_1d(
             raise ValueError("route_1d: group_top2 needs at least 2 experts per group")
     Zt = new_tile(logits, E, 1)
     for e in range(E):
-        Zt[e, 0] = as_compute(logits[e])
+        Zt[e, 0] = widen(logits[e])
     m = np.empty(1, Zt.dtype)
     nz = np.empty(1, np.int32)
     scan_tile(Zt, False, m, nz)
@@ -813,37 +748,3 @@ def route_1d(
         experts[j] = kidx[j, 0]
         weights[j] = W[j, 0]
     return OK
-
-
-# --- the serial end of a call ------------------------------------------------------
-
-
-@jit
-def summarize(hist, psum, lse2, T):
-    """``(assigned, aux_loss, z_loss)`` from the chunks' histograms
-    ``hist[c, j, e]`` and the block sums (summed in block order: the same bits
-    for any number of chunks). ``assigned[e]`` counts before any dropping."""
-    nch, k, E = hist.shape
-    assigned = np.zeros(E, np.int64)
-    for c in range(nch):
-        for j in range(k):
-            for e in range(E):
-                assigned[e] += hist[c, j, e]
-    aux = NAN_
-    z_loss = NAN_
-    if psum.shape[0] > 0 or lse2.shape[0] > 0:
-        n = T * k
-        if n > 0:
-            acc = 0.0
-            for e in range(E):
-                p = 0.0
-                for b in range(psum.shape[0]):
-                    p += psum[b, e]
-                acc += assigned[e] / n * (p / T)
-            aux = E * acc
-        if T > 0:
-            zs = 0.0
-            for b in range(lse2.shape[0]):
-                zs += lse2[b]
-            z_loss = zs / T
-    return assigned, aux, z_loss

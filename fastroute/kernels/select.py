@@ -20,6 +20,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from .._dtypes import widen
 from .._jit import jit, uidx
 
 #: Up to this k the insertion buffer is used, above it the heap.
@@ -58,7 +59,7 @@ def _group_hits(x, r, i, thr, largest):
     # number of x[r, i:i + GROUP] strictly better than thr (NaN never is)
     hits = 0
     for j in range(GROUP):
-        hits += 1 if _beats(x[r, uidx(i + j)], thr, largest) else 0
+        hits += 1 if _beats(widen(x[r, uidx(i + j)]), thr, largest) else 0
     return hits
 
 
@@ -68,7 +69,7 @@ def _next_beating(x, r, i, hi, thr, largest):
     # whole groups without a candidate are skipped with one vectorized test
     while i + GROUP <= hi and _group_hits(x, r, i, thr, largest) == 0:
         i += GROUP
-    while i < hi and not _beats(x[r, i], thr, largest):
+    while i < hi and not _beats(widen(x[r, i]), thr, largest):
         i += 1
     return i
 
@@ -130,7 +131,7 @@ def _fill_nans(x, r, lo, hi, cnt, k, vals, idxs, ro):
     for i in range(lo, hi):
         if cnt >= k:
             break
-        v = x[r, i]
+        v = widen(x[r, i])
         if v != v:
             vals[ro, cnt] = v
             idxs[ro, cnt] = i
@@ -143,7 +144,7 @@ def _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
     cnt = 0
     i = lo
     while i < hi and cnt < k:  # fill phase
-        v = x[r, i]
+        v = widen(x[r, i])
         if v == v:
             _insert(vals, idxs, ro, cnt, v, i, largest)
             cnt += 1
@@ -153,7 +154,7 @@ def _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
     thr = vals[ro, k - 1]
     i = _next_beating(x, r, i, hi, thr, largest)  # hot loop: one compare per element
     while i < hi:
-        _insert(vals, idxs, ro, k - 1, x[r, i], i, largest)
+        _insert(vals, idxs, ro, k - 1, widen(x[r, i]), i, largest)
         thr = vals[ro, k - 1]
         i = _next_beating(x, r, i + 1, hi, thr, largest)
     return cnt
@@ -164,7 +165,7 @@ def _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
     cnt = 0
     i = lo
     while i < hi and cnt < k:
-        v = x[r, i]
+        v = widen(x[r, i])
         if v == v:
             vals[ro, cnt] = v
             idxs[ro, cnt] = i
@@ -175,7 +176,7 @@ def _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
         thr = vals[ro, 0]
         i = _next_beating(x, r, i, hi, thr, largest)
         while i < hi:
-            vals[ro, 0] = x[r, i]
+            vals[ro, 0] = widen(x[r, i])
             idxs[ro, 0] = i
             _sift_down(vals, idxs, ro, 0, k, largest)
             thr = vals[ro, 0]

@@ -8,7 +8,7 @@
     the pytest-benchmark suite in ``bench/`` (see ``fastroute/_bench/``).
 ``analyze``
     The highest-entropy tokens of a text (or a saved count matrix) and the
-    tokens most related to each (``fastroute/analyze.py``).
+    tokens most related to each (``fastroute/pipeline.py``).
 
 Importing this module is light: the benchmark registry, SciPy and PyTorch are
 imported only when ``bench`` runs.
@@ -26,7 +26,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(
         prog=_PROG,
@@ -236,7 +236,9 @@ def _main(argv: list[str]) -> int:
             return _cmd_info(args)
         if args.command == "analyze":
             return _cmd_analyze(args)
-        return _cmd_bench(args)
+        from .._bench.command import bench
+
+        return bench(args, CLIError, _PROG)
     except CLIError as exc:
         print(f"{_PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -289,7 +291,7 @@ def _lenient_stdout() -> Callable[[], None]:
 def _cmd_info(args: argparse.Namespace) -> int:
     import numba
 
-    from . import _bench as B
+    from .. import _bench as B
 
     env = B.environment()
     env["threading_layer"] = B.threading_layer(probe=True)
@@ -355,7 +357,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     npz = args.file is not None
     dask_opts = args.workers is not None or args.scheduler is not None
     _require_analyze(dask_opts)
-    from . import analyze as A
+    from .. import pipeline as A
+    from .corpus import CORPUS, load_corpus
 
     cds = A.DEFAULT_CDS if args.cds is None else args.cds
     opts = dict(k=args.k, related_k=args.related, measure=args.measure, cds=cds,
@@ -370,8 +373,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if dask_opts:
         return _print_analysis(_analyze_dask(args, paths, opts, timings), args)
     if not paths:
-        text = A.load_corpus()
-        source = {"kind": "embedded corpus", **{k: v for k, v in A.CORPUS.items() if k != "file"}}
+        text = load_corpus()
+        source = {"kind": "embedded corpus", **{k: v for k, v in CORPUS.items() if k != "file"}}
     else:  # the files' words one after the other (a newline ends each)
         text = "\n".join(_read_text(p) for p in paths)
         source = _text_source(paths)
@@ -507,7 +510,7 @@ def _require_analyze(dask_opts: bool) -> None:
 
 
 def _text_paths(files: list[str]) -> list[str]:
-    from .dask.corpus import expand_paths  # glob patterns expanded; Dask is not needed
+    from ..dask.corpus import expand_paths  # glob patterns expanded; Dask is not needed
 
     if not files:
         return []
@@ -540,7 +543,7 @@ def _analyze_dask(args: argparse.Namespace, paths: list[str], opts: dict[str, An
     import contextlib
     import tempfile
 
-    from . import analyze as A
+    from .corpus import CORPUS, load_corpus
 
     try:
         import dask  # noqa: F401
@@ -571,8 +574,8 @@ def _analyze_dask(args: argparse.Namespace, paths: list[str], opts: dict[str, An
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fastroute-"))
             paths = [f"{tmp}/corpus.txt"]
             with open(paths[0], "w", encoding="utf-8") as f:
-                f.write(A.load_corpus())
-            source = {"kind": "embedded corpus", **{k: v for k, v in A.CORPUS.items()
+                f.write(load_corpus())
+            source = {"kind": "embedded corpus", **{k: v for k, v in CORPUS.items()
                                                     if k != "file"}, **where}  # fmt: skip
         t = time.perf_counter()
         try:
@@ -601,7 +604,7 @@ def _read_text(path: str) -> str:
 
 
 def _analyze_npz(args: argparse.Namespace, opts: dict[str, Any], timings: dict[str, float]):
-    from . import analyze as A
+    from .. import pipeline as A
 
     t = time.perf_counter()
     try:
@@ -635,7 +638,7 @@ def _analyze_npz(args: argparse.Namespace, opts: dict[str, Any], timings: dict[s
 
 
 def _print_analysis(result: Any, args: argparse.Namespace) -> int:
-    from .analyze import distribution_label
+    from ..pipeline import distribution_label
 
     p = result.params
     for flag, asked, used, what in (("-k", args.k, p["k"], "token types"),
@@ -702,153 +705,3 @@ def _measure_name(p: dict[str, Any]) -> str:
     if p.get("cds"):
         m += f" with context-distribution smoothing {p['cds']:g}"
     return m
-
-
-# --------------------------------------------------------------------------- bench
-
-
-def _progress(stream: TextIO, text: str) -> None:
-    stream.write(text)
-    stream.flush()
-
-
-def _bench_in_child(args: argparse.Namespace) -> int:
-    """Run this bench command again in a child process with the requested
-    threading layer: Numba picks its layer once per process, and fastroute
-    never changes it in the caller's process."""
-    import subprocess
-
-    env = dict(os.environ, NUMBA_THREADING_LAYER=args.threading_layer, _FASTROUTE_BENCH_CHILD="1")
-    return subprocess.run([sys.executable, "-m", "fastroute", *args.argv], env=env).returncode
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import numba
-
-    from . import _bench as B
-
-    if args.threads is not None:
-        limit = numba.config.NUMBA_NUM_THREADS
-        if not 1 <= args.threads <= limit:
-            raise CLIError(
-                f"--threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {args.threads}"
-            )
-    if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
-        raise CLIError(f"--budget must be a positive, finite number of seconds, got {args.budget}")
-    if args.cases is not None and not args.cases.strip(" ,"):
-        raise CLIError("--cases needs a pattern, e.g. 'top_k' or '65536x64' (--list shows them)")
-    cases = B.select_cases(args.cases, quick=args.quick)
-    if not cases:
-        scope = "the --quick subset" if args.quick else "the cases"
-        raise CLIError(f"no case in {scope} matches {args.cases!r} (use --list to see them)")
-    lacking = {c.name: B.missing_modules(B.case_requirements(c)) for c in cases}
-    if args.list:
-        for c in cases:
-            need = f"  [needs {', '.join(lacking[c.name])}]" if lacking[c.name] else ""
-            print(c.name + ("  [quick]" if c.quick else "") + need)
-        return 0
-    _check_bench_requirements(cases, lacking, B)
-    if args.threading_layer is not None:
-        if os.environ.get("_FASTROUTE_BENCH_CHILD") != "1":
-            return _bench_in_child(args)
-        layer = B.threading_layer(probe=True)
-        if layer.startswith("unavailable"):
-            raise CLIError(f"threading layer {args.threading_layer!r} is {layer}")
-    if args.threads is not None:
-        numba.set_num_threads(args.threads)
-
-    budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.2)
-    err = sys.stderr
-    t_start = time.perf_counter()
-    launch_start = B.parallel_launch_latency()
-    try:
-        results, notes = B.run_cases(cases, budget=budget, stat=args.stat, progress=err)
-    except B.Interrupted as stop:  # show what was measured, then stop as Ctrl-C does
-        _progress(err, "\n")
-        _print_bench(args, B, stop.results, stop.notes, None, [], budget, launch_start, t_start)
-        print(f"{_PROG} bench: interrupted", file=err)
-        return 130
-    analyze_result: dict[str, Any] | None = None
-    if not args.quick and not args.cases:
-        if B.missing_modules(["scipy"]):
-            notes.append("analyze end to end: skipped (it needs SciPy: pip install scipy)")
-        else:
-            _progress(err, "[analyze] embedded corpus, 4 fresh processes ...")
-            t0 = time.perf_counter()
-            try:
-                analyze_result = B.measure_analyze()
-            except Exception as exc:
-                notes.append(f"analyze end to end: {exc}")
-            _progress(err, f" {time.perf_counter() - t0:.1f} s\n")
-    compile_results: list[dict[str, Any]] = []
-    if args.compile:
-        ops = [op for op in B.OPS if any(c.op == op and not lacking[c.name] for c in cases)]
-        for j, op in enumerate(ops, 1):
-            _progress(err, f"[compile {j}/{len(ops)}] {op}: 3 fresh processes ...")
-            t0 = time.perf_counter()
-            try:
-                compile_results.append(B.measure_compile(op))
-            except Exception as exc:
-                notes.append(f"first-call time of {op}: {exc}")
-            _progress(err, f" {time.perf_counter() - t0:.1f} s\n")
-    _print_bench(args, B, results, notes, analyze_result, compile_results, budget, launch_start,
-                 t_start)  # fmt: skip
-    fastroute_failed = any(r.get("error") for r in results if r["role"] == "fastroute")
-    return 1 if fastroute_failed else 0
-
-
-def _check_bench_requirements(cases: list[Any], lacking: dict[str, list[str]], B: Any) -> None:
-    """Before anything is timed: an error when no selected case can run (each
-    needs a module that is not installed), else a note naming those skipped."""
-    missing = sorted({m for c in cases for m in lacking[c.name]})
-    if not missing:
-        return
-    hint = B.install_hint(missing)
-    n = sum(1 for c in cases if lacking[c.name])
-    if n == len(cases):
-        raise CLIError(f"the selected cases need {', '.join(missing)}, not installed: {hint}")
-    print(f"note: {', '.join(missing)} not installed: skipping {n} of the {len(cases)} "
-          f"cases ({hint} to run them)", file=sys.stderr)  # fmt: skip
-
-
-def _print_bench(args: argparse.Namespace, B: Any, results: list[dict[str, Any]],
-                 notes: list[str], analyze_result: dict[str, Any] | None,
-                 compile_results: list[dict[str, Any]], budget: float,
-                 launch_start: Any, t_start: float) -> None:  # fmt: skip
-    env = B.environment(launch=True)
-    env["parallel_launch_start"] = launch_start
-    settings = {
-        "quick": bool(args.quick),
-        "cases": args.cases,
-        "budget_s": budget,
-        "stat": args.stat,
-        "timer": "time.perf_counter; median and min of repeats after one warm-up call",
-        "elapsed_s": time.perf_counter() - t_start,
-    }
-    if args.json:
-        out = {
-            "environment": env,
-            "settings": settings,
-            "results": results,
-            "compile": compile_results,
-            "analyze": analyze_result,
-            "notes": notes,
-        }
-        print(json.dumps(out, indent=2))
-        return
-    print(B.render_header(env, markdown=False))
-    print()
-    print(B.render_tables(results, markdown=False, peer_times=True, stat=args.stat))
-    if analyze_result:
-        print()
-        print(B.render_analyze(analyze_result, markdown=False))
-    if compile_results:
-        print()
-        print(B.render_compile_table(compile_results, markdown=False))
-    print()
-    print(
-        f"Timing: {args.stat} per call over repeats of about {budget:g} s per measurement, "
-        f"after a warm-up call; total {settings['elapsed_s']:.0f} s."
-    )
-    for note in notes:
-        print(f"note: {note}")

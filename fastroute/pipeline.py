@@ -1,4 +1,5 @@
-"""The token-selection pipeline behind ``python -m fastroute analyze``.
+"""The token-selection pipeline (``python -m fastroute analyze`` and
+``fastroute.dask.analyze`` run it).
 
 text -> token ids -> co-occurrence counts -> conditional distributions
 P(j | i) -> entropy of each (or its relative entropy to the distribution of
@@ -14,13 +15,11 @@ of the token that follows it. A saved count matrix is taken as it is:
 
 from __future__ import annotations
 
-import lzma
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from numba.core import event as _event
 from ._validate import check_alloc
 
 __all__ = [
-    "CORPUS", "DEFAULT_MEASURE", "DEFAULT_CDS", "KL_MIN_FREQUENCY", "Analysis", "tokenize", "load_corpus",
+    "DEFAULT_MEASURE", "DEFAULT_CDS", "KL_MIN_FREQUENCY", "Analysis", "tokenize",
     "analyze_tokens", "analyze_counts", "stage", "words_of", "rank_vocabulary", "distribution_label",
 ]  # fmt: skip
 
@@ -48,15 +47,6 @@ DEFAULT_CDS = 0.75
 #: say nothing about the word; from 20 occurrences on the list reads "de",
 #: "pounds", "bourgh", "thousand", "william".
 KL_MIN_FREQUENCY = 20
-
-#: The embedded default corpus (public domain, see fastroute/data/README.md).
-CORPUS = {
-    "file": "pride_and_prejudice.txt.xz",
-    "title": "Pride and Prejudice",
-    "author": "Jane Austen",
-    "year": 1813,
-    "licence": "public domain",
-}
 
 # a word: letters (any script), with inner apostrophes ("don't", "lady's")
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
@@ -101,12 +91,6 @@ def rank_vocabulary(
     rank = np.empty(len(words), np.int64)
     rank[order] = np.arange(order.size)
     return [words[i] for i in order], rank, counts[order]
-
-
-def load_corpus() -> str:
-    """The embedded corpus as text."""
-    data = resources.files("fastroute").joinpath("data", CORPUS["file"]).read_bytes()
-    return lzma.decompress(data).decode("utf-8")
 
 
 class _CompileClock(_event.Listener):
