@@ -15,6 +15,7 @@ from ._validate import check_alloc
 from .kernels import csr as K
 from .kernels._fast import KEYS_MAX_K
 from .kernels.entropy32 import csr_rows
+from .kernels.select import INSERTION_MAX_K
 
 _INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -411,12 +412,13 @@ def sparse_top_k(x, k, axis, largest, sort, explicit, fmt, check_k):
     if nrows and k:
         keys = m.data.dtype == np.float32 and k <= KEYS_MAX_K
         d2 = m.data.reshape(1, -1)
+        explicit_rows, dense_rows = K.topk_kernels(k > INSERTION_MAX_K, keys)
         if explicit or fmt == "csr":  # csr: pruned from the explicit ranking
-            args = (m.indptr, m.indices, d2, k, largest, sort or fmt == "csr", keys, vals, idxs)
-            run_csr(K.topk_explicit_rows, args, m.indptr, K.TOPK_ROW_COST)
+            args = (m.indptr, m.indices, d2, k, largest, sort or fmt == "csr", vals, idxs)
+            run_csr(explicit_rows, args, m.indptr, K.TOPK_ROW_COST)
         else:
-            args = (m.indptr, m.indices, d2, ncols, k, largest, keys, vals, idxs)
-            run_csr(K.topk_dense_rows, args, m.indptr, K.TOPK_ROW_COST)
+            args = (m.indptr, m.indices, d2, ncols, k, largest, vals, idxs)
+            run_csr(dense_rows, args, m.indptr, K.TOPK_ROW_COST)
     if m.dtype == np.bool_:
         vals = vals.view(np.bool_)
     if fmt == "csr":

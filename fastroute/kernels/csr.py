@@ -18,6 +18,8 @@ real matrices are Zipf-shaped, a few rows holding most of the entries.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._jit import jit, uidx
@@ -30,7 +32,7 @@ from .entropy import (
     entropy_two_pass,
     one_pass_decide,
 )
-from .select import top_k_segment
+from .select import select_heap, select_insertion
 
 _INV_LN2 = 1.4426950408889634
 _EPS = 2.0**-52
@@ -234,22 +236,10 @@ def _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys):
     return m
 
 
-@jit
-def _select(data2d, a, b, k, largest, sort, vals, idxs, ro, keys):
-    # top_k_segment, or the key passes for float32 rows they suit. Not
-    # inlined: the selection code is compiled once per signature and shared
-    # by both row rules (a call costs nanoseconds per row; inlined into
-    # each caller it took a minute to compile)
-    if keys.shape[0] and k < b - a <= KEYS_MAX_N:
-        return _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys)
-    return top_k_segment(data2d, 0, a, b, k, largest, sort, vals, idxs, ro)
-
-
 @jit(inline="always")
-def _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys):
-    # top-k among the stored entries of row r; fewer than k -> pad (-1, 0)
-    a, b = indptr[r], indptr[r + 1]
-    m = _select(data2d, a, b, k, largest, sort, vals, idxs, r, keys)
+def _explicit_row(indices, r, m, k, vals, idxs):
+    # top-k among the stored entries of row r, its m selected into row r of
+    # vals/idxs as positions: as column indices; fewer than k -> pad (-1, 0)
     for j in range(m):
         idxs[r, j] = indices[idxs[r, j]]
         if vals[r, j] == 0:
@@ -260,11 +250,11 @@ def _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys
 
 
 @jit(inline="always")
-def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, keys):
-    # top-k of the row as toarray() would give it: the stored entries that
-    # beat 0, then zeros (stored or implicit) in column order, then the rest
+def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, m):
+    # top-k of the row as toarray() would give it, from the m stored entries
+    # selected into sv/si: those that beat 0, then zeros (stored or
+    # implicit) in column order, then the rest
     a, b = indptr[r], indptr[r + 1]
-    m = _select(data2d, a, b, k, largest, True, sv, si, 0, keys)
     j = 0
     t = 0
     while t < m and j < k:
@@ -295,28 +285,62 @@ def _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si
         j += 1
 
 
-# Explicit and dense rows are separate entry points, each compiled only when
-# used: row kernels over rows lo:hi (run by ``_execute.run_csr``).
-
-
 @jit
-def topk_explicit_rows(indptr, indices, data2d, k, largest, sort, use_keys, vals, idxs,
-                         lo, hi):  # fmt: skip
-    """Top-k among the stored entries of rows ``lo:hi`` (see ``_explicit_row``);
-    ``use_keys`` only for float32 data with ``k <= KEYS_MAX_K``."""
-    keys = np.empty(KEYS_MAX_N if use_keys else 0, np.int64)
-    for r in range(lo, hi):
-        _explicit_row(indptr, indices, data2d, r, k, largest, sort, vals, idxs, keys)
+def _select_keyed(data2d, a, b, k, largest, vals, idxs, ro, keys):
+    # float32, k <= KEYS_MAX_K: the key passes for rows they suit, else the
+    # insertion buffer. Not inlined: one compiled copy shared by both row
+    # rules (a call costs nanoseconds per row; inlined into each, it took
+    # a minute to compile)
+    if k < b - a <= KEYS_MAX_N:
+        return _keys_segment(data2d, a, b, k, largest, vals, idxs, ro, keys)
+    return select_insertion(data2d, 0, a, b, k, largest, vals, idxs, ro)
 
 
-@jit
-def topk_dense_rows(indptr, indices, data2d, ncols, k, largest, use_keys, vals, idxs, lo, hi):
-    """Top-k of rows ``lo:hi`` as ``toarray()`` gives them (see ``_dense_row``)."""
-    sv = np.empty((1, max(k, 1)), data2d.dtype)
-    si = np.empty((1, max(k, 1)), np.intp)
-    keys = np.empty(KEYS_MAX_N if use_keys else 0, np.int64)
-    for r in range(lo, hi):
-        _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, keys)
+@functools.cache
+def topk_kernels(heap: bool, keyed: bool) -> tuple:
+    """``(explicit_rows, dense_rows)``, the row kernels of sparse top-k over
+    rows ``lo:hi`` (run by ``_execute.run_csr``): for ``k`` above
+    ``INSERTION_MAX_K`` a binary heap (``heap``), else a sorted insertion
+    buffer, with the key passes for the rows they suit when ``keyed``
+    (float32 data, ``k <= KEYS_MAX_K``). Each kernel compiles its own
+    selection only, and only when it is used.
+
+    ``explicit_rows(indptr, indices, data2d, k, largest, sort, vals, idxs,
+    lo, hi)``: the top-k among the stored entries (see ``_explicit_row``);
+    ``dense_rows(indptr, indices, data2d, ncols, k, largest, vals, idxs,
+    lo, hi)``: as ``toarray()`` gives the rows (see ``_dense_row``)."""
+
+    @jit
+    def explicit_rows(indptr, indices, data2d, k, largest, sort, vals, idxs, lo, hi):
+        keys = np.empty(KEYS_MAX_N if keyed else 0, np.int64)
+        for r in range(lo, hi):
+            a, b = indptr[r], indptr[r + 1]
+            if heap:  # heap and keyed are constants: the other branches are not compiled
+                m = select_heap(data2d, 0, a, b, k, largest, sort, vals, idxs, r)
+            elif keyed:
+                m = _select_keyed(data2d, a, b, k, largest, vals, idxs, r, keys)
+            else:
+                m = select_insertion(data2d, 0, a, b, k, largest, vals, idxs, r)
+            _explicit_row(indices, r, m, k, vals, idxs)
+
+    @jit
+    def dense_rows(indptr, indices, data2d, ncols, k, largest, vals, idxs, lo, hi):
+        sv = np.empty((1, max(k, 1)), data2d.dtype)
+        si = np.empty((1, max(k, 1)), np.intp)
+        keys = np.empty(KEYS_MAX_N if keyed else 0, np.int64)
+        for r in range(lo, hi):
+            a, b = indptr[r], indptr[r + 1]
+            if heap:
+                m = select_heap(data2d, 0, a, b, k, largest, True, sv, si, 0)
+            elif keyed:
+                m = _select_keyed(data2d, a, b, k, largest, sv, si, 0, keys)
+            else:
+                m = select_insertion(data2d, 0, a, b, k, largest, sv, si, 0)
+            _dense_row(indptr, indices, data2d, ncols, r, k, largest, vals, idxs, sv, si, m)
+
+    explicit_rows.__name__ = "topk_explicit_rows"
+    dense_rows.__name__ = "topk_dense_rows"
+    return explicit_rows, dense_rows
 
 
 # format="csr" from the explicit ranking: the stored entries in rank order
@@ -506,7 +530,7 @@ def _short_rows(indptr, data2d, normalize, out, status, r0, r1,
 __all__ = [
     "CANONICAL", "UNSORTED", "BAD_INDEX", "BAD_START", "DECREASING", "BAD_END", "ROW_COST",
     "TOPK_ROW_COST", "ENTROPY_ROW_COST", "indptr_problem", "entry_chunks", "check_rows",
-    "transpose", "group_rows", "sort_rows", "sum_duplicates", "topk_explicit_rows",
-    "topk_dense_rows", "kept_counts", "kept_pairs", "pruned_storage", "entropy_rows",
+    "transpose", "group_rows", "sort_rows", "sum_duplicates", "topk_kernels",
+    "kept_counts", "kept_pairs", "pruned_storage", "entropy_rows",
     "exact_rows", "logits_rows",
 ]  # fmt: skip

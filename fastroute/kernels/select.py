@@ -140,7 +140,7 @@ def _fill_nans(x, r, lo, hi, cnt, k, vals, idxs, ro):
 
 
 @jit
-def _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
+def select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
     cnt = 0
     i = lo
     while i < hi and cnt < k:  # fill phase
@@ -161,7 +161,7 @@ def _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro):
 
 
 @jit
-def _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
+def select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
     cnt = 0
     i = lo
     while i < hi and cnt < k:
@@ -205,8 +205,8 @@ def top_k_segment(x, r, lo, hi, k, largest, sort, vals, idxs, ro):
     if k <= 0:
         return 0
     if k <= INSERTION_MAX_K:
-        return _select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro)
-    return _select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro)
+        return select_insertion(x, r, lo, hi, k, largest, vals, idxs, ro)
+    return select_heap(x, r, lo, hi, k, largest, sort, vals, idxs, ro)
 
 
 @jit
@@ -215,7 +215,7 @@ def insertion_rows(x, k, largest, sort, vals, idxs, lo, hi):
     the same rows of ``vals``/``idxs`` (always in rank order)."""
     n = x.shape[1]
     for r in range(lo, hi):
-        _select_insertion(x, r, 0, n, k, largest, vals, idxs, r)
+        select_insertion(x, r, 0, n, k, largest, vals, idxs, r)
 
 
 @jit
@@ -224,7 +224,7 @@ def heap_rows(x, k, largest, sort, vals, idxs, lo, hi):
     in rank order when ``sort``."""
     n = x.shape[1]
     for r in range(lo, hi):
-        _select_heap(x, r, 0, n, k, largest, sort, vals, idxs, r)
+        select_heap(x, r, 0, n, k, largest, sort, vals, idxs, r)
 
 
 @jit
