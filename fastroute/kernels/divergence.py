@@ -112,7 +112,7 @@ def _sum_times(x, r, n, c):
     return s
 
 
-@jit(inline="always")
+@jit
 def _scaling(x, r, n, s):
     """``(c1, c2, s1)``: powers of two with ``x * c1 * c2`` exact (no
     intermediate overflow or underflow of a normal entry) and the row's sum
@@ -267,20 +267,31 @@ def _kl_scaled(p, r, q, rq, n, ps, qs, acc):
         return np.inf
     total = tree_sum(acc, min(n, BLOCK))
     if rare:  # P far above Q (Q may be subnormal): no cancellation left
-        log_shift = math.log(p1) + math.log(p2) - math.log(sp1)
-        log_shift -= math.log(q1) + math.log(q2) - math.log(sq1)
-        for j in range(n):
-            pj = np.float64(widen(p[r, j]))
-            qj = np.float64(widen(q[rq, j]))
-            b = qj * q1 * q2
-            w = b * sp1
-            if pj > 0.0 and qj > 0.0:
-                a = pj * p1 * p2
-                d = (fma(a, sq1, -w) - fma(b, sp1, -w)) / w if w > _TINY else np.inf
-                if d >= _D_BIG:
-                    pp = a / sp1
-                    qq = b * inv_sq1
-                    total += pp * (math.log(pj) - math.log(qj) + log_shift) - pp + qq
+        total = _far_terms(p, r, q, rq, n, ps, qs, total)
+    return total
+
+
+@jit
+def _far_terms(p, r, q, rq, n, ps, qs, total):
+    # ``total`` plus the terms ``_kl_scaled`` left out, P far above Q:
+    # P log(P / Q) - P + Q from logs of the entries (rare: not inlined)
+    p1, p2, sp1 = ps
+    q1, q2, sq1 = qs
+    inv_sq1 = 1.0 / sq1
+    log_shift = math.log(p1) + math.log(p2) - math.log(sp1)
+    log_shift -= math.log(q1) + math.log(q2) - math.log(sq1)
+    for j in range(n):
+        pj = np.float64(widen(p[r, j]))
+        qj = np.float64(widen(q[rq, j]))
+        b = qj * q1 * q2
+        w = b * sp1
+        if pj > 0.0 and qj > 0.0:
+            a = pj * p1 * p2
+            d = (fma(a, sq1, -w) - fma(b, sp1, -w)) / w if w > _TINY else np.inf
+            if d >= _D_BIG:
+                pp = a / sp1
+                qq = b * inv_sq1
+                total += pp * (math.log(pj) - math.log(qj) + log_shift) - pp + qq
     return total
 
 
