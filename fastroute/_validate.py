@@ -6,12 +6,35 @@ Every error message says what was wrong and how to fix it.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
+
+from .kernels.status import BAD_ALL_INF, BAD_NAN, BAD_POS_INF, EXACT, NEGATIVE, OK
+
+#: what a status of ``kernels.status`` means, after "slice ... " or "token ..."
+REASONS = {
+    NEGATIVE: "has a negative entry{what}; probabilities and counts must be >= 0",
+    BAD_NAN: "has a NaN logit (pass nan='ignore' to treat NaN as -inf)",
+    BAD_ALL_INF: "has no eligible expert with a logit above -inf",
+    BAD_POS_INF: "has a +inf logit, for which softmax is undefined",
+}
+
+
+def raise_status(status: np.ndarray, func: str, where: Callable[[int], str], what: str = "") -> None:
+    """Nothing when every reported status is ``OK`` (``EXACT`` rows are
+    internal), else a ``ValueError`` for the first row or token that is
+    not: ``where(i)`` names it ("slice (2, 3) (along axis 1)", "token 7"),
+    ``what`` qualifies a negative entry (" in p or q")."""
+    bad = np.flatnonzero((status != OK) & (status != EXACT))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{func}: {where(i)} {REASONS[int(status[i])].format(what=what)}")
 
 
 def check_int(v: Any, name: str, func: str, lo: int, hi: int | None = None, why: str = "") -> int:
@@ -28,6 +51,31 @@ def check_int(v: Any, name: str, func: str, lo: int, hi: int | None = None, why:
     if v < lo or (hi is not None and v > hi):
         need = f"{lo} <= {name}" + (f" <= {hi}" if hi is not None else "")
         raise ValueError(f"{func}: {name}={v} is out of range; need {need}{why}")
+    return v
+
+
+def check_real(v: Any, name: str, func: str, finite: bool = True, what: str = "") -> float:
+    """``v`` as a Python float: a real number (bools and other types are a
+    ``TypeError``), finite unless ``finite=False`` (an int beyond float64
+    is then ``inf``); ``what`` qualifies the message (" in (0, 1]")."""
+    if type(v) is float and (math.isfinite(v) or not finite):
+        return v
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{func}: {name} must be a real number{what}, got {type(v).__name__}")
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond float64
+        f = math.inf if v > 0 else -math.inf
+    if finite and not math.isfinite(f):
+        raise ValueError(f"{func}: {name} must be finite, got {v!r}")
+    return f
+
+
+def check_choice(v: Any, name: str, options: tuple[str, ...], func: str) -> str:
+    """``v`` if it is one of ``options``, else a ``ValueError`` naming them."""
+    if v not in options:
+        opts = " or ".join(repr(o) for o in options)
+        raise ValueError(f"{func}: {name} must be {opts}, got {v!r}")
     return v
 
 
@@ -72,11 +120,7 @@ def check_axis(axis: Any, ndim: int) -> int:
 def check_base(base: Any, func: str) -> float | None:
     if base is None:
         return None
-    if isinstance(base, (bool, np.bool_)) or not isinstance(
-        base, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{func}: base must be a real number or None, got {type(base).__name__}")
-    b = float(base)
+    b = check_real(base, "base", func, finite=False, what=" or None")
     if not (b > 0.0 and b != 1.0 and np.isfinite(b)):
         raise ValueError(f"{func}: base must be positive, finite and not 1, got {base!r}")
     return b

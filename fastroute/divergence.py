@@ -14,6 +14,8 @@ from ._validate import (
     check_alloc,
     check_axis,
     check_base,
+    check_real,
+    raise_status,
     unravel_row,
 )
 from .entropy import entropy
@@ -29,7 +31,7 @@ from .kernels.divergence import (
     raw_rows,
 )
 from .kernels.divergence32 import SHORT32_N, csr_kl32_rows, kl32_long_rows, kl32_short_rows
-from .kernels.entropy import EXACT, NEGATIVE, to_float32
+from .kernels.entropy import EXACT, to_float32
 from .kernels.kl_logits import (
     LOGITS_CAREFUL,
     LOGITS_SHORT_N,
@@ -286,14 +288,7 @@ def kl_from_logits(
     1e+308
     """
     func = "kl_from_logits"
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(
-        temperature, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{func}: temperature must be a number, got {type(temperature).__name__}")
-    try:
-        t = float(temperature)
-    except OverflowError:  # an int beyond float64
-        t = math.inf
+    t = check_real(temperature, "temperature", func, finite=False)
     if not (t >= MIN_TEMPERATURE and math.isfinite(t)):
         raise ValueError(
             f"{func}: temperature must be positive and finite, at least 2**-1022 "
@@ -512,13 +507,8 @@ def _divergence(p, q, axis, base, normalize, func, cross=False, logits=None):
     status = np.zeros(rows, np.uint8)
     if rows:
         _run(p2, q2, step, normalize, cross, logits, f32, out[:k], status[:k])
-    if np.count_nonzero(status[:k]):
-        neg = np.flatnonzero(status[:k] == NEGATIVE)
-        if neg.size:
-            raise ValueError(
-                f"{func}: slice {unravel_row(int(neg[0]), lead)} (along axis {ax}) has a "
-                "negative entry in p or q; probabilities and counts must be >= 0"
-            )
+    raise_status(status[:k], func, lambda r: f"slice {unravel_row(r, lead)} (along axis {ax})",
+                 " in p or q")  # fmt: skip
     lb = None if b is None else _to_base(out[:k], b)
     if logits is not None and lb is not None and abs(lb) > 1.0:
         _careful_in_base(p2, q2, step, logits, out[:k], lb)
@@ -642,13 +632,7 @@ def _sparse_divergence(p, q, axis, base, normalize, func, cross):
         if not is_sparse(q) and mode == 0 and f32:
             for r in np.flatnonzero(status == EXACT).tolist():  # rows beyond float32
                 csr_dense_rows(pm, q2, step, tab, 0, out, status, r, r + 1)
-    if np.count_nonzero(status):
-        neg = np.flatnonzero(status == NEGATIVE)
-        if neg.size:
-            raise ValueError(
-                f"{func}: slice {int(neg[0])} (along axis {ax}) has a negative entry in p "
-                "or q; probabilities and counts must be >= 0"
-            )
+    raise_status(status, func, lambda r: f"slice {r} (along axis {ax})", " in p or q")
     lb = None if b is None else _to_base(out, b)
     if mode != 0:  # rows whose terms overflow: summed again, scaled (rare)
         for r in np.flatnonzero(status == EXACT).tolist():

@@ -13,6 +13,7 @@ from ._sparse import as_csr, is_sparse, sparse_entropy
 from ._validate import (
     check_axis,
     check_base,
+    raise_status,
     rows_view,
     unravel_row,
 )
@@ -24,7 +25,6 @@ from .kernels.entropy import (
     EXACT,
     LANES64,
     LOGIT_LANES,
-    NEGATIVE,
     SHORT64_N,
     SHORT_LOGITS_N,
 )
@@ -108,12 +108,8 @@ def entropy(
         _run(a, ax, out64.reshape(-1), status.reshape(-1), bool(normalize), False)
         dtype = a.dtype
     if np.count_nonzero(status):
-        row = int(np.flatnonzero(status.reshape(-1) == NEGATIVE)[0])
-        where = unravel_row(row, lead)
-        raise ValueError(
-            f"entropy: slice {where} (along axis {ax}) has a negative entry; "
-            "probabilities and counts must be >= 0"
-        )
+        raise_status(status.reshape(-1), "entropy",
+                     lambda r: f"slice {unravel_row(r, lead)} (along axis {ax})")  # fmt: skip
     if b is None or normalize:
         return finish(out64, dtype, b)
     # -sum p log p beyond float64 in nats may be finite in a base with

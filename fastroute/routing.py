@@ -11,7 +11,7 @@ import numpy as np
 
 from ._dtypes import compute_dtype, float_array
 from ._execute import chunk_count, even_bounds, run_jobs, threads
-from ._validate import check_alloc, physical_memory
+from ._validate import check_alloc, check_choice, check_real, physical_memory, raise_status
 from ._validate import check_int as _int
 from .kernels import choice as kc
 from .kernels import group as kg
@@ -113,24 +113,6 @@ class ExpertChoice(NamedTuple):
 # --- argument checks -----------------------------------------------------------
 
 
-def _real(v: Any, name: str, func: str) -> float:
-    if type(v) is float and math.isfinite(v):
-        return v
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{func}: {name} must be a real number, got {type(v).__name__}")
-    f = float(v)
-    if not math.isfinite(f):
-        raise ValueError(f"{func}: {name} must be finite, got {v!r}")
-    return f
-
-
-def _choice(v: Any, name: str, options: tuple[str, ...], func: str) -> str:
-    if v not in options:
-        opts = " or ".join(repr(o) for o in options)
-        raise ValueError(f"{func}: {name} must be {opts}, got {v!r}")
-    return v
-
-
 def _as_logits(x: Any, func: str) -> tuple[np.ndarray, type]:
     """(T, E) logits as the C-contiguous kernel view the kernels read
     (bfloat16 and float16 as their bits), and the output float dtype; other
@@ -167,16 +149,8 @@ def _bias(bias: Any, E: int, dtype: type) -> np.ndarray:
 
 _NO_BIAS = {np.float32: np.empty(0, np.float32), np.float64: np.empty(0, np.float64)}
 
-_REASONS = {
-    rk.BAD_NAN: "has a NaN logit (pass nan='ignore' to treat NaN as -inf)",
-    rk.BAD_ALL_INF: "has no eligible expert with a logit above -inf",
-    rk.BAD_POS_INF: "has a +inf logit, for which softmax is undefined",
-}
-
-
 def _raise_status(status: np.ndarray, func: str) -> None:
-    t = int(np.flatnonzero(status)[0])
-    raise ValueError(f"{func}: token {t} {_REASONS[int(status[t])]}")
+    raise_status(status, func, lambda t: f"token {t}")
 
 
 def _chunks(n: int, E: int) -> int:
@@ -308,18 +282,18 @@ def prepare(
     if E == 0 and T:
         raise ValueError("route: the logits have no experts (shape (T, 0))")
     k = _int(k, "k", func, 0, E)
-    sigmoid = _choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
-    top2 = _choice(group_score, "group_score", ("max", "top2"), func) == "top2"
-    nan_ignore = _choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
-    _choice(drop, "drop", ("position", "score"), func)
+    sigmoid = check_choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
+    top2 = check_choice(group_score, "group_score", ("max", "top2"), func) == "top2"
+    nan_ignore = check_choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
+    check_choice(drop, "drop", ("position", "score"), func)
     # scores (and score + bias) are computed in the output precision
     b = _NO_BIAS[out] if bias is None else _bias(bias, E, out)
     ng, tg = _groups(n_groups, topk_groups, E, k, top2)
-    scale = _real(scale, "scale", func)
+    scale = check_real(scale, "scale", func)
     cap = None
     mc = _int(min_capacity, "min_capacity", func, 0)
     if capacity_factor is not None:
-        cf = _real(capacity_factor, "capacity_factor", func)
+        cf = check_real(capacity_factor, "capacity_factor", func)
         if cf <= 0:
             raise ValueError(f"route: capacity_factor must be positive, got {capacity_factor!r}")
         cap = capacity(cf, mc, T, k, E)
@@ -674,8 +648,8 @@ def expert_choice(
     a, out = _as_logits(logits, func)
     T, E = a.shape
     C = _int(capacity, "capacity", func, 0, T)
-    sigmoid = _choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
-    nan_ignore = _choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
+    sigmoid = check_choice(scoring, "scoring", ("softmax", "sigmoid"), func) == "sigmoid"
+    nan_ignore = check_choice(nan, "nan", ("raise", "ignore"), func) == "ignore"
     if E == 0:  # no experts: nothing to score
         return ExpertChoice(
             np.empty((0, C), np.int64), np.empty((0, C), out), np.zeros(T, np.int32)

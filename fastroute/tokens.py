@@ -4,7 +4,6 @@ distributions, entropy-ranked tokens and their most related tokens."""
 from __future__ import annotations
 
 import itertools
-import operator
 from typing import Any, Literal
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from ._dtypes import HALF, real_array, to_float
 from ._execute import chunk_count, even_bounds, run, run_csr, run_jobs
 from ._sparse import CSR, as_csr, canonical_result, counting_sort_ok, is_sparse
-from ._validate import check_alloc
+from ._validate import check_alloc, check_int, check_real
 from .entropy import entropy
 from .kernels import counts as KC
 from .kernels import csr as K
@@ -32,15 +31,6 @@ def _sparse_module():
     return sp
 
 
-def _index(value: Any, name: str, func: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{func}: {name} must be an integer, got a bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{func}: {name} must be an integer, got {type(value).__name__}") from None
-
-
 def _as_matrix(x: Any, func: str) -> CSR:
     """Canonical CSR of a sparse matrix or a 2-D array."""
     if not is_sparse(x):
@@ -58,12 +48,6 @@ def sums_scaled(m: CSR, scale: np.ndarray) -> np.ndarray:
     out = np.empty(m.shape[0])
     run_csr(KC.row_sums, (m.indptr, m.data, scale, out), m.indptr, K.ROW_COST)
     return out
-
-
-def _check_number(v: Any, name: str, func: str, what: str = "") -> None:
-    # a real number (not bool), else TypeError
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{func}: {name} must be a number{what}, got {type(v).__name__}")
 
 
 def row_sums_and_scale(m: CSR) -> tuple[np.ndarray, np.ndarray]:
@@ -142,12 +126,8 @@ def cooccurrence(
             raise TypeError(f"{func}: tokens must be integers, got dtype {t.dtype}")
     if not t.dtype.isnative or t.dtype.itemsize > 8 or t.dtype == np.uint64:
         t = t.astype(np.int64)  # uint64 ids beyond int64 are out of range anyway
-    vocab = _index(vocab_size, "vocab_size", func)
-    if vocab < 0:
-        raise ValueError(f"{func}: vocab_size must be >= 0, got {vocab}")
-    w = _index(window, "window", func)
-    if w < 1:
-        raise ValueError(f"{func}: window must be >= 1, got {w}")
+    vocab = check_int(vocab_size, "vocab_size", func, 0)
+    w = check_int(window, "window", func, 1)
     try:
         out_dtype = np.dtype(dtype)
     except TypeError:  # 'bogus': NumPy's message would name neither argument nor choices
@@ -392,13 +372,13 @@ def related(
     func = "related"
     if measure not in MEASURES:
         raise ValueError(f"{func}: measure must be one of {sorted(MEASURES)}, got {measure!r}")
-    _check_number(min_count, "min_count", func)
+    check_real(min_count, "min_count", func, finite=False)
     if not min_count > 0:
         raise ValueError(f"{func}: min_count must be > 0, got {min_count!r}")
     if cds is not None:
         if measure not in ("pmi", "ppmi"):
             raise ValueError(f"{func}: cds applies to measure='pmi' or 'ppmi', not {measure!r}")
-        _check_number(cds, "cds", func, " in (0, 1]")
+        check_real(cds, "cds", func, finite=False, what=" in (0, 1]")
         if not 0 < cds <= 1:
             raise ValueError(f"{func}: cds must be in (0, 1] (0.75 is usual), got {cds!r}")
     m = _as_matrix(C, func)
@@ -414,9 +394,7 @@ def related(
     if r.size and (int(r.min()) < 0 or int(r.max()) >= nrows):
         bad = int(r[(r < 0) | (r >= nrows)][0])
         raise ValueError(f"{func}: row id {bad} is outside [0, {nrows})")
-    k = _index(k, "k", func)
-    if not 0 <= k <= ncols:
-        raise ValueError(f"{func}: k={k} is out of range; need 0 <= k <= {ncols} (columns)")
+    k = check_int(k, "k", func, 0, ncols, " (columns)")
     # the candidates of every requested row, ranked exactly, the top k kept
     longest = int(np.diff(m.indptr)[r].max()) if r.size else 0
     check_alloc(40 * longest + 16 * r.size * k, f"ranking {r.size} rows", func)

@@ -11,6 +11,7 @@ from ._execute import min_work, run
 from ._sparse import is_sparse, sparse_top_k
 from ._validate import (
     check_axis,
+    check_choice,
     check_k,
     rows_view,
 )
@@ -135,10 +136,8 @@ def top_k(
             kernel = _ROW_KERNELS[_strategy(x.dtype, x.shape[1], k)]
             kernel(x, k, mode == "largest", bool(sorted), values, indices, 0, x.shape[0])
         return TopK(values, indices)
-    if mode not in ("largest", "smallest"):
-        raise ValueError(f"top_k: mode must be 'largest' or 'smallest', got {mode!r}")
-    if format not in ("dense", "csr"):
-        raise ValueError(f"top_k: format must be 'dense' or 'csr', got {format!r}")
+    check_choice(mode, "mode", ("largest", "smallest"), "top_k")
+    check_choice(format, "format", ("dense", "csr"), "top_k")
     largest = mode == "largest"
     sort = bool(sorted)
     if type(x) is not np.ndarray and is_sparse(x):  # ndarray: skip the check

@@ -25,6 +25,7 @@ from reference_routing import (
 )
 
 import fastroute as fr
+from fastroute.kernels import BAD_NAN
 from fastroute import _execute
 from fastroute.kernels import route_1d
 
@@ -663,7 +664,7 @@ def test_route_1d_inside_njit_equals_route(dtype):
         np.testing.assert_array_equal(w, r.weights)
     bad = x.copy()
     bad[0, 3] = np.nan
-    assert _route_rows(bad, 3, False, True, np.empty(0), 0, 0, False, 1.0)[2][0] == 1
+    assert _route_rows(bad, 3, False, True, np.empty(0), 0, 0, False, 1.0)[2][0] == BAD_NAN
 
 
 def test_route_from_many_threads_at_once(restore_numba_threads):

@@ -52,6 +52,8 @@ gather_row(src, s, out, r)
 combine_row(x, pos, w, t, k, acc)
     token ``t``'s weighted sum of its rows ``x[pos[t * k + j]]`` into ``acc``:
     one token of ``fastroute.combine``
+OK, NEGATIVE, BAD_NAN, BAD_ALL_INF, BAD_POS_INF
+    the statuses the kernels return (``route_1d``, ``entropy_status_1d``)
 
 Example
 -------
@@ -74,8 +76,9 @@ from .moe import combine_row, gather_row
 from .route import route_1d
 from .select import top_k_1d
 from .slices import WORK_SIZE, entropy_1d, entropy_logits_1d
+from .status import BAD_ALL_INF, BAD_NAN, BAD_POS_INF, NEGATIVE, OK
 
 __all__ = [
     "top_k_1d", "entropy_1d", "entropy_logits_1d", "relative_entropy_1d", "WORK_SIZE", "route_1d",
-    "gather_row", "combine_row",
+    "gather_row", "combine_row", "OK", "NEGATIVE", "BAD_NAN", "BAD_ALL_INF", "BAD_POS_INF",
 ]  # fmt: skip

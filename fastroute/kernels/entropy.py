@@ -48,17 +48,13 @@ from .._dtypes import single_type, widen
 from .._jit import jit, uidx
 from ._math import BLOCK, EXP_ZERO_BELOW, exp_neg, exp_neg_lo, log1p_pos, log_normal
 from ._reduce import tree_sum
+from .status import EXACT, NEGATIVE, OK  # entropy_status_1d returns OK (0) or NEGATIVE (1)
 
 #: Length of the float64 scratch array the kernels need (``work`` argument):
 #: what the float32 kernel needs for one row (``entropy32.WORK32_ONE_ROW``)
 #: plus its two result slots.
 WORK_SIZE = 4 * BLOCK + 2
 
-#: Status codes returned by ``entropy_status_1d``.
-OK = 0
-NEGATIVE = 1
-#: internal: a row the one-pass kernels leave to the exact one (``exact_rows``)
-EXACT = 2
 
 _POS_INF_BITS = 0x7FF0000000000000
 _HUGE = 2.0**1000

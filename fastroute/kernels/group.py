@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit
-
-#: the routing status of a valid token (``kernels.route`` has the others)
-OK = 0
+from .status import OK
 
 # --- grouping by expert, with capacity admission ---------------------------------
 

@@ -52,13 +52,8 @@ from numba.extending import overload
 from .._dtypes import widen
 from .._jit import jit, uidx
 from ._math import exp_neg, exp_neg32, log1p_pos
-from .group import OK
 from .select import index_limit
-
-#: status of a routed token (OK = 0: valid, from .group)
-BAD_NAN = 1
-BAD_ALL_INF = 2
-BAD_POS_INF = 3
+from .status import BAD_ALL_INF, BAD_NAN, BAD_POS_INF, OK
 
 NAN_ = np.nan
 NINF = -np.inf
@@ -656,8 +651,9 @@ def route_1d(
     weights : 1-D float array of at least k elements, output (float32 output
         rounds once)
 
-    Returns the status: 0 routed, 1 NaN logit, 2 no eligible expert has a
-    logit above -inf, 3 ``+inf`` logit under softmax. NaN is never ignored
+    Returns the status (constants of ``fastroute.kernels``): ``OK`` (0)
+    routed, ``BAD_NAN`` a NaN logit, ``BAD_ALL_INF`` no eligible expert has
+    a logit above -inf, ``BAD_POS_INF`` a ``+inf`` logit under softmax. NaN is never ignored
     here. Semantics and bits are those of ``fastroute.route`` (the same
     phases, on a tile of one lane); scratch space is allocated per call.
     Arguments that break the rules above (``k``, the lengths of ``bias``,
