@@ -25,9 +25,8 @@ from reference_routing import (
 )
 
 import fastroute as fr
-from fastroute.kernels import BAD_NAN
 from fastroute import _execute
-from fastroute.kernels import route_1d
+from fastroute.kernels import BAD_NAN, route_1d
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
