@@ -12,8 +12,6 @@ from ops import OPS
 
 from fastroute._dtypes import is_torch, to_numpy
 
-torch = pytest.importorskip("torch")
-
 IDS = [op.name for op in OPS]
 HALVES = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 
@@ -61,6 +59,7 @@ def test_half_floats_are_their_float32_widening(op, half):
 @pytest.mark.parametrize("op", OPS, ids=IDS)
 def test_torch_tensors(op):
     """torch CPU tensors (requires_grad, bfloat16) give the NumPy bits."""
+    torch = pytest.importorskip("torch")  # optional: not among the test extras
     x = op.make(op.rows, np.float32)
     t = torch.from_numpy(x).requires_grad_()
     assert _bits(op.call(t)) == _bits(op.call(x))
