@@ -64,11 +64,9 @@ def widen(v):
     """A value as the kernels compute with it: a bfloat16/float16 record
     decoded exactly to float32, anything else unchanged (plain Python
     meaning, used with ``NUMBA_DISABLE_JIT``)."""
-    if isinstance(v, np.void):
-        name = v.dtype.names[0]
-        half = np.float16 if name == "f16" else None
-        bits = np.uint16(v[name])
-        if half is not None:
+    if isinstance(v, np.void):  # a half float record
+        bits = np.uint16(v[0])
+        if v.dtype == F16:
             return np.float32(bits.view(np.float16))
         return (np.uint32(bits) << np.uint32(16)).view(np.float32)
     return v
@@ -117,8 +115,7 @@ def _f16_value(h):
 def narrow(v, like):
     """The bits (``uint16``) of the float32 ``v`` rounded to nearest even in
     the half float type of the record array ``like`` (plain Python meaning)."""
-    half = np.float16 if like.dtype.names[0] == "f16" else None
-    if half is not None:
+    if like.dtype == F16:
         return np.float32(v).astype(np.float16).view(np.uint16)
     b = np.uint32(np.float32(v).view(np.uint32))
     return np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> 16)

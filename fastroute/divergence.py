@@ -56,7 +56,7 @@ def relative_entropy(
     Parameters
     ----------
     p, q : array_like or scipy.sparse matrix
-        Probabilities or non-negative counts (bool, integers, float16/32/64)
+        Probabilities or non-negative counts (bool, integers, float16/32/64, bfloat16)
         of the same length along ``axis``; ``q`` broadcasts against ``p``
         (a single background distribution ``q`` for every row of ``p``).
         ``p`` may be a 2-D SciPy sparse matrix (rows for ``axis=-1``/``1``,
@@ -76,7 +76,7 @@ def relative_entropy(
     -------
     numpy.ndarray
         The broadcast shape without ``axis``. float32 when both inputs are
-        float16/float32, float64 otherwise.
+        float16/bfloat16/float32, float64 otherwise.
 
     Notes
     -----
@@ -89,7 +89,7 @@ def relative_entropy(
     the raw entries by an error-free difference of products: for float64
     the error is within ``1e-12 * D + 2e-15`` also for nearly equal rows
     (``q = p (1 + 1e-8)``, ``D ~ 1e-17``), near-deterministic rows, and
-    counts from ``1e-300`` to ``1e300``. float16/float32 inputs (dense,
+    counts from ``1e-300`` to ``1e300``. float16/bfloat16/float32 inputs (dense,
     normalized) evaluate the logarithms and series in float32 and what
     decides the cancellation (the row sums, ``P / Q - 1``) in float64:
     within 2 float32 ulp (rows with entries beyond ``2**100`` or ratios
@@ -121,7 +121,7 @@ def relative_entropy(
         differ, a list is ragged, a sparse matrix is malformed, or the call
         would need more memory than the machine has.
     TypeError
-        Unsupported dtype (torch ``bfloat16`` included: pass ``p.float()``),
+        Unsupported dtype,
         a sparse ``q`` with a dense ``p``, or ``base`` not a number.
 
     Examples
@@ -245,7 +245,7 @@ def kl_from_logits(
     Parameters
     ----------
     z_p, z_q : array_like
-        Logits (float16/32/64, integers, bool) of the same length along
+        Logits (float16/32/64, bfloat16, integers, bool) of the same length along
         ``axis``; ``z_q`` broadcasts against ``z_p`` as in
         :func:`relative_entropy`.
     axis : int, default -1
@@ -261,7 +261,7 @@ def kl_from_logits(
     -------
     numpy.ndarray
         The broadcast shape without ``axis``; float32 when both inputs are
-        float16/float32, float64 otherwise.
+        float16/bfloat16/float32, float64 otherwise.
 
     Notes
     -----

@@ -40,7 +40,7 @@ def entropy(
     Parameters
     ----------
     p : array_like or scipy.sparse matrix
-        Probabilities or non-negative counts (bool, integers, float16/32/64),
+        Probabilities or non-negative counts (bool, integers, float16/32/64, bfloat16),
         ``ndim >= 1``, any layout; or a 2-D SciPy sparse matrix (rows for
         ``axis`` -1/1, columns for 0), whose implicit entries are zeros and
         whose duplicate entries are summed, as in ``p.toarray()``.
@@ -56,7 +56,7 @@ def entropy(
     Returns
     -------
     numpy.ndarray
-        Shape of ``p`` without ``axis``. float32 for float16/float32 input,
+        Shape of ``p`` without ``axis``. float32 for float16/bfloat16/float32 input,
         float64 otherwise; the sums are always accumulated in float64.
 
     Notes
@@ -67,7 +67,7 @@ def entropy(
     For float64 input the error is at most ``1e-12 * H + 2e-15`` also for
     near-deterministic slices such as ``[1e6, 1]``: the largest entry is
     handled through ``log1p`` and every summed term is non-negative.
-    float16/float32 input is within 4 float32 ulp of the exact entropy (in
+    float16/bfloat16/float32 input is within 4 float32 ulp of the exact entropy (in
     practice correctly rounded): the logs are float32, the sums float64, and
     a row whose error bound does not prove the 4 ulp is recomputed exactly.
     The bits of a slice's result do not depend on the thread count, on the
@@ -131,7 +131,7 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     Parameters
     ----------
     z : array_like or scipy.sparse matrix
-        Logits (float16/32/64, integers, bool), ``ndim >= 1``, any layout; or
+        Logits (float16/32/64, bfloat16, integers, bool), ``ndim >= 1``, any layout; or
         a 2-D SciPy sparse matrix, whose implicit entries are logits equal to
         0, as in ``z.toarray()``.
     axis : int, default -1
@@ -141,7 +141,7 @@ def entropy_from_logits(z: Any, /, *, axis: int = -1, base: float | None = None)
     Returns
     -------
     numpy.ndarray
-        Shape of ``z`` without ``axis``; float32 for float16/float32 input,
+        Shape of ``z`` without ``axis``; float32 for float16/bfloat16/float32 input,
         float64 otherwise.
 
     Notes

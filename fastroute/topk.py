@@ -49,7 +49,7 @@ def top_k(
     x : array_like or scipy.sparse matrix
         Anything ``np.asarray`` accepts (NumPy arrays of any layout, CPU
         tensors without a copy), ``ndim >= 1``. Dtypes: bool, signed and
-        unsigned integers, float16, float32, float64. Or a 2-D SciPy sparse
+        unsigned integers, float16, bfloat16, float32, float64. Or a 2-D SciPy sparse
         array/matrix (see *Sparse input*).
     k : int
         Number of entries to keep, ``0 <= k <= x.shape[axis]``.
