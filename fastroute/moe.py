@@ -135,7 +135,7 @@ def _out(out: Any, shape: tuple[int, int], kind: str, inputs: tuple, func: str):
     # a caller's array written in place: the right shape and kind, C order,
     # sharing no memory with any input
     if is_torch(out):
-        if out.device.type != "cpu" or not out.is_contiguous() or out.is_sparse:
+        if str(out.layout) != "torch.strided" or out.device.type != "cpu" or not out.is_contiguous():
             raise ValueError(f"{func}: out must be a dense, contiguous CPU tensor")
         if out.requires_grad:
             raise ValueError(

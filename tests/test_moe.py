@@ -383,8 +383,9 @@ def test_torch_tensors_that_are_not_plain_cpu_arrays():
         fr.dispatch(torch.empty(4, 5, device="meta"), r)
     with pytest.raises(ValueError, match="dispatch: out requires grad"):
         fr.dispatch(h, r, out=torch.zeros(8, 5, requires_grad=True))
-    with pytest.raises(ValueError, match="combine: out must be a dense, contiguous CPU tensor"):
-        fr.combine(y, r, out=torch.zeros(4, 5).to_sparse())
+    for sparse in (torch.zeros(4, 5).to_sparse(), torch.zeros(4, 5).to_sparse_csr()):
+        with pytest.raises(ValueError, match="combine: out must be a dense, contiguous CPU tensor"):
+            fr.combine(y, r, out=sparse)
     # inputs that need grad are read (not differentiated), as the other functions do
     wg = torch.tensor(r.weights, requires_grad=True)
     assert torch.equal(fr.combine(y, r._replace(weights=wg)), want)
