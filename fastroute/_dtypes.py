@@ -193,12 +193,12 @@ def to_numpy(x: Any, name: str, func: str) -> np.ndarray:
 def kernel_view(a: np.ndarray) -> np.ndarray:
     """``a`` as the kernels read it: float16 and ``ml_dtypes.bfloat16`` as
     their record views (no copy), native byte order, everything else as is."""
-    if a.dtype in _SUPPORTED or a.dtype in HALF:
-        return a
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
-        if a.dtype in _SUPPORTED:
-            return a
+    if a.dtype == np.float16:
+        return a.view(F16)
+    if a.dtype in _SUPPORTED or a.dtype in HALF:
+        return a
     if a.dtype.name == "bfloat16":  # ml_dtypes
         return a.view(BF16)
     return a
@@ -222,10 +222,7 @@ def _as_array(x: Any, name: str, func: str) -> np.ndarray:
                 f"{func}: cannot convert {name} ({type(x).__name__}) to an array ({exc}); "
                 "pass a NumPy array or a CPU tensor"
             ) from None
-    a = kernel_view(a)
-    if a.dtype == np.float16:
-        a = a.view(F16)
-    return a
+    return kernel_view(a)
 
 
 def real_array(x: Any, func: str, name: str = "input") -> np.ndarray:
